@@ -1,0 +1,66 @@
+#include "bindings/arrays.h"
+
+namespace rb {
+
+py::array require_ndarray(py::handle obj, const char* op, const char* name) {
+  if (!py::isinstance<py::array>(obj)) {
+    throw py::type_error(cat(op, ": ", name, " must be a numpy.ndarray, got ",
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__")))));
+  }
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+std::vector<int64_t> shape_of(const py::array& a) {
+  std::vector<int64_t> shape(a.ndim());
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) shape[i] = a.shape(i);
+  return shape;
+}
+
+std::vector<int64_t> element_strides(const py::array& a, const char* op, const char* name) {
+  std::vector<int64_t> strides(a.ndim());
+  const int64_t item = a.itemsize();
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (a.strides(i) % item != 0)
+      value_error(op, ": ", name, " of shape ", shape_str(shape_of(a)), " has a stride of ", a.strides(i),
+                  " bytes, not a multiple of its item size ", item);
+    strides[i] = a.strides(i) / item;
+  }
+  return strides;
+}
+
+std::string dtype_name(const py::array& a) { return std::string(py::str(a.dtype())); }
+
+// [lowest, highest] byte addresses an array can touch.
+static void byte_extent(const py::array& a, uintptr_t* lo, uintptr_t* hi) {
+  uintptr_t base = reinterpret_cast<uintptr_t>(a.data());
+  *lo = *hi = base;
+  if (a.size() == 0) return;
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    const intptr_t span = intptr_t(a.shape(i) - 1) * a.strides(i);
+    if (span < 0) *lo += span; else *hi += span;
+  }
+  *hi += a.itemsize() - 1;
+}
+
+bool may_overlap(const py::array& a, const py::array& b) {
+  if (a.size() == 0 || b.size() == 0) return false;
+  uintptr_t alo, ahi, blo, bhi;
+  byte_extent(a, &alo, &ahi);
+  byte_extent(b, &blo, &bhi);
+  return alo <= bhi && blo <= ahi;
+}
+
+void check_out(const py::array& out, const py::dtype& dtype, const std::vector<int64_t>& shape,
+               const std::vector<const py::array*>& inputs, const char* op) {
+  if (!out.dtype().equal(dtype))
+    throw py::type_error(cat(op, ": out has dtype ", dtype_name(out), ", expected ", std::string(py::str(dtype))));
+  if (shape_of(out) != shape)
+    value_error(op, ": out has shape ", shape_str(shape_of(out)), ", expected ", shape_str(shape));
+  if (!out.writeable()) value_error(op, ": out of shape ", shape_str(shape), " is read-only");
+  for (const py::array* input : inputs)
+    if (may_overlap(out, *input))
+      value_error(op, ": out of shape ", shape_str(shape), " overlaps an input of shape ",
+                  shape_str(shape_of(*input)), "; pass a separate array");
+}
+
+}  // namespace rb

@@ -1,0 +1,39 @@
+// Checks that turn NumPy arguments into raw views for the kernels.
+// Every failure raises TypeError or ValueError naming the op, the argument and its shape.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/check.h"
+
+namespace rb {
+namespace py = pybind11;
+
+// `obj` must be a numpy.ndarray (anything else is a TypeError; no silent conversion).
+py::array require_ndarray(py::handle obj, const char* op, const char* name);
+
+std::vector<int64_t> shape_of(const py::array& a);
+
+// Strides in elements; a stride that is not a whole number of elements is a ValueError.
+std::vector<int64_t> element_strides(const py::array& a, const char* op, const char* name);
+
+// "float32" / "float64" / other dtype names, for messages.
+std::string dtype_name(const py::array& a);
+
+template <typename T>
+bool has_dtype(const py::array& a) {
+  return py::dtype::of<T>().is(a.dtype()) || a.dtype().equal(py::dtype::of<T>());
+}
+
+// True when the byte ranges spanned by the two arrays intersect.
+bool may_overlap(const py::array& a, const py::array& b);
+
+// `out` must be writeable, of the given dtype and shape, and must not alias any input.
+void check_out(const py::array& out, const py::dtype& dtype, const std::vector<int64_t>& shape,
+               const std::vector<const py::array*>& inputs, const char* op);
+
+}  // namespace rb

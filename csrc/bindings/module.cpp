@@ -1,0 +1,28 @@
+// rosenblatt._C: the CPU kernels. Each kernel family registers its own functions.
+#include <pybind11/pybind11.h>
+
+#include "common/parallel.h"
+#include "dispatch/dispatch.h"
+
+namespace py = pybind11;
+
+namespace rb {
+void bind_gemm(py::module_& m);
+}  // namespace rb
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "rosenblatt CPU kernels (AVX2/FMA with scalar references)";
+
+  m.def("get_num_threads", &rb::get_num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));
+    rb::set_num_threads(n);
+  });
+  m.def("cpu_supports_avx2", &rb::cpu_supports_avx2);
+  m.def("isa", [] { return std::string(rb::isa_name(rb::active_isa())); });
+  m.def("set_isa", &rb::set_isa, py::arg("name"));
+  m.def("last_impl", &rb::last_impl, py::arg("op"), "Name of the implementation the op last ran.");
+  m.attr("compiler") = ROSENBLATT_COMPILER;
+
+  rb::bind_gemm(m);
+}

@@ -1,0 +1,60 @@
+#include "dispatch/dispatch.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "common/check.h"
+
+namespace rb {
+
+bool cpu_supports_avx2() {
+  static const bool supported = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return supported;
+}
+
+static Isa initial_isa() {
+  const char* env = std::getenv("ROSENBLATT_ISA");
+  if (env && std::string(env) == "scalar") return Isa::scalar;
+  return cpu_supports_avx2() ? Isa::avx2 : Isa::scalar;
+}
+
+static std::atomic<Isa>& isa_slot() {
+  static std::atomic<Isa> slot{initial_isa()};
+  return slot;
+}
+
+Isa active_isa() { return isa_slot().load(std::memory_order_relaxed); }
+
+void set_isa(const std::string& name) {
+  if (name == "scalar") {
+    isa_slot() = Isa::scalar;
+  } else if (name == "avx2") {
+    if (!cpu_supports_avx2()) value_error("set_isa: this CPU has no AVX2/FMA");
+    isa_slot() = Isa::avx2;
+  } else {
+    value_error("set_isa: unknown ISA '", name, "' (expected 'avx2' or 'scalar')");
+  }
+}
+
+const char* isa_name(Isa isa) { return isa == Isa::avx2 ? "avx2" : "scalar"; }
+
+static std::mutex impl_mutex;
+static std::map<std::string, std::string> impl_by_op;
+
+void record_impl(const char* op, const char* impl) {
+  std::lock_guard<std::mutex> lock(impl_mutex);
+  impl_by_op[op] = impl;
+}
+
+std::string last_impl(const std::string& op) {
+  std::lock_guard<std::mutex> lock(impl_mutex);
+  auto it = impl_by_op.find(op);
+  return it == impl_by_op.end() ? std::string() : it->second;
+}
+
+}  // namespace rb

@@ -1,0 +1,364 @@
+// Float32 GEMM for AVX2 + FMA (Haswell and later, Zen): the Goto/BLIS scheme.
+//
+//   for jc in N by NC:          B block  (KC x NC) packed into 16-wide panels, shared (L3)
+//     for pc in K by KC:
+//       for ic in M by MC:      A block  (MC x KC) packed into 6-high panels, per thread (L2)
+//         for jr, ir:           6x16 micro-kernel, 12 YMM accumulators (L1 holds one B panel)
+//
+// Threads split the C block as a tm x tn grid of row ranges x panel ranges. Edge tiles
+// (M % 6, N % 16) are zero-padded in the packed panels and written through a masked store,
+// so no size has to divide the tile. Small or skinny products skip packing.
+//
+// This file is the only one compiled with -mavx2 -mfma for GEMM; it uses no standard
+// library templates, so nothing here can be shared with (and leak AVX2 into) baseline code.
+#include <immintrin.h>
+#include <omp.h>
+
+#include "common/parallel.h"
+#include "common/scratch.h"
+#include "gemm/gemm.h"
+
+namespace rb {
+namespace {
+
+constexpr int64_t MR = 6;
+constexpr int64_t NR = 16;
+constexpr int64_t MC = 144;   // MR multiple: A block 144 x 256 floats = 144 KiB, fits L2 (512 KiB)
+constexpr int64_t KC = 256;   // one B micro-panel 256 x 16 floats = 16 KiB, half of L1D
+constexpr int64_t NC = 4080;  // NR multiple: B block 256 x 4080 floats = 4 MiB, fits L3
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// In-register transpose of an 8x8 block: r[i] lane j  ->  r[j] lane i.
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// ---- packing -------------------------------------------------------------------------
+
+// A panel: rows [0, mr) x columns [0, kc) of `a` -> dst[p * MR + i], zero rows past mr.
+void pack_a_panel(int64_t mr, int64_t kc, const float* a, int64_t rs, int64_t cs, float* dst) {
+  int64_t p = 0;
+  if (mr == MR && cs == 1) {
+    // Rows are contiguous along k: transpose 8-wide chunks (rows 6 and 7 are padding).
+    const __m256i keep6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    for (; p + 8 <= kc; p += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(a + i * rs + p);
+      r[6] = r[7] = _mm256_setzero_ps();
+      transpose8(r);
+      for (int k = 0; k < 8; ++k) _mm256_maskstore_ps(dst + (p + k) * MR, keep6, r[k]);
+    }
+  } else if (mr == MR && rs == 1) {
+    for (; p < kc; ++p)
+      for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = a[p * cs + i];
+  }
+  for (; p < kc; ++p) {
+    int64_t i = 0;
+    for (; i < mr; ++i) dst[p * MR + i] = a[i * rs + p * cs];
+    for (; i < MR; ++i) dst[p * MR + i] = 0.0f;
+  }
+}
+
+// B panel: rows [0, kc) x columns [0, nr) of `b` -> dst[p * NR + j], zero columns past nr.
+void pack_b_panel(int64_t nr, int64_t kc, const float* b, int64_t rs, int64_t cs, float* dst) {
+  int64_t p = 0;
+  if (nr == NR && cs == 1) {
+    for (; p < kc; ++p) {
+      _mm256_store_ps(dst + p * NR, _mm256_loadu_ps(b + p * rs));
+      _mm256_store_ps(dst + p * NR + 8, _mm256_loadu_ps(b + p * rs + 8));
+    }
+  } else if (nr == NR && rs == 1) {
+    // Columns are contiguous along k (B is a transposed row-major matrix): 8x8 transposes.
+    for (; p + 8 <= kc; p += 8) {
+      for (int half = 0; half < 2; ++half) {
+        __m256 r[8];
+        for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(b + (half * 8 + j) * cs + p);
+        transpose8(r);
+        for (int k = 0; k < 8; ++k) _mm256_store_ps(dst + (p + k) * NR + half * 8, r[k]);
+      }
+    }
+  }
+  for (; p < kc; ++p) {
+    int64_t j = 0;
+    for (; j < nr; ++j) dst[p * NR + j] = b[p * rs + j * cs];
+    for (; j < NR; ++j) dst[p * NR + j] = 0.0f;
+  }
+}
+
+// ---- micro-kernel ---------------------------------------------------------------------
+
+// C[0:mr, 0:nr] = alpha * (packed A panel . packed B panel) + beta * C.
+// Full tiles with unit column stride store straight from registers; edge tiles go
+// through a small buffer so only the valid mr x nr part of C is touched.
+void kernel_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, int64_t csc, float alpha,
+                 float beta, int64_t mr, int64_t nr) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = _mm256_load_ps(b + 8);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
+    __m256 ai = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(ai, b0, c00);
+    c01 = _mm256_fmadd_ps(ai, b1, c01);
+    ai = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(ai, b0, c10);
+    c11 = _mm256_fmadd_ps(ai, b1, c11);
+    ai = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(ai, b0, c20);
+    c21 = _mm256_fmadd_ps(ai, b1, c21);
+    ai = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(ai, b0, c30);
+    c31 = _mm256_fmadd_ps(ai, b1, c31);
+    ai = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(ai, b0, c40);
+    c41 = _mm256_fmadd_ps(ai, b1, c41);
+    ai = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(ai, b0, c50);
+    c51 = _mm256_fmadd_ps(ai, b1, c51);
+    a += MR;
+    b += NR;
+  }
+
+  const __m256 va = _mm256_set1_ps(alpha);
+  __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  if (mr == MR && nr == NR && csc == 1) {
+    if (beta == 0.0f) {
+      for (int i = 0; i < 6; ++i) {
+        _mm256_storeu_ps(c + i * rsc, _mm256_mul_ps(va, acc[2 * i]));
+        _mm256_storeu_ps(c + i * rsc + 8, _mm256_mul_ps(va, acc[2 * i + 1]));
+      }
+    } else {
+      const __m256 vb = _mm256_set1_ps(beta);
+      for (int i = 0; i < 6; ++i) {
+        float* ci = c + i * rsc;
+        _mm256_storeu_ps(ci, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), _mm256_mul_ps(va, acc[2 * i])));
+        _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), _mm256_mul_ps(va, acc[2 * i + 1])));
+      }
+    }
+    return;
+  }
+  alignas(32) float tile[MR * NR];
+  for (int i = 0; i < 6; ++i) {
+    _mm256_store_ps(tile + i * NR, _mm256_mul_ps(va, acc[2 * i]));
+    _mm256_store_ps(tile + i * NR + 8, _mm256_mul_ps(va, acc[2 * i + 1]));
+  }
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j) {
+      float* cij = c + i * rsc + j * csc;
+      *cij = beta == 0.0f ? tile[i * NR + j] : tile[i * NR + j] + beta * *cij;
+    }
+}
+
+// ---- packed driver --------------------------------------------------------------------
+
+// Split `units` into `parts` near-equal contiguous ranges; range `k` is [begin, end).
+inline void split_range(int64_t units, int64_t parts, int64_t k, int64_t* begin, int64_t* end) {
+  *begin = units * k / parts;
+  *end = units * (k + 1) / parts;
+}
+
+void sgemm_packed(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+                  float beta, MatView<float> C, int nthreads) {
+  const int64_t nc_max = min64(N, NC);
+  // Thread grid tm x tn: of the splits that give every thread work, take the one whose
+  // per-thread block has the smallest half-perimeter (least packing per flop).
+  if (M * N * K < 65536) nthreads = 1;
+  int64_t tm = 1, tn = 1;
+  double best_cost = -1.0;
+  for (int64_t t = 1; t <= nthreads; ++t) {
+    if (nthreads % t) continue;
+    const int64_t cand_m = t, cand_n = nthreads / t;
+    if (cand_m > ceil_div(M, MR) || cand_n > ceil_div(nc_max, NR)) continue;
+    const double cost = double(M) / cand_m + double(nc_max) / cand_n;
+    if (best_cost < 0 || cost < best_cost) best_cost = cost, tm = cand_m, tn = cand_n;
+  }
+  const int team = int(tm * tn);
+  float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * ceil_div(nc_max, NR) * NR));
+
+#pragma omp parallel num_threads(team)
+  {
+    const int tid = omp_get_thread_num();
+    const int64_t my_m = tid / tn, my_n = tid % tn;
+    float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
+
+    for (int64_t jc = 0; jc < N; jc += NC) {
+      const int64_t nc = min64(NC, N - jc);
+      const int64_t panels = ceil_div(nc, NR);
+      int64_t panel_begin, panel_end, row_unit_begin, row_unit_end;
+      split_range(panels, tn, my_n, &panel_begin, &panel_end);
+      split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
+
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = min64(KC, K - pc);
+        const float beta_here = pc == 0 ? beta : 1.0f;
+
+        // All threads pack the shared B block, panel by panel.
+#pragma omp for schedule(static)
+        for (int64_t jp = 0; jp < panels; ++jp) {
+          const int64_t j = jc + jp * NR;
+          pack_b_panel(min64(NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, packed_b + jp * KC * NR);
+        }
+        // (implicit barrier: B is complete)
+
+        for (int64_t ic = row_unit_begin * MR; ic < min64(M, row_unit_end * MR); ic += MC) {
+          const int64_t mc = min64(min64(MC, M - ic), row_unit_end * MR - ic);
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs,
+                         packed_a + ir * kc);
+          for (int64_t jp = panel_begin; jp < panel_end; ++jp) {
+            const int64_t j = jc + jp * NR;
+            const int64_t nr = min64(NR, N - j);
+            for (int64_t ir = 0; ir < mc; ir += MR) {
+              kernel_6x16(kc, packed_a + ir * kc, packed_b + jp * KC * NR, C.data + (ic + ir) * C.rs + j * C.cs,
+                          C.rs, C.cs, alpha, beta_here, min64(MR, mc - ir), nr);
+            }
+          }
+        }
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+// ---- direct paths for skinny products ---------------------------------------------------
+
+// M is tiny and B has unit column stride: each row of C is a sum of scaled rows of B,
+// streamed once; threads split the columns. No packing at all.
+void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+                    float beta, MatView<float> C, int nthreads) {
+  constexpr int64_t W = 32;  // columns per chunk: 4 accumulators
+  const int64_t chunks = ceil_div(N, W);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (chunks > 1 && M * N * K > 65536)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t j0 = chunk * W;
+    const int64_t w = min64(W, N - j0);
+    for (int64_t i = 0; i < M; ++i) {
+      alignas(32) float acc[W] = {0};
+      if (w == W) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+               s3 = _mm256_setzero_ps();
+        for (int64_t p = 0; p < K; ++p) {
+          const __m256 a = _mm256_set1_ps(A.data[i * A.rs + p * A.cs]);
+          const float* b = B.data + p * B.rs + j0;
+          s0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), s0);
+          s1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), s1);
+          s2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), s2);
+          s3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), s3);
+        }
+        _mm256_store_ps(acc, s0);
+        _mm256_store_ps(acc + 8, s1);
+        _mm256_store_ps(acc + 16, s2);
+        _mm256_store_ps(acc + 24, s3);
+      } else {
+        for (int64_t p = 0; p < K; ++p) {
+          const float a = A.data[i * A.rs + p * A.cs];
+          const float* b = B.data + p * B.rs + j0;
+          for (int64_t j = 0; j < w; ++j) acc[j] += a * b[j];
+        }
+      }
+      float* c = C.data + i * C.rs + j0 * C.cs;
+      for (int64_t j = 0; j < w; ++j)
+        c[j * C.cs] = beta == 0.0f ? alpha * acc[j] : alpha * acc[j] + beta * c[j * C.cs];
+    }
+  }
+}
+
+// Dot product of two contiguous float vectors, 4 accumulators.
+float dot_contiguous(const float* x, const float* y, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + 32 <= n; p += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 8), _mm256_loadu_ps(y + p + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 16), _mm256_loadu_ps(y + p + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 24), _mm256_loadu_ps(y + p + 24), s3);
+  }
+  for (; p + 8 <= n; p += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p), s0);
+  __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  float total = _mm_cvtss_f32(h);
+  for (; p < n; ++p) total += x[p] * y[p];
+  return total;
+}
+
+// N is tiny and A has unit column stride: C[i, j] = dot(A[i, :], B[:, j]), with each
+// column of B copied to a contiguous buffer first (matrix-vector products).
+void sgemm_few_cols(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+                    float beta, MatView<float> C, int nthreads) {
+  float* columns = thread_scratch_of<float>(ScratchSlot::gemm_misc, size_t(N * K));
+  for (int64_t j = 0; j < N; ++j)
+    for (int64_t p = 0; p < K; ++p) columns[j * K + p] = B.data[p * B.rs + j * B.cs];
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (M * N * K > 65536)
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      const float v = alpha * dot_contiguous(A.data + i * A.rs, columns + j * K, K);
+      float* cij = C.data + i * C.rs + j * C.cs;
+      *cij = beta == 0.0f ? v : v + beta * *cij;
+    }
+  }
+}
+
+void scale_c(int64_t M, int64_t N, float beta, MatView<float> C) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float* cij = C.data + i * C.rs + j * C.cs;
+      *cij = beta == 0.0f ? 0.0f : beta * *cij;
+    }
+}
+
+// Padded work of the 6x16 tiling: M, N rounded up to the tile.
+inline int64_t padded_work(int64_t M, int64_t N) { return ceil_div(M, MR) * MR * ceil_div(N, NR) * NR; }
+
+}  // namespace
+
+const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A,
+                       MatView<const float> B, float beta, MatView<float> C) {
+  if (M == 0 || N == 0) return "avx2_empty";
+  if (K == 0) {
+    scale_c(M, N, beta, C);
+    return "avx2_k0";
+  }
+  const int nthreads = available_threads();
+  if (M <= 4 && B.cs == 1) {
+    sgemm_few_rows(M, N, K, alpha, A, B, beta, C, nthreads);
+    return "avx2_direct_rows";
+  }
+  if (N <= 4 && A.cs == 1) {
+    sgemm_few_cols(M, N, K, alpha, A, B, beta, C, nthreads);
+    return "avx2_direct_cols";
+  }
+  // C^T = B^T A^T: compute in whichever orientation wastes less of the 6x16 tile.
+  if (padded_work(N, M) < padded_work(M, N)) {
+    sgemm_packed(N, M, K, alpha, MatView<const float>{B.data, B.cs, B.rs}, MatView<const float>{A.data, A.cs, A.rs},
+                 beta, MatView<float>{C.data, C.cs, C.rs}, nthreads);
+    return "avx2_packed_6x16_transposed";
+  }
+  sgemm_packed(M, N, K, alpha, A, B, beta, C, nthreads);
+  return "avx2_packed_6x16";
+}
+
+}  // namespace rb

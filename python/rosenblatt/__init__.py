@@ -1,0 +1,33 @@
+"""rosenblatt: a small deep-learning engine with hand-written AVX2 and CUDA kernels."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import _C
+from .tensor import (Tensor, bool_, enable_grad, float32, float64, int32, int64, is_grad_enabled, no_grad,
+                     set_grad_enabled, tensor)
+from . import ops  # noqa: F401  (installs the Tensor operators)
+from . import cuda, kernels, nn
+from .random import manual_seed
+
+
+def get_num_threads() -> int:
+    return _C.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Threads every kernel may use (OpenMP); the default is the number of cores."""
+    _C.set_num_threads(int(n))
+
+
+def build_info() -> dict:
+    """What was built and what is in use: version, ISA path, threads, CUDA, compiler."""
+    return {
+        "version": __version__,
+        "isa": _C.isa(),
+        "cpu_supports_avx2": _C.cpu_supports_avx2(),
+        "threads": _C.get_num_threads(),
+        "cuda_compiled": cuda.is_compiled(),
+        "cuda_available": cuda.is_available(),
+        "compiler": _C.compiler,
+    }

@@ -1,0 +1,2 @@
+"""_conv_functional."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""_rnn_functional."""
+__all__ = []

@@ -1,0 +1,1 @@
+"""Parameter initialisers, as torch.nn.init."""

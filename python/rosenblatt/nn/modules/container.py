@@ -1,0 +1,2 @@
+"""container layers."""
+__all__ = []

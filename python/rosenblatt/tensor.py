@@ -1,0 +1,276 @@
+"""Tensor and reverse-mode autograd.
+
+A Tensor wraps a NumPy array (CPU storage). An op that produces a Tensor from
+Tensors that require grad records its parents and a backward closure
+
+    backward(grad_out: np.ndarray) -> tuple of np.ndarray | None, one per parent
+
+and `Tensor.backward` walks the recorded graph in reverse topological order,
+summing the gradients that reach each node, and accumulating (+=) into the
+`.grad` of leaves. Ops live in `rosenblatt.ops`; this file holds only the engine.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+int32 = np.dtype(np.int32)
+bool_ = np.dtype(np.bool_)
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+def set_grad_enabled(mode: bool) -> None:
+    _state.grad_enabled = bool(mode)
+
+
+@contextlib.contextmanager
+def _grad_mode(mode: bool):
+    previous = is_grad_enabled()
+    set_grad_enabled(mode)
+    try:
+        yield
+    finally:
+        set_grad_enabled(previous)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) that stops graph recording, as torch.no_grad."""
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        set_grad_enabled(False)
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._previous)
+        return False
+
+
+class enable_grad(contextlib.ContextDecorator):
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        set_grad_enabled(True)
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._previous)
+        return False
+
+
+def _graph_freed(_grad):
+    raise RuntimeError(
+        "backward: trying to backward through the graph a second time; "
+        "pass retain_graph=True to the first backward() call"
+    )
+
+
+def _to_dtype(dtype):
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype in ("float", "double", "long", "int", "bool"):
+        dtype = {"float": "float32", "double": "float64", "long": "int64", "int": "int32", "bool": "bool"}[dtype]
+    return np.dtype(dtype)
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    """Convert data to a NumPy array with torch's default dtypes (float32 for Python floats)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    dtype = _to_dtype(dtype)
+    if isinstance(data, np.ndarray):
+        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    if isinstance(data, np.generic):
+        return np.asarray(data, dtype=dtype)
+    array = np.asarray(data)
+    if dtype is not None:
+        return array.astype(dtype, copy=False)
+    if array.dtype == np.float64:  # Python floats: torch's default float32
+        return array.astype(np.float32)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    return array
+
+
+class Tensor:
+    """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU."""
+
+    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "__weakref__")
+    __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, _parents=(), _backward=None, _op: str = ""):
+        self.data = _as_array(data, dtype)
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(f"Tensor: only floating point tensors can require grad, got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad: Tensor | None = None
+        self._parents = _parents
+        self._backward = _backward
+        self._op = _op
+
+    # ---- basic properties --------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def size(self, dim=None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors can be converted, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def detach(self) -> "Tensor":
+        return Tensor(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(f"requires_grad_: only floating point tensors can require grad, got {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = "" if self.dtype == float32 else f", dtype={self.dtype}"
+        if self.requires_grad:
+            extra += f", grad_fn=<{self._op}>" if self._op else ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    # ---- autograd engine ---------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
+        if not self.requires_grad:
+            raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, got shape {self.shape}")
+            seed = np.ones_like(self.data)
+        else:
+            seed = _as_array(gradient, self.dtype)
+            if seed.shape != self.shape:
+                raise ValueError(f"backward: gradient has shape {seed.shape}, expected {self.shape}")
+
+        order = self._topological_order()
+        grads = {id(self): seed}
+        for node in order:  # outputs first
+            grad = grads.pop(id(node), None)
+            if grad is None:
+                continue
+            if node._backward is None:  # a leaf: accumulate, like torch
+                grad = np.asarray(grad, dtype=node.dtype)
+                if grad.shape != node.shape:
+                    grad = np.broadcast_to(grad, node.shape)
+                node.grad = Tensor(np.array(grad)) if node.grad is None else Tensor(node.grad.data + grad)
+                continue
+            parent_grads = node._backward(grad)
+            for parent, parent_grad in zip(node._parents, parent_grads):
+                if parent_grad is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+            if not retain_graph:
+                node._backward = _graph_freed
+                node._parents = ()
+
+    def _topological_order(self) -> list:
+        """Nodes that require grad, each after every node that consumes it (iterative DFS)."""
+        order, visited = [], set()
+        stack = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            for parent in node._parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+        order.reverse()
+        return order
+
+
+def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
+    """Create a Tensor from data (copied), as torch.tensor."""
+    if device not in (None, "cpu"):
+        raise RuntimeError(f"tensor: device {device!r} is not available in this build (only 'cpu')")
+    array = _as_array(data, dtype)
+    if isinstance(data, (np.ndarray, Tensor)) and array is (data.data if isinstance(data, Tensor) else data):
+        array = array.copy()
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def result(data: np.ndarray, parents: tuple, backward, op: str) -> Tensor:
+    """Wrap an op's output, recording the graph edge only when grad mode is on and a parent needs grad."""
+    if is_grad_enabled() and any(p.requires_grad for p in parents):
+        return Tensor(data, requires_grad=True, _parents=parents, _backward=backward, _op=op)
+    return Tensor(data)
+
+
+def as_tensor(value, like: Tensor | None = None) -> Tensor:
+    """Tensors pass through; arrays and Python numbers become constant Tensors
+    (Python scalars take the dtype of `like`, as in torch)."""
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and isinstance(value, (int, float, bool)) and not isinstance(value, np.ndarray):
+        dtype = like.dtype if like.dtype.kind == "f" or isinstance(value, (int, bool)) else float32
+        return Tensor(np.asarray(value, dtype=dtype))
+    return Tensor(value)
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a broadcast gradient back down to `shape` (NumPy broadcasting rules)."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)

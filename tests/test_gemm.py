@@ -1,0 +1,169 @@
+"""GEMM kernel against a NumPy float64 reference, on both kernel paths."""
+import numpy as np
+import pytest
+
+from rosenblatt import kernels
+from conftest import assert_close
+
+SHAPES = [  # (M, N, K): ones, primes, non-multiples of the 6x16 tile, skinny and flat
+    (1, 1, 1), (1, 17, 5), (17, 1, 5), (2, 3, 1), (6, 16, 8), (7, 17, 9), (13, 31, 37),
+    (4, 300, 70), (300, 4, 70), (97, 101, 103), (257, 263, 1), (1, 500, 300), (500, 1, 300),
+    (150, 40, 600), (64, 3, 2000), (3, 64, 2000), (290, 290, 290),
+]
+
+
+def reference(a, b, trans_a, trans_b, alpha=1.0, beta=0.0, c=None):
+    a = a.astype(np.float64).T if trans_a else a.astype(np.float64)
+    b = b.astype(np.float64).T if trans_b else b.astype(np.float64)
+    out = alpha * (a @ b)
+    if c is not None and beta != 0:
+        out = out + beta * c.astype(np.float64)
+    return out
+
+
+def operands(rng, M, N, K, trans_a, trans_b, dtype):
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(dtype)
+    return a, b
+
+
+def tolerance(dtype, K):
+    # float32 rounding grows like sqrt(K) for random data; relative to |ref| + sqrt(K)
+    return (1e-4 * np.sqrt(K), 1e-4) if dtype == np.float32 else (1e-10 * np.sqrt(K), 1e-10)
+
+
+@pytest.mark.parametrize("M,N,K", SHAPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_matches_float64(isa, rng, M, N, K, trans_a, trans_b):
+    for dtype in (np.float32, np.float64):
+        a, b = operands(rng, M, N, K, trans_a, trans_b, dtype)
+        out = kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+        atol, rtol = tolerance(dtype, K)
+        assert out.dtype == dtype and out.shape == (M, N)
+        assert_close(out, reference(a, b, trans_a, trans_b), atol, rtol, f"gemm {M}x{N}x{K} {dtype.__name__}")
+
+
+@pytest.mark.parametrize("M,N,K", [(5, 7, 3), (37, 45, 300), (130, 70, 520)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -2.0), (2.0, 0.0), (-1.0, 0.25)])
+def test_gemm_alpha_beta_out(isa, rng, M, N, K, alpha, beta):
+    a, b = operands(rng, M, N, K, False, False, np.float32)
+    c = rng.standard_normal((M, N)).astype(np.float32)
+    expected = reference(a, b, False, False, alpha, beta, c)
+    returned = kernels.gemm(a, b, alpha=alpha, beta=beta, out=c)
+    assert returned is c or np.shares_memory(returned, c)
+    assert_close(c, expected, *tolerance(np.float32, K), "gemm out")
+
+
+@pytest.mark.parametrize("layout", ["fortran", "negative", "sliced", "broadcast"])
+def test_gemm_strided_inputs(isa, rng, layout):
+    M, N, K = 23, 41, 57
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    if layout == "fortran":
+        a, b = np.asfortranarray(a), np.asfortranarray(b)
+    elif layout == "negative":
+        a, b = a[::-1, ::-1], b[:, ::-1]
+    elif layout == "sliced":
+        big_a = rng.standard_normal((2 * M, 3 * K)).astype(np.float32)
+        a = big_a[::2, ::3]
+        b = np.ascontiguousarray(np.repeat(b, 2, axis=1))[:, ::2]
+    else:  # stride 0: every row of b the same
+        b = np.broadcast_to(b[:1], (K, N))
+    out_full = np.zeros((M, 2 * N), dtype=np.float32)
+    out = out_full[:, ::2]  # a strided out
+    kernels.gemm(a, b, out=out)
+    assert_close(out, reference(a, b, False, False), *tolerance(np.float32, K), f"gemm {layout}")
+    assert np.all(out_full[:, 1::2] == 0), "gemm wrote outside out's elements"
+
+
+def test_gemm_empty_dimensions(isa):
+    z = kernels.gemm(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32))
+    assert z.shape == (0, 4)
+    z = kernels.gemm(np.ones((2, 3), np.float32), np.ones((3, 0), np.float32))
+    assert z.shape == (2, 0)
+    # K = 0: zeros without out, beta * out with it
+    z = kernels.gemm(np.ones((2, 0), np.float32), np.ones((0, 5), np.float32))
+    assert z.shape == (2, 5) and np.all(z == 0)
+    c = np.full((2, 5), 3.0, np.float32)
+    kernels.gemm(np.ones((2, 0), np.float32), np.ones((0, 5), np.float32), beta=2.0, out=c)
+    assert np.all(c == 6.0)
+
+
+def test_gemm_nan_inf_propagate(isa):
+    a = np.ones((7, 9), np.float32)
+    b = np.ones((9, 20), np.float32)
+    a[2, 3] = np.nan
+    b[4, 5] = np.inf
+    out = kernels.gemm(a, b)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.array_equal(np.isnan(out), np.isnan(expected))
+    assert np.array_equal(np.isinf(out), np.isinf(expected))
+
+
+def test_gemm_beta_zero_ignores_old_out(isa):
+    c = np.full((8, 18), np.nan, np.float32)
+    kernels.gemm(np.ones((8, 3), np.float32), np.ones((3, 18), np.float32), out=c)
+    assert np.all(c == 3.0)
+
+
+def test_gemm_both_paths_really_ran(rng):
+    from rosenblatt import _C
+    a, b = operands(rng, 64, 64, 64, False, False, np.float32)
+    if _C.cpu_supports_avx2():
+        _C.set_isa("avx2")
+        kernels.gemm(a, b)
+        assert kernels.last_impl("gemm").startswith("avx2")
+    _C.set_isa("scalar")
+    try:
+        kernels.gemm(a, b)
+        assert kernels.last_impl("gemm") == "scalar_ref"
+    finally:
+        _C.set_isa("avx2" if _C.cpu_supports_avx2() else "scalar")
+
+
+# ---- bad input -----------------------------------------------------------------------------
+f32 = np.ones((3, 4), np.float32)
+
+
+@pytest.mark.parametrize("a,b,error,words", [
+    ([[1.0]], f32, TypeError, "numpy.ndarray"),
+    (f32, "x", TypeError, "numpy.ndarray"),
+    (np.ones(3, np.float32), f32, ValueError, "2-D"),
+    (np.ones((2, 3, 4), np.float32), f32, ValueError, "2-D"),
+    (f32, np.ones((3, 4), np.float32), ValueError, "(3, 4) and (3, 4)"),
+    (f32, np.ones((4, 2), np.float64), TypeError, "float32"),
+    (np.ones((3, 4), np.int32), np.ones((4, 2), np.int32), TypeError, "int32"),
+])
+def test_gemm_bad_input(a, b, error, words):
+    with pytest.raises(error, match="gemm") as info:
+        kernels.gemm(a, b)
+    assert words in str(info.value)
+
+
+def test_gemm_bad_out():
+    a = np.ones((3, 4), np.float32)
+    b = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"gemm: out has shape \(5, 3\)"):
+        kernels.gemm(a, b, out=np.zeros((5, 3), np.float32))
+    with pytest.raises(TypeError, match="gemm: out has dtype float64"):
+        kernels.gemm(a, b, out=np.zeros((3, 5), np.float64))
+    read_only = np.zeros((3, 5), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        kernels.gemm(a, b, out=read_only)
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+        kernels.gemm(a, b, out=[[0.0] * 5] * 3)
+    square = np.ones((4, 4), np.float32)
+    with pytest.raises(ValueError, match="overlaps an input"):
+        kernels.gemm(square, square[::-1], out=square)
+
+
+def test_gemm_misaligned_strides_rejected():
+    raw = np.zeros(4 * 13 + 1, np.uint8)[1:].view(np.float32)  # unaligned but valid
+    a = raw.reshape(13, 1)
+    out = kernels.gemm(a, np.ones((1, 2), np.float32))
+    assert out.shape == (13, 2)
+    structured = np.zeros((3, 4), dtype=[("x", np.float32), ("y", np.int16)])["x"]
+    with pytest.raises(ValueError, match="stride"):
+        kernels.gemm(structured, np.ones((4, 2), np.float32))
