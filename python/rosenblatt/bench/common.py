@@ -1,0 +1,55 @@
+"""Timing helpers shared by the benchmark suites."""
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def median_time(fn, repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> float:
+    """Median wall time of fn() in seconds, after `warmup` untimed calls.
+
+    With min_time, each sample runs fn enough times to last at least that long
+    (for calls too short to time one by one)."""
+    for _ in range(warmup):
+        fn()
+    inner = 1
+    if min_time > 0:
+        start = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - start, 1e-9)
+        inner = max(1, int(min_time / once))
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def try_import_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def geomean(values) -> float:
+    values = [v for v in values if v > 0]
+    if not values:
+        return float("nan")
+    product = 1.0
+    for v in values:
+        product *= v
+    return product ** (1.0 / len(values))
+
+
+def print_table(header, rows) -> None:
+    """Print rows (lists of strings) under header, columns padded to fit."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
