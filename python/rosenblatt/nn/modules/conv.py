@@ -27,7 +27,7 @@ class _ConvNd(Module):
     """Shared argument handling and torch's reset_parameters for the two convolution layers."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                 padding_mode, weight_shape, dtype):
+                 padding_mode, weight_shape, dtype, output_padding=0):
         super().__init__()
         name = type(self).__name__
         if groups < 1 or in_channels % groups or out_channels % groups:
@@ -41,6 +41,7 @@ class _ConvNd(Module):
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding = padding if isinstance(padding, str) else _pair(padding)
         self.dilation, self.groups, self.padding_mode = _pair(dilation), groups, padding_mode
+        self.output_padding = _pair(output_padding)
         dtype = np.dtype(dtype or np.float32)
         self.weight = Parameter(np.empty(weight_shape(self.kernel_size), dtype))
         self.bias = Parameter(np.empty(out_channels, dtype)) if bias else None
@@ -63,7 +64,7 @@ class _ConvNd(Module):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
-        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+        if self.output_padding != (0, 0):
             s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -94,9 +95,8 @@ class ConvTranspose2d(_ConvNd):
                  groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None, dtype=None):
         if isinstance(padding, str):
             raise ValueError(f"ConvTranspose2d: padding must be ints, got {padding!r}")
-        self.output_padding = _pair(output_padding)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, lambda k: (in_channels, out_channels // groups) + k, dtype)
+                         padding_mode, lambda k: (in_channels, out_channels // groups) + k, dtype, output_padding)
 
     def _output_padding(self, input, output_size):
         """torch's rule: an explicit output_size picks the output_padding that reaches it."""
