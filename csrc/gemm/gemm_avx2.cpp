@@ -109,9 +109,10 @@ void pack_b_panel(int64_t nr, int64_t kc, const float* b, int64_t rs, int64_t cs
 // A panel: packed (element (i, p) at a[p * MR + i]) or, with A_IN_PLACE, six rows of a
 // matrix with unit column stride (element (i, p) at a[i * lda + p]).
 // B panel: row p is the 16 floats at b + p * b_rs (b_rs = NR for a packed panel).
+// WIDTH 8 computes only the left half (a ragged last panel of at most 8 columns).
 // Full tiles with unit column stride store straight from registers; edge tiles go
 // through a small buffer so only the valid mr x nr part of C is touched.
-template <bool A_IN_PLACE>
+template <bool A_IN_PLACE, int WIDTH>
 void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_rs, float* c, int64_t rsc,
                  int64_t csc, float alpha, float beta, int64_t mr, int64_t nr) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
@@ -138,44 +139,39 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b);
-    const __m256 b1 = _mm256_loadu_ps(b + 8);
+    const __m256 b1 = WIDTH == 16 ? _mm256_loadu_ps(b + 8) : b0;
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * b_rs), _MM_HINT_T0);
     const int64_t k = p * step;
     __m256 ai = _mm256_broadcast_ss(a0 + k);
     c00 = _mm256_fmadd_ps(ai, b0, c00);
-    c01 = _mm256_fmadd_ps(ai, b1, c01);
+    if constexpr (WIDTH == 16) c01 = _mm256_fmadd_ps(ai, b1, c01);
     ai = _mm256_broadcast_ss(a1 + k);
     c10 = _mm256_fmadd_ps(ai, b0, c10);
-    c11 = _mm256_fmadd_ps(ai, b1, c11);
+    if constexpr (WIDTH == 16) c11 = _mm256_fmadd_ps(ai, b1, c11);
     ai = _mm256_broadcast_ss(a2 + k);
     c20 = _mm256_fmadd_ps(ai, b0, c20);
-    c21 = _mm256_fmadd_ps(ai, b1, c21);
+    if constexpr (WIDTH == 16) c21 = _mm256_fmadd_ps(ai, b1, c21);
     ai = _mm256_broadcast_ss(a3 + k);
     c30 = _mm256_fmadd_ps(ai, b0, c30);
-    c31 = _mm256_fmadd_ps(ai, b1, c31);
+    if constexpr (WIDTH == 16) c31 = _mm256_fmadd_ps(ai, b1, c31);
     ai = _mm256_broadcast_ss(a4 + k);
     c40 = _mm256_fmadd_ps(ai, b0, c40);
-    c41 = _mm256_fmadd_ps(ai, b1, c41);
+    if constexpr (WIDTH == 16) c41 = _mm256_fmadd_ps(ai, b1, c41);
     ai = _mm256_broadcast_ss(a5 + k);
     c50 = _mm256_fmadd_ps(ai, b0, c50);
-    c51 = _mm256_fmadd_ps(ai, b1, c51);
+    if constexpr (WIDTH == 16) c51 = _mm256_fmadd_ps(ai, b1, c51);
     b += b_rs;
   }
 
   const __m256 va = _mm256_set1_ps(alpha);
   __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-  if (mr == MR && nr == NR && csc == 1) {
-    if (beta == 0.0f) {
-      for (int i = 0; i < 6; ++i) {
-        _mm256_storeu_ps(c + i * rsc, _mm256_mul_ps(va, acc[2 * i]));
-        _mm256_storeu_ps(c + i * rsc + 8, _mm256_mul_ps(va, acc[2 * i + 1]));
-      }
-    } else {
-      const __m256 vb = _mm256_set1_ps(beta);
-      for (int i = 0; i < 6; ++i) {
-        float* ci = c + i * rsc;
-        _mm256_storeu_ps(ci, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), _mm256_mul_ps(va, acc[2 * i])));
-        _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), _mm256_mul_ps(va, acc[2 * i + 1])));
+  if (mr == MR && nr == WIDTH && csc == 1) {
+    const __m256 vb = _mm256_set1_ps(beta);
+    for (int i = 0; i < 6; ++i) {
+      for (int half = 0; half < WIDTH / 8; ++half) {
+        float* ci = c + i * rsc + 8 * half;
+        const __m256 v = _mm256_mul_ps(va, acc[2 * i + half]);
+        _mm256_storeu_ps(ci, beta == 0.0f ? v : _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), v));
       }
     }
     return;
@@ -276,12 +272,11 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int64_t mr = min64(MR, mc - ir);
               float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
-              if (a_in_place && mr == MR)
-                kernel_6x16<true>(kc, A.data + (ic + ir) * A.rs + pc, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha,
-                                  beta_here, mr, nr);
-              else
-                kernel_6x16<false>(kc, packed_a + ir * kc, 0, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr,
-                                   nr);
+              const bool in_place = a_in_place && mr == MR;
+              const float* a_panel = in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+              const auto kernel = in_place ? (nr > 8 ? kernel_6x16<true, 16> : kernel_6x16<true, 8>)
+                                           : (nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>);
+              kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
             }
           }
         }
@@ -381,8 +376,12 @@ void scale_c(int64_t M, int64_t N, float beta, MatView<float> C) {
     }
 }
 
-// Padded work of the 6x16 tiling: M, N rounded up to the tile.
-inline int64_t padded_work(int64_t M, int64_t N) { return ceil_div(M, MR) * MR * ceil_div(N, NR) * NR; }
+// Work the tiling actually does: M rounded up to 6 rows, N to 16 columns (8 for a
+// last panel of at most 8 columns, which the half-width kernel covers).
+inline int64_t padded_work(int64_t M, int64_t N) {
+  const int64_t ragged = N % NR;
+  return ceil_div(M, MR) * MR * (N - ragged + (ragged == 0 ? 0 : ragged <= 8 ? 8 : NR));
+}
 
 }  // namespace
 
