@@ -30,10 +30,33 @@ def _pair(a, b):
     return as_tensor(a, like=b), b
 
 
+def _common_dtype(a: Tensor, b: Tensor) -> np.dtype:
+    """torch's type promotion: the higher category (bool < integer < float) wins; within a category the
+    wider dtype wins, except that a 0-d operand never widens one with dims (and a 0-d operand of a higher
+    category gives that category's default dtype, float32 or int64)."""
+    ka, kb = _CATEGORY.get(a.dtype.kind, 3), _CATEGORY.get(b.dtype.kind, 3)
+    if ka != kb:
+        high, low = (a, b) if ka > kb else (b, a)
+        if high.ndim == 0 and low.ndim:
+            return np.dtype(float32 if high.dtype.kind == "f" else np.int64) if high.dtype.kind in "fiu" else high.dtype
+        return high.dtype
+    if (a.ndim == 0) != (b.ndim == 0):
+        return a.dtype if a.ndim else b.dtype
+    return np.promote_types(a.dtype, b.dtype)
+
+
+_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+
+
 def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:
-    """fn(a.data, b.data), turning NumPy's broadcast failure into an error naming op and shapes."""
+    """fn(a.data, b.data) in torch's promoted dtype, turning NumPy's broadcast failure into an error
+    naming op and shapes."""
+    x, y = a.data, b.data
+    if x.dtype != y.dtype:
+        common = _common_dtype(a, b)
+        x, y = x.astype(common, copy=False), y.astype(common, copy=False)
     try:
-        return fn(a.data, b.data)
+        return fn(x, y)
     except ValueError:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
 
@@ -74,7 +97,7 @@ def _shape_args(shape, op: str) -> tuple:
         shape = shape[0]
     try:
         return tuple(int(s) for s in shape)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"{op}: a shape must be a sequence of ints, got {shape!r}") from None
 
 
@@ -658,12 +681,11 @@ def where(condition, a=None, b=None):
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype} (shape {cond.shape})")
     a, b = _pair(a, b)
+    common = _common_dtype(a, b)
     try:
-        out = np.where(cond, a.data, b.data)
+        out = np.where(cond, a.data.astype(common, copy=False), b.data.astype(common, copy=False))
     except ValueError:
         raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot be broadcast together") from None
-    if a.dtype != b.dtype and out.dtype != a.dtype and a.ndim and not b.ndim:
-        out = out.astype(a.dtype)  # a scalar branch does not promote a tensor branch
 
     def backward(g):
         return (unbroadcast(np.where(cond, g, 0), a.shape) if a.requires_grad else None,
