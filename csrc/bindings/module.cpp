@@ -8,6 +8,7 @@ namespace py = pybind11;
 
 namespace rb {
 void bind_gemm(py::module_& m);
+void bind_rnn(py::module_& m);
 }  // namespace rb
 
 PYBIND11_MODULE(_C, m) {
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_C, m) {
   m.attr("compiler") = ROSENBLATT_COMPILER;
 
   rb::bind_gemm(m);
+  rb::bind_rnn(m);
 }
