@@ -104,6 +104,7 @@ class Tensor:
 
     __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "__weakref__")
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
+    __hash__ = object.__hash__  # comparisons return Tensors, identity stays the hash (as torch)
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, _parents=(), _backward=None, _op: str = ""):
         self.data = _as_array(data, dtype)
@@ -252,13 +253,35 @@ def result(data: np.ndarray, parents: tuple, backward, op: str) -> Tensor:
     return Tensor(data)
 
 
+def _scalar_category(value) -> int | None:
+    """0 for bool, 1 for integer, 2 for floating Python/NumPy scalars; None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return 0
+    if isinstance(value, (int, np.integer)):
+        return 1
+    if isinstance(value, (float, np.floating)):
+        return 2
+    return None
+
+
+_KIND_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+
+
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
-    """Tensors pass through; arrays and Python numbers become constant Tensors
-    (Python scalars take the dtype of `like`, as in torch)."""
+    """Tensors pass through; arrays and Python numbers become constant Tensors.
+
+    A scalar combined with a tensor takes the tensor's dtype unless it is of a higher
+    category (bool < integer < float), as in torch: float32_tensor * 2.5 stays float32,
+    int_tensor * 2.5 becomes float32 (torch's default float), bool_tensor + 1 becomes int64.
+    """
     if isinstance(value, Tensor):
         return value
-    if like is not None and isinstance(value, (int, float, bool)) and not isinstance(value, np.ndarray):
-        dtype = like.dtype if like.dtype.kind == "f" or isinstance(value, (int, bool)) else float32
+    category = _scalar_category(value)
+    if like is not None and category is not None:
+        if category <= _KIND_CATEGORY.get(like.dtype.kind, 3):
+            dtype = like.dtype
+        else:
+            dtype = float32 if category == 2 else int64
         return Tensor(np.asarray(value, dtype=dtype))
     return Tensor(value)
 
