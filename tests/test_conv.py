@@ -227,3 +227,15 @@ def test_conv_modules_match_torch_with_copied_weights(rng):
     x = rng.standard_normal((2, 3, 8, 9)).astype(np.float32)
     expected = theirs(torch.tensor(x)).detach().numpy()
     assert_close(ours(rb.Tensor(x)).data, expected, 1e-5, 1e-4, "Conv2d")
+
+
+def test_bilinear_initialised_transposed_conv_upsamples_like_interpolate(rng):
+    """FCN's learned up-sampling starts as bilinear interpolation: away from the border, a 4x4 stride-2
+    transposed convolution filled by init.bilinear_ equals F.interpolate(scale 2, bilinear)."""
+    up = nn.ConvTranspose2d(3, 3, 4, stride=2, padding=1, bias=False)
+    nn.init.bilinear_(up.weight)
+    x = rb.Tensor(rng.standard_normal((2, 3, 6, 7)).astype(np.float32))
+    ours = up(x).data
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False).data
+    assert ours.shape == expected.shape
+    assert_close(ours[:, :, 1:-1, 1:-1], expected[:, :, 1:-1, 1:-1], 1e-5, 1e-5, "interior")
