@@ -9,7 +9,7 @@
 // Threads take chunks of tile rows of one image and run the whole pipeline (input transform,
 // 16 single-threaded GEMMs, output transform) on them, so V and M stay in cache and nothing
 // synchronises inside the pass. Transforms run 8 tiles at a time along a tile row (the input
-// is read with stride 2), with scalar code for tiles at the image border.
+// is read with stride 2 from zero-padded copies of the rows, so border tiles need no checks).
 // No standard-library templates here (this file is compiled with -mavx2 -mfma).
 #include <immintrin.h>
 
@@ -33,25 +33,26 @@ inline void load_deinterleaved(const float* p, __m256* even, __m256* odd) {
   *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
-// B^T d B in place on a 4x4 patch, for scalars or vectors of 8 tiles.
-template <typename V, typename Add, typename Sub>
-inline void input_transform(V d[4][4], Add add, Sub sub) {
+inline __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+inline __m256 sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
+
+// B^T d B in place on the 4x4 patches of 8 tiles, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+inline void input_transform(__m256 d[4][4]) {
   for (int j = 0; j < 4; ++j) {
-    const V t0 = sub(d[0][j], d[2][j]), t1 = add(d[1][j], d[2][j]), t2 = sub(d[2][j], d[1][j]),
-            t3 = sub(d[1][j], d[3][j]);
+    const __m256 t0 = sub(d[0][j], d[2][j]), t1 = add(d[1][j], d[2][j]), t2 = sub(d[2][j], d[1][j]),
+                 t3 = sub(d[1][j], d[3][j]);
     d[0][j] = t0, d[1][j] = t1, d[2][j] = t2, d[3][j] = t3;
   }
   for (int i = 0; i < 4; ++i) {
-    const V t0 = sub(d[i][0], d[i][2]), t1 = add(d[i][1], d[i][2]), t2 = sub(d[i][2], d[i][1]),
-            t3 = sub(d[i][1], d[i][3]);
+    const __m256 t0 = sub(d[i][0], d[i][2]), t1 = add(d[i][1], d[i][2]), t2 = sub(d[i][2], d[i][1]),
+                 t3 = sub(d[i][1], d[i][3]);
     d[i][0] = t0, d[i][1] = t1, d[i][2] = t2, d[i][3] = t3;
   }
 }
 
-// A^T m A: 4x4 -> 2x2.
-template <typename V, typename Add, typename Sub>
-inline void output_transform(const V m[4][4], V y[2][2], Add add, Sub sub) {
-  V s[2][4];
+// A^T m A: the 4x4 products of 8 tiles -> their 2x2 outputs, A^T = [1 1 1 0; 0 1 -1 -1].
+inline void output_transform(const __m256 m[4][4], __m256 y[2][2]) {
+  __m256 s[2][4];
   for (int j = 0; j < 4; ++j) {
     s[0][j] = add(add(m[0][j], m[1][j]), m[2][j]);
     s[1][j] = sub(sub(m[1][j], m[2][j]), m[3][j]);
@@ -61,11 +62,6 @@ inline void output_transform(const V m[4][4], V y[2][2], Add add, Sub sub) {
     y[i][1] = sub(sub(s[i][1], s[i][2]), s[i][3]);
   }
 }
-
-const auto add_s = [](float a, float b) { return a + b; };
-const auto sub_s = [](float a, float b) { return a - b; };
-const auto add_v = [](__m256 a, __m256 b) { return _mm256_add_ps(a, b); };
-const auto sub_v = [](__m256 a, __m256 b) { return _mm256_sub_ps(a, b); };
 
 // U[xi][o][c] = (G g G^T)[xi] for w (O, C, 3, 3).
 void weight_transform(const ConvGeometry& g, const float* w, float* U) {
@@ -94,79 +90,83 @@ struct Chunk {
   int64_t n, t0, t1;  // image, tile range [t0, t1) in row-major tile order
 };
 
-// V[xi][c][t - chunk.t0] for the chunk's tiles, from image x (C, H, W).
-void transform_input(const ConvGeometry& g, const float* x, int64_t tiles_w, const Chunk& ch, float* V) {
-  const int64_t T = ch.t1 - ch.t0, CT = g.C * T;
+// Lanes [0, n) of 8 set, as a maskstore mask.
+inline __m256i first_lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Floats per zero-padded input row: every 8-tile block, the last one partial, reads inside it.
+inline int64_t padded_row_width(int64_t tiles_w) { return 2 * ceil_div(tiles_w, 8) * 8 + 8; }
+
+// V[xi][c][t - chunk.t0] for the chunk's tiles (whole tile rows), from image x (C, H, W).
+// The 4 input rows under a tile row are first copied into zero-padded rows, so every tile,
+// border ones included, is transformed 8 at a time without bounds checks.
+void transform_input(const ConvGeometry& g, const float* x, int64_t tiles_w, const Chunk& ch, float* V, float* rows) {
+  const int64_t T = ch.t1 - ch.t0, CT = g.C * T, width = padded_row_width(tiles_w);
   for (int64_t c = 0; c < g.C; ++c) {
     const float* plane = x + c * g.H * g.W;
-    for (int64_t t = ch.t0; t < ch.t1;) {
-      const int64_t th = t / tiles_w, tw = t % tiles_w;
-      const int64_t ih0 = 2 * th - g.pH, iw0 = 2 * tw - g.pW;
-      float* dst = V + c * T + (t - ch.t0);
-      // 8 tiles along the row whose 16 + 2 input columns all lie inside the image.
-      if (tw + 8 <= tiles_w && t + 8 <= ch.t1 && iw0 >= 0 && iw0 + 14 + 3 <= g.W - 1) {
+    for (int64_t th = ch.t0 / tiles_w; th < ch.t1 / tiles_w; ++th) {
+      for (int i = 0; i < 4; ++i) {  // row i of the padded strip: image row 2 th - pH + i, shifted right by pW
+        float* row = rows + i * width;
+        const int64_t ih = 2 * th - g.pH + i;
+        for (int64_t k = 0; k < width; ++k) {
+          const int64_t iw = k - g.pW;
+          row[k] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? plane[ih * g.W + iw] : 0.0f;
+        }
+      }
+      float* dst = V + c * T + (th * tiles_w - ch.t0);
+      for (int64_t tw = 0; tw < tiles_w; tw += 8) {
         __m256 d[4][4];
         for (int i = 0; i < 4; ++i) {
-          const int64_t ih = ih0 + i;
-          if (ih < 0 || ih >= g.H) {
-            for (int j = 0; j < 4; ++j) d[i][j] = _mm256_setzero_ps();
-            continue;
-          }
-          const float* row = plane + ih * g.W + iw0;
-          load_deinterleaved(row, &d[i][0], &d[i][1]);
-          load_deinterleaved(row + 2, &d[i][2], &d[i][3]);
+          const float* p = rows + i * width + 2 * tw;
+          load_deinterleaved(p, &d[i][0], &d[i][1]);
+          load_deinterleaved(p + 2, &d[i][2], &d[i][3]);
         }
-        input_transform(d, add_v, sub_v);
-        for (int xi = 0; xi < 16; ++xi) _mm256_storeu_ps(dst + xi * CT, d[xi / 4][xi % 4]);
-        t += 8;
-        continue;
+        input_transform(d);
+        if (tw + 8 <= tiles_w) {
+          for (int xi = 0; xi < 16; ++xi) _mm256_storeu_ps(dst + xi * CT + tw, d[xi / 4][xi % 4]);
+        } else {
+          const __m256i mask = first_lanes(tiles_w - tw);
+          for (int xi = 0; xi < 16; ++xi) _mm256_maskstore_ps(dst + xi * CT + tw, mask, d[xi / 4][xi % 4]);
+        }
       }
-      float d[4][4];
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) {
-          const int64_t ih = ih0 + i, iw = iw0 + j;
-          d[i][j] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? plane[ih * g.W + iw] : 0.0f;
-        }
-      input_transform(d, add_s, sub_s);
-      for (int xi = 0; xi < 16; ++xi) dst[xi * CT] = d[xi / 4][xi % 4];
-      ++t;
     }
   }
 }
 
-// y (O, OH, OW) of the chunk's tiles from M[xi][o][t - chunk.t0], plus bias.
+// y (O, OH, OW) of the chunk's tiles (whole tile rows) from M[xi][o][t - chunk.t0], plus bias.
+// M must have 8 floats of slack at its end: the last block of a row may read past it.
 void transform_output(const ConvGeometry& g, const float* M, const float* bias, int64_t tiles_w, const Chunk& ch,
                       float* y) {
   const int64_t T = ch.t1 - ch.t0, OT = g.O * T;
   for (int64_t o = 0; o < g.O; ++o) {
     float* plane = y + o * g.OH * g.OW;
-    const float b = bias ? bias[o] : 0.0f;
-    for (int64_t t = ch.t0; t < ch.t1;) {
-      const int64_t th = t / tiles_w, tw = t % tiles_w;
-      const int64_t oh = 2 * th, ow = 2 * tw;
-      const float* src = M + o * T + (t - ch.t0);
-      if (tw + 8 <= tiles_w && t + 8 <= ch.t1 && ow + 16 <= g.OW && oh + 2 <= g.OH) {
+    const __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.0f);
+    for (int64_t th = ch.t0 / tiles_w; th < ch.t1 / tiles_w; ++th) {
+      const float* src = M + o * T + (th * tiles_w - ch.t0);
+      const int64_t oh = 2 * th;
+      for (int64_t tw = 0; tw < tiles_w; tw += 8) {
         __m256 m[4][4], r[2][2];
-        for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = _mm256_loadu_ps(src + xi * OT);
-        output_transform(m, r, add_v, sub_v);
-        const __m256 bv = _mm256_set1_ps(b);
+        for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = _mm256_loadu_ps(src + xi * OT + tw);
+        output_transform(m, r);
+        const int64_t ow = 2 * tw;
+        const bool full = ow + 16 <= g.OW && oh + 2 <= g.OH;
         for (int i = 0; i < 2; ++i) {
-          const __m256 left = _mm256_add_ps(r[i][0], bv), right = _mm256_add_ps(r[i][1], bv);
+          const __m256 left = _mm256_add_ps(r[i][0], b), right = _mm256_add_ps(r[i][1], b);
           const __m256 lo = _mm256_unpacklo_ps(left, right), hi = _mm256_unpackhi_ps(left, right);
+          const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
           float* out = plane + (oh + i) * g.OW + ow;
-          _mm256_storeu_ps(out, _mm256_permute2f128_ps(lo, hi, 0x20));
-          _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+          if (full) {
+            _mm256_storeu_ps(out, first);
+            _mm256_storeu_ps(out + 8, second);
+          } else if (oh + i < g.OH) {  // the image's right or bottom edge: keep what lies inside
+            alignas(32) float tmp[16];
+            _mm256_store_ps(tmp, first);
+            _mm256_store_ps(tmp + 8, second);
+            for (int64_t j = 0; j < 16 && ow + j < g.OW; ++j) out[j] = tmp[j];
+          }
         }
-        t += 8;
-        continue;
       }
-      float m[4][4], r[2][2];
-      for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = src[xi * OT];
-      output_transform(m, r, add_s, sub_s);
-      for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j)
-          if (oh + i < g.OH && ow + j < g.OW) plane[(oh + i) * g.OW + ow + j] = r[i][j] + b;
-      ++t;
     }
   }
 }
@@ -186,7 +186,8 @@ void conv2d_winograd_f2x3(const ConvGeometry& g, const float* x, const float* w,
 
 #pragma omp parallel num_threads(available_threads())
   {
-    float* work = thread_scratch_of<float>(ScratchSlot::conv, size_t(16 * (g.C + g.O) * max_T));
+    float* work =
+        thread_scratch_of<float>(ScratchSlot::conv, size_t(16 * (g.C + g.O) * max_T + 8 + 4 * padded_row_width(tiles_w)));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t k = 0; k < g.N * chunks_per_image; ++k) {
       const int64_t n = k / chunks_per_image, r0 = (k % chunks_per_image) * rows_per_chunk;
@@ -195,7 +196,8 @@ void conv2d_winograd_f2x3(const ConvGeometry& g, const float* x, const float* w,
       const int64_t T = ch.t1 - ch.t0;
       float* V = work;
       float* M = work + 16 * g.C * T;
-      transform_input(g, x + n * g.C * g.H * g.W, tiles_w, ch, V);
+      float* rows = M + 16 * g.O * T + 8;
+      transform_input(g, x + n * g.C * g.H * g.W, tiles_w, ch, V, rows);
       for (int64_t xi = 0; xi < 16; ++xi)
         gemm(g.O, T, g.C, 1.0f, MatView<const float>{U + xi * g.O * g.C, g.C, 1},
              MatView<const float>{V + xi * g.C * T, T, 1}, 0.0f, MatView<float>{M + xi * g.O * T, T, 1});
