@@ -10,12 +10,20 @@
 namespace rb {
 namespace {
 
-// 8 floats at p, p + s, ..., p + 7 s for s in {1, 2}; reads nothing past p[7 s].
+// The 8 floats p[0], p[s], ..., p[7 s] for s in {1, 2}, reading nothing past p[7 s]. For s = 2 they
+// come in the lane order 0 1 4 5 2 3 6 7 (one in-lane shuffle; the lane-crossing permute that
+// would sort them is slow on Zen): pooling is element-wise across taps, so blocks accumulate in
+// this order and in_output_order() sorts the result once.
 inline __m256 load_strided(const float* p, int64_t s) {
   if (s == 1) return _mm256_loadu_ps(p);
   const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 7);  // p0..p7, p7..p14
-  const __m256 picked = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 2, 0));  // p0 p2 p8 p10 | p4 p6 p12 p14
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(picked), _MM_SHUFFLE(3, 1, 2, 0)));
+  return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 2, 0));          // p0 p2 p8 p10 | p4 p6 p12 p14
+}
+inline __m256 in_output_order(__m256 v, int64_t s) {
+  return s == 1 ? v : _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+inline __m256i in_output_order(__m256i v, int64_t s) {
+  return s == 1 ? v : _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 // The output columns [*first, *end) whose whole window lies inside [0, W).
@@ -52,7 +60,26 @@ inline void max_block(const PoolGeometry& g, const float* plane, int64_t oh, int
       saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     }
   }
-  _mm256_storeu_ps(out, _mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan));
+  _mm256_storeu_ps(out, in_output_order(_mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan), g.sW));
+}
+
+// One output without its index, branch-free (the reference's data-dependent branch mispredicts
+// on every other tap of random data): running max plus a NaN flag, as max_block.
+inline float max_window_value(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow) {
+  float best = -__builtin_inff();
+  bool saw_nan = false;
+  for (int64_t i = 0; i < g.kH; ++i) {
+    const int64_t ih = oh * g.sH - g.pH + i * g.dH;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t j = 0; j < g.kW; ++j) {
+      const int64_t iw = ow * g.sW - g.pW + j * g.dW;
+      if (iw < 0 || iw >= g.W) continue;
+      const float v = plane[ih * g.W + iw];
+      best = v > best ? v : best;
+      saw_nan |= v != v;
+    }
+  }
+  return saw_nan ? __builtin_nanf("") : best;
 }
 
 // 8 outputs with the flat index of each maximum: the reference's rule (v > best or v is NaN) per tap.
@@ -80,7 +107,8 @@ inline void max_block_with_index(const PoolGeometry& g, const float* plane, int6
           _mm256_blendv_ps(_mm256_castsi256_ps(best_index), _mm256_castsi256_ps(tap_index), take));
     }
   }
-  _mm256_storeu_ps(out, best);
+  _mm256_storeu_ps(out, in_output_order(best, g.sW));
+  best_index = in_output_order(best_index, g.sW);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index)));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 4),
                       _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index, 1)));
@@ -91,13 +119,20 @@ void max_pool_plane(const PoolGeometry& g, const float* plane, float* out, int64
   int64_t first, end;
   interior_columns(g, &first, &end);
   const bool vectorise = g.sW == 1 || g.sW == 2;
-  const __m256i lane_offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                  _mm256_set1_epi32(int(g.sW)));
+  // Tap offsets of the 8 lanes, in load_strided's lane order.
+  const __m256i lane_offsets = g.sW == 1 ? _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
+                                         : _mm256_setr_epi32(0, 2, 8, 10, 4, 6, 12, 14);
   for (int64_t oh = 0; oh < g.OH; ++oh) {
     float* out_row = out + oh * g.OW;
     int64_t* idx_row = kWithIndex ? idx + oh * g.OW : nullptr;
     int64_t ow = 0;
-    for (; ow < first; ++ow) max_pool2d_window(g, plane, oh, ow, out_row + ow, kWithIndex ? idx_row + ow : nullptr);
+    const auto border = [&](int64_t o) {
+      if (kWithIndex)
+        max_pool2d_window(g, plane, oh, o, out_row + o, idx_row + o);
+      else
+        out_row[o] = max_window_value(g, plane, oh, o);
+    };
+    for (; ow < first; ++ow) border(ow);
     if (vectorise) {
       ow = for_each_block(first, end, [&](int64_t o) {
         if (kWithIndex)
@@ -106,7 +141,7 @@ void max_pool_plane(const PoolGeometry& g, const float* plane, float* out, int64
           max_block(g, plane, oh, o, out_row + o);
       });
     }
-    for (; ow < g.OW; ++ow) max_pool2d_window(g, plane, oh, ow, out_row + ow, kWithIndex ? idx_row + ow : nullptr);
+    for (; ow < g.OW; ++ow) border(ow);
   }
 }
 
@@ -128,7 +163,7 @@ void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* p
         for (int64_t i = 0; i < g.kH; ++i)
           for (int64_t j = 0; j < g.kW; ++j)
             sum = _mm256_add_ps(sum, load_strided(plane + (h0 + i) * g.W + o * g.sW - g.pW + j, g.sW));
-        _mm256_storeu_ps(out_row + o, _mm256_div_ps(sum, divisor));
+        _mm256_storeu_ps(out_row + o, in_output_order(_mm256_div_ps(sum, divisor), g.sW));
       });
     }
     for (; ow < g.OW; ++ow) out_row[ow] = avg_pool2d_window(g, opt, plane, oh, ow);
