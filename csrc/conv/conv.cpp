@@ -1,12 +1,17 @@
-// Convolution dispatch and the GEMM-based fast path.
+// Convolution dispatch and the fast paths (float32, AVX2 active), in the order they are tried:
+//   winograd_f2x3   3x3, stride 1, dilation 1, one group, >= 16 channels in and out (forward, and
+//                   backward-data as the convolution of dy with the flipped weight); conv_winograd_avx2.cpp
+//   gemm_1x1        1x1, stride 1, no padding: the GEMM on the image itself
+//   im2col_gemm     everything else
+// Float64 and the scalar ISA run the direct-loop reference (conv_ref.cpp).
 //
-// Forward, per image and group:   Y_g (O/g, OH*OW) = W_g (O/g, C/g*kH*kW) . col_g (C/g*kH*kW, OH*OW)
+// The GEMM route. Forward, per image and group:   Y_g (O/g, OH*OW) = W_g (O/g, C/g*kH*kW) . col_g (C/g*kH*kW, OH*OW)
 // Backward-data:                  col_g = W_g^T . dY_g, then col2im adds each column back onto its taps
 // Backward-weight:                dW_g  = sum_n dY_g,n . col_g,n^T
 // A 1x1 stride-1 unpadded convolution needs no im2col: the image (C, H*W) already is col.
 //
 // Threads take blocks of output rows (whole images when the batch splits evenly) and call the GEMM
-// single-threaded on their own im2col columns; see row_blocks. Float64 and the scalar ISA use the reference.
+// single-threaded on their own im2col columns; see row_blocks.
 #include "conv/conv.h"
 
 #include <omp.h>
