@@ -108,6 +108,8 @@ namespace {
 // the single-threaded GEMM, so a pass has no synchronisation inside it (a busy machine makes
 // every barrier expensive).
 
+constexpr int64_t kColBlockFloats = 96 * 1024;  // 384 KiB of im2col columns per block
+
 struct RowBlock {
   int64_t n, oh0, oh1;
 };
@@ -116,7 +118,11 @@ struct RowBlock {
 std::vector<RowBlock> row_blocks(const ConvGeometry& g, int threads, bool* batch_split) {
   std::vector<RowBlock> blocks;
   *batch_split = split_batch(g.N, threads);
-  const int64_t per_image = *batch_split ? 1 : std::min<int64_t>(threads, g.OH);
+  // Enough blocks per image for every thread, and small enough that a block's im2col columns
+  // (written, then packed by the GEMM) stay in L2.
+  const int64_t row_cols = g.C * g.taps() * g.OW;  // im2col floats per output row
+  const int64_t by_cache = g.is_pointwise() ? 1 : (row_cols * g.OH + kColBlockFloats - 1) / kColBlockFloats;
+  const int64_t per_image = std::min<int64_t>(std::max<int64_t>(*batch_split ? 1 : threads, by_cache), g.OH);
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t b = 0; b < per_image; ++b) blocks.push_back({n, g.OH * b / per_image, g.OH * (b + 1) / per_image});
   return blocks;

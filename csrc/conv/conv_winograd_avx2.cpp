@@ -109,10 +109,14 @@ void transform_input(const ConvGeometry& g, const float* x, int64_t tiles_w, con
       for (int i = 0; i < 4; ++i) {  // row i of the padded strip: image row 2 th - pH + i, shifted right by pW
         float* row = rows + i * width;
         const int64_t ih = 2 * th - g.pH + i;
-        for (int64_t k = 0; k < width; ++k) {
-          const int64_t iw = k - g.pW;
-          row[k] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? plane[ih * g.W + iw] : 0.0f;
+        if (ih < 0 || ih >= g.H) {
+          for (int64_t k = 0; k < width; ++k) row[k] = 0.0f;
+          continue;
         }
+        const int64_t copied = g.W < width - g.pW ? g.W : width - g.pW;  // image columns that fit
+        for (int64_t k = 0; k < g.pW; ++k) row[k] = 0.0f;
+        __builtin_memcpy(row + g.pW, plane + ih * g.W, sizeof(float) * copied);
+        for (int64_t k = g.pW + copied; k < width; ++k) row[k] = 0.0f;
       }
       float* dst = V + c * T + (th * tiles_w - ch.t0);
       for (int64_t tw = 0; tw < tiles_w; tw += 8) {
