@@ -179,7 +179,7 @@ void transform_output(const ConvGeometry& g, const float* M, const float* bias, 
 
 // x (N, C, H, W), w (O, C, 3, 3), bias (O,) or null -> y (N, O, OH, OW); needs 3x3, stride 1, dilation 1, groups 1.
 void conv2d_winograd_f2x3(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
-  const int64_t tiles_h = ceil_div(g.OH, 2), tiles_w = ceil_div(g.OW, 2), tiles = tiles_h * tiles_w;
+  const int64_t tiles_h = ceil_div(g.OH, 2), tiles_w = ceil_div(g.OW, 2);
   // Chunks: whole tile rows, about kTilesPerChunk tiles each.
   const int64_t rows_per_chunk = tiles_w >= kTilesPerChunk ? 1 : kTilesPerChunk / tiles_w;
   const int64_t chunks_per_image = ceil_div(tiles_h, rows_per_chunk);
@@ -208,7 +208,6 @@ void conv2d_winograd_f2x3(const ConvGeometry& g, const float* x, const float* w,
       transform_output(g, M, bias, tiles_w, ch, y + n * g.O * g.OH * g.OW);
     }
   }
-  (void)tiles;
 }
 
 }  // namespace rb
