@@ -52,10 +52,14 @@ def _copy_bandwidth() -> float:
     return 2 * src.nbytes / seconds / 1e9
 
 
+MIN_SAMPLE = 0.02  # seconds per timing sample: short calls are repeated inside a sample
+
+
 def _time_pair(ours_fwd, ours_step, torch_fwd, torch_step, repeat):
-    times = [median_time(ours_fwd, repeat), median_time(ours_step, repeat)]
+    times = [median_time(ours_fwd, repeat, min_time=MIN_SAMPLE), median_time(ours_step, repeat, min_time=MIN_SAMPLE)]
     if torch_fwd is not None:
-        times += [median_time(torch_fwd, repeat), median_time(torch_step, repeat)]
+        times += [median_time(torch_fwd, repeat, min_time=MIN_SAMPLE),
+                  median_time(torch_step, repeat, min_time=MIN_SAMPLE)]
     else:
         times += [None, None]
     return times
@@ -136,7 +140,7 @@ def bench_pooling(torch, repeat, rng):
         x = rng.standard_normal(shape).astype(np.float32)
         xt = Tensor(x)
         ours = (lambda: F.max_pool2d(xt, k, s, p)) if kind == "max" else (lambda: F.avg_pool2d(xt, k, s, p))
-        f = median_time(ours, repeat)
+        f = median_time(ours, repeat, min_time=MIN_SAMPLE)
         out = ours()
         impl = _C.last_impl("max_pool2d" if kind == "max" else "avg_pool2d")
         gbs = (x.nbytes + out.data.nbytes) / f / 1e9
@@ -145,7 +149,7 @@ def bench_pooling(torch, repeat, rng):
             tx = torch.from_numpy(x)
             pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
             with torch.no_grad():
-                tf_ = median_time(lambda: pool(tx, k, s, p), repeat)
+                tf_ = median_time(lambda: pool(tx, k, s, p), repeat, min_time=MIN_SAMPLE)
         rows.append([name, _ms(f), f"{gbs:.1f}", f"{100 * gbs / copy_gbs:.0f}%", _ms(tf_) if tf_ else "-",
                      _ratio(tf_, f), impl])
     print(f"memory copy bandwidth (np.copyto, 256 MiB read + written): {copy_gbs:.1f} GB/s")
