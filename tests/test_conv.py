@@ -24,10 +24,11 @@ CONFIGS = [
     (1, 2, 3, 3, 7, (3, 3), (2, 2), (0, 0), (1, 1), 1),
     (5, 3, 13, 4, 2, (1, 3), (2, 1), (0, 1), (1, 1), 1),
     (2, 8, 6, 6, 4, (1, 1), (2, 2), (0, 0), (1, 1), 4),
-    # 3x3 stride 1 with >= 16 channels: the Winograd path (vector tiles need rows >= 18 wide)
+    # 3x3 stride 1 with >= 16 channels: the Winograd path (full 8-tile blocks need rows >= 32 wide)
     (2, 16, 9, 41, 17, (3, 3), (1, 1), (1, 1), (1, 1), 1),
     (1, 17, 20, 19, 16, (3, 3), (1, 1), (0, 2), (1, 1), 1),
     (3, 16, 5, 4, 16, (3, 3), (1, 1), (2, 2), (1, 1), 1),
+    (1, 16, 50, 70, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # several chunks of tile rows per image
 ]
 
 
@@ -45,14 +46,17 @@ def test_conv2d_kernels_match_reference(isa, rng, config):
     x = np.asfortranarray(x) if config[0] % 2 else x  # non-contiguous inputs are copied, not misread
     expected = ref.conv2d(x, w, b, s, p, d, g)
     y = _C.conv2d_forward(x, w, b, s, p, d, g)
-    assert_close(y, expected, 1e-4, 1e-4, "forward")
+    # Tolerances relative to the output's scale: Winograd F(4x4, 3x3) rounds to about 1e-6 of it.
+    scale = lambda a: 2e-5 * max(1.0, float(np.abs(a).max()))  # noqa: E731
+    assert_close(y, expected, scale(expected), 1e-4, "forward")
     assert _C.last_impl("conv2d") != "scalar_ref" or isa == "scalar"
     if isa == "avx2" and config[1] >= 16:
-        assert _C.last_impl("conv2d") == "winograd_f2x3"
+        assert _C.last_impl("conv2d") == "winograd_f4x3"
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, s, p, d, g)
-    assert_close(_C.conv2d_backward_data(dy, w, x.shape[2:], s, p, d, g), dx_ref, 1e-4, 1e-4, "backward data")
-    assert_close(_C.conv2d_backward_weight(x, dy, w.shape[2:], s, p, d, g), dw_ref, 1e-3, 1e-4, "backward weight")
+    dx = _C.conv2d_backward_data(dy, w, x.shape[2:], s, p, d, g)
+    assert_close(dx, dx_ref, scale(dx_ref), 1e-4, "backward data")
+    assert_close(_C.conv2d_backward_weight(x, dy, w.shape[2:], s, p, d, g), dw_ref, scale(dw_ref), 1e-4, "backward weight")
     assert_close(_C.conv2d_backward_bias(dy), db_ref, 1e-4, 1e-4, "backward bias")
 
 

@@ -1,5 +1,5 @@
 // Convolution dispatch and the fast paths (float32, AVX2 active), in the order they are tried:
-//   winograd_f2x3   3x3, stride 1, dilation 1, one group, >= 16 channels in and out (forward, and
+//   winograd_f4x3   3x3, stride 1, dilation 1, one group, >= 16 channels in and out (forward, and
 //                   backward-data as the convolution of dy with the flipped weight); conv_winograd_avx2.cpp
 //   gemm_1x1        1x1, stride 1, no padding: the GEMM on the image itself
 //   im2col_gemm     everything else
@@ -192,6 +192,7 @@ const char* gemm_impl_name(const ConvGeometry& g, bool batch_split) {
 
 bool use_fast_path() { return active_isa() == Isa::avx2; }
 
+
 // Winograd pays when the 16 products are real matrix products: enough input and output channels.
 bool winograd_applies(const ConvGeometry& g) {
   return g.kH == 3 && g.kW == 3 && g.sH == 1 && g.sW == 1 && g.dH == 1 && g.dW == 1 && g.groups == 1 &&
@@ -211,13 +212,13 @@ void backward_data_winograd(const ConvGeometry& g, const float* dy, const float*
     for (int64_t c = 0; c < g.C; ++c)
       for (int64_t k = 0; k < 9; ++k) flipped[(c * g.O + o) * 9 + k] = w[(o * g.C + c) * 9 + (8 - k)];
   const ConvGeometry t{g.N, g.O, g.OH, g.OW, g.C, 3, 3, g.H, g.W, 1, 1, 2 - g.pH, 2 - g.pW, 1, 1, 1};
-  conv2d_winograd_f2x3(t, dy, flipped.data(), nullptr, dx);
+  conv2d_winograd_f4x3(t, dy, flipped.data(), nullptr, dx);
 }
 
 void forward_fast(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y, const char* op) {
   if (winograd_applies(g)) {
-    conv2d_winograd_f2x3(g, x, w, bias, y);
-    record_impl(op, "winograd_f2x3");
+    conv2d_winograd_f4x3(g, x, w, bias, y);
+    record_impl(op, "winograd_f4x3");
     return;
   }
   const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW;
@@ -233,7 +234,7 @@ void forward_fast(const ConvGeometry& g, const float* x, const float* w, const f
 void backward_data_fast(const ConvGeometry& g, const float* dy, const float* w, float* dx, const char* op) {
   if (winograd_backward_data_applies(g)) {
     backward_data_winograd(g, dy, w, dx);
-    record_impl(op, "winograd_f2x3");
+    record_impl(op, "winograd_f4x3");
     return;
   }
   const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW, col_img = g.C * g.taps() * g.OH * g.OW;

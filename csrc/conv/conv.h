@@ -57,8 +57,8 @@ void im2col(const ConvGeometry& g, const T* x, int64_t oh0, int64_t oh1, T* col,
 template <typename T>
 void col2im(const ConvGeometry& g, const T* col, T* x);
 
-// ---- Winograd F(2x2, 3x3) (conv_winograd_avx2.cpp): 3x3, stride 1, dilation 1, groups 1, float32.
-void conv2d_winograd_f2x3(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+// ---- Winograd F(4x4, 3x3) (conv_winograd_avx2.cpp): 3x3, stride 1, dilation 1, groups 1, float32.
+void conv2d_winograd_f4x3(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 
 // ---- the scalar reference (conv_ref.cpp): direct loops, the spec.
 template <typename T>
