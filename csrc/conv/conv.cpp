@@ -193,7 +193,7 @@ const char* gemm_impl_name(const ConvGeometry& g, bool batch_split) {
 bool use_fast_path() { return active_isa() == Isa::avx2; }
 
 
-// Winograd pays when the 16 products are real matrix products: enough input and output channels.
+// Winograd pays when its 36 products are real matrix products: enough input and output channels.
 bool winograd_applies(const ConvGeometry& g) {
   return g.kH == 3 && g.kW == 3 && g.sH == 1 && g.sW == 1 && g.dH == 1 && g.dW == 1 && g.groups == 1 &&
          g.C >= 16 && g.O >= 16;
