@@ -108,7 +108,8 @@ namespace {
 // the single-threaded GEMM, so a pass has no synchronisation inside it (a busy machine makes
 // every barrier expensive).
 
-constexpr int64_t kColBlockFloats = 96 * 1024;  // 384 KiB of im2col columns per block
+constexpr int64_t kColBlockFloats = 1024 * 1024;  // 4 MiB of im2col columns per block (measured: smaller
+                                                  // blocks repack the weight too often)
 
 struct RowBlock {
   int64_t n, oh0, oh1;
@@ -119,7 +120,7 @@ std::vector<RowBlock> row_blocks(const ConvGeometry& g, int threads, bool* batch
   std::vector<RowBlock> blocks;
   *batch_split = split_batch(g.N, threads);
   // Enough blocks per image for every thread, and small enough that a block's im2col columns
-  // (written, then packed by the GEMM) stay in L2.
+  // (written, then packed by the GEMM) stay in the L3 cache.
   const int64_t row_cols = g.C * g.taps() * g.OW;  // im2col floats per output row
   const int64_t by_cache = g.is_pointwise() ? 1 : (row_cols * g.OH + kColBlockFloats - 1) / kColBlockFloats;
   const int64_t per_image = std::min<int64_t>(std::max<int64_t>(*batch_split ? 1 : threads, by_cache), g.OH);

@@ -3,9 +3,13 @@
 Prints, per case, the forward and forward+backward (gradients of input and weight) times, GFLOP/s,
 the implementation that ran (`last_impl`) and the ratio torch_time / our_time (> 1: we are faster),
 all measured in this run with the same thread count on both sides (default 2; --threads=N).
+--cpu-time times process CPU seconds instead of wall seconds (for a busy shared machine).
 Pooling rows give GB/s (bytes read + written) beside the machine's measured copy bandwidth.
 """
 from __future__ import annotations
+
+import statistics
+import time
 
 import numpy as np
 
@@ -53,13 +57,27 @@ def _copy_bandwidth() -> float:
 
 
 MIN_SAMPLE = 0.02  # seconds per timing sample: short calls are repeated inside a sample
+_clock = {"cpu": False}
+
+
+def _time(fn, repeat):
+    """Median wall time of fn, or with --cpu-time the median process CPU time (all threads): on a
+    shared, oversubscribed machine the CPU time of a call is far less noisy than its wall time."""
+    if not _clock["cpu"]:
+        return median_time(fn, repeat, min_time=MIN_SAMPLE)
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        samples.append(time.process_time() - start)
+    return statistics.median(samples)
 
 
 def _time_pair(ours_fwd, ours_step, torch_fwd, torch_step, repeat):
-    times = [median_time(ours_fwd, repeat, min_time=MIN_SAMPLE), median_time(ours_step, repeat, min_time=MIN_SAMPLE)]
+    times = [_time(ours_fwd, repeat), _time(ours_step, repeat)]
     if torch_fwd is not None:
-        times += [median_time(torch_fwd, repeat, min_time=MIN_SAMPLE),
-                  median_time(torch_step, repeat, min_time=MIN_SAMPLE)]
+        times += [_time(torch_fwd, repeat), _time(torch_step, repeat)]
     else:
         times += [None, None]
     return times
@@ -140,7 +158,7 @@ def bench_pooling(torch, repeat, rng):
         x = rng.standard_normal(shape).astype(np.float32)
         xt = Tensor(x)
         ours = (lambda: F.max_pool2d(xt, k, s, p)) if kind == "max" else (lambda: F.avg_pool2d(xt, k, s, p))
-        f = median_time(ours, repeat, min_time=MIN_SAMPLE)
+        f = _time(ours, repeat)
         out = ours()
         impl = _C.last_impl("max_pool2d" if kind == "max" else "avg_pool2d")
         gbs = (x.nbytes + out.data.nbytes) / f / 1e9
@@ -149,7 +167,7 @@ def bench_pooling(torch, repeat, rng):
             tx = torch.from_numpy(x)
             pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
             with torch.no_grad():
-                tf_ = median_time(lambda: pool(tx, k, s, p), repeat, min_time=MIN_SAMPLE)
+                tf_ = _time(lambda: pool(tx, k, s, p), repeat)
         rows.append([name, _ms(f), f"{gbs:.1f}", f"{100 * gbs / copy_gbs:.0f}%", _ms(tf_) if tf_ else "-",
                      _ratio(tf_, f), impl])
     print(f"memory copy bandwidth (np.copyto, 256 MiB read + written): {copy_gbs:.1f} GB/s")
@@ -164,11 +182,14 @@ def main(argv):
             threads = int(arg.split("=", 1)[1])
         elif arg.startswith("--repeat="):
             repeat = int(arg.split("=", 1)[1])
+        elif arg == "--cpu-time":
+            _clock["cpu"] = True
     rosenblatt.set_num_threads(threads)
     torch = try_import_torch()
     if torch is not None:
         torch.set_num_threads(threads)
-    print(f"== conv: {threads} threads, ISA {_C.isa()}, median of {repeat}; ratio = torch time / our time"
+    clock = "process CPU time" if _clock["cpu"] else "wall time"
+    print(f"== conv: {threads} threads, ISA {_C.isa()}, median {clock} of {repeat}; ratio = torch time / our time"
           + ("" if torch else " (torch not importable: no ratios)"))
     rng = np.random.default_rng(0)
     bench_convolutions(torch, repeat, rng)
