@@ -3,7 +3,8 @@
 Prints, per case, the forward and forward+backward (gradients of input and weight) times, GFLOP/s,
 the implementation that ran (`last_impl`) and the ratio torch_time / our_time (> 1: we are faster),
 all measured in this run with the same thread count on both sides (default 2; --threads=N).
---cpu-time times process CPU seconds instead of wall seconds (for a busy shared machine).
+--cpu-time times process CPU seconds instead of wall seconds, for a busy shared machine; use it with
+--threads=1 (idle OpenMP workers spin between calls and that counts as CPU time of every thread).
 Pooling rows give GB/s (bytes read + written) beside the machine's measured copy bandwidth.
 """
 from __future__ import annotations
