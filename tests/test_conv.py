@@ -243,3 +243,21 @@ def test_bilinear_initialised_transposed_conv_upsamples_like_interpolate(rng):
     expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False).data
     assert ours.shape == expected.shape
     assert_close(ours[:, :, 1:-1, 1:-1], expected[:, :, 1:-1, 1:-1], 1e-5, 1e-5, "interior")
+
+
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+def test_same_padding_with_even_kernels_matches_torch(rng):
+    """An even kernel needs an odd total padding; torch puts the extra row/column at the bottom/right."""
+    torch = torch_or_skip()
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 4, 2)).astype(np.float32)
+    xt, wt = rb.Tensor(x, requires_grad=True), rb.Tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y, ty = F.conv2d(xt, wt, padding="same"), torch.nn.functional.conv2d(tx, tw, padding="same")
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(g)
+    ty.backward(torch.tensor(g))
+    assert y.shape == x.shape[:1] + (4,) + x.shape[2:]
+    assert_close(y.data, ty.detach().numpy(), 1e-4, 1e-4, "output")
+    assert_close(xt.grad.data, tx.grad.numpy(), 1e-4, 1e-4, "grad input")
+    assert_close(wt.grad.data, tw.grad.numpy(), 1e-4, 1e-4, "grad weight")
