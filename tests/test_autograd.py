@@ -103,6 +103,10 @@ CASES = [
     Case("stack", lambda lib, F, a, b: lib.stack([a, b, a], -1) ** 2, [(2, 3), (2, 3)]),
     Case("split", lambda lib, F, a: lib.split(a, [1, 3], 1)[1] ** 2 + lib.split(a, 2, 1)[0].sum(), [(2, 4)]),
     Case("unbind", lambda lib, F, a: lib.unbind(a, 1)[2] * lib.unbind(a, 1)[0], [(2, 3)]),
+    Case("flip", lambda lib, F, a: lib.flip(a, (0, 2)) * lib.arange(24.0).reshape(2, 3, 4), [(2, 3, 4)]),
+    *[Case(f"pad_{mode}", (lambda mode: lambda lib, F, a: F.pad(a, (2, 1, 1, 2), mode=mode) ** 2)(mode),
+           [(2, 3, 4)]) for mode in ("constant", "reflect", "replicate", "circular")],
+    Case("pad_value_last_dim", lambda lib, F, a: F.pad(a, (0, 3), value=1.5) ** 2, [(2, 3)]),
     Case("where", lambda lib, F, a, b: lib.where(targets(lib, MASK), a, b), [(3, 4), (4,)]),
     Case("where_scalar", lambda lib, F, a: lib.where(a > 0, a, 0.5 * a), [(3, 4)]),
     # elementwise functions and activations

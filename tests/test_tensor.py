@@ -300,6 +300,10 @@ def test_linear_shape_and_dtype_errors():
     (lambda x: F.dropout(x, 1.5), ValueError, r"^dropout: probability"),
     (lambda x: F.maxout(x, 3), ValueError, r"^maxout: .*\(2, 3, 4\)"),
     (lambda x: rosenblatt.zeros("a"), TypeError, r"^zeros: "),
+    (lambda x: F.pad(x, (1, 1, 1)), ValueError, r"^pad: padding \(1, 1, 1\).*\(2, 3, 4\)"),
+    (lambda x: F.pad(x, (4, 0), mode="reflect"), ValueError, r"^pad: reflect padding \(4, 0\).*\(2, 3, 4\)"),
+    (lambda x: F.pad(x, (1, 1), mode="mirror"), ValueError, r"^pad: mode 'mirror'"),
+    (lambda x: F.pad(x, (-1, 1)), ValueError, r"^pad: negative padding"),
 ])
 def test_shape_op_errors_name_the_op_and_shape(fn, error, message):
     with pytest.raises(error, match=message):

@@ -513,6 +513,61 @@ def to(x: Tensor, *args, dtype=None, **kwargs) -> Tensor:
     return x if dtype is None else astype(x, dtype)
 
 
+def flip(x: Tensor, dims) -> Tensor:
+    axes = _dims(dims, x.ndim, "flip", x.shape)
+    return result(np.flip(x.data, axes), (x,), lambda g: (np.flip(g, axes),), "FlipBackward")
+
+
+def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """torch's F.pad: `pad` lists (before, after) pairs from the last dim backwards. Modes: constant,
+    reflect, replicate, circular. Each padded dim is a gather along that axis, so the backward is a
+    scatter-add per padded dim (np.add.at), and no mode needs its own gradient."""
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: padding {tuple(pad)} must hold (before, after) pairs for at most {x.ndim} dims "
+                         f"(input shape {x.shape})")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"pad: mode {mode!r} is not one of constant, reflect, replicate, circular")
+    widths = {x.ndim - 1 - i: (int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(pad) // 2)}
+    if any(before < 0 or after < 0 for before, after in widths.values()):
+        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported (input shape {x.shape})")
+    if mode == "constant":
+        out = np.pad(x.data, [widths.get(d, (0, 0)) for d in range(x.ndim)], constant_values=value)
+        inside = tuple(slice(b, b + n) for (b, _), n in zip([widths.get(d, (0, 0)) for d in range(x.ndim)], x.shape))
+        return result(out, (x,), lambda g: (g[inside],), "ConstantPadBackward")
+    sources = {d: _pad_source_index(x.shape[d], before, after, mode, x.shape)
+               for d, (before, after) in widths.items() if before or after}
+    out = x.data
+    for d, index in sources.items():
+        out = np.take(out, index, axis=d)
+
+    def backward(g):
+        for d, index in sources.items():
+            shape = list(g.shape)
+            shape[d] = x.shape[d]
+            folded = np.zeros(shape, dtype=g.dtype)
+            np.add.at(folded, (slice(None),) * d + (index,), g)
+            g = folded
+        return (g,)
+
+    return result(out, (x,), backward, "PadBackward")
+
+
+def _pad_source_index(n: int, before: int, after: int, mode: str, shape) -> np.ndarray:
+    """For each position of a padded dim, the input position it copies."""
+    positions = np.arange(-before, n + after)
+    if mode == "replicate":
+        return np.clip(positions, 0, n - 1)
+    if mode == "circular":
+        if before > n or after > n:
+            raise ValueError(f"pad: circular padding ({before}, {after}) is larger than the dim {n} (shape {shape})")
+        return positions % n
+    if before >= n or after >= n:
+        raise ValueError(f"pad: reflect padding ({before}, {after}) must be smaller than the dim {n} (shape {shape})")
+    period = 2 * (n - 1) if n > 1 else 1
+    folded = np.abs(positions) % period
+    return np.where(folded >= n, period - folded, folded)
+
+
 # ---- indexing --------------------------------------------------------------------------------
 def _index_part(part):
     if isinstance(part, Tensor):
@@ -1041,7 +1096,7 @@ def _install_methods():
         "var": var, "std": std, "max": max, "min": min, "amax": amax, "amin": amin, "logsumexp": logsumexp,
         "reshape": reshape, "view": view, "flatten": flatten, "unflatten": unflatten, "squeeze": squeeze,
         "unsqueeze": unsqueeze, "permute": permute, "transpose": transpose, "t": t, "expand": expand,
-        "contiguous": contiguous, "clone": clone, "astype": astype, "to": to, "gather": gather,
+        "contiguous": contiguous, "flip": flip, "clone": clone, "astype": astype, "to": to, "gather": gather,
         "masked_fill": masked_fill, "split": split, "chunk": chunk, "unbind": unbind, "exp": exp, "log": log,
         "log1p": log1p, "sqrt": sqrt, "abs": abs, "sign": sign, "sin": sin, "cos": cos, "clamp": clamp,
         "clip": clip, "clamp_min": clamp_min, "clamp_max": clamp_max, "sigmoid": sigmoid, "tanh": tanh,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..ops import (gather, leaky_relu, linear, log_softmax, logsumexp, relu, sigmoid, softmax, softplus,  # noqa: F401
-                   tanh)
+from ..ops import (gather, leaky_relu, linear, log_softmax, logsumexp, pad, relu, sigmoid, softmax,  # noqa: F401
+                   softplus, tanh)
 from ..random import default_generator
 from ..tensor import Tensor, as_tensor, result
 
