@@ -167,3 +167,12 @@ def test_gemm_misaligned_strides_rejected():
     structured = np.zeros((3, 4), dtype=[("x", np.float32), ("y", np.int16)])["x"]
     with pytest.raises(ValueError, match="stride"):
         kernels.gemm(structured, np.ones((4, 2), np.float32))
+
+
+def test_gemm_out_with_shared_elements_rejected():
+    a = np.ones((3, 4), np.float32)
+    b = np.ones((4, 5), np.float32)
+    base = np.zeros(5, np.float32)
+    out = np.lib.stride_tricks.as_strided(base, shape=(3, 5), strides=(0, 4))  # writeable, rows alias
+    with pytest.raises(ValueError, match="gemm: out of shape .3, 5. has elements that share memory"):
+        kernels.gemm(a, b, out=out)

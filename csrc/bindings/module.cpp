@@ -8,6 +8,8 @@ namespace py = pybind11;
 
 namespace rb {
 void bind_gemm(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
 }  // namespace rb
 
 PYBIND11_MODULE(_C, m) {
@@ -25,4 +27,6 @@ PYBIND11_MODULE(_C, m) {
   m.attr("compiler") = ROSENBLATT_COMPILER;
 
   rb::bind_gemm(m);
+  rb::bind_conv(m);
+  rb::bind_pool(m);
 }
