@@ -251,6 +251,20 @@ def test_binary_ops_name_both_shapes_when_broadcasting_fails(op, fn):
         fn(rosenblatt.ones(3, 4), rosenblatt.ones(5))
 
 
+@pytest.mark.parametrize("fn,error,message", [
+    (lambda: rosenblatt.tensor("abc"), TypeError, r"^tensor: cannot make a tensor from str"),
+    (lambda: rosenblatt.tensor([[1, 2], [3]]), ValueError, r"^tensor: cannot make a tensor from a ragged list"),
+    (lambda: rosenblatt.tensor(None), TypeError, r"^tensor: "),
+    (lambda: rosenblatt.ones(2) + None, TypeError, r"^add: operands of type Tensor and NoneType"),
+    (lambda: rosenblatt.ones(2) * "x", TypeError, r"^mul: "),
+    (lambda: {"a": 1} @ rosenblatt.ones(2), TypeError, r"^matmul: "),
+    (lambda: rosenblatt.where(rosenblatt.ones(2) > 0, rosenblatt.ones(2), object()), TypeError, r"^where: "),
+])
+def test_objects_that_are_not_numbers_are_refused(fn, error, message):
+    with pytest.raises(error, match=message):
+        fn()
+
+
 @pytest.mark.parametrize("a,b,message", [
     ((3, 4), (5, 6), r"^matmul: shapes \(3, 4\) and \(5, 6\)"),
     ((4,), (3,), r"^matmul: shapes \(4,\) and \(3,\)"),

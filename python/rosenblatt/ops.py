@@ -15,37 +15,36 @@ from collections import namedtuple
 import numpy as np
 
 from . import _C
-from .tensor import Tensor, as_tensor, float32, result, unbroadcast
+from .tensor import _KIND_CATEGORY, Tensor, as_tensor, float32, int64, result, unbroadcast
 
 # (values, indices) pair returned by max/min along a dim, as torch.return_types.max
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _pair(a, b):
+def _pair(a, b, op: str):
     """Both operands as Tensors; a Python scalar takes the dtype of the other side (as torch)."""
-    if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+    try:
+        if isinstance(a, Tensor):
+            return a, as_tensor(b, like=a)
+        b = as_tensor(b)
+        return as_tensor(a, like=b), b
+    except TypeError as error:
+        raise TypeError(f"{op}: operands of type {type(a).__name__} and {type(b).__name__}: {error}") from None
 
 
 def _common_dtype(a: Tensor, b: Tensor) -> np.dtype:
     """torch's type promotion: the higher category (bool < integer < float) wins; within a category the
-    wider dtype wins, except that a 0-d operand never widens one with dims (and a 0-d operand of a higher
-    category gives that category's default dtype, float32 or int64)."""
-    ka, kb = _CATEGORY.get(a.dtype.kind, 3), _CATEGORY.get(b.dtype.kind, 3)
-    if ka != kb:
-        high, low = (a, b) if ka > kb else (b, a)
-        if high.ndim == 0 and low.ndim:
-            return np.dtype(float32 if high.dtype.kind == "f" else np.int64) if high.dtype.kind in "fiu" else high.dtype
-        return high.dtype
-    if (a.ndim == 0) != (b.ndim == 0):
-        return a.dtype if a.ndim else b.dtype
-    return np.promote_types(a.dtype, b.dtype)
-
-
-_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+    wider dtype wins, except that a 0-d operand never widens one with dims."""
+    category_a, category_b = _KIND_CATEGORY.get(a.dtype.kind, 3), _KIND_CATEGORY.get(b.dtype.kind, 3)
+    if category_a == category_b:
+        if (a.ndim == 0) != (b.ndim == 0):
+            return a.dtype if a.ndim else b.dtype
+        return np.promote_types(a.dtype, b.dtype)
+    high, low = (a, b) if category_a > category_b else (b, a)
+    if high.ndim == 0 and low.ndim and high.dtype.kind in "fiu":
+        return float32 if high.dtype.kind == "f" else int64  # a 0-d operand lifts to the default dtype
+    return high.dtype
 
 
 def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:
@@ -103,19 +102,19 @@ def _shape_args(shape, op: str) -> tuple:
 
 # ---- arithmetic with broadcasting --------------------------------------------------------
 def add(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "add")
     out = _broadcast_op("add", np.add, a, b)
     return result(out, (a, b), lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "AddBackward")
 
 
 def sub(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "sub")
     out = _broadcast_op("sub", np.subtract, a, b)
     return result(out, (a, b), lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "SubBackward")
 
 
 def mul(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "mul")
     out = _broadcast_op("mul", np.multiply, a, b)
 
     def backward(g):
@@ -127,12 +126,10 @@ def mul(a, b) -> Tensor:
 
 def div(a, b) -> Tensor:
     """True division; integer operands give float32, as torch."""
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "div")
     out = _broadcast_op("div", np.true_divide, a, b)
-    if out.dtype.kind not in "fc":
-        out = out.astype(float32)
-    if out.dtype == np.float64 and a.dtype.kind != "f" and b.dtype.kind != "f":
-        out = out.astype(float32)  # int / int: torch's default float
+    if a.dtype.kind not in "fc" and b.dtype.kind not in "fc":
+        out = out.astype(float32)  # int / int: torch's default float, where NumPy gives float64
 
     def backward(g):
         grad_a = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
@@ -148,7 +145,7 @@ def neg(x: Tensor) -> Tensor:
 
 def pow(x, exponent) -> Tensor:  # noqa: A001 - torch's name
     """x ** exponent for a scalar or tensor exponent (and a scalar base via Tensor.__rpow__)."""
-    x, exponent = _pair(x, exponent)
+    x, exponent = _pair(x, exponent, "pow")
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _broadcast_op("pow", np.power, x, exponent)
 
@@ -179,7 +176,7 @@ def minimum(a, b) -> Tensor:
 
 
 def _elementwise_extreme(a, b, fn, op: str) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, op)
     out = _broadcast_op(op, fn, a, b)
 
     def backward(g):
@@ -195,7 +192,7 @@ def _elementwise_extreme(a, b, fn, op: str) -> Tensor:
 # ---- comparisons and logic (no gradient) ----------------------------------------------------
 def _compare(op: str, fn):
     def compare(a, b) -> Tensor:
-        a, b = _pair(a, b)
+        a, b = _pair(a, b, op)
         return Tensor(_broadcast_op(op, fn, a, b))
 
     compare.__name__ = op
@@ -220,7 +217,7 @@ def logical_not(x: Tensor) -> Tensor:
 def _bitwise(op: str, fn):
     """&, |, ^ and ~ on bool or integer tensors (masks), as torch."""
     def bitwise(a, b) -> Tensor:
-        a, b = _pair(a, b)
+        a, b = _pair(a, b, op)
         if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
             raise TypeError(f"{op}: only bool and integer tensors, got {a.dtype} and {b.dtype}")
         return Tensor(_broadcast_op(op, fn, a, b))
@@ -500,16 +497,15 @@ def astype(x: Tensor, dtype) -> Tensor:
 _DTYPE_NAMES = {"float": "float32", "double": "float64", "long": "int64", "int": "int32", "half": "float16"}
 
 
-def to(x: Tensor, *args, dtype=None, **kwargs) -> Tensor:
-    """to(dtype), to(device), to(device, dtype): only the CPU exists for a Tensor here."""
-    for arg in list(args) + [kwargs.get("device")]:
-        if arg is None:
-            continue
-        if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda") and arg not in _DTYPE_NAMES:
-            if not arg.startswith("cpu"):
-                raise RuntimeError(f"to: device {arg!r} is not supported for Tensors (CPU storage only)")
+def to(x: Tensor, *args, dtype=None, device=None, **kwargs) -> Tensor:
+    """to(dtype), to(device), to(device, dtype): Tensors live on the CPU, so only the dtype can change."""
+    for arg in args:
+        if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda"):
+            device = arg
         else:
             dtype = arg
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise RuntimeError(f"to: device {device!r} is not supported for Tensors (CPU storage only)")
     return x if dtype is None else astype(x, dtype)
 
 
@@ -735,7 +731,7 @@ def where(condition, a=None, b=None):
         return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype} (shape {cond.shape})")
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "where")
     common = _common_dtype(a, b)
     try:
         out = np.where(cond, a.data.astype(common, copy=False), b.data.astype(common, copy=False))
@@ -801,9 +797,9 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
     if isinstance(min, Tensor) or isinstance(max, Tensor):  # tensor bounds: gradients to the bounds too
         out = x if min is None else maximum(x, min)
         return out if max is None else minimum(out, max)
-    out = np.clip(x.data, min, max)
-    if out.dtype != x.dtype:
-        out = out.astype(x.dtype if x.dtype.kind == "f" or isinstance(min or max, int) else float32)
+    float_bound = isinstance(min, float) or isinstance(max, float)
+    dtype = float32 if float_bound and x.dtype.kind != "f" else x.dtype  # int tensor, float bound: float32
+    out = np.clip(x.data, min, max).astype(dtype, copy=False)
     inside = np.ones(x.shape, dtype=bool)
     if min is not None:
         inside &= x.data >= min
@@ -893,7 +889,7 @@ def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
 def matmul(a, b) -> Tensor:
     """torch.matmul: 1-D x 1-D is a dot product, a 1-D operand gains (and then loses) a unit dim,
     2-D x 2-D is one GEMM, and leading batch dims broadcast."""
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {a.shape} and {b.shape}")
     k_a = a.shape[-1]

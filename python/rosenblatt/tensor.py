@@ -81,21 +81,29 @@ def _to_dtype(dtype):
 
 
 def _as_array(data, dtype=None) -> np.ndarray:
-    """Convert data to a NumPy array with torch's default dtypes (float32 for Python floats)."""
+    """Convert data to a NumPy array with torch's default dtypes (float32 for Python floats).
+    Only numeric data makes a tensor: strings, None and other objects raise TypeError."""
     if isinstance(data, Tensor):
         data = data.data
     dtype = _to_dtype(dtype)
     if isinstance(data, np.ndarray):
-        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
-    if isinstance(data, np.generic):
-        return np.asarray(data, dtype=dtype)
-    array = np.asarray(data)
-    if dtype is not None:
-        return array.astype(dtype, copy=False)
-    if array.dtype == np.float64:  # Python floats: torch's default float32
-        return array.astype(np.float32)
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64, copy=False)
+        array = data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    elif isinstance(data, np.generic):
+        array = np.asarray(data, dtype=dtype)
+    else:
+        try:
+            array = np.asarray(data)
+        except ValueError as error:  # ragged nested sequences
+            raise ValueError(f"tensor: cannot make a tensor from a ragged {type(data).__name__}: {error}") from None
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+        elif array.dtype == np.float64:  # Python floats: torch's default float32
+            array = array.astype(np.float32)
+        elif array.dtype.kind in "iu":
+            array = array.astype(np.int64, copy=False)
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} (NumPy dtype {array.dtype}, "
+                        f"shape {array.shape}); expected numbers")
     return array
 
 
