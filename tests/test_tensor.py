@@ -103,6 +103,18 @@ def test_integer_and_bool_promotion():
     assert rosenblatt.tensor([1, 2]).dtype == np.int64
 
 
+def test_mixed_dtype_promotion_matches_torch():
+    torch = pytest.importorskip("torch")
+    dtypes = ["bool", "int32", "int64", "float32", "float64"]
+    for left in dtypes:
+        for right in dtypes:
+            for left_shape, right_shape in [((3,), (3,)), ((3,), ()), ((), (3,))]:
+                a, b = np.ones(left_shape, left), np.ones(right_shape, right)
+                ours = (rosenblatt.tensor(a) + rosenblatt.tensor(b)).dtype
+                theirs = (torch.tensor(a) + torch.tensor(b)).dtype
+                assert str(theirs) == f"torch.{ours}", (left, left_shape, right, right_shape)
+
+
 def test_comparisons_give_bool_tensors_without_grad():
     x = rosenblatt.tensor([1.0, 2.0, 3.0], requires_grad=True)
     mask = x > 1.5

@@ -15,7 +15,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _C
-from .tensor import _KIND_CATEGORY, Tensor, as_tensor, float32, int64, result, unbroadcast
+from .tensor import _KIND_CATEGORY, Tensor, as_tensor, float32, result, unbroadcast
 
 # (values, indices) pair returned by max/min along a dim, as torch.return_types.max
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
@@ -35,16 +35,14 @@ def _pair(a, b, op: str):
 
 def _common_dtype(a: Tensor, b: Tensor) -> np.dtype:
     """torch's type promotion: the higher category (bool < integer < float) wins; within a category the
-    wider dtype wins, except that a 0-d operand never widens one with dims."""
+    wider dtype wins, except that a 0-d operand never widens one with dims. (Python scalars were already
+    given their dtype by as_tensor.)"""
     category_a, category_b = _KIND_CATEGORY.get(a.dtype.kind, 3), _KIND_CATEGORY.get(b.dtype.kind, 3)
     if category_a == category_b:
         if (a.ndim == 0) != (b.ndim == 0):
             return a.dtype if a.ndim else b.dtype
         return np.promote_types(a.dtype, b.dtype)
-    high, low = (a, b) if category_a > category_b else (b, a)
-    if high.ndim == 0 and low.ndim and high.dtype.kind in "fiu":
-        return float32 if high.dtype.kind == "f" else int64  # a 0-d operand lifts to the default dtype
-    return high.dtype
+    return a.dtype if category_a > category_b else b.dtype
 
 
 def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..ops import (gather, leaky_relu, linear, log_softmax, logsumexp, pad, relu, sigmoid, softmax,  # noqa: F401
-                   softplus, tanh)
+from ..ops import leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
 from ..random import default_generator
 from ..tensor import Tensor, as_tensor, result
 
