@@ -271,6 +271,7 @@ def test_binary_ops_name_both_shapes_when_broadcasting_fails(op, fn):
     (lambda: rosenblatt.ones(2) * "x", TypeError, r"^mul: "),
     (lambda: {"a": 1} @ rosenblatt.ones(2), TypeError, r"^matmul: "),
     (lambda: rosenblatt.where(rosenblatt.ones(2) > 0, rosenblatt.ones(2), object()), TypeError, r"^where: "),
+    (lambda: rosenblatt.arange(3) ** -1, ValueError, r"^pow: Integers to negative integer powers .*\(3,\)"),
 ])
 def test_objects_that_are_not_numbers_are_refused(fn, error, message):
     with pytest.raises(error, match=message):

@@ -54,8 +54,12 @@ def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:
         x, y = x.astype(common, copy=False), y.astype(common, copy=False)
     try:
         return fn(x, y)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+    except ValueError as error:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        raise ValueError(f"{op}: {error} (shapes {a.shape} and {b.shape})") from None  # e.g. int ** -1
 
 
 def _float_data(x: Tensor) -> np.ndarray:
@@ -153,8 +157,7 @@ def pow(x, exponent) -> Tensor:  # noqa: A001 - torch's name
         with np.errstate(divide="ignore", invalid="ignore"):
             if x.requires_grad:
                 # d/dx x^e = e * x^(e-1); torch defines it as 0 where e == 0 (even at x == 0)
-                local = e * np.power(base, e - 1) if e.ndim or e != 2 else 2 * base
-                grad_x = unbroadcast(np.where(e == 0, 0, g * local), x.shape)
+                grad_x = unbroadcast(np.where(e == 0, 0, g * e * np.power(base, e - 1)), x.shape)
             if exponent.requires_grad:
                 # d/de x^e = x^e * log(x); torch takes it as 0 where x == 0 and e >= 0
                 local = np.where((base == 0) & (e >= 0), 0, out * np.log(base))
