@@ -292,6 +292,9 @@ def test_matmul_shape_errors(a, b, message):
 def test_matmul_mixed_dtypes_raise_type_error():
     with pytest.raises(TypeError, match=r"^matmul: dtypes differ.*\(2, 2\)"):
         rosenblatt.ones(2, 2) @ rosenblatt.ones(2, 2, dtype="float64")
+    with pytest.raises(TypeError, match=r"^matmul: unsupported dtype float16 \(shapes \(2, 2\)"):
+        rosenblatt.ones(2, 2, dtype="float16") @ rosenblatt.ones(2, 2, dtype="float16")
+    assert (rosenblatt.arange(4).reshape(2, 2) @ rosenblatt.arange(2)).tolist() == [1, 3]  # integers: NumPy
 
 
 def test_linear_shape_and_dtype_errors():

@@ -265,7 +265,7 @@ def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:  # no
     axes = _dims(dim, x.ndim, "sum", x.shape)
     data = x.data if dtype is None else x.data.astype(dtype)
     if data.dtype.kind in "biu":
-        data = data.astype(np.int64)  # torch sums bool and integers as int64
+        data = data.astype(np.int64, copy=False)  # torch sums bool and integers as int64
     out = data.sum(axis=axes, keepdims=keepdim)
     return result(out, (x,), lambda g: (_expand_reduced(g, x.shape, axes, keepdim),), "SumBackward")
 
@@ -306,13 +306,13 @@ def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's nam
     max(x, other_tensor): the elementwise maximum."""
     if isinstance(dim, Tensor):
         return maximum(x, dim)
-    return _extreme(x, dim, keepdim, np.argmax, "max")
+    return _extreme(x, dim, keepdim, np.argmax, np.max, "max")
 
 
 def min(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
     if isinstance(dim, Tensor):
         return minimum(x, dim)
-    return _extreme(x, dim, keepdim, np.argmin, "min")
+    return _extreme(x, dim, keepdim, np.argmin, np.min, "min")
 
 
 def amax(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
@@ -324,12 +324,13 @@ def amin(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     return _extreme_all(x, None if dim == () else dim, keepdim, np.min, "amin")
 
 
-def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, op: str):
+def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, all_fn, op: str):
+    """max/min: over everything (a Tensor), or along one dim ((values, indices), gradient to the index)."""
     if dim is None:
-        return _extreme_all(x, None, False, np.max if op == "max" else np.min, op)
-    if x.data.size == 0 and x.ndim and x.shape[_dim(dim, x.ndim, op, x.shape)] == 0:
-        raise IndexError(f"{op}: cannot reduce over dim {dim} of size 0 (shape {x.shape})")
+        return _extreme_all(x, None, False, all_fn, op)
     axis = _dim(dim, x.ndim, op, x.shape)
+    if x.ndim and x.shape[axis] == 0:
+        raise IndexError(f"{op}: cannot reduce over dim {dim} of size 0 (shape {x.shape})")
     data = x.data.reshape(1) if x.ndim == 0 else x.data
     index = np.expand_dims(arg_fn(data, axis=axis), axis)
     values = np.take_along_axis(data, index, axis=axis)
@@ -905,8 +906,11 @@ def matmul(a, b) -> Tensor:
                          "together") from None
     if a.dtype != b.dtype:
         raise TypeError(f"matmul: dtypes differ: {a.dtype} and {b.dtype} (shapes {a.shape} and {b.shape})")
-    if a.dtype.kind != "f":  # integer products take no gradient and no kernel
+    if a.dtype.kind not in "fc":  # integer products take no gradient and no kernel
         return Tensor(np.matmul(a.data, b.data))
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"matmul: unsupported dtype {a.dtype} (shapes {a.shape} and {b.shape}); "
+                        "expected float32 or float64")
     if a.ndim == 1 and b.ndim == 1:
         return _reshaped(_matmul_2d_or_batched(_reshaped(a, (1, k_a), "matmul"), _reshaped(b, (k_b, 1), "matmul")),
                          (), "matmul")
@@ -989,7 +993,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None and bias.shape != (out_features,):
         raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
     dtypes = {x.dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
-    if len(dtypes) != 1 or x.dtype.kind != "f":
+    if len(dtypes) != 1 or x.dtype not in (np.float32, np.float64):
         raise TypeError(f"linear: expected one floating dtype, got input {x.dtype}, weight {weight.dtype}"
                         + (f", bias {bias.dtype}" if bias is not None else "") + f" (input shape {x.shape})")
     rows = x.data.reshape(-1, in_features)
