@@ -1083,7 +1083,7 @@ def _install_methods():
     T.__or__ = lambda self, other: bitwise_or(self, other)
     T.__xor__ = lambda self, other: bitwise_xor(self, other)
     T.__invert__ = bitwise_not
-    T.__iter__ = lambda self: iter(unbind(self, 0)) if self.ndim else _raise(TypeError("iteration over a 0-d tensor"))
+    T.__iter__ = _iterate
     T.__bool__ = _scalar_conversion(bool)
     T.__float__ = _scalar_conversion(float)
     T.__int__ = _scalar_conversion(int)
@@ -1124,8 +1124,10 @@ def _install_methods():
     T.mT = property(lambda self: transpose(self, -2, -1))
 
 
-def _raise(error):
-    raise error
+def _iterate(self: Tensor):
+    if self.ndim == 0:
+        raise TypeError("iteration over a 0-d tensor")
+    return iter(unbind(self, 0))
 
 
 def _scalar_conversion(kind):
