@@ -295,6 +295,31 @@ def test_retain_graph_allows_a_second_backward_that_accumulates():
     assert x.grad.tolist() == [4.0, -8.0]
 
 
+def test_backward_refuses_values_changed_in_place_after_the_forward():
+    w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    with rosenblatt.no_grad():
+        w.mul_(3.0)  # an optimiser step before backward would make the saved w stale
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+    h = rosenblatt.tensor([0.5], requires_grad=True).exp()
+    loss = h.sum()
+    with rosenblatt.no_grad():
+        h[0] = 0.0  # exp's backward reads its own output
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+
+
+def test_in_place_update_between_steps_is_fine():
+    w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(2):
+        (w * w).sum().backward()
+        with rosenblatt.no_grad():
+            w.sub_(w.grad * 0.1)
+        w.grad = None
+    assert_close(w.numpy(), np.array([1.0, 2.0]) * 0.8 ** 2, atol=1e-6, rtol=0, what="two steps")
+
+
 def test_no_grad_records_nothing():
     x = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
     with rosenblatt.no_grad():

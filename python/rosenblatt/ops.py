@@ -622,6 +622,7 @@ def setitem(x: Tensor, index, value) -> None:
     index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
     try:
         x.data[index] = value.data
+        x._version += 1
     except (IndexError, ValueError) as error:
         raise ValueError(f"setitem: cannot assign a value of shape {value.shape} to index {index!r} of a tensor "
                          f"of shape {x.shape}: {error}") from None
@@ -1024,6 +1025,7 @@ def _inplace(op: str, fn):
         other_data = None if other is None else as_tensor(other, like=self).data
         try:
             fn(self.data, other_data, **kwargs)
+            self._version += 1
         except ValueError:
             raise ValueError(f"{op}: cannot update shape {self.shape} in place with shape "
                              f"{np.shape(other_data)}") from None

@@ -110,7 +110,8 @@ def _as_array(data, dtype=None) -> np.ndarray:
 class Tensor:
     """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU."""
 
-    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "_version", "_saved_versions",
+                 "__weakref__")
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
     __hash__ = object.__hash__  # comparisons return Tensors, identity stays the hash (as torch)
 
@@ -123,6 +124,8 @@ class Tensor:
         self._parents = _parents
         self._backward = _backward
         self._op = _op
+        self._version = 0  # bumped by in-place updates, so backward can refuse stale saved values
+        self._saved_versions = None  # the parents' versions when this node was recorded
 
     # ---- basic properties --------------------------------------------------------------
     @property
@@ -214,6 +217,7 @@ class Tensor:
                     grad = np.broadcast_to(grad, node.shape)
                 node.grad = Tensor(np.array(grad)) if node.grad is None else Tensor(node.grad.data + grad)
                 continue
+            _check_not_modified(node)
             parent_grads = node._backward(grad)
             for parent, parent_grad in zip(node._parents, parent_grads):
                 if parent_grad is None or not parent.requires_grad:
@@ -244,6 +248,18 @@ class Tensor:
         return order
 
 
+def _check_not_modified(node: Tensor) -> None:
+    """A backward closure reads the values its op saw; if an input or the output itself was since changed
+    in place (under no_grad), its gradient would be silently wrong, so refuse, as torch does.
+    (Conservative: torch only checks the values an op actually saved.)"""
+    if node._saved_versions is None:
+        return
+    changed = node._version != 0 or any(p._version != v for p, v in zip(node._parents, node._saved_versions))
+    if changed:
+        raise RuntimeError(f"backward: a tensor used by {node._op} (output shape {node.shape}) was modified by an "
+                           "in-place operation after the forward pass; recompute the forward or avoid the update")
+
+
 def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
     """Create a Tensor from data (copied), as torch.tensor."""
     if device not in (None, "cpu"):
@@ -257,7 +273,9 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
 def result(data: np.ndarray, parents: tuple, backward, op: str) -> Tensor:
     """Wrap an op's output, recording the graph edge only when grad mode is on and a parent needs grad."""
     if is_grad_enabled() and any(p.requires_grad for p in parents):
-        return Tensor(data, requires_grad=True, _parents=parents, _backward=backward, _op=op)
+        out = Tensor(data, requires_grad=True, _parents=parents, _backward=backward, _op=op)
+        out._saved_versions = tuple(p._version for p in parents)
+        return out
     return Tensor(data)
 
 
