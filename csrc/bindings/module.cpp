@@ -10,6 +10,7 @@ namespace rb {
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_rnn(py::module_& m);
 }  // namespace rb
 
 PYBIND11_MODULE(_C, m) {
@@ -29,4 +30,5 @@ PYBIND11_MODULE(_C, m) {
   rb::bind_gemm(m);
   rb::bind_conv(m);
   rb::bind_pool(m);
+  rb::bind_rnn(m);
 }

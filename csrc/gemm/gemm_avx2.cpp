@@ -290,43 +290,64 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
 
 // ---- direct paths for skinny products ---------------------------------------------------
 
-// M is tiny and B has unit column stride: each row of C is a sum of scaled rows of B,
-// streamed once; threads split the columns. No packing at all.
+// C[0:ROWS, j0:j0+16] for a block of at most 4 rows: B's rows are streamed once and each
+// feeds all ROWS accumulators (2 x ROWS of them, all in registers).
+template <int ROWS>
+void few_rows_block(int64_t j0, int64_t w, int64_t K, float alpha, const float* const* a_rows, int64_t a_cs,
+                    MatView<const float> B, float beta, float* const* c_rows, int64_t c_cs) {
+  __m256 acc[ROWS][2];
+  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  if (w == 16) {
+    for (int64_t p = 0; p < K; ++p) {
+      const float* b = B.data + p * B.rs + j0;
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      for (int r = 0; r < ROWS; ++r) {
+        const __m256 a = _mm256_broadcast_ss(a_rows[r] + p * a_cs);
+        acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+      }
+    }
+  }
+  alignas(32) float tile[ROWS][16];
+  for (int r = 0; r < ROWS; ++r) {
+    _mm256_store_ps(tile[r], acc[r][0]);
+    _mm256_store_ps(tile[r] + 8, acc[r][1]);
+  }
+  if (w < 16) {  // ragged right edge: plain loops over the valid columns
+    for (int r = 0; r < ROWS; ++r)
+      for (int64_t j = 0; j < w; ++j) tile[r][j] = 0.0f;
+    for (int64_t p = 0; p < K; ++p)
+      for (int r = 0; r < ROWS; ++r) {
+        const float a = a_rows[r][p * a_cs];
+        for (int64_t j = 0; j < w; ++j) tile[r][j] += a * B.data[p * B.rs + j0 + j];
+      }
+  }
+  for (int r = 0; r < ROWS; ++r)
+    for (int64_t j = 0; j < w; ++j) {
+      float* cij = c_rows[r] + (j0 + j) * c_cs;
+      *cij = beta == 0.0f ? alpha * tile[r][j] : alpha * tile[r][j] + beta * *cij;
+    }
+}
+
+// M <= 4 and B has unit column stride (a vector or a few rows times a matrix): no
+// packing; B is read once, 16 columns at a time, and threads split the columns.
 void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                     float beta, MatView<float> C, int nthreads) {
-  constexpr int64_t W = 32;  // columns per chunk: 4 accumulators
-  const int64_t chunks = ceil_div(N, W);
+  const float* a_rows[4];
+  float* c_rows[4];
+  for (int64_t i = 0; i < M; ++i) {
+    a_rows[i] = A.data + i * A.rs;
+    c_rows[i] = C.data + i * C.rs;
+  }
+  const int64_t chunks = ceil_div(N, 16);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (chunks > 1 && M * N * K > 65536)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const int64_t j0 = chunk * W;
-    const int64_t w = min64(W, N - j0);
-    for (int64_t i = 0; i < M; ++i) {
-      alignas(32) float acc[W] = {0};
-      if (w == W) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
-               s3 = _mm256_setzero_ps();
-        for (int64_t p = 0; p < K; ++p) {
-          const __m256 a = _mm256_set1_ps(A.data[i * A.rs + p * A.cs]);
-          const float* b = B.data + p * B.rs + j0;
-          s0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), s0);
-          s1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), s1);
-          s2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), s2);
-          s3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), s3);
-        }
-        _mm256_store_ps(acc, s0);
-        _mm256_store_ps(acc + 8, s1);
-        _mm256_store_ps(acc + 16, s2);
-        _mm256_store_ps(acc + 24, s3);
-      } else {
-        for (int64_t p = 0; p < K; ++p) {
-          const float a = A.data[i * A.rs + p * A.cs];
-          const float* b = B.data + p * B.rs + j0;
-          for (int64_t j = 0; j < w; ++j) acc[j] += a * b[j];
-        }
-      }
-      float* c = C.data + i * C.rs + j0 * C.cs;
-      for (int64_t j = 0; j < w; ++j)
-        c[j * C.cs] = beta == 0.0f ? alpha * acc[j] : alpha * acc[j] + beta * c[j * C.cs];
+    const int64_t j0 = chunk * 16, w = min64(16, N - j0);
+    switch (M) {
+      case 1: few_rows_block<1>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
+      case 2: few_rows_block<2>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
+      case 3: few_rows_block<3>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
+      default: few_rows_block<4>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
     }
   }
 }
@@ -393,19 +414,31 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
     return "avx2_k0";
   }
   const int nthreads = available_threads();
+  // A few rows or columns: matrix-vector-like products, bound by reading the big operand
+  // once; each direct path needs unit stride along its inner loop, and the transposed
+  // problem C^T = B^T A^T serves the other layouts.
+  const MatView<const float> At{A.data, A.cs, A.rs}, Bt{B.data, B.cs, B.rs};
+  const MatView<float> Ct{C.data, C.cs, C.rs};
   if (M <= 4 && B.cs == 1) {
     sgemm_few_rows(M, N, K, alpha, A, B, beta, C, nthreads);
     return "avx2_direct_rows";
+  }
+  if (M <= 4 && B.rs == 1) {  // x @ W^T with W row-major: dot products with W's rows
+    sgemm_few_cols(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
+    return "avx2_direct_cols_transposed";
   }
   if (N <= 4 && A.cs == 1) {
     sgemm_few_cols(M, N, K, alpha, A, B, beta, C, nthreads);
     return "avx2_direct_cols";
   }
+  if (N <= 4 && A.rs == 1) {
+    sgemm_few_rows(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
+    return "avx2_direct_rows_transposed";
+  }
   // C^T = B^T A^T: compute transposed when that wastes clearly less of the 6x16 tile
   // (the transposed operands pack more slowly, so a few percent is not worth it).
   if (padded_work(N, M) * 10 < padded_work(M, N) * 9) {
-    sgemm_blocked(N, M, K, alpha, MatView<const float>{B.data, B.cs, B.rs}, MatView<const float>{A.data, A.cs, A.rs},
-                 beta, MatView<float>{C.data, C.cs, C.rs}, nthreads);
+    sgemm_blocked(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
     return "avx2_packed_6x16_transposed";
   }
   sgemm_blocked(M, N, K, alpha, A, B, beta, C, nthreads);

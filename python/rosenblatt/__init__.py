@@ -18,6 +18,23 @@ from .tensor import float32 as float, float64 as double, int64 as long  # noqa: 
 from . import cuda, kernels, nn
 from .random import manual_seed
 
+# Imported on first use, so that `import rosenblatt` stays quick: the training API and the scripts.
+_LAZY_SUBMODULES = ("optim", "data", "train", "serialization", "examples", "bench")
+_LAZY_FUNCTIONS = {"save": "serialization", "load": "serialization"}
+
+
+def __getattr__(name):
+    import importlib
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_FUNCTIONS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES) | set(_LAZY_FUNCTIONS))
+
 
 def get_num_threads() -> int:
     return _C.get_num_threads()

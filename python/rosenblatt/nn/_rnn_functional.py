@@ -1,2 +1,160 @@
-"""_rnn_functional."""
-__all__ = []
+"""Functional forms of the recurrent family: whole-sequence recurrent layers, embedding lookup and the
+two-dimensional grid recurrence.
+
+A recurrent layer is ONE autograd node per layer (both directions): its forward runs the
+whole-sequence kernel (`rosenblatt._C.rnn_forward`) once per direction, its backward runs
+back-propagation through time (`_C.rnn_backward`) over the activations the kernel saved. The node's
+value packs the output and the final states in one flat array; `output`, `h_n` and `c_n` are views
+of it, so gradients from any of them reach the same backward call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _C
+from ..random import default_generator
+from ..tensor import Tensor, result
+
+__all__ = ["embedding", "recurrent_layer", "grid_rnn2d"]
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+
+# ---- small shape ops used by the layers (each one graph node) ------------------------------------
+def _piece(packed: Tensor, start: int, shape: tuple) -> Tensor:
+    """The elements [start, start + prod(shape)) of a flat Tensor, as a Tensor of `shape`."""
+    stop = start + int(np.prod(shape))
+
+    def backward(g):
+        full = np.zeros(packed.shape, packed.dtype)
+        full[start:stop] = g.reshape(-1)
+        return (full,)
+
+    return result(packed.data[start:stop].reshape(shape), (packed,), backward, "RnnOutputBackward")
+
+
+def _reshape(x: Tensor, shape: tuple) -> Tensor:
+    return result(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), "ReshapeBackward")
+
+
+def _swap01(x: Tensor) -> Tensor:
+    """(A, B, ...) -> (B, A, ...), contiguous (batch_first <-> time-major)."""
+    return result(np.ascontiguousarray(x.data.swapaxes(0, 1)), (x,),
+                  lambda g: (np.ascontiguousarray(g.swapaxes(0, 1)),), "TransposeBackward")
+
+
+def _concat0(tensors: list) -> Tensor:
+    """Concatenate along the first axis."""
+    if len(tensors) == 1:
+        return tensors[0]
+    bounds = np.cumsum([0] + [t.shape[0] for t in tensors])
+
+    def backward(g):
+        return tuple(g[bounds[i]:bounds[i + 1]] for i in range(len(tensors)))
+
+    return result(np.concatenate([t.data for t in tensors]), tuple(tensors), backward, "CatBackward")
+
+
+def _dropout(x: Tensor, p: float) -> Tensor:
+    """Inverted dropout with the library's random stream (between stacked recurrent layers)."""
+    keep = (default_generator().random(x.shape) >= p).astype(x.dtype) / (1.0 - p)
+    return result(x.data * keep, (x,), lambda g: (g * keep,), "DropoutBackward")
+
+
+# ---- the recurrent layer node --------------------------------------------------------------------
+def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, weights: list, *,
+                    lengths: np.ndarray | None = None, linear_before_reset: bool = True,
+                    cell_grad_clip: float = 0.0):
+    """One recurrent layer over a time-major sequence, both directions when `weights` has two entries.
+
+    x: (T, B, I); h0, c0: (D, B, H) or None (zeros); weights: D tuples (w_ih, w_hh, b_ih, b_hh) of
+    Tensors (biases may be None), the second direction running backwards in time; lengths: int64 (B,)
+    or None. Returns (output (T, B, D*H), h_n (D, B, H), c_n (D, B, H) or None). Shapes are assumed
+    checked by the caller (the module); the kernel re-checks everything it touches.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"recurrent_layer: unknown cell {cell!r}; expected one of {CELLS}")
+    lstm = cell == "lstm"
+    T, B, _ = x.shape
+    D = len(weights)
+    H = weights[0][1].shape[1]
+    dtype = x.dtype
+    has_bias = weights[0][2] is not None
+    xs = np.ascontiguousarray(x.data)
+    h0s = np.zeros((D, B, H), dtype) if h0 is None else np.ascontiguousarray(h0.data)
+    c0s = (np.zeros((D, B, H), dtype) if c0 is None else np.ascontiguousarray(c0.data)) if lstm else None
+
+    n_out, n_state = T * B * D * H, D * B * H
+    packed = np.empty(n_out + n_state * (2 if lstm else 1), dtype)
+    y = packed[:n_out].reshape(T, B, D * H)
+    h_n = packed[n_out:n_out + n_state].reshape(D, B, H)
+    c_n = packed[n_out + n_state:].reshape(D, B, H) if lstm else None
+    saved = []
+    for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+        _, h_last, c_last, kept = _C.rnn_forward(
+            cell, xs, h0s[d], c0s[d] if lstm else None, w_ih.data, w_hh.data,
+            None if b_ih is None else b_ih.data, None if b_hh is None else b_hh.data,
+            lengths, d == 1, linear_before_reset, y[:, :, d * H:(d + 1) * H])
+        h_n[d] = h_last
+        if lstm:
+            c_n[d] = c_last
+        saved.append(kept)
+
+    with_h0, with_c0 = h0 is not None, lstm and c0 is not None
+    parents = [x] + ([h0] if with_h0 else []) + ([c0] if with_c0 else [])
+    for w in weights:
+        parents.extend(p for p in w if p is not None)
+
+    def backward(g):
+        dy = g[:n_out].reshape(T, B, D * H)
+        dh_n = g[n_out:n_out + n_state].reshape(D, B, H)
+        dc_n = g[n_out + n_state:].reshape(D, B, H) if lstm else None
+        dx = None
+        dh0 = np.empty((D, B, H), dtype)
+        dc0 = np.empty((D, B, H), dtype) if lstm else None
+        weight_grads = []
+        for d, (w_ih, w_hh, _, _) in enumerate(weights):
+            dx_d, dh0[d], dc0_d, dw_ih, dw_hh, db_ih, db_hh = _C.rnn_backward(
+                cell, xs, w_ih.data, w_hh.data, has_bias, lengths, d == 1, linear_before_reset, saved[d],
+                dy[:, :, d * H:(d + 1) * H], np.ascontiguousarray(dh_n[d]),
+                np.ascontiguousarray(dc_n[d]) if lstm else None, cell_grad_clip, dx)
+            dx = dx_d  # the second direction accumulates into the first one's dx
+            if lstm:
+                dc0[d] = dc0_d
+            weight_grads.extend([dw_ih, dw_hh] + ([db_ih, db_hh] if has_bias else []))
+        state_grads = ([dh0] if with_h0 else []) + ([dc0] if with_c0 else [])
+        return (dx, *state_grads, *weight_grads)
+
+    node = result(packed, tuple(parents), backward, f"{cell.upper()}Backward")
+    output = _piece(node, 0, (T, B, D * H))
+    h_out = _piece(node, n_out, (D, B, H))
+    c_out = _piece(node, n_out + n_state, (D, B, H)) if lstm else None
+    return output, h_out, c_out
+
+
+# ---- embedding -----------------------------------------------------------------------------------
+def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of `weight` (num_embeddings, dim) picked by the integer indices in `input`, as
+    torch.nn.functional.embedding. The row at padding_idx receives no gradient."""
+    indices = np.asarray(input.data if isinstance(input, Tensor) else input)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype} (shape {indices.shape})")
+    num = weight.shape[0]
+    if indices.size and (indices.min() < 0 or indices.max() >= num):
+        raise IndexError(f"embedding: index out of range [0, {num}) in indices of shape {indices.shape} "
+                         f"(min {indices.min()}, max {indices.max()}); weight has shape {weight.shape}")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += num
+
+    def backward(g):
+        grad = np.zeros_like(weight.data)
+        np.add.at(grad, indices.reshape(-1), g.reshape(-1, weight.shape[1]))
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        return (grad,)
+
+    return result(weight.data[indices], (weight,), backward, "EmbeddingBackward")
+
+
+def grid_rnn2d(*args, **kwargs):
+    raise NotImplementedError("grid_rnn2d: not implemented yet")

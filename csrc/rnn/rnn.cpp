@@ -1,0 +1,280 @@
+// Recurrent layers, fast path and dispatch.
+//
+// Forward, one layer and direction:
+//   1. gates (T*B, G*H) = X (T*B, I) . W_ih^T                        one large GEMM for all steps
+//   2. per step: gates_t += h_{t-1} . W_hh^T, then a fused pass (bias, activations, state update)
+// Backward (BPTT over the saved activations, reverse order):
+//   per step: fused pass -> dgates_t; dh_{t-1} = dgates_t . W_hh (+ the direct terms)
+//   then dX = dgates . W_ih, dW_ih = dgates^T . X, dW_hh = dgates^T . H_prev, biases as column sums:
+//   one large GEMM each over all T*B rows.
+//
+// The steps run inside one OpenMP region: each thread owns a slice of hidden units (8-aligned),
+// computes the recurrent GEMM for its rows of W_hh (its columns of dh in backward) and the fused
+// pass for its units, and the team meets at one barrier per step (two for Cho's GRU). The GEMM
+// runs single-threaded inside the region. Per-step products are computed as gates^T = W_hh . h^T
+// so that W_hh is the operand with unit column stride: at batch <= 4 rb::gemm then takes its direct
+// (no-packing) path, a dot product per weight row.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/parallel.h"
+#include "dispatch/dispatch.h"
+#include "gemm/gemm.h"
+#include "rnn/rnn.h"
+
+namespace rb {
+
+namespace {
+
+struct UnitRange {
+  int64_t j0, j1;
+};
+
+// Thread `tid` of `team` gets a contiguous, 8-aligned slice of the H hidden units.
+UnitRange units_of(int tid, int team, int64_t H) {
+  const int64_t groups = (H + 7) / 8;
+  return {std::min(H, groups * tid / team * 8), std::min(H, groups * (tid + 1) / team * 8)};
+}
+
+int step_team(int64_t H) { return int(std::min<int64_t>(available_threads(), (H + 7) / 8)); }
+
+// C (B x n) = h (B x K) . W_rows^T + beta C, with W_rows (n x K) row-major (ldw) and C rows ldc apart.
+void gemm_h_wT(int64_t B, int64_t n, int64_t K, const float* h, int64_t ldh, const float* w_rows, int64_t ldw,
+               float beta, float* c, int64_t ldc) {
+  gemm(n, B, K, 1.0f, MatView<const float>{w_rows, ldw, 1}, MatView<const float>{h, 1, ldh}, beta,
+       MatView<float>{c, 1, ldc});
+}
+
+// C (B x n) = dg (B x K) . W_cols + beta C, with W_cols (K x n) a column slice of a row-major matrix.
+void gemm_dg_w(int64_t B, int64_t n, int64_t K, const float* dg, int64_t lddg, const float* w_cols, int64_t ldw,
+               float beta, float* c, int64_t ldc) {
+  gemm(B, n, K, 1.0f, MatView<const float>{dg, lddg, 1}, MatView<const float>{w_cols, ldw, 1}, beta,
+       MatView<float>{c, ldc, 1});
+}
+
+// active[t * B + b] = 1 while step t is within row b's length.
+std::vector<unsigned char> active_mask(int64_t T, int64_t B, const int64_t* lengths) {
+  std::vector<unsigned char> active(T * B, 1);
+  if (lengths)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t b = 0; b < B; ++b) active[t * B + b] = t < lengths[b];
+  return active;
+}
+
+// out (n) = column sums of m (rows x n, row stride ld), as ones (1 x rows) . m.
+void column_sums(int64_t rows, int64_t n, const float* m, int64_t ld, const std::vector<float>& ones, float* out) {
+  gemm(1, n, rows, 1.0f, MatView<const float>{ones.data(), rows, 1}, MatView<const float>{m, ld, 1}, 0.0f,
+       MatView<float>{out, n, 1});
+}
+
+}  // namespace
+
+void rnn_forward_fast(const RnnForwardArgs<float>& a) {
+  const int64_t T = a.T, B = a.B, I = a.I, H = a.H, G = rnn_gate_count(a.cell), GH = G * H;
+  const bool lstm = a.cell == RnnCell::lstm, gru = a.cell == RnnCell::gru;
+  const bool cho = gru && !a.linear_before_reset;
+
+  // Biases are added in the fused pass: b_ih + b_hh, except that GRU(linear_before_reset)'s b_hn
+  // belongs inside r * (W_hn h + b_hn).
+  std::vector<float> bias(GH, 0.0f), b_hn(H, 0.0f);
+  for (int64_t r = 0; r < GH; ++r) {
+    const bool hidden_n_row = gru && a.linear_before_reset && r >= 2 * H;
+    bias[r] = (a.b_ih ? a.b_ih[r] : 0.0f) + (a.b_hh && !hidden_n_row ? a.b_hh[r] : 0.0f);
+    if (hidden_n_row && a.b_hh) b_hn[r - 2 * H] = a.b_hh[r];
+  }
+  const std::vector<unsigned char> active = active_mask(T, B, a.lengths);
+
+  // 1. Input projection of every step at once.
+  gemm(T * B, GH, I, 1.0f, MatView<const float>{a.x, I, 1}, MatView<const float>{a.w_ih, 1, I}, 0.0f,
+       MatView<float>{a.gates, GH, 1});
+
+  // The state entering the first step.
+  const int64_t t_first = a.reverse ? T - 1 : 0;
+  std::copy(a.h0, a.h0 + B * H, a.h_prev + t_first * B * H);
+  if (lstm) std::copy(a.c0, a.c0 + B * H, a.aux + t_first * B * H);
+
+  const int team = step_team(H);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
+    const int64_t j0 = u.j0, n = u.j1 - u.j0;
+    for (int64_t s = 0; s < T; ++s) {
+      const int64_t t = a.reverse ? T - 1 - s : s;
+      const int64_t t_next = a.reverse ? t - 1 : t + 1;
+      const bool last = s == T - 1;
+      float* gates = a.gates + t * B * GH;
+      const float* h_prev = a.h_prev + t * B * H;
+
+      StepForward step{};
+      step.B = B, step.H = H, step.j0 = u.j0, step.j1 = u.j1;
+      step.active = active.data() + t * B;
+      step.gates = gates, step.bias = bias.data();
+      step.h_prev = h_prev;
+      step.h_next = last ? a.h_n : a.h_prev + t_next * B * H;
+      step.y = a.y + t * B * a.ldy, step.ldy = a.ldy;
+
+      if (n > 0) {
+        if (lstm) {
+          step.c_prev = a.aux + t * B * H;
+          step.c_next = last ? a.c_n : a.aux + t_next * B * H;
+          step.tanh_c = a.aux2 + t * B * H;
+          for (int64_t k = 0; k < 4; ++k)
+            gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (k * H + j0) * H, H, 1.0f, gates + k * H + j0, GH);
+          lstm_step_forward_avx2(step);
+        } else if (gru && !cho) {
+          step.hn = a.aux + t * B * H, step.b_hn = b_hn.data();
+          for (int64_t k = 0; k < 2; ++k)
+            gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (k * H + j0) * H, H, 1.0f, gates + k * H + j0, GH);
+          gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (2 * H + j0) * H, H, 0.0f, step.hn + j0, H);
+          gru_step_forward_avx2(step);
+        } else if (cho) {
+          step.rh = a.aux + t * B * H;
+          for (int64_t k = 0; k < 2; ++k)
+            gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (k * H + j0) * H, H, 1.0f, gates + k * H + j0, GH);
+          gru_cho_step_gates_avx2(step);
+        } else {
+          gemm_h_wT(B, n, H, h_prev, H, a.w_hh + j0 * H, H, 1.0f, gates + j0, GH);
+          rnn_step_forward_avx2(step, a.cell == RnnCell::rnn_relu);
+        }
+      }
+      if (cho) {
+        // n needs r * h of every unit.
+#pragma omp barrier
+        if (n > 0) {
+          gemm_h_wT(B, n, H, step.rh, H, a.w_hh + (2 * H + j0) * H, H, 1.0f, gates + 2 * H + j0, GH);
+          gru_cho_step_output_avx2(step);
+        }
+      }
+#pragma omp barrier
+    }
+  }
+}
+
+void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
+  const int64_t T = a.T, B = a.B, I = a.I, H = a.H, G = rnn_gate_count(a.cell), GH = G * H;
+  const bool lstm = a.cell == RnnCell::lstm, gru = a.cell == RnnCell::gru;
+  const bool lbr = gru && a.linear_before_reset, cho = gru && !a.linear_before_reset;
+
+  std::vector<float> dgates(T * B * GH), dhn(lbr ? T * B * H : 0);
+  std::vector<float> dh_a(B * H, 0.0f), dh_b(B * H, 0.0f), dc(lstm ? B * H : 0, 0.0f), drh(cho ? B * H : 0);
+  if (a.dh_n) std::copy(a.dh_n, a.dh_n + B * H, dh_a.begin());
+  if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + B * H, dc.begin());
+  const std::vector<unsigned char> active = active_mask(T, B, a.lengths);
+
+  const int team = step_team(H);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
+    const int64_t j0 = u.j0, n = u.j1 - u.j0;
+    float* dh = dh_a.data();       // dL/dh' of this step (from later steps)
+    float* dh_prev = dh_b.data();  // dL/dh of the state entering it
+    for (int64_t s = 0; s < T; ++s) {
+      const int64_t t = a.reverse ? s : T - 1 - s;
+      float* dg = dgates.data() + t * B * GH;
+
+      StepBackward step{};
+      step.B = B, step.H = H, step.j0 = u.j0, step.j1 = u.j1;
+      step.active = active.data() + t * B;
+      step.gates = a.gates + t * B * GH;
+      step.h_prev = a.h_prev + t * B * H;
+      step.aux = a.aux ? a.aux + t * B * H : nullptr;
+      step.aux2 = a.aux2 ? a.aux2 + t * B * H : nullptr;
+      step.dh = dh;
+      step.dy = a.dy ? a.dy + t * B * a.ldy : nullptr, step.ldy = a.ldy;
+      step.dgates = dg;
+      step.dhn = lbr ? dhn.data() + t * B * H : nullptr;
+      step.dh_prev = dh_prev;
+      step.dc = lstm ? dc.data() : nullptr;
+      step.clip = a.cell_grad_clip;
+      step.drh = cho ? drh.data() : nullptr;
+
+      if (n > 0) {
+        if (lstm) lstm_step_backward_avx2(step);
+        else if (lbr) gru_step_backward_avx2(step);
+        else if (cho) gru_cho_step_backward_avx2(step);
+        else rnn_step_backward_avx2(step, a.cell == RnnCell::rnn_relu);
+      }
+#pragma omp barrier  // dgates_t complete
+      if (cho) {
+        if (n > 0) {
+          gemm_dg_w(B, n, H, dg + 2 * H, GH, a.w_hh + 2 * H * H + j0, H, 0.0f, drh.data() + j0, H);
+          gru_cho_step_reset_avx2(step);
+        }
+#pragma omp barrier  // dr complete
+      }
+      if (n > 0) {
+        if (lbr) {
+          gemm_dg_w(B, n, 2 * H, dg, GH, a.w_hh + j0, H, 1.0f, dh_prev + j0, H);
+          gemm_dg_w(B, n, H, step.dhn, H, a.w_hh + 2 * H * H + j0, H, 1.0f, dh_prev + j0, H);
+        } else {
+          gemm_dg_w(B, n, cho ? 2 * H : GH, dg, GH, a.w_hh + j0, H, 1.0f, dh_prev + j0, H);
+        }
+      }
+      std::swap(dh, dh_prev);
+    }
+  }
+  const float* dh_first = T % 2 == 0 ? dh_a.data() : dh_b.data();  // after T swaps
+  std::copy(dh_first, dh_first + B * H, a.dh0);
+  if (lstm) std::copy(dc.begin(), dc.end(), a.dc0);
+
+  // Gradients of the inputs and weights: one GEMM each over all T*B rows.
+  const int64_t rows = T * B;
+  gemm(rows, I, GH, 1.0f, MatView<const float>{dgates.data(), GH, 1}, MatView<const float>{a.w_ih, I, 1},
+       a.accumulate_dx ? 1.0f : 0.0f, MatView<float>{a.dx, I, 1});
+  gemm(GH, I, rows, 1.0f, MatView<const float>{dgates.data(), 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
+       MatView<float>{a.dw_ih, I, 1});
+  // W_hh rows that multiply h (all, or GRU's r and z), then GRU's n rows.
+  const int64_t h_rows = gru ? 2 * H : GH;
+  gemm(h_rows, H, rows, 1.0f, MatView<const float>{dgates.data(), 1, GH}, MatView<const float>{a.h_prev, H, 1},
+       0.0f, MatView<float>{a.dw_hh, H, 1});
+  if (lbr)
+    gemm(H, H, rows, 1.0f, MatView<const float>{dhn.data(), 1, H}, MatView<const float>{a.h_prev, H, 1}, 0.0f,
+         MatView<float>{a.dw_hh + 2 * H * H, H, 1});
+  if (cho)  // n rows multiply r * h
+    gemm(H, H, rows, 1.0f, MatView<const float>{dgates.data() + 2 * H, 1, GH}, MatView<const float>{a.aux, H, 1},
+         0.0f, MatView<float>{a.dw_hh + 2 * H * H, H, 1});
+
+  const std::vector<float> ones(rows, 1.0f);
+  if (a.db_ih) column_sums(rows, GH, dgates.data(), GH, ones, a.db_ih);
+  if (a.db_hh) {
+    column_sums(rows, lbr ? 2 * H : GH, dgates.data(), GH, ones, a.db_hh);
+    if (lbr) column_sums(rows, H, dhn.data(), H, ones, a.db_hh + 2 * H);
+  }
+}
+
+// ---- dispatch ---------------------------------------------------------------------------------
+
+void rnn_forward(const RnnForwardArgs<float>& a) {
+  if (active_isa() == Isa::avx2) {
+    rnn_forward_fast(a);
+    record_impl("rnn_forward", "avx2_fused_gemm");
+  } else {
+    rnn_forward_ref(a);
+    record_impl("rnn_forward", "scalar_ref");
+  }
+}
+
+void rnn_backward(const RnnBackwardArgs<float>& a) {
+  if (active_isa() == Isa::avx2) {
+    rnn_backward_fast(a);
+    record_impl("rnn_backward", "avx2_fused_gemm");
+  } else {
+    rnn_backward_ref(a);
+    record_impl("rnn_backward", "scalar_ref");
+  }
+}
+
+// float64 runs through the reference (gradient checks, not speed).
+void rnn_forward(const RnnForwardArgs<double>& a) {
+  rnn_forward_ref(a);
+  record_impl("rnn_forward", "scalar_ref");
+}
+
+void rnn_backward(const RnnBackwardArgs<double>& a) {
+  rnn_backward_ref(a);
+  record_impl("rnn_backward", "scalar_ref");
+}
+
+}  // namespace rb
