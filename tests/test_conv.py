@@ -24,6 +24,10 @@ CONFIGS = [
     (1, 2, 3, 3, 7, (3, 3), (2, 2), (0, 0), (1, 1), 1),
     (5, 3, 13, 4, 2, (1, 3), (2, 1), (0, 1), (1, 1), 1),
     (2, 8, 6, 6, 4, (1, 1), (2, 2), (0, 0), (1, 1), 4),
+    # 3x3 stride 1 with >= 16 channels: the Winograd path (vector tiles need rows >= 18 wide)
+    (2, 16, 9, 41, 17, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (1, 17, 20, 19, 16, (3, 3), (1, 1), (0, 2), (1, 1), 1),
+    (3, 16, 5, 4, 16, (3, 3), (1, 1), (2, 2), (1, 1), 1),
 ]
 
 
@@ -43,6 +47,8 @@ def test_conv2d_kernels_match_reference(isa, rng, config):
     y = _C.conv2d_forward(x, w, b, s, p, d, g)
     assert_close(y, expected, 1e-4, 1e-4, "forward")
     assert _C.last_impl("conv2d") != "scalar_ref" or isa == "scalar"
+    if isa == "avx2" and config[1] >= 16:
+        assert _C.last_impl("conv2d") == "winograd_f2x3"
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, s, p, d, g)
     assert_close(_C.conv2d_backward_data(dy, w, x.shape[2:], s, p, d, g), dx_ref, 1e-4, 1e-4, "backward data")
@@ -88,6 +94,7 @@ TRANSPOSED = [  # N, C_in, H, W, C_out, kernel, stride, padding, output_padding,
     (3, 2, 3, 5, 3, (2, 3), (1, 3), (0, 1), (0, 2), (1, 1), 1),
     (1, 2, 4, 4, 2, (3, 3), (1, 1), (2, 0), (1, 1), (2, 2), 2),  # output_padding >= stride (< dilation)
     (2, 4, 1, 1, 4, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 4),
+    (1, 16, 6, 23, 16, (3, 3), (1, 1), (1, 0), (0, 0), (1, 1), 1),  # Winograd backward-data
 ]
 
 
@@ -220,3 +227,15 @@ def test_conv_modules_match_torch_with_copied_weights(rng):
     x = rng.standard_normal((2, 3, 8, 9)).astype(np.float32)
     expected = theirs(torch.tensor(x)).detach().numpy()
     assert_close(ours(rb.Tensor(x)).data, expected, 1e-5, 1e-4, "Conv2d")
+
+
+def test_bilinear_initialised_transposed_conv_upsamples_like_interpolate(rng):
+    """FCN's learned up-sampling starts as bilinear interpolation: away from the border, a 4x4 stride-2
+    transposed convolution filled by init.bilinear_ equals F.interpolate(scale 2, bilinear)."""
+    up = nn.ConvTranspose2d(3, 3, 4, stride=2, padding=1, bias=False)
+    nn.init.bilinear_(up.weight)
+    x = rb.Tensor(rng.standard_normal((2, 3, 6, 7)).astype(np.float32))
+    ours = up(x).data
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False).data
+    assert ours.shape == expected.shape
+    assert_close(ours[:, :, 1:-1, 1:-1], expected[:, :, 1:-1, 1:-1], 1e-5, 1e-5, "interior")

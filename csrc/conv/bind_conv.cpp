@@ -240,7 +240,7 @@ py::array unfold_typed(const py::array& x_in, const ConvGeometry& g) {
   const T* src = cptr<T>(x);
   T* dst = mptr<T>(cols);
   py::gil_scoped_release release;
-  for (int64_t n = 0; n < g.N; ++n) im2col<T>(g, src + n * g.C * g.H * g.W, dst + n * rows * L);
+  for (int64_t n = 0; n < g.N; ++n) im2col<T>(g, src + n * g.C * g.H * g.W, 0, g.OH, dst + n * rows * L, L);
   return cols;
 }
 

@@ -33,13 +33,16 @@ constexpr bool kIsFloat = std::is_same_v<T, float>;
 
 bool avx2_active() { return active_isa() == Isa::avx2; }
 
+// The vector kernels keep tap indices in 32-bit lanes.
+bool fits_int32_lanes(const PoolGeometry& g) { return g.H * g.W < (int64_t(1) << 31); }
+
 }  // namespace
 
 template <typename T>
 void max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx) {
   const int64_t work = g.H * g.W + g.OH * g.OW * g.kH * g.kW;
   if constexpr (kIsFloat<T>) {
-    if (avx2_active()) {
+    if (avx2_active() && fits_int32_lanes(g)) {
       for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { max_pool2d_avx2(g, p0, p1, x, y, idx); });
       record_impl("max_pool2d", g.sW <= 2 ? "avx2_rows" : "avx2_rows_scalar_windows");
       return;

@@ -413,7 +413,7 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
     in_hw = x.shape[2:]
     if size is not None:
         out_hw = _pair(size, op, "size")
-        scales = [i / o for i, o in zip(in_hw, out_hw)]
+        scales = [i / max(o, 1) for i, o in zip(in_hw, out_hw)]
     else:
         factors = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else tuple(scale_factor)
         if len(factors) != 2 or min(factors) <= 0:

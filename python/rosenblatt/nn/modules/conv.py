@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from ...random import default_generator
 from .. import _conv_functional as F
+from .. import init
 from .module import Module, Parameter
 
 __all__ = ["Conv2d", "ConvTranspose2d", "LocallyConnected2d"]
@@ -15,12 +15,6 @@ __all__ = ["Conv2d", "ConvTranspose2d", "LocallyConnected2d"]
 
 def _pair(value) -> tuple:
     return (int(value), int(value)) if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
-
-
-def _uniform(shape, bound, dtype) -> np.ndarray:
-    # TODO(dedup): torch's kaiming_uniform_(w, a=sqrt(5)) and the bias rule both reduce to
-    # U(-1/sqrt(fan_in), 1/sqrt(fan_in)); replace with rosenblatt.nn.init once it lands on main.
-    return default_generator().uniform(-bound, bound, size=shape).astype(dtype)
 
 
 class _ConvNd(Module):
@@ -50,13 +44,13 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # torch: kaiming_uniform_(weight, a=sqrt(5)) -> U(+-1/sqrt(fan_in)); bias U(+-1/sqrt(fan_in)),
+        # torch's rule: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)) and the bias U(+-1/sqrt(fan_in)),
         # fan_in = weight.shape[1] * kH * kW (for ConvTranspose2d that is out_channels/groups * kH * kW).
-        fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        self.weight.data[...] = _uniform(self.weight.shape, bound, self.weight.dtype)
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            self.bias.data[...] = _uniform(self.bias.shape, bound, self.bias.dtype)
+            fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            init.uniform_(self.bias, -bound, bound)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -138,11 +132,12 @@ class LocallyConnected2d(Module):
                              f"{self.input_size} with padding {self.padding}, dilation {self.dilation}")
         self.output_size = out
         dtype = np.dtype(dtype or np.float32)
-        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        self.weight = Parameter(_uniform(out + (out_channels, in_channels) + self.kernel_size, bound, dtype))
+        bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
+        self.weight = Parameter(np.empty(out + (out_channels, in_channels) + self.kernel_size, dtype))
+        init.uniform_(self.weight, -bound, bound)
         if bias:
-            self.bias = Parameter(_uniform((out_channels,) + out, bound, dtype))
+            self.bias = Parameter(np.empty((out_channels,) + out, dtype))
+            init.uniform_(self.bias, -bound, bound)
         else:
             self.register_parameter("bias", None)
 
