@@ -23,6 +23,7 @@
 #include "dispatch/dispatch.h"
 #include "gemm/gemm.h"
 #include "rnn/rnn.h"
+#include "rnn/step_gemm.h"
 
 namespace rb {
 
@@ -39,20 +40,6 @@ UnitRange units_of(int tid, int team, int64_t H) {
 }
 
 int step_team(int64_t H) { return int(std::min<int64_t>(available_threads(), (H + 7) / 8)); }
-
-// C (B x n) = h (B x K) . W_rows^T + beta C, with W_rows (n x K) row-major (ldw) and C rows ldc apart.
-void gemm_h_wT(int64_t B, int64_t n, int64_t K, const float* h, int64_t ldh, const float* w_rows, int64_t ldw,
-               float beta, float* c, int64_t ldc) {
-  gemm(n, B, K, 1.0f, MatView<const float>{w_rows, ldw, 1}, MatView<const float>{h, 1, ldh}, beta,
-       MatView<float>{c, 1, ldc});
-}
-
-// C (B x n) = dg (B x K) . W_cols + beta C, with W_cols (K x n) a column slice of a row-major matrix.
-void gemm_dg_w(int64_t B, int64_t n, int64_t K, const float* dg, int64_t lddg, const float* w_cols, int64_t ldw,
-               float beta, float* c, int64_t ldc) {
-  gemm(B, n, K, 1.0f, MatView<const float>{dg, lddg, 1}, MatView<const float>{w_cols, ldw, 1}, beta,
-       MatView<float>{c, ldc, 1});
-}
 
 // active[t * B + b] = 1 while step t is within row b's length.
 std::vector<unsigned char> active_mask(int64_t T, int64_t B, const int64_t* lengths) {
