@@ -9,6 +9,8 @@ of it, so gradients from any of them reach the same backward call.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _C
@@ -23,7 +25,7 @@ CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 # ---- small shape ops used by the layers (each one graph node) ------------------------------------
 def _piece(packed: Tensor, start: int, shape: tuple) -> Tensor:
     """The elements [start, start + prod(shape)) of a flat Tensor, as a Tensor of `shape`."""
-    stop = start + int(np.prod(shape))
+    stop = start + math.prod(shape)
 
     def backward(g):
         full = np.zeros(packed.shape, packed.dtype)
