@@ -185,6 +185,17 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)
 
+    # ---- DLPack: zero-copy exchange with PyTorch, NumPy, JAX, CuPy -------------------------
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """Export the storage as a DLPack capsule (versioned when max_version >= (1, 0)).
+        The storage is a NumPy array, whose exporter already implements the protocol."""
+        if stream is not None:  # the DLPack spec: CPU producers take no stream
+            raise BufferError(f"__dlpack__: a CPU tensor takes stream=None, got {stream!r}")
+        return self.data.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+
+    def __dlpack_device__(self) -> tuple:
+        return self.data.__dlpack_device__()
+
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         extra = "" if self.dtype == float32 else f", dtype={self.dtype}"
@@ -268,6 +279,28 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
     if isinstance(data, (np.ndarray, Tensor)) and array is (data.data if isinstance(data, Tensor) else data):
         array = array.copy()
     return Tensor(array, requires_grad=requires_grad)
+
+
+# DLPack device types (DLDeviceType in the DLPack spec).
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
+
+
+def from_dlpack(obj) -> Tensor:
+    """A Tensor sharing memory with any CPU producer of the DLPack protocol (a PyTorch CPU
+    tensor, a NumPy array, ...): a write through either side is seen by the other."""
+    if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: {type(obj).__name__} does not implement __dlpack__ and __dlpack_device__")
+    device_type, device_id = obj.__dlpack_device__()
+    if device_type in (_DL_CUDA, _DL_CUDA_MANAGED):
+        from . import cuda
+        if not cuda.is_available():
+            raise RuntimeError(f"from_dlpack: {type(obj).__name__} lives on CUDA device {device_id}, but the "
+                               "rosenblatt CUDA backend is not available here (no CUDA device or a CPU-only build)")
+        raise RuntimeError(f"from_dlpack: {type(obj).__name__} lives on CUDA device {device_id}; Tensor holds CPU "
+                           "storage only, so use rosenblatt.cuda.from_dlpack for a zero-copy DeviceArray")
+    if device_type not in (_DL_CPU, _DL_CUDA_HOST):
+        raise RuntimeError(f"from_dlpack: unsupported DLPack device type {device_type} of {type(obj).__name__}")
+    return Tensor(np.from_dlpack(obj))
 
 
 def result(data: np.ndarray, parents: tuple, backward, op: str) -> Tensor:
