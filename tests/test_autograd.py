@@ -98,11 +98,21 @@ CASES = [
     Case("index_bool_mask", lambda lib, F, a: a[targets(lib, MASK)] ** 2, [(3, 4)]),
     Case("index_bool_rows", lambda lib, F, a: a[targets(lib, [True, False, True])] ** 2, [(3, 4)]),
     Case("gather_repeats", lambda lib, F, a: a.gather(1, targets(lib, [[0, 0, 2], [1, 1, 1]])) ** 2, [(2, 3)]),
+    Case("masked_fill", lambda lib, F, a: a.masked_fill(targets(lib, MASK), 2.0) ** 2, [(3, 4)]),
+    Case("clone_contiguous", lambda lib, F, a: a.T.contiguous().clone() ** 2, [(3, 4)]),
+    Case("unflatten", lambda lib, F, a: a.unflatten(1, (2, 3)) * lib.arange(12.0).reshape(2, 2, 3), [(2, 6)]),
+    Case("amin", lambda lib, F, a: lib.amin(a, 1, keepdim=True), [(3, 4)]),
+    Case("clamp_tensor_bounds", lambda lib, F, a, lo, hi: lib.clamp(a, lo - 1, hi + 1), [(3, 4), (4,), (3, 1)]),
     # joining
     Case("cat", lambda lib, F, a, b: lib.cat([a, b, a], 1) ** 2, [(2, 3), (2, 1)]),
     Case("stack", lambda lib, F, a, b: lib.stack([a, b, a], -1) ** 2, [(2, 3), (2, 3)]),
+    Case("chunk", lambda lib, F, a: lib.chunk(a, 3, 1)[1] ** 2 + lib.chunk(a, 3, 1)[2].sum(), [(2, 5)]),
     Case("split", lambda lib, F, a: lib.split(a, [1, 3], 1)[1] ** 2 + lib.split(a, 2, 1)[0].sum(), [(2, 4)]),
     Case("unbind", lambda lib, F, a: lib.unbind(a, 1)[2] * lib.unbind(a, 1)[0], [(2, 3)]),
+    Case("flip", lambda lib, F, a: lib.flip(a, (0, 2)) * lib.arange(24.0).reshape(2, 3, 4), [(2, 3, 4)]),
+    *[Case(f"pad_{mode}", (lambda mode: lambda lib, F, a: F.pad(a, (2, 1, 1, 2), mode=mode) ** 2)(mode),
+           [(2, 3, 4)]) for mode in ("constant", "reflect", "replicate", "circular")],
+    Case("pad_value_last_dim", lambda lib, F, a: F.pad(a, (0, 3), value=1.5) ** 2, [(2, 3)]),
     Case("where", lambda lib, F, a, b: lib.where(targets(lib, MASK), a, b), [(3, 4), (4,)]),
     Case("where_scalar", lambda lib, F, a: lib.where(a > 0, a, 0.5 * a), [(3, 4)]),
     # elementwise functions and activations
@@ -120,6 +130,9 @@ CASES = [
     Case("leaky_relu", lambda lib, F, a: F.leaky_relu(a, 0.2), [(3, 4)]),
     Case("leaky_relu_default", lambda lib, F, a: F.leaky_relu(a), [(3, 4)]),
     Case("softplus", lambda lib, F, a: F.softplus(a * 10), [(3, 4)]),
+    Case("elu", lambda lib, F, a: F.elu(a, 0.7), [(3, 4)]),
+    Case("hardtanh", lambda lib, F, a: F.hardtanh(a, -0.5, 0.8), [(3, 4)]),
+    Case("normalize", lambda lib, F, a: F.normalize(a, dim=1), [(3, 4)]),
     Case("softmax", lambda lib, F, a: F.softmax(a, 1), [(3, 4)]),
     Case("softmax_dim0_3d", lambda lib, F, a: F.softmax(a * 50, 0), [(3, 2, 2)]),
     Case("log_softmax", lambda lib, F, a: F.log_softmax(a, -1), [(3, 4)]),
@@ -136,6 +149,7 @@ CASES = [
     Case("matmul_batch_broadcast", lambda lib, F, a, b: a @ b, [(2, 1, 3, 4), (3, 4, 2)]),
     Case("matmul_1d_3d", lambda lib, F, a, b: a @ b, [(4,), (2, 4, 3)]),
     Case("matmul_3d_1d", lambda lib, F, a, b: a @ b, [(2, 3, 4), (4,)]),
+    Case("bmm_mm", lambda lib, F, a, b, c: lib.bmm(a, b).sum(0) + lib.mm(c, c.T), [(2, 3, 4), (2, 4, 3), (3, 2)]),
     Case("matmul_same_operand", lambda lib, F, a: a @ a, [(4, 4)]),
     Case("linear", lambda lib, F, x, w, b: F.linear(x, w, b), [(5, 4), (3, 4), (3,)]),
     Case("linear_no_bias_3d", lambda lib, F, x, w: F.linear(x, w), [(2, 5, 4), (3, 4)]),
@@ -167,6 +181,8 @@ CASES = [
         F.log_softmax(x, 1), targets(lib, IGNORED_T), weight=targets(lib, CLASS_W), reduction=r))(r), [(6, 5)])
       for r in ("mean", "sum", "none")],
     *[Case(f"mse_loss_{r}", (lambda r: lambda lib, F, x, t: F.mse_loss(x, t, reduction=r))(r), [(3, 4), (3, 4)])
+      for r in ("mean", "sum", "none")],
+    *[Case(f"l1_loss_{r}", (lambda r: lambda lib, F, x, t: F.l1_loss(x, t, reduction=r))(r), [(3, 4), (3, 4)])
       for r in ("mean", "sum", "none")],
     *[Case(f"binary_cross_entropy_{r}", (lambda r: lambda lib, F, x, t: F.binary_cross_entropy(
         x, t, weight=targets(lib, [0.5, 2.0, 1.0]), reduction=r))(r), [(4, 3), (4, 3)], "unit")
@@ -289,6 +305,31 @@ def test_retain_graph_allows_a_second_backward_that_accumulates():
     y.backward(retain_graph=True)
     y.backward()
     assert x.grad.tolist() == [4.0, -8.0]
+
+
+def test_backward_refuses_values_changed_in_place_after_the_forward():
+    w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    with rosenblatt.no_grad():
+        w.mul_(3.0)  # an optimiser step before backward would make the saved w stale
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+    h = rosenblatt.tensor([0.5], requires_grad=True).exp()
+    loss = h.sum()
+    with rosenblatt.no_grad():
+        h[0] = 0.0  # exp's backward reads its own output
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+
+
+def test_in_place_update_between_steps_is_fine():
+    w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(2):
+        (w * w).sum().backward()
+        with rosenblatt.no_grad():
+            w.sub_(w.grad * 0.1)
+        w.grad = None
+    assert_close(w.numpy(), np.array([1.0, 2.0]) * 0.8 ** 2, atol=1e-6, rtol=0, what="two steps")
 
 
 def test_no_grad_records_nothing():

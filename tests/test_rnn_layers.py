@@ -270,3 +270,63 @@ def test_embedding_matches_torch(rng):
     (out * rb.Tensor(g)).sum().backward()
     assert_close(out.data, theirs(torch.tensor(idx)).detach().numpy(), 0, 0, "embedding output")
     assert_close(ours.weight.grad.data, theirs.weight.grad.numpy(), 1e-6, 1e-6, "embedding grad")
+
+
+# ---- GridRNN2d ----------------------------------------------------------------------------------------
+def numpy_grid_rnn(x, w_ih, w_left, w_up, b):
+    """Position-by-position float64 reference of GridRNN2d's equations; x (N, C, R, W)."""
+    N, _, R, W = x.shape
+    h = np.zeros((N, w_ih.shape[0], R, W))
+    for i in range(R):
+        for j in range(W):
+            pre = x[:, :, i, j] @ w_ih.T + b
+            if j > 0:
+                pre += h[:, :, i, j - 1] @ w_left.T
+            if i > 0:
+                pre += h[:, :, i - 1, j] @ w_up.T
+            h[:, :, i, j] = np.tanh(pre)
+    return h
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 1, 3), (3, 2, 5, 1)])
+def test_grid_rnn_matches_numpy(isa, rng, shape):
+    rb.manual_seed(6)
+    layer = nn.GridRNN2d(shape[1], 11)
+    x = rng.standard_normal(shape).astype(np.float32)
+    expected = numpy_grid_rnn(x.astype(np.float64), *(p.data.astype(np.float64) for p in
+                                                       (layer.weight_ih, layer.weight_left, layer.weight_up, layer.bias)))
+    out = layer(rb.Tensor(x))
+    assert out.shape == (shape[0], 11, shape[2], shape[3])
+    assert_close(out.data, expected, 2e-6, 2e-5, f"grid rnn {shape}")
+    assert rb._C.last_impl("grid_rnn_forward") == ("avx2_gemm" if isa == "avx2" else "scalar_ref")
+
+
+def test_grid_rnn_gradcheck(rng):
+    rb.manual_seed(7)
+    layer = nn.GridRNN2d(2, 3, dtype=np.float64)
+    x = rb.Tensor(rng.standard_normal((2, 2, 3, 4)), requires_grad=True)
+    assert gradcheck(lambda x, *unused: layer(x), [x, *layer.parameters()], eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_grid_rnn_float32_gradients_match_reference(isa, rng):
+    """The fast path's backward against the float64 reference on an awkward grid."""
+    rb.manual_seed(8)
+    layer64 = nn.GridRNN2d(3, 13, dtype=np.float64)
+    layer32 = nn.GridRNN2d(3, 13)
+    layer32.load_state_dict(layer64.state_dict())
+    x = rng.standard_normal((3, 3, 5, 7))
+    g = rng.standard_normal((3, 13, 5, 7))
+    grads = []
+    for layer, dtype in ((layer64, np.float64), (layer32, np.float32)):
+        xt = rb.Tensor(x.astype(dtype), requires_grad=True)
+        (layer(xt) * rb.Tensor(g.astype(dtype))).sum().backward()
+        grads.append([xt.grad.data] + [p.grad.data for p in layer.parameters()])
+    for want, got in zip(*grads):
+        scale = np.abs(want).max()
+        assert_close(got / scale, want / scale, 2e-5, 0, "grid rnn gradient")
+
+
+def test_grid_rnn_bad_input():
+    layer = nn.GridRNN2d(3, 4)
+    with pytest.raises(ValueError, match=r"GridRNN2d: input has shape \(2, 5, 4, 4\)"):
+        layer(rb.Tensor(np.zeros((2, 5, 4, 4), np.float32)))

@@ -103,6 +103,18 @@ def test_integer_and_bool_promotion():
     assert rosenblatt.tensor([1, 2]).dtype == np.int64
 
 
+def test_mixed_dtype_promotion_matches_torch():
+    torch = pytest.importorskip("torch")
+    dtypes = ["bool", "int32", "int64", "float32", "float64"]
+    for left in dtypes:
+        for right in dtypes:
+            for left_shape, right_shape in [((3,), (3,)), ((3,), ()), ((), (3,))]:
+                a, b = np.ones(left_shape, left), np.ones(right_shape, right)
+                ours = (rosenblatt.tensor(a) + rosenblatt.tensor(b)).dtype
+                theirs = (torch.tensor(a) + torch.tensor(b)).dtype
+                assert str(theirs) == f"torch.{ours}", (left, left_shape, right, right_shape)
+
+
 def test_comparisons_give_bool_tensors_without_grad():
     x = rosenblatt.tensor([1.0, 2.0, 3.0], requires_grad=True)
     mask = x > 1.5
@@ -251,6 +263,21 @@ def test_binary_ops_name_both_shapes_when_broadcasting_fails(op, fn):
         fn(rosenblatt.ones(3, 4), rosenblatt.ones(5))
 
 
+@pytest.mark.parametrize("fn,error,message", [
+    (lambda: rosenblatt.tensor("abc"), TypeError, r"^tensor: cannot make a tensor from str"),
+    (lambda: rosenblatt.tensor([[1, 2], [3]]), ValueError, r"^tensor: cannot make a tensor from a ragged list"),
+    (lambda: rosenblatt.tensor(None), TypeError, r"^tensor: "),
+    (lambda: rosenblatt.ones(2) + None, TypeError, r"^add: operands of type Tensor and NoneType"),
+    (lambda: rosenblatt.ones(2) * "x", TypeError, r"^mul: "),
+    (lambda: {"a": 1} @ rosenblatt.ones(2), TypeError, r"^matmul: "),
+    (lambda: rosenblatt.where(rosenblatt.ones(2) > 0, rosenblatt.ones(2), object()), TypeError, r"^where: "),
+    (lambda: rosenblatt.arange(3) ** -1, ValueError, r"^pow: Integers to negative integer powers .*\(3,\)"),
+])
+def test_objects_that_are_not_numbers_are_refused(fn, error, message):
+    with pytest.raises(error, match=message):
+        fn()
+
+
 @pytest.mark.parametrize("a,b,message", [
     ((3, 4), (5, 6), r"^matmul: shapes \(3, 4\) and \(5, 6\)"),
     ((4,), (3,), r"^matmul: shapes \(4,\) and \(3,\)"),
@@ -265,6 +292,9 @@ def test_matmul_shape_errors(a, b, message):
 def test_matmul_mixed_dtypes_raise_type_error():
     with pytest.raises(TypeError, match=r"^matmul: dtypes differ.*\(2, 2\)"):
         rosenblatt.ones(2, 2) @ rosenblatt.ones(2, 2, dtype="float64")
+    with pytest.raises(TypeError, match=r"^matmul: unsupported dtype float16 \(shapes \(2, 2\)"):
+        rosenblatt.ones(2, 2, dtype="float16") @ rosenblatt.ones(2, 2, dtype="float16")
+    assert (rosenblatt.arange(4).reshape(2, 2) @ rosenblatt.arange(2)).tolist() == [1, 3]  # integers: NumPy
 
 
 def test_linear_shape_and_dtype_errors():
@@ -300,6 +330,13 @@ def test_linear_shape_and_dtype_errors():
     (lambda x: F.dropout(x, 1.5), ValueError, r"^dropout: probability"),
     (lambda x: F.maxout(x, 3), ValueError, r"^maxout: .*\(2, 3, 4\)"),
     (lambda x: rosenblatt.zeros("a"), TypeError, r"^zeros: "),
+    (lambda x: rosenblatt.zeros(2, -3), ValueError, r"^zeros: negative dimension in shape \(2, -3\)"),
+    (lambda x: rosenblatt.ones(2 ** 40, 2 ** 40), ValueError, r"^ones: shape \(1099511627776, 1099511627776\)"),
+    (lambda x: rosenblatt.randn(2 ** 62, 4), ValueError, r"^randn: shape .* overflows"),
+    (lambda x: F.pad(x, (1, 1, 1)), ValueError, r"^pad: padding \(1, 1, 1\).*\(2, 3, 4\)"),
+    (lambda x: F.pad(x, (4, 0), mode="reflect"), ValueError, r"^pad: reflect padding \(4, 0\).*\(2, 3, 4\)"),
+    (lambda x: F.pad(x, (1, 1), mode="mirror"), ValueError, r"^pad: mode 'mirror'"),
+    (lambda x: F.pad(x, (-1, 1)), ValueError, r"^pad: negative padding"),
 ])
 def test_shape_op_errors_name_the_op_and_shape(fn, error, message):
     with pytest.raises(error, match=message):

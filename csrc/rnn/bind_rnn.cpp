@@ -4,6 +4,8 @@
 //   rosenblatt._C.rnn_backward(cell, x, w_ih, w_hh, has_bias, lengths, reverse, linear_before_reset,
 //                              saved, dy, dh_n, dc_n, cell_grad_clip, dx)
 //       -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+//   rosenblatt._C.grid_rnn_forward(x, w_ih, w_left, w_up, bias) -> h
+//   rosenblatt._C.grid_rnn_backward(x, w_ih, w_left, w_up, has_bias, h, dh) -> (dx, dw_ih, dw_left, dw_up, db)
 //   rosenblatt._C.rnn_activation("sigmoid" | "tanh", x): the gate activations on float32 (for tests)
 // cell is "rnn_tanh", "rnn_relu", "lstm" or "gru". Everything is validated here, before any
 // memory is touched.
@@ -12,6 +14,7 @@
 
 #include "bindings/arrays.h"
 #include "dispatch/dispatch.h"
+#include "rnn/grid_rnn.h"
 #include "rnn/rnn.h"
 
 namespace rb {
@@ -214,6 +217,81 @@ py::tuple backward_entry(const std::string& cell_name, py::handle x_obj, py::han
                            "); expected float32 or float64"));
 }
 
+
+// ---- grid recurrence ------------------------------------------------------------------------------
+
+template <typename T>
+GridRnnArgs<T> grid_args(const std::string& op, const py::array& x, py::handle w_ih, py::handle w_left,
+                         py::handle w_up) {
+  GridRnnArgs<T> a{};
+  a.R = x.shape(0), a.C = x.shape(1), a.B = x.shape(2), a.I = x.shape(3);
+  py::array w = require_ndarray(w_left, op.c_str(), "w_left");
+  if (w.ndim() != 2) value_error(op, ": w_left must be (H, H), got shape ", shape_str(shape_of(w)));
+  a.H = w.shape(0);
+  if (a.R < 1 || a.C < 1 || a.B < 1 || a.H < 1)
+    value_error(op, ": empty grid, batch or hidden size (x ", shape_str(shape_of(x)), ", w_left ",
+                shape_str(shape_of(w)), ")");
+  a.x = contiguous_input<T>(x, op, "x", {a.R, a.C, a.B, a.I});
+  a.w_ih = contiguous_input<T>(w_ih, op, "w_ih", {a.H, a.I});
+  a.w_left = contiguous_input<T>(w_left, op, "w_left", {a.H, a.H});
+  a.w_up = contiguous_input<T>(w_up, op, "w_up", {a.H, a.H});
+  return a;
+}
+
+template <typename T>
+py::array grid_forward_typed(const py::array& x, py::handle w_ih, py::handle w_left, py::handle w_up, py::handle bias) {
+  const std::string op = "grid_rnn_forward";
+  GridRnnArgs<T> a = grid_args<T>(op, x, w_ih, w_left, w_up);
+  a.bias = optional_input<T>(bias, op, "bias", {a.H});
+  py::array_t<T> h({a.R, a.C, a.B, a.H});
+  a.h = h.mutable_data();
+  {
+    py::gil_scoped_release release;
+    grid_rnn_forward(a);
+  }
+  return h;
+}
+
+template <typename T>
+py::tuple grid_backward_typed(const py::array& x, py::handle w_ih, py::handle w_left, py::handle w_up, bool has_bias,
+                              py::handle h, py::handle dh) {
+  const std::string op = "grid_rnn_backward";
+  GridRnnArgs<T> a = grid_args<T>(op, x, w_ih, w_left, w_up);
+  a.h = const_cast<T*>(contiguous_input<T>(h, op, "h", {a.R, a.C, a.B, a.H}));  // read only in backward
+  a.dh = contiguous_input<T>(dh, op, "dh", {a.R, a.C, a.B, a.H});
+  py::array_t<T> dx({a.R, a.C, a.B, a.I}), dw_ih({a.H, a.I}), dw_left({a.H, a.H}), dw_up({a.H, a.H});
+  py::array_t<T> db(std::vector<int64_t>{has_bias ? a.H : 0});
+  a.dx = dx.mutable_data(), a.dw_ih = dw_ih.mutable_data(), a.dw_left = dw_left.mutable_data();
+  a.dw_up = dw_up.mutable_data(), a.db = has_bias ? db.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    grid_rnn_backward(a);
+  }
+  return py::make_tuple(dx, dw_ih, dw_left, dw_up, has_bias ? py::object(db) : py::object(py::none()));
+}
+
+py::array grid_input(py::handle x_obj, const char* op) {
+  py::array x = require_ndarray(x_obj, op, "x");
+  if (x.ndim() != 4) value_error(op, ": x must be (R, C, B, I), got shape ", shape_str(shape_of(x)));
+  if (!has_dtype<float>(x) && !has_dtype<double>(x))
+    throw py::type_error(cat(op, ": unsupported dtype ", dtype_name(x), " (x shape ", shape_str(shape_of(x)),
+                             "); expected float32 or float64"));
+  return x;
+}
+
+py::array grid_forward_entry(py::handle x_obj, py::handle w_ih, py::handle w_left, py::handle w_up, py::handle bias) {
+  py::array x = grid_input(x_obj, "grid_rnn_forward");
+  return has_dtype<float>(x) ? grid_forward_typed<float>(x, w_ih, w_left, w_up, bias)
+                             : grid_forward_typed<double>(x, w_ih, w_left, w_up, bias);
+}
+
+py::tuple grid_backward_entry(py::handle x_obj, py::handle w_ih, py::handle w_left, py::handle w_up, bool has_bias,
+                              py::handle h, py::handle dh) {
+  py::array x = grid_input(x_obj, "grid_rnn_backward");
+  return has_dtype<float>(x) ? grid_backward_typed<float>(x, w_ih, w_left, w_up, has_bias, h, dh)
+                             : grid_backward_typed<double>(x, w_ih, w_left, w_up, has_bias, h, dh);
+}
+
 // Element-wise activations on float32 vectors: the AVX2 kernels when active, libm otherwise.
 template <void (*Avx2)(const float*, float*, int64_t), float (*Scalar)(float)>
 py::array activation_entry(py::handle x_obj, const char* op) {
@@ -250,6 +328,11 @@ void bind_rnn(py::module_& m) {
         py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("cell_grad_clip") = 0.0,
         py::arg("dx") = py::none(),
         "Back-propagation through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx accumulates into `dx` if given.");
+  m.def("grid_rnn_forward", &grid_forward_entry, py::arg("x"), py::arg("w_ih"), py::arg("w_left"), py::arg("w_up"),
+        py::arg("bias"), "Grid recurrence over x (R, C, B, I) -> h (R, C, B, H).");
+  m.def("grid_rnn_backward", &grid_backward_entry, py::arg("x"), py::arg("w_ih"), py::arg("w_left"),
+        py::arg("w_up"), py::arg("has_bias"), py::arg("h"), py::arg("dh"),
+        "Gradients of the grid recurrence -> (dx, dw_ih, dw_left, dw_up, db).");
   m.def(
       "rnn_activation",
       [](const std::string& name, py::handle x) {

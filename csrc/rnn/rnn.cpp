@@ -11,18 +11,26 @@
 // The steps run inside one OpenMP region: each thread owns a slice of hidden units (8-aligned),
 // computes the recurrent GEMM for its rows of W_hh (its columns of dh in backward) and the fused
 // pass for its units, and the team meets at one barrier per step (two for Cho's GRU). The GEMM
-// runs single-threaded inside the region. Per-step products are computed as gates^T = W_hh . h^T
-// so that W_hh is the operand with unit column stride: at batch <= 4 rb::gemm then takes its direct
-// (no-packing) path, a dot product per weight row.
+// runs single-threaded inside the region. Per-step products are arranged so that the weight is
+// the operand with unit column stride: at batch <= 4 rb::gemm then takes its direct (no-packing)
+// path, a dot product per weight row; backward uses a transposed copy of W_hh for that.
+//
+// The per-step barrier spins briefly and then yields the CPU: on a machine shared with other
+// processes, a thread that spins for its whole time slice while its partner waits to be scheduled
+// turns a 100 us step into a 10+ ms one (measured with OpenMP's default active barrier).
+#include <immintrin.h>  // _mm_pause (SSE2, baseline x86-64)
 #include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "common/parallel.h"
 #include "dispatch/dispatch.h"
 #include "gemm/gemm.h"
 #include "rnn/rnn.h"
+#include "rnn/step_gemm.h"
 
 namespace rb {
 
@@ -32,6 +40,33 @@ struct UnitRange {
   int64_t j0, j1;
 };
 
+// A reusable barrier for the threads of one parallel region: spin (cheap when both threads run),
+// then sched_yield so a descheduled partner can take the CPU.
+class StepBarrier {
+ public:
+  explicit StepBarrier(int team) : team_(team) {}
+  void wait() {
+    if (team_ == 1) return;
+    const int generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    for (int spin = 0; generation_.load(std::memory_order_acquire) == generation; ++spin) {
+      if (spin < 2000)
+        _mm_pause();
+      else
+        sched_yield();
+    }
+  }
+
+ private:
+  const int team_;
+  std::atomic<int> arrived_{0};
+  std::atomic<int> generation_{0};
+};
+
 // Thread `tid` of `team` gets a contiguous, 8-aligned slice of the H hidden units.
 UnitRange units_of(int tid, int team, int64_t H) {
   const int64_t groups = (H + 7) / 8;
@@ -39,20 +74,6 @@ UnitRange units_of(int tid, int team, int64_t H) {
 }
 
 int step_team(int64_t H) { return int(std::min<int64_t>(available_threads(), (H + 7) / 8)); }
-
-// C (B x n) = h (B x K) . W_rows^T + beta C, with W_rows (n x K) row-major (ldw) and C rows ldc apart.
-void gemm_h_wT(int64_t B, int64_t n, int64_t K, const float* h, int64_t ldh, const float* w_rows, int64_t ldw,
-               float beta, float* c, int64_t ldc) {
-  gemm(n, B, K, 1.0f, MatView<const float>{w_rows, ldw, 1}, MatView<const float>{h, 1, ldh}, beta,
-       MatView<float>{c, 1, ldc});
-}
-
-// C (B x n) = dg (B x K) . W_cols + beta C, with W_cols (K x n) a column slice of a row-major matrix.
-void gemm_dg_w(int64_t B, int64_t n, int64_t K, const float* dg, int64_t lddg, const float* w_cols, int64_t ldw,
-               float beta, float* c, int64_t ldc) {
-  gemm(B, n, K, 1.0f, MatView<const float>{dg, lddg, 1}, MatView<const float>{w_cols, ldw, 1}, beta,
-       MatView<float>{c, ldc, 1});
-}
 
 // active[t * B + b] = 1 while step t is within row b's length.
 std::vector<unsigned char> active_mask(int64_t T, int64_t B, const int64_t* lengths) {
@@ -86,9 +107,8 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
   }
   const std::vector<unsigned char> active = active_mask(T, B, a.lengths);
 
-  // 1. Input projection of every step at once.
-  gemm(T * B, GH, I, 1.0f, MatView<const float>{a.x, I, 1}, MatView<const float>{a.w_ih, 1, I}, 0.0f,
-       MatView<float>{a.gates, GH, 1});
+  // 1. Input projection of every step at once (a direct matrix-vector product for a single step).
+  gemm_h_wT(T * B, GH, I, a.x, I, a.w_ih, I, 0.0f, a.gates, GH);
 
   // The state entering the first step.
   const int64_t t_first = a.reverse ? T - 1 : 0;
@@ -96,6 +116,7 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
   if (lstm) std::copy(a.c0, a.c0 + B * H, a.aux + t_first * B * H);
 
   const int team = step_team(H);
+  StepBarrier barrier(team);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
@@ -140,14 +161,13 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
         }
       }
       if (cho) {
-        // n needs r * h of every unit.
-#pragma omp barrier
+        barrier.wait();  // n needs r * h of every unit
         if (n > 0) {
           gemm_h_wT(B, n, H, step.rh, H, a.w_hh + (2 * H + j0) * H, H, 1.0f, gates + 2 * H + j0, GH);
           gru_cho_step_output_avx2(step);
         }
       }
-#pragma omp barrier
+      barrier.wait();
     }
   }
 }
@@ -163,7 +183,28 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + B * H, dc.begin());
   const std::vector<unsigned char> active = active_mask(T, B, a.lengths);
 
+  // dh_prev[:, j0:j0+n] += dg (B x K) . W_hh[r0:r0+K, j0:j0+n]. At small batch the product runs as
+  // (W_hh^T rows) . dg^T on a transposed copy, so rb::gemm's direct path reads contiguous weight rows
+  // (a column slice of W_hh would be read 128 bytes per 2 KiB row, several times slower).
+  // (The copy costs one pass over W_hh: worth it from a few steps on, not for a single cell step.)
+  const bool transposed = B <= 4 && T >= 4;
+  std::vector<float> w_hh_t(transposed ? GH * H : 0);
+  if (transposed) {
+#pragma omp parallel for schedule(static) num_threads(available_threads())
+    for (int64_t k = 0; k < H; ++k)
+      for (int64_t r = 0; r < GH; ++r) w_hh_t[k * GH + r] = a.w_hh[r * H + k];
+  }
+  auto through_w_hh = [&](int64_t n, int64_t j0, int64_t r0, int64_t K, const float* dg, int64_t lddg, float beta,
+                          float* out) {
+    if (transposed)
+      gemm(n, B, K, 1.0f, MatView<const float>{w_hh_t.data() + j0 * GH + r0, GH, 1},
+           MatView<const float>{dg, 1, lddg}, beta, MatView<float>{out + j0, 1, H});
+    else
+      gemm_dg_w(B, n, K, dg, lddg, a.w_hh + r0 * H + j0, H, beta, out + j0, H);
+  };
+
   const int team = step_team(H);
+  StepBarrier barrier(team);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
@@ -196,20 +237,20 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
         else if (cho) gru_cho_step_backward_avx2(step);
         else rnn_step_backward_avx2(step, a.cell == RnnCell::rnn_relu);
       }
-#pragma omp barrier  // dgates_t complete
+      barrier.wait();  // dgates_t complete
       if (cho) {
         if (n > 0) {
-          gemm_dg_w(B, n, H, dg + 2 * H, GH, a.w_hh + 2 * H * H + j0, H, 0.0f, drh.data() + j0, H);
+          through_w_hh(n, j0, 2 * H, H, dg + 2 * H, GH, 0.0f, drh.data());
           gru_cho_step_reset_avx2(step);
         }
-#pragma omp barrier  // dr complete
+        barrier.wait();  // dr complete
       }
       if (n > 0) {
         if (lbr) {
-          gemm_dg_w(B, n, 2 * H, dg, GH, a.w_hh + j0, H, 1.0f, dh_prev + j0, H);
-          gemm_dg_w(B, n, H, step.dhn, H, a.w_hh + 2 * H * H + j0, H, 1.0f, dh_prev + j0, H);
+          through_w_hh(n, j0, 0, 2 * H, dg, GH, 1.0f, dh_prev);
+          through_w_hh(n, j0, 2 * H, H, step.dhn, H, 1.0f, dh_prev);
         } else {
-          gemm_dg_w(B, n, cho ? 2 * H : GH, dg, GH, a.w_hh + j0, H, 1.0f, dh_prev + j0, H);
+          through_w_hh(n, j0, 0, cho ? 2 * H : GH, dg, GH, 1.0f, dh_prev);
         }
       }
       std::swap(dh, dh_prev);

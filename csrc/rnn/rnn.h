@@ -159,8 +159,10 @@ void gru_step_backward_avx2(const StepBackward& s);      // linear_before_reset
 void gru_cho_step_backward_avx2(const StepBackward& s);  // Cho phase 1: dz, dn, dh * z
 void gru_cho_step_reset_avx2(const StepBackward& s);     // Cho phase 2: dr, dh_prev += drh * r
 
-// Vectorised activations over n floats (exposed for the accuracy test).
+// Vectorised activations over n floats (exposed for the accuracy test and the grid recurrence).
 void sigmoid_avx2(const float* x, float* y, int64_t n);
 void tanh_avx2(const float* x, float* y, int64_t n);
+// out = g * (1 - v^2): the gradient through v = tanh(pre). `out` may alias g.
+void tanh_backward_avx2(const float* v, const float* g, float* out, int64_t n);
 
 }  // namespace rb

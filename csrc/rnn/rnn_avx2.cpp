@@ -116,6 +116,13 @@ void tanh_avx2(const float* x, float* y, int64_t n) {
   }
 }
 
+void tanh_backward_avx2(const float* v, const float* g, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += 8) {
+    const Lanes l = lanes(n - i);
+    store(out + i, _mm256_mul_ps(load(g + i, l), dtanh(load(v + i, l))), l);
+  }
+}
+
 // ---- forward ----------------------------------------------------------------------------------
 
 void lstm_step_forward_avx2(const StepForward& s) {

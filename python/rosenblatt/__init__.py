@@ -4,11 +4,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import _C
-from .tensor import (Tensor, bool_, enable_grad, float32, float64, int32, int64, is_grad_enabled, no_grad,
-                     set_grad_enabled, tensor)
+from .tensor import (Tensor, bool_, enable_grad, float32, float64, from_dlpack, int32, int64, is_grad_enabled,
+                     no_grad, set_grad_enabled, tensor)
 from . import ops  # noqa: F401  (installs the Tensor operators)
 from .ops import (abs, add, amax, amin, argmax, argmin, bmm, cat, chunk, clamp, clip, concatenate, cos, div, eq,
-                  exp, flatten, gather, ge, gt, isfinite, isnan, le, log, log1p, log_softmax, logsumexp, lt,
+                  exp, flatten, flip, gather, ge, gt, isfinite, isnan, le, log, log1p, log_softmax, logsumexp, lt,
                   masked_fill, matmul, max, maximum, mean, min, minimum, mm, mul, ne, neg, permute, pow, relu,
                   reshape, sigmoid, sign, sin, softmax, split, sqrt, squeeze, stack, std, sub, sum, tanh,
                   transpose, unbind, unsqueeze, var, where)

@@ -15,28 +15,45 @@ def _make(array: np.ndarray, requires_grad: bool, device) -> Tensor:
     return Tensor(array, requires_grad=requires_grad)
 
 
+def _size(size, dtype, op: str) -> tuple:
+    """The requested shape, refusing negative dims and element or byte counts that overflow."""
+    shape = _shape_args(size, op)
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{op}: negative dimension in shape {shape}")
+    elements = 1
+    for n in shape:
+        elements *= n  # Python ints: no overflow while checking for one
+    if elements * np.dtype(dtype).itemsize > np.iinfo(np.intp).max:
+        raise ValueError(f"{op}: shape {shape} of {np.dtype(dtype)} overflows the addressable size")
+    return shape
+
+
 def _float_dtype(dtype) -> np.dtype:
     """The requested dtype, or torch's default float32."""
     return _to_dtype(dtype) or float32
 
 
 def zeros(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    return _make(np.zeros(_shape_args(size, "zeros"), _float_dtype(dtype)), requires_grad, device)
+    dtype = _float_dtype(dtype)
+    return _make(np.zeros(_size(size, dtype, "zeros"), dtype), requires_grad, device)
 
 
 def ones(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    return _make(np.ones(_shape_args(size, "ones"), _float_dtype(dtype)), requires_grad, device)
+    dtype = _float_dtype(dtype)
+    return _make(np.ones(_size(size, dtype, "ones"), dtype), requires_grad, device)
 
 
 def empty(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    return _make(np.empty(_shape_args(size, "empty"), _float_dtype(dtype)), requires_grad, device)
+    dtype = _float_dtype(dtype)
+    return _make(np.empty(_size(size, dtype, "empty"), dtype), requires_grad, device)
 
 
 def full(size, fill_value, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """The dtype follows fill_value when not given: bool, int64 or float32 (as torch)."""
     if dtype is None:
         dtype = np.bool_ if isinstance(fill_value, bool) else int64 if isinstance(fill_value, int) else float32
-    return _make(np.full(_shape_args((size,), "full"), fill_value, _to_dtype(dtype)), requires_grad, device)
+    dtype = _to_dtype(dtype)
+    return _make(np.full(_size((size,), dtype, "full"), fill_value, dtype), requires_grad, device)
 
 
 def _like(x: Tensor, dtype):
@@ -86,7 +103,7 @@ def _random_floats(draw, size, dtype, op):
     dtype = _float_dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype}")
-    return draw(_shape_args(size, op), dtype=dtype)
+    return draw(_size(size, dtype, op), dtype=dtype)
 
 
 def randn(*size, dtype=None, requires_grad: bool = False, generator=None, device=None) -> Tensor:
@@ -107,7 +124,7 @@ def randint(low, high=None, size=None, dtype=None, generator=None, device=None) 
         low, high, size = 0, low, high
     if size is None:
         raise TypeError("randint: size is required")
-    values = (generator or default_generator()).integers(low, high, _shape_args((size,), "randint"))
+    values = (generator or default_generator()).integers(low, high, _size((size,), int64, "randint"))
     return _make(values.astype(_to_dtype(dtype) or int64), False, device)
 
 

@@ -15,37 +15,34 @@ from collections import namedtuple
 import numpy as np
 
 from . import _C
-from .tensor import Tensor, as_tensor, float32, result, unbroadcast
+from .tensor import _KIND_CATEGORY, Tensor, as_tensor, float32, result, unbroadcast
 
 # (values, indices) pair returned by max/min along a dim, as torch.return_types.max
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _pair(a, b):
+def _pair(a, b, op: str):
     """Both operands as Tensors; a Python scalar takes the dtype of the other side (as torch)."""
-    if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+    try:
+        if isinstance(a, Tensor):
+            return a, as_tensor(b, like=a)
+        b = as_tensor(b)
+        return as_tensor(a, like=b), b
+    except TypeError as error:
+        raise TypeError(f"{op}: operands of type {type(a).__name__} and {type(b).__name__}: {error}") from None
 
 
 def _common_dtype(a: Tensor, b: Tensor) -> np.dtype:
     """torch's type promotion: the higher category (bool < integer < float) wins; within a category the
-    wider dtype wins, except that a 0-d operand never widens one with dims (and a 0-d operand of a higher
-    category gives that category's default dtype, float32 or int64)."""
-    ka, kb = _CATEGORY.get(a.dtype.kind, 3), _CATEGORY.get(b.dtype.kind, 3)
-    if ka != kb:
-        high, low = (a, b) if ka > kb else (b, a)
-        if high.ndim == 0 and low.ndim:
-            return np.dtype(float32 if high.dtype.kind == "f" else np.int64) if high.dtype.kind in "fiu" else high.dtype
-        return high.dtype
-    if (a.ndim == 0) != (b.ndim == 0):
-        return a.dtype if a.ndim else b.dtype
-    return np.promote_types(a.dtype, b.dtype)
-
-
-_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+    wider dtype wins, except that a 0-d operand never widens one with dims. (Python scalars were already
+    given their dtype by as_tensor.)"""
+    category_a, category_b = _KIND_CATEGORY.get(a.dtype.kind, 3), _KIND_CATEGORY.get(b.dtype.kind, 3)
+    if category_a == category_b:
+        if (a.ndim == 0) != (b.ndim == 0):
+            return a.dtype if a.ndim else b.dtype
+        return np.promote_types(a.dtype, b.dtype)
+    return a.dtype if category_a > category_b else b.dtype
 
 
 def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:
@@ -57,8 +54,12 @@ def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:
         x, y = x.astype(common, copy=False), y.astype(common, copy=False)
     try:
         return fn(x, y)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+    except ValueError as error:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        raise ValueError(f"{op}: {error} (shapes {a.shape} and {b.shape})") from None  # e.g. int ** -1
 
 
 def _float_data(x: Tensor) -> np.ndarray:
@@ -103,19 +104,19 @@ def _shape_args(shape, op: str) -> tuple:
 
 # ---- arithmetic with broadcasting --------------------------------------------------------
 def add(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "add")
     out = _broadcast_op("add", np.add, a, b)
     return result(out, (a, b), lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "AddBackward")
 
 
 def sub(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "sub")
     out = _broadcast_op("sub", np.subtract, a, b)
     return result(out, (a, b), lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "SubBackward")
 
 
 def mul(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "mul")
     out = _broadcast_op("mul", np.multiply, a, b)
 
     def backward(g):
@@ -127,12 +128,10 @@ def mul(a, b) -> Tensor:
 
 def div(a, b) -> Tensor:
     """True division; integer operands give float32, as torch."""
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "div")
     out = _broadcast_op("div", np.true_divide, a, b)
-    if out.dtype.kind not in "fc":
-        out = out.astype(float32)
-    if out.dtype == np.float64 and a.dtype.kind != "f" and b.dtype.kind != "f":
-        out = out.astype(float32)  # int / int: torch's default float
+    if a.dtype.kind not in "fc" and b.dtype.kind not in "fc":
+        out = out.astype(float32)  # int / int: torch's default float, where NumPy gives float64
 
     def backward(g):
         grad_a = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
@@ -148,7 +147,7 @@ def neg(x: Tensor) -> Tensor:
 
 def pow(x, exponent) -> Tensor:  # noqa: A001 - torch's name
     """x ** exponent for a scalar or tensor exponent (and a scalar base via Tensor.__rpow__)."""
-    x, exponent = _pair(x, exponent)
+    x, exponent = _pair(x, exponent, "pow")
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _broadcast_op("pow", np.power, x, exponent)
 
@@ -158,8 +157,7 @@ def pow(x, exponent) -> Tensor:  # noqa: A001 - torch's name
         with np.errstate(divide="ignore", invalid="ignore"):
             if x.requires_grad:
                 # d/dx x^e = e * x^(e-1); torch defines it as 0 where e == 0 (even at x == 0)
-                local = e * np.power(base, e - 1) if e.ndim or e != 2 else 2 * base
-                grad_x = unbroadcast(np.where(e == 0, 0, g * local), x.shape)
+                grad_x = unbroadcast(np.where(e == 0, 0, g * e * np.power(base, e - 1)), x.shape)
             if exponent.requires_grad:
                 # d/de x^e = x^e * log(x); torch takes it as 0 where x == 0 and e >= 0
                 local = np.where((base == 0) & (e >= 0), 0, out * np.log(base))
@@ -179,7 +177,7 @@ def minimum(a, b) -> Tensor:
 
 
 def _elementwise_extreme(a, b, fn, op: str) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, op)
     out = _broadcast_op(op, fn, a, b)
 
     def backward(g):
@@ -195,7 +193,7 @@ def _elementwise_extreme(a, b, fn, op: str) -> Tensor:
 # ---- comparisons and logic (no gradient) ----------------------------------------------------
 def _compare(op: str, fn):
     def compare(a, b) -> Tensor:
-        a, b = _pair(a, b)
+        a, b = _pair(a, b, op)
         return Tensor(_broadcast_op(op, fn, a, b))
 
     compare.__name__ = op
@@ -220,7 +218,7 @@ def logical_not(x: Tensor) -> Tensor:
 def _bitwise(op: str, fn):
     """&, |, ^ and ~ on bool or integer tensors (masks), as torch."""
     def bitwise(a, b) -> Tensor:
-        a, b = _pair(a, b)
+        a, b = _pair(a, b, op)
         if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
             raise TypeError(f"{op}: only bool and integer tensors, got {a.dtype} and {b.dtype}")
         return Tensor(_broadcast_op(op, fn, a, b))
@@ -267,7 +265,7 @@ def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:  # no
     axes = _dims(dim, x.ndim, "sum", x.shape)
     data = x.data if dtype is None else x.data.astype(dtype)
     if data.dtype.kind in "biu":
-        data = data.astype(np.int64)  # torch sums bool and integers as int64
+        data = data.astype(np.int64, copy=False)  # torch sums bool and integers as int64
     out = data.sum(axis=axes, keepdims=keepdim)
     return result(out, (x,), lambda g: (_expand_reduced(g, x.shape, axes, keepdim),), "SumBackward")
 
@@ -308,13 +306,13 @@ def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's nam
     max(x, other_tensor): the elementwise maximum."""
     if isinstance(dim, Tensor):
         return maximum(x, dim)
-    return _extreme(x, dim, keepdim, np.argmax, "max")
+    return _extreme(x, dim, keepdim, np.argmax, np.max, "max")
 
 
 def min(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
     if isinstance(dim, Tensor):
         return minimum(x, dim)
-    return _extreme(x, dim, keepdim, np.argmin, "min")
+    return _extreme(x, dim, keepdim, np.argmin, np.min, "min")
 
 
 def amax(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
@@ -326,12 +324,13 @@ def amin(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     return _extreme_all(x, None if dim == () else dim, keepdim, np.min, "amin")
 
 
-def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, op: str):
+def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, all_fn, op: str):
+    """max/min: over everything (a Tensor), or along one dim ((values, indices), gradient to the index)."""
     if dim is None:
-        return _extreme_all(x, None, False, np.max if op == "max" else np.min, op)
-    if x.data.size == 0 and x.ndim and x.shape[_dim(dim, x.ndim, op, x.shape)] == 0:
-        raise IndexError(f"{op}: cannot reduce over dim {dim} of size 0 (shape {x.shape})")
+        return _extreme_all(x, None, False, all_fn, op)
     axis = _dim(dim, x.ndim, op, x.shape)
+    if x.ndim and x.shape[axis] == 0:
+        raise IndexError(f"{op}: cannot reduce over dim {dim} of size 0 (shape {x.shape})")
     data = x.data.reshape(1) if x.ndim == 0 else x.data
     index = np.expand_dims(arg_fn(data, axis=axis), axis)
     values = np.take_along_axis(data, index, axis=axis)
@@ -500,17 +499,71 @@ def astype(x: Tensor, dtype) -> Tensor:
 _DTYPE_NAMES = {"float": "float32", "double": "float64", "long": "int64", "int": "int32", "half": "float16"}
 
 
-def to(x: Tensor, *args, dtype=None, **kwargs) -> Tensor:
-    """to(dtype), to(device), to(device, dtype): only the CPU exists for a Tensor here."""
-    for arg in list(args) + [kwargs.get("device")]:
-        if arg is None:
-            continue
-        if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda") and arg not in _DTYPE_NAMES:
-            if not arg.startswith("cpu"):
-                raise RuntimeError(f"to: device {arg!r} is not supported for Tensors (CPU storage only)")
+def to(x: Tensor, *args, dtype=None, device=None, **kwargs) -> Tensor:
+    """to(dtype), to(device), to(device, dtype): Tensors live on the CPU, so only the dtype can change."""
+    for arg in args:
+        if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda"):
+            device = arg
         else:
             dtype = arg
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise RuntimeError(f"to: device {device!r} is not supported for Tensors (CPU storage only)")
     return x if dtype is None else astype(x, dtype)
+
+
+def flip(x: Tensor, dims) -> Tensor:
+    axes = _dims(dims, x.ndim, "flip", x.shape)
+    return result(np.flip(x.data, axes), (x,), lambda g: (np.flip(g, axes),), "FlipBackward")
+
+
+def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """torch's F.pad: `pad` lists (before, after) pairs from the last dim backwards. Modes: constant,
+    reflect, replicate, circular. Each padded dim is a gather along that axis, so the backward is a
+    scatter-add per padded dim (np.add.at), and no mode needs its own gradient."""
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: padding {tuple(pad)} must hold (before, after) pairs for at most {x.ndim} dims "
+                         f"(input shape {x.shape})")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"pad: mode {mode!r} is not one of constant, reflect, replicate, circular")
+    widths = {x.ndim - 1 - i: (int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(pad) // 2)}
+    if any(before < 0 or after < 0 for before, after in widths.values()):
+        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported (input shape {x.shape})")
+    if mode == "constant":
+        out = np.pad(x.data, [widths.get(d, (0, 0)) for d in range(x.ndim)], constant_values=value)
+        inside = tuple(slice(b, b + n) for (b, _), n in zip([widths.get(d, (0, 0)) for d in range(x.ndim)], x.shape))
+        return result(out, (x,), lambda g: (g[inside],), "ConstantPadBackward")
+    sources = {d: _pad_source_index(x.shape[d], before, after, mode, x.shape)
+               for d, (before, after) in widths.items() if before or after}
+    out = x.data
+    for d, index in sources.items():
+        out = np.take(out, index, axis=d)
+
+    def backward(g):
+        for d, index in sources.items():
+            shape = list(g.shape)
+            shape[d] = x.shape[d]
+            folded = np.zeros(shape, dtype=g.dtype)
+            np.add.at(folded, (slice(None),) * d + (index,), g)
+            g = folded
+        return (g,)
+
+    return result(out, (x,), backward, "PadBackward")
+
+
+def _pad_source_index(n: int, before: int, after: int, mode: str, shape) -> np.ndarray:
+    """For each position of a padded dim, the input position it copies."""
+    positions = np.arange(-before, n + after)
+    if mode == "replicate":
+        return np.clip(positions, 0, n - 1)
+    if mode == "circular":
+        if before > n or after > n:
+            raise ValueError(f"pad: circular padding ({before}, {after}) is larger than the dim {n} (shape {shape})")
+        return positions % n
+    if before >= n or after >= n:
+        raise ValueError(f"pad: reflect padding ({before}, {after}) must be smaller than the dim {n} (shape {shape})")
+    period = 2 * (n - 1) if n > 1 else 1
+    folded = np.abs(positions) % period
+    return np.where(folded >= n, period - folded, folded)
 
 
 # ---- indexing --------------------------------------------------------------------------------
@@ -569,6 +622,7 @@ def setitem(x: Tensor, index, value) -> None:
     index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
     try:
         x.data[index] = value.data
+        x._version += 1
     except (IndexError, ValueError) as error:
         raise ValueError(f"setitem: cannot assign a value of shape {value.shape} to index {index!r} of a tensor "
                          f"of shape {x.shape}: {error}") from None
@@ -680,7 +734,7 @@ def where(condition, a=None, b=None):
         return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype} (shape {cond.shape})")
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "where")
     common = _common_dtype(a, b)
     try:
         out = np.where(cond, a.data.astype(common, copy=False), b.data.astype(common, copy=False))
@@ -746,9 +800,9 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
     if isinstance(min, Tensor) or isinstance(max, Tensor):  # tensor bounds: gradients to the bounds too
         out = x if min is None else maximum(x, min)
         return out if max is None else minimum(out, max)
-    out = np.clip(x.data, min, max)
-    if out.dtype != x.dtype:
-        out = out.astype(x.dtype if x.dtype.kind == "f" or isinstance(min or max, int) else float32)
+    float_bound = isinstance(min, float) or isinstance(max, float)
+    dtype = float32 if float_bound and x.dtype.kind != "f" else x.dtype  # int tensor, float bound: float32
+    out = np.clip(x.data, min, max).astype(dtype, copy=False)
     inside = np.ones(x.shape, dtype=bool)
     if min is not None:
         inside &= x.data >= min
@@ -838,7 +892,7 @@ def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
 def matmul(a, b) -> Tensor:
     """torch.matmul: 1-D x 1-D is a dot product, a 1-D operand gains (and then loses) a unit dim,
     2-D x 2-D is one GEMM, and leading batch dims broadcast."""
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {a.shape} and {b.shape}")
     k_a = a.shape[-1]
@@ -853,8 +907,11 @@ def matmul(a, b) -> Tensor:
                          "together") from None
     if a.dtype != b.dtype:
         raise TypeError(f"matmul: dtypes differ: {a.dtype} and {b.dtype} (shapes {a.shape} and {b.shape})")
-    if a.dtype.kind != "f":  # integer products take no gradient and no kernel
+    if a.dtype.kind not in "fc":  # integer products take no gradient and no kernel
         return Tensor(np.matmul(a.data, b.data))
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"matmul: unsupported dtype {a.dtype} (shapes {a.shape} and {b.shape}); "
+                        "expected float32 or float64")
     if a.ndim == 1 and b.ndim == 1:
         return _reshaped(_matmul_2d_or_batched(_reshaped(a, (1, k_a), "matmul"), _reshaped(b, (k_b, 1), "matmul")),
                          (), "matmul")
@@ -937,7 +994,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None and bias.shape != (out_features,):
         raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
     dtypes = {x.dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
-    if len(dtypes) != 1 or x.dtype.kind != "f":
+    if len(dtypes) != 1 or x.dtype not in (np.float32, np.float64):
         raise TypeError(f"linear: expected one floating dtype, got input {x.dtype}, weight {weight.dtype}"
                         + (f", bias {bias.dtype}" if bias is not None else "") + f" (input shape {x.shape})")
     rows = x.data.reshape(-1, in_features)
@@ -968,6 +1025,7 @@ def _inplace(op: str, fn):
         other_data = None if other is None else as_tensor(other, like=self).data
         try:
             fn(self.data, other_data, **kwargs)
+            self._version += 1
         except ValueError:
             raise ValueError(f"{op}: cannot update shape {self.shape} in place with shape "
                              f"{np.shape(other_data)}") from None
@@ -1027,7 +1085,7 @@ def _install_methods():
     T.__or__ = lambda self, other: bitwise_or(self, other)
     T.__xor__ = lambda self, other: bitwise_xor(self, other)
     T.__invert__ = bitwise_not
-    T.__iter__ = lambda self: iter(unbind(self, 0)) if self.ndim else _raise(TypeError("iteration over a 0-d tensor"))
+    T.__iter__ = _iterate
     T.__bool__ = _scalar_conversion(bool)
     T.__float__ = _scalar_conversion(float)
     T.__int__ = _scalar_conversion(int)
@@ -1041,7 +1099,7 @@ def _install_methods():
         "var": var, "std": std, "max": max, "min": min, "amax": amax, "amin": amin, "logsumexp": logsumexp,
         "reshape": reshape, "view": view, "flatten": flatten, "unflatten": unflatten, "squeeze": squeeze,
         "unsqueeze": unsqueeze, "permute": permute, "transpose": transpose, "t": t, "expand": expand,
-        "contiguous": contiguous, "clone": clone, "astype": astype, "to": to, "gather": gather,
+        "contiguous": contiguous, "flip": flip, "clone": clone, "astype": astype, "to": to, "gather": gather,
         "masked_fill": masked_fill, "split": split, "chunk": chunk, "unbind": unbind, "exp": exp, "log": log,
         "log1p": log1p, "sqrt": sqrt, "abs": abs, "sign": sign, "sin": sin, "cos": cos, "clamp": clamp,
         "clip": clip, "clamp_min": clamp_min, "clamp_max": clamp_max, "sigmoid": sigmoid, "tanh": tanh,
@@ -1068,8 +1126,10 @@ def _install_methods():
     T.mT = property(lambda self: transpose(self, -2, -1))
 
 
-def _raise(error):
-    raise error
+def _iterate(self: Tensor):
+    if self.ndim == 0:
+        raise TypeError("iteration over a 0-d tensor")
+    return iter(unbind(self, 0))
 
 
 def _scalar_conversion(kind):

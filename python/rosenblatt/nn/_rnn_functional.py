@@ -9,6 +9,8 @@ of it, so gradients from any of them reach the same backward call.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _C
@@ -23,7 +25,7 @@ CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 # ---- small shape ops used by the layers (each one graph node) ------------------------------------
 def _piece(packed: Tensor, start: int, shape: tuple) -> Tensor:
     """The elements [start, start + prod(shape)) of a flat Tensor, as a Tensor of `shape`."""
-    stop = start + int(np.prod(shape))
+    stop = start + math.prod(shape)
 
     def backward(g):
         full = np.zeros(packed.shape, packed.dtype)
@@ -156,5 +158,25 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     return result(weight.data[indices], (weight,), backward, "EmbeddingBackward")
 
 
-def grid_rnn2d(*args, **kwargs):
-    raise NotImplementedError("grid_rnn2d: not implemented yet")
+# ---- two-dimensional grid recurrence -----------------------------------------------------------------
+def grid_rnn2d(input: Tensor, weight_ih: Tensor, weight_left: Tensor, weight_up: Tensor,
+               bias: Tensor | None = None) -> Tensor:
+    """h[:, :, i, j] = tanh(W_ih x[:, :, i, j] + b + W_left h[:, :, i, j-1] + W_up h[:, :, i-1, j]) over an
+    image-like input (N, C_in, rows, cols), zero states outside the grid; returns (N, hidden, rows, cols).
+    One autograd node: the kernel runs the raster scan forward and its reverse for the gradients."""
+    # (N, C, R, W) <-> (R, W, N, C): the kernel's position-major layout; the permutation is its own inverse.
+    to_grid = (2, 3, 0, 1)
+    xs = np.ascontiguousarray(input.data.transpose(to_grid))
+    weights = [weight_ih, weight_left, weight_up] + ([bias] if bias is not None else [])
+    h = _C.grid_rnn_forward(xs, weight_ih.data, weight_left.data, weight_up.data,
+                            None if bias is None else bias.data)
+
+    def backward(g):
+        dh = np.ascontiguousarray(g.transpose(to_grid))
+        dx, dw_ih, dw_left, dw_up, db = _C.grid_rnn_backward(xs, weight_ih.data, weight_left.data, weight_up.data,
+                                                             bias is not None, h, dh)
+        grads = [np.ascontiguousarray(dx.transpose(to_grid)), dw_ih, dw_left, dw_up]
+        return tuple(grads + ([db] if bias is not None else []))
+
+    out = np.ascontiguousarray(h.transpose(to_grid))
+    return result(out, (input, *weights), backward, "GridRNN2dBackward")

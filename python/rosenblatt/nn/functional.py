@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..ops import (gather, leaky_relu, linear, log_softmax, logsumexp, relu, sigmoid, softmax, softplus,  # noqa: F401
-                   tanh)
+from ..ops import leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
 from ..random import default_generator
 from ..tensor import Tensor, as_tensor, result
 
@@ -20,7 +19,8 @@ _REDUCTIONS = ("mean", "sum", "none")
 # ---- activations and layers ------------------------------------------------------------------
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p), so
-    evaluation needs no rescaling. The mask comes from rosenblatt.random.default_generator()."""
+    evaluation needs no rescaling. The mask comes from rosenblatt.random.default_generator().
+    `inplace` is accepted for torch compatibility; the result is always a new tensor."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p} (input shape {input.shape})")
     if not training or p == 0.0:

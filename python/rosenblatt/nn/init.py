@@ -60,6 +60,7 @@ def _fill(tensor: Tensor, values) -> Tensor:
     if not tensor.data.flags.writeable:
         tensor.data = np.array(tensor.data)
     tensor.data[...] = values
+    tensor._version += 1
     return tensor
 
 

@@ -369,7 +369,37 @@ class Embedding(Module):
 
 
 class GridRNN2d(Module):
-    """Placeholder until the grid recurrence lands."""
+    """A two-dimensional (multi-dimensional) recurrence over an image-like grid, scanning row by row
+    from the top-left corner; each position receives the states of its left and upper neighbours:
 
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("GridRNN2d: not implemented yet")
+        h[i, j] = tanh(W_ih x[i, j] + b + W_left h[i, j-1] + W_up h[i-1, j]),  h = 0 outside the grid
+
+    input (N, input_size, rows, cols) -> output (N, hidden_size, rows, cols). Parameters weight_ih
+    (hidden, input), weight_left and weight_up (hidden, hidden), bias (hidden), all initialised
+    U(-1/sqrt(hidden), 1/sqrt(hidden)) like the recurrent layers."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=None):
+        super().__init__()
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GridRNN2d: {arg} must be a positive integer, got {value!r}")
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        dtype = np.dtype(np.float32 if dtype is None else dtype)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        self.weight_ih = _uniform_parameter((self.hidden_size, self.input_size), bound, dtype)
+        self.weight_left = _uniform_parameter((self.hidden_size, self.hidden_size), bound, dtype)
+        self.weight_up = _uniform_parameter((self.hidden_size, self.hidden_size), bound, dtype)
+        if bias:
+            self.bias = _uniform_parameter((self.hidden_size,), bound, dtype)
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, input) -> Tensor:
+        x = _as_input("GridRNN2d", input, self.weight_ih.dtype)
+        if x.ndim != 4 or x.shape[1] != self.input_size or 0 in x.shape:
+            raise ValueError(f"GridRNN2d: input has shape {x.shape}; expected (N, {self.input_size}, rows, cols) "
+                             f"(input_size={self.input_size})")
+        return RF.grid_rnn2d(x, self.weight_ih, self.weight_left, self.weight_up, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias is not None else ", bias=False")

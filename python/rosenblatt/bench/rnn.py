@@ -1,0 +1,154 @@
+"""python -m rosenblatt.bench rnn [--repeat=N] [--threads=N] [--only=lstm|gru]
+
+Forward and forward+backward time of nn.LSTM / nn.GRU against torch.nn.LSTM / GRU with the same
+weights, same thread count, measured in one run (ours and torch's repeats interleaved so that load
+drifts hit both), median of the repeats after a warm-up; then single-step cell latency at batch 1.
+Ratio = torch time / our time (> 1: we are faster). Forward+backward = output.sum().backward() with
+gradients for the input and every weight.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+import rosenblatt as rb
+from rosenblatt import nn
+
+from .common import print_table, try_import_torch
+
+SHAPES = [(100, 64, 512, 512), (50, 32, 128, 256), (200, 1, 65, 512)]  # (T, B, I, H)
+# Targets of issue 4 for forward+backward (torch / ours).
+TARGETS = {("LSTM", 1): 1.2, ("LSTM", 64): 1.2, ("LSTM", 32): 1.2, ("GRU", 64): 1.5, ("GRU", 32): 1.5, ("GRU", 1): 3.0}
+
+
+def interleaved_medians(fns, repeat: int, warmup: int = 1):
+    """Median seconds of each fn, the calls alternating round by round."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, bucket in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def make_pair(torch, name, I, H):
+    theirs = getattr(torch.nn, name)(I, H) if torch else None
+    ours = getattr(nn, name)(I, H)
+    if torch:
+        ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+def layer_cases(torch, names, repeat):
+    rows = []
+    rng = np.random.default_rng(0)
+    for name in names:
+        for T, B, I, H in SHAPES:
+            ours, theirs = make_pair(torch, name, I, H)
+            x = rng.standard_normal((T, B, I)).astype(np.float32)
+            xr = rb.Tensor(x, requires_grad=True)
+
+            def our_forward():
+                with rb.no_grad():
+                    ours(xr)
+
+            def our_backward():
+                ours.zero_grad()
+                xr.grad = None
+                ours(xr)[0].sum().backward()
+
+            fns = [our_forward, our_backward]
+            if torch:
+                xt = torch.tensor(x, requires_grad=True)
+
+                def torch_forward():
+                    with torch.no_grad():
+                        theirs(xt)
+
+                def torch_backward():
+                    theirs.zero_grad()
+                    xt.grad = None
+                    theirs(xt)[0].sum().backward()
+
+                fns += [torch_forward, torch_backward]
+            reps = max(3, repeat // 2) if T * B * H > 1_000_000 else repeat
+            times = interleaved_medians(fns, reps)
+            rows.append((f"{name} (T,B,I,H)=({T},{B},{I},{H})", times, TARGETS.get((name, B))))
+    return rows
+
+
+def cell_cases(torch, names, repeat):
+    rows = []
+    rng = np.random.default_rng(1)
+    for name in names:
+        I, H = 65, 512
+        ours, theirs = make_pair(torch, name + "Cell", I, H)
+        x = rng.standard_normal((1, I)).astype(np.float32)
+        h = rng.standard_normal((1, H)).astype(np.float32)
+        xr, hr = rb.Tensor(x, requires_grad=True), rb.Tensor(h)
+        state_r = (hr, rb.Tensor(h)) if name == "LSTM" else hr
+
+        def loss_of(out):
+            return out[0] if isinstance(out, tuple) else out
+
+        def our_forward():
+            with rb.no_grad():
+                for _ in range(20):
+                    ours(xr, state_r)
+
+        def our_backward():
+            for _ in range(20):
+                loss_of(ours(xr, state_r)).sum().backward()
+
+        fns = [our_forward, our_backward]
+        if torch:
+            xt, ht = torch.tensor(x, requires_grad=True), torch.tensor(h)
+            state_t = (ht, torch.tensor(h)) if name == "LSTM" else ht
+
+            def torch_forward():
+                with torch.no_grad():
+                    for _ in range(20):
+                        theirs(xt, state_t)
+
+            def torch_backward():
+                for _ in range(20):
+                    loss_of(theirs(xt, state_t)).sum().backward()
+
+            fns += [torch_forward, torch_backward]
+        times = [t / 20 for t in interleaved_medians(fns, repeat)]
+        rows.append((f"{name}Cell step, B=1, I={I}, H={H}", times, None))
+    return rows
+
+
+def main(options):
+    opts = dict(o.lstrip("-").split("=", 1) if "=" in o else (o.lstrip("-"), "1") for o in options)
+    repeat = int(opts.get("repeat", 7))
+    threads = int(opts.get("threads", 2))
+    names = [opts["only"].upper()] if "only" in opts else ["LSTM", "GRU"]
+    torch = try_import_torch()
+    rb.set_num_threads(threads)
+    if torch:
+        torch.set_num_threads(threads)
+    print(f"== rnn: {threads} threads, ISA {rb.build_info()['isa']}, median of {repeat} interleaved repeats"
+          f"{'' if torch else ' (torch not importable: no ratios)'}")
+
+    def fmt(seconds):
+        return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
+
+    header = ["case", "ours fwd", "torch fwd", "ratio", "ours fwd+bwd", "torch fwd+bwd", "ratio", "target", "met"]
+    table = []
+    for label, times, target in layer_cases(torch, names, repeat) + cell_cases(torch, names, max(repeat, 9)):
+        row = [label, fmt(times[0]), "-", "-", fmt(times[1]), "-", "-", "-", "-"]
+        if torch:
+            fwd_ratio, bwd_ratio = times[2] / times[0], times[3] / times[1]
+            row[2], row[3], row[5], row[6] = fmt(times[2]), f"{fwd_ratio:.2f}x", fmt(times[3]), f"{bwd_ratio:.2f}x"
+            if target:
+                row[7], row[8] = f">= {target}x", "yes" if bwd_ratio >= target else "NO"
+        table.append(row)
+    print_table(header, table)
