@@ -66,5 +66,8 @@ struct GemmProblem {
   float alpha = 1.0f, beta = 0.0f;
 };
 void sgemm(const GemmProblem& p, cudaStream_t stream);
+// The same kernel run on the host, with host pointers, barrier phase by barrier phase: a test of the
+// kernel's index arithmetic that needs no GPU (slow; small shapes only).
+void sgemm_simulated_on_host(const GemmProblem& p);
 
 }  // namespace rb::cuda
