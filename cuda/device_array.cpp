@@ -92,14 +92,16 @@ int64_t DeviceArray::numel() const {
   return n;
 }
 
-bool DeviceArray::is_contiguous() const {
+bool is_c_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
   int64_t expected = 1;
-  for (int d = ndim() - 1; d >= 0; --d) {
-    if (shape_[d] != 1 && strides_[d] != expected) return false;
-    expected *= shape_[d];
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != expected) return false;
+    expected *= shape[d];
   }
   return true;
 }
+
+bool DeviceArray::is_contiguous() const { return is_c_contiguous(shape_, strides_); }
 
 DeviceArray DeviceArray::transpose(int dim0, int dim1) const {
   const int n = ndim();

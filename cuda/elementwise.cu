@@ -25,8 +25,9 @@ namespace {
 // The one broadcasting index helper: element i of the C-contiguous output, decomposed over the
 // dimensions (layout dimension 0 is the innermost), gives each input's offset through its strides.
 // The loop is unrolled over kMaxDims so the layout's arrays are indexed by constants.
+// Host-callable too, for broadcast_offsets_on_host (tests without a GPU).
 template <int N>
-__device__ inline void broadcast_offsets(const BroadcastLayout& layout, int64_t i, int64_t (&offset)[kMaxInputs]) {
+__host__ __device__ inline void broadcast_offsets(const BroadcastLayout& layout, int64_t i, int64_t (&offset)[kMaxInputs]) {
 #pragma unroll
   for (int k = 0; k < N; ++k) offset[k] = 0;
 #pragma unroll
@@ -152,6 +153,12 @@ void launch(F f, Elementwise op, const BroadcastLayout& layout, const T* const* 
 }
 
 }  // namespace
+
+void broadcast_offsets_on_host(const BroadcastLayout& layout, int n_inputs, int64_t i, int64_t* offsets) {
+  int64_t offset[kMaxInputs];
+  broadcast_offsets<kMaxInputs>(layout, i, offset);
+  for (int k = 0; k < n_inputs; ++k) offsets[k] = offset[k];
+}
 
 template <typename T>
 void launch_elementwise(Elementwise op, const BroadcastLayout& l, const T* const* in, T* out, int64_t n, cudaStream_t s) {

@@ -105,6 +105,20 @@ PYBIND11_MODULE(_cuda, m) {
   });
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
 
+  // The element-wise kernels' layout and offset computation run on the host: for every output
+  // element, each input's offset (in elements), as the strided kernel would read it.
+  m.def("_broadcast_offsets", [](const std::vector<std::vector<int64_t>>& shapes,
+                                 const std::vector<std::vector<int64_t>>& strides) {
+    std::vector<int64_t> shape;
+    const rb::cuda::BroadcastLayout layout = rb::cuda::broadcast_layout(shapes, strides, "_broadcast_offsets", shape);
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    const auto n_in = static_cast<py::ssize_t>(shapes.size());
+    py::array_t<int64_t> offsets({static_cast<py::ssize_t>(n), n_in});
+    for (int64_t i = 0; i < n; ++i) rb::cuda::broadcast_offsets_on_host(layout, static_cast<int>(n_in), i, offsets.mutable_data(i, 0));
+    return py::make_tuple(py::tuple(py::cast(shape)), layout.contiguous, offsets);
+  });
+
   // The SGEMM kernel's code run on the host (tests of its indexing without a GPU). A, B and C are
   // float32 NumPy buffers addressed exactly as the kernel addresses device memory.
   m.def("_sgemm_host_simulation", [](py::array_t<float, py::array::c_style> a, py::array_t<float, py::array::c_style> b,

@@ -78,3 +78,65 @@ def test_batched_strides(rng):
 def test_buffers_too_small_are_refused():
     with pytest.raises(ValueError, match="too small"):
         cuda._cuda._sgemm_host_simulation(np.zeros(5, F32), np.zeros(5, F32), np.zeros(4, F32), 2, 2, 3, 3, 2, 2)
+
+
+# ---- element-wise: the broadcast layout and the kernels' offset helper, run on the host ------------
+def _expected_offsets(shapes, strides):
+    """Offsets NumPy reads for each output element: an index array viewed through the strides."""
+    out_shape = np.broadcast_shapes(*shapes)
+    columns = []
+    for shape, stride in zip(shapes, strides):
+        extent = 1 + sum((s - 1) * abs(st) for s, st in zip(shape, stride))
+        base = np.arange(2 * extent, dtype=np.int64) - extent  # room for negative strides
+        start = extent
+        view = np.lib.stride_tricks.as_strided(base[start:], shape=shape, strides=[st * 8 for st in stride])
+        columns.append(np.broadcast_to(view, out_shape).ravel())
+    return out_shape, np.stack(columns, axis=1) if columns else None
+
+
+def _c_strides(shape):
+    strides, step = [], 1
+    for s in reversed(shape):
+        strides.append(step)
+        step *= max(s, 1)
+    return list(reversed(strides))
+
+
+BROADCAST_CASES = [
+    [(3, 4), (4,)],
+    [(2, 1, 5), (3, 1)],
+    [(), (5,)],
+    [(4, 1), (1, 6), (6,)],
+    [(2, 3, 1, 4, 1, 2, 1, 3), (3, 1, 1, 2, 5, 1)],
+    [(7,), (7,)],
+]
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_CASES)
+def test_broadcast_offsets_contiguous_inputs(shapes):
+    strides = [_c_strides(s) for s in shapes]
+    shape, contiguous, offsets = cuda._cuda._broadcast_offsets([list(s) for s in shapes], strides)
+    expected_shape, expected = _expected_offsets(shapes, strides)
+    assert shape == expected_shape
+    assert contiguous == all(tuple(s) == expected_shape for s in shapes)
+    np.testing.assert_array_equal(offsets, expected)
+
+
+def test_broadcast_offsets_strided_inputs(rng):
+    for _ in range(40):
+        ndim = int(rng.integers(1, 6))
+        shape = [int(rng.integers(1, 5)) for _ in range(ndim)]
+        other = [s if rng.random() < 0.6 else 1 for s in shape][int(rng.integers(0, ndim)):]
+        shapes = [shape, other]
+        strides = [[int(rng.integers(-7, 8)) for _ in s] for s in shapes]  # negative, zero, any stride
+        out_shape, contiguous, offsets = cuda._cuda._broadcast_offsets(shapes, strides)
+        expected_shape, expected = _expected_offsets([tuple(s) for s in shapes], strides)
+        assert out_shape == expected_shape
+        np.testing.assert_array_equal(offsets, expected)
+
+
+def test_broadcast_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="do not broadcast"):
+        cuda._cuda._broadcast_offsets([[3, 4], [5]], [[4, 1], [1]])
+    with pytest.raises(ValueError, match="at most 8 dimensions"):
+        cuda._cuda._broadcast_offsets([[1] * 9], [[1] * 9])
