@@ -28,7 +28,7 @@ constexpr int kStep = 8;             // BK
 constexpr int kThreads = 256;        // 16 x 16 threads, 8 x 8 outputs each
 constexpr int kLds = kTile + 4;      // row length of a shared slice: the padding spreads the k-contiguous
                                      // stores (two k groups per row) over all 32 banks; 528 bytes keeps float4 alignment
-constexpr int kMaxGridY = 65535;
+constexpr int kMaxGridY = 65535, kMaxGridZ = 65535;
 
 using Slice = float[kStep][kLds];
 
@@ -140,39 +140,38 @@ __global__ void __launch_bounds__(kThreads, 2) sgemm_kernel(GemmProblem p, bool 
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kTile, n0 = static_cast<int64_t>(blockIdx.y) * kTile;
   const int64_t steps = (p.k + kStep - 1) / kStep;
 
-  for (int64_t batch = blockIdx.z; batch < p.batch; batch += gridDim.z) {
-    const float* a = p.a + batch * p.stride_a;
-    const float* b = p.b + batch * p.stride_b;
-    float acc[8][8];
+  const int64_t batch = blockIdx.z;  // one problem per grid.z index: sgemm() launches at most 65535 at a time
+  const float* a = p.a + batch * p.stride_a;
+  const float* b = p.b + batch * p.stride_b;
+  float acc[8][8];
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < 8; ++i)
 #pragma unroll
-      for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 
-    float ra[4], rb[4];
-    if (steps > 0) {
-      fetch_slice<a_k_contig>(t, a, p.lda, p.m, p.k, m0, 0, vec_a, ra);
-      fetch_slice<b_k_contig>(t, b, p.ldb, p.n, p.k, n0, 0, vec_b, rb);
-      store_slice<a_k_contig>(t, a_slices[0], ra);
-      store_slice<b_k_contig>(t, b_slices[0], rb);
-      __syncthreads();
-    }
-    for (int64_t step = 0; step < steps; ++step) {
-      const int cur = static_cast<int>(step & 1);
-      const bool has_next = step + 1 < steps;  // the same for every thread: barriers stay uniform
-      if (has_next) {  // global loads in flight during the arithmetic below
-        fetch_slice<a_k_contig>(t, a, p.lda, p.m, p.k, m0, (step + 1) * kStep, vec_a, ra);
-        fetch_slice<b_k_contig>(t, b, p.ldb, p.n, p.k, n0, (step + 1) * kStep, vec_b, rb);
-      }
-      accumulate_step(t, a_slices[cur], b_slices[cur], acc);
-      if (has_next) {  // nobody reads buffer cur^1 now: the previous step's barrier ended its use
-        store_slice<a_k_contig>(t, a_slices[cur ^ 1], ra);
-        store_slice<b_k_contig>(t, b_slices[cur ^ 1], rb);
-      }
-      __syncthreads();
-    }
-    write_outputs(t, p, p.c + batch * p.stride_c, m0, n0, vec_c, acc);
+  float ra[4], rb[4];
+  if (steps > 0) {
+    fetch_slice<a_k_contig>(t, a, p.lda, p.m, p.k, m0, 0, vec_a, ra);
+    fetch_slice<b_k_contig>(t, b, p.ldb, p.n, p.k, n0, 0, vec_b, rb);
+    store_slice<a_k_contig>(t, a_slices[0], ra);
+    store_slice<b_k_contig>(t, b_slices[0], rb);
+    __syncthreads();
   }
+  for (int64_t step = 0; step < steps; ++step) {
+    const int cur = static_cast<int>(step & 1);
+    const bool has_next = step + 1 < steps;  // the same for every thread: barriers stay uniform
+    if (has_next) {  // global loads in flight during the arithmetic below
+      fetch_slice<a_k_contig>(t, a, p.lda, p.m, p.k, m0, (step + 1) * kStep, vec_a, ra);
+      fetch_slice<b_k_contig>(t, b, p.ldb, p.n, p.k, n0, (step + 1) * kStep, vec_b, rb);
+    }
+    accumulate_step(t, a_slices[cur], b_slices[cur], acc);
+    if (has_next) {  // nobody reads buffer cur^1 now: the previous step's barrier ended its use
+      store_slice<a_k_contig>(t, a_slices[cur ^ 1], ra);
+      store_slice<b_k_contig>(t, b_slices[cur ^ 1], rb);
+    }
+    __syncthreads();
+  }
+  write_outputs(t, p, p.c + batch * p.stride_c, m0, n0, vec_c, acc);
 }
 
 // The kernel on the host: each barrier-separated phase runs for all 256 threads before the next,
@@ -245,18 +244,24 @@ void sgemm(const GemmProblem& p, cudaStream_t stream) {
   if (grid_x > INT32_MAX || grid_y > kMaxGridY)
     throw std::runtime_error("matmul: output of " + std::to_string(p.m) + " x " + std::to_string(p.n) +
                              " is beyond the CUDA grid limits");
-  const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y),
-                  static_cast<unsigned>(p.batch < kMaxGridY ? p.batch : kMaxGridY));
-  const VectorPaths vec(p);
-  if (!p.trans_a && !p.trans_b)
-    sgemm_kernel<false, false><<<grid, kThreads, 0, stream>>>(p, vec.a, vec.b, vec.c);
-  else if (!p.trans_a && p.trans_b)
-    sgemm_kernel<false, true><<<grid, kThreads, 0, stream>>>(p, vec.a, vec.b, vec.c);
-  else if (p.trans_a && !p.trans_b)
-    sgemm_kernel<true, false><<<grid, kThreads, 0, stream>>>(p, vec.a, vec.b, vec.c);
-  else
-    sgemm_kernel<true, true><<<grid, kThreads, 0, stream>>>(p, vec.a, vec.b, vec.c);
-  check_launch("matmul", "sgemm_kernel");
+  for (int64_t first = 0; first < p.batch; first += kMaxGridZ) {  // grid.z is limited to 65535
+    GemmProblem chunk = p;
+    chunk.a += first * p.stride_a;
+    chunk.b += first * p.stride_b;
+    chunk.c += first * p.stride_c;
+    chunk.batch = std::min<int64_t>(kMaxGridZ, p.batch - first);
+    const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(chunk.batch));
+    const VectorPaths vec(chunk);
+    if (!p.trans_a && !p.trans_b)
+      sgemm_kernel<false, false><<<grid, kThreads, 0, stream>>>(chunk, vec.a, vec.b, vec.c);
+    else if (!p.trans_a && p.trans_b)
+      sgemm_kernel<false, true><<<grid, kThreads, 0, stream>>>(chunk, vec.a, vec.b, vec.c);
+    else if (p.trans_a && !p.trans_b)
+      sgemm_kernel<true, false><<<grid, kThreads, 0, stream>>>(chunk, vec.a, vec.b, vec.c);
+    else
+      sgemm_kernel<true, true><<<grid, kThreads, 0, stream>>>(chunk, vec.a, vec.b, vec.c);
+    check_launch("matmul", "sgemm_kernel");
+  }
 }
 
 void sgemm_simulated_on_host(const GemmProblem& p) {

@@ -192,6 +192,8 @@ def test_matmul_batched(rng):
     _check_gemm(a, b, run(cuda.matmul, dev(a), dev(b), out_nbytes=3 * 65 * 17 * 4))
     one = randn(rng, (1, 33, 17))  # batch 1 broadcasts
     _check_gemm(a, np.broadcast_to(one, (3, 33, 17)), cuda.matmul(dev(a), dev(one)).to_numpy())
+    many_a, many_b = randn(rng, (70000, 2, 3)), randn(rng, (70000, 3, 4))  # more than grid.z's 65535
+    _check_gemm(many_a, many_b, run(cuda.matmul, dev(many_a), dev(many_b), out_nbytes=70000 * 8 * 4))
 
 
 def test_matmul_large(rng):
