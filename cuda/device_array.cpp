@@ -72,9 +72,12 @@ DeviceArray DeviceArray::empty(const Shape& shape, DType dtype, int device, cons
   storage->release = [raw, bytes]() {
     // Memory that left through DLPack may still be read by another library's stream; wait for
     // the whole device before the block can be handed out again.
-    if (raw->exported) {
+    if (raw->exported) {  // best effort, no throwing: this runs in destructors
+      int previous = -1;
+      cudaGetDevice(&previous);
       cudaSetDevice(raw->device);
       cudaDeviceSynchronize();
+      if (previous >= 0 && previous != raw->device) cudaSetDevice(previous);
       cudaGetLastError();
     }
     device_free(raw->device, raw->data, bytes);
