@@ -72,9 +72,12 @@ DeviceArray DeviceArray::empty(const Shape& shape, DType dtype, int device, cons
   storage->release = [raw, bytes]() {
     // Memory that left through DLPack may still be read by another library's stream; wait for
     // the whole device before the block can be handed out again.
-    if (raw->exported) {
+    if (raw->exported) {  // best effort, no throwing: this runs in destructors
+      int previous = -1;
+      cudaGetDevice(&previous);
       cudaSetDevice(raw->device);
       cudaDeviceSynchronize();
+      if (previous >= 0 && previous != raw->device) cudaSetDevice(previous);
       cudaGetLastError();
     }
     device_free(raw->device, raw->data, bytes);
@@ -92,14 +95,16 @@ int64_t DeviceArray::numel() const {
   return n;
 }
 
-bool DeviceArray::is_contiguous() const {
+bool is_c_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
   int64_t expected = 1;
-  for (int d = ndim() - 1; d >= 0; --d) {
-    if (shape_[d] != 1 && strides_[d] != expected) return false;
-    expected *= shape_[d];
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != expected) return false;
+    expected *= shape[d];
   }
   return true;
 }
+
+bool DeviceArray::is_contiguous() const { return is_c_contiguous(shape_, strides_); }
 
 DeviceArray DeviceArray::transpose(int dim0, int dim1) const {
   const int n = ndim();

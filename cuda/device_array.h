@@ -59,6 +59,8 @@ class DeviceArray {
 };
 
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
+// C order; dimensions of size 1 may have any stride.
+bool is_c_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides);
 std::string shape_str(const std::vector<int64_t>& shape);
 
 }  // namespace rb::cuda

@@ -1,5 +1,6 @@
 // Element-wise ops with NumPy broadcasting: out[i] = f(in0[off0(i)], in1[off1(i)], in2[off2(i)]).
 #include <stdexcept>
+#include <type_traits>
 
 #include "check.h"
 #include "kernels.h"
@@ -24,8 +25,9 @@ namespace {
 // The one broadcasting index helper: element i of the C-contiguous output, decomposed over the
 // dimensions (layout dimension 0 is the innermost), gives each input's offset through its strides.
 // The loop is unrolled over kMaxDims so the layout's arrays are indexed by constants.
+// Host-callable too, for broadcast_offsets_on_host (tests without a GPU).
 template <int N>
-__device__ inline void broadcast_offsets(const BroadcastLayout& layout, int64_t i, int64_t (&offset)[kMaxInputs]) {
+__host__ __device__ inline void broadcast_offsets(const BroadcastLayout& layout, int64_t i, int64_t (&offset)[kMaxInputs]) {
 #pragma unroll
   for (int k = 0; k < N; ++k) offset[k] = 0;
 #pragma unroll
@@ -36,28 +38,6 @@ __device__ inline void broadcast_offsets(const BroadcastLayout& layout, int64_t 
 #pragma unroll
       for (int k = 0; k < N; ++k) offset[k] += index * layout.strides[k][d];
     }
-  }
-}
-
-template <typename T>
-struct Inputs {
-  const T* p[kMaxInputs];
-};
-
-template <int N, typename T, class F>
-__global__ void elementwise_kernel(F f, BroadcastLayout layout, Inputs<T> in, T* __restrict__ out, int64_t n) {
-  for (int64_t i = global_thread_index(); i < n; i += grid_threads()) {
-    T v[kMaxInputs] = {};
-    if (layout.contiguous) {
-#pragma unroll
-      for (int k = 0; k < N; ++k) v[k] = in.p[k][i];
-    } else {
-      int64_t offset[kMaxInputs];
-      broadcast_offsets<N>(layout, i, offset);
-#pragma unroll
-      for (int k = 0; k < N; ++k) v[k] = in.p[k][offset[k]];
-    }
-    out[i] = f(v[0], v[1], v[2]);
   }
 }
 
@@ -96,39 +76,110 @@ struct DivBackwardB {  // out = a / b: db = -g * a / b^2
   template <typename T> __device__ T operator()(T g, T a, T b) const { return -g * a / (b * b); }
 };
 
+// The one place that maps an op to its functor at run time (used by the strided kernels).
+template <typename T>
+__device__ T apply(Elementwise op, T a, T b, T c) {
+  if constexpr (std::is_integral_v<T>) {
+    return a;  // integers are only copied
+  } else {
+    switch (op) {
+      case Elementwise::copy: return Copy{}(a, b, c);
+      case Elementwise::neg: return Neg{}(a, b, c);
+      case Elementwise::exp: return Exp{}(a, b, c);
+      case Elementwise::log: return Log{}(a, b, c);
+      case Elementwise::tanh: return Tanh{}(a, b, c);
+      case Elementwise::sigmoid: return Sigmoid{}(a, b, c);
+      case Elementwise::relu: return Relu{}(a, b, c);
+      case Elementwise::add: return Add{}(a, b, c);
+      case Elementwise::sub: return Sub{}(a, b, c);
+      case Elementwise::mul: return Mul{}(a, b, c);
+      case Elementwise::div: return Div{}(a, b, c);
+      case Elementwise::exp_backward: return ExpBackward{}(a, b, c);
+      case Elementwise::tanh_backward: return TanhBackward{}(a, b, c);
+      case Elementwise::sigmoid_backward: return SigmoidBackward{}(a, b, c);
+      case Elementwise::log_backward: return LogBackward{}(a, b, c);
+      case Elementwise::relu_backward: return ReluBackward{}(a, b, c);
+      case Elementwise::div_backward_b: return DivBackwardB{}(a, b, c);
+    }
+    return T(0);
+  }
+}
+
+template <typename T>
+struct Inputs {
+  const T* p[kMaxInputs];
+};
+
+// Every input C-contiguous with the output's shape: one kernel per op, the functor inlined.
 template <int N, typename T, class F>
-void launch(F f, const BroadcastLayout& layout, const T* const* inputs, T* out, int64_t n, cudaStream_t stream,
-            const char* name) {
+__global__ void contiguous_kernel(F f, Inputs<T> in, T* __restrict__ out, int64_t n) {
+  for (int64_t i = global_thread_index(); i < n; i += grid_threads()) {
+    T v[kMaxInputs] = {};
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = in.p[k][i];
+    out[i] = f(v[0], v[1], v[2]);
+  }
+}
+
+// Broadcasting or strided inputs: one kernel per arity and dtype, the op chosen at run time
+// (a uniform branch), which keeps the index arithmetic below from being compiled 34 times.
+template <int N, typename T>
+__global__ void strided_kernel(Elementwise op, BroadcastLayout layout, Inputs<T> in, T* __restrict__ out, int64_t n) {
+  for (int64_t i = global_thread_index(); i < n; i += grid_threads()) {
+    int64_t offset[kMaxInputs];
+    broadcast_offsets<N>(layout, i, offset);
+    T v[kMaxInputs] = {};
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = in.p[k][offset[k]];
+    out[i] = apply(op, v[0], v[1], v[2]);
+  }
+}
+
+template <int N, typename T, class F>
+void launch(F f, Elementwise op, const BroadcastLayout& layout, const T* const* inputs, T* out, int64_t n,
+            cudaStream_t stream, const char* name) {
   if (n == 0) return;
   Inputs<T> in{};
   for (int k = 0; k < N; ++k) in.p[k] = inputs[k];
   constexpr int threads = 256;
-  elementwise_kernel<N, T><<<grid_stride_blocks(n, threads), threads, 0, stream>>>(f, layout, in, out, n);
-  check_launch(name, "elementwise_kernel");
+  const unsigned int blocks = grid_stride_blocks(n, threads);
+  if (layout.contiguous) {
+    contiguous_kernel<N, T><<<blocks, threads, 0, stream>>>(f, in, out, n);
+    check_launch(name, "contiguous_kernel");
+  } else {
+    strided_kernel<N, T><<<blocks, threads, 0, stream>>>(op, layout, in, out, n);
+    check_launch(name, "strided_kernel");
+  }
 }
 
 }  // namespace
 
+void broadcast_offsets_on_host(const BroadcastLayout& layout, int n_inputs, int64_t i, int64_t* offsets) {
+  int64_t offset[kMaxInputs];
+  broadcast_offsets<kMaxInputs>(layout, i, offset);
+  for (int k = 0; k < n_inputs; ++k) offsets[k] = offset[k];
+}
+
 template <typename T>
 void launch_elementwise(Elementwise op, const BroadcastLayout& l, const T* const* in, T* out, int64_t n, cudaStream_t s) {
   switch (op) {
-    case Elementwise::copy: return launch<1>(Copy{}, l, in, out, n, s, "copy");
-    case Elementwise::neg: return launch<1>(Neg{}, l, in, out, n, s, "neg");
-    case Elementwise::exp: return launch<1>(Exp{}, l, in, out, n, s, "exp");
-    case Elementwise::log: return launch<1>(Log{}, l, in, out, n, s, "log");
-    case Elementwise::tanh: return launch<1>(Tanh{}, l, in, out, n, s, "tanh");
-    case Elementwise::sigmoid: return launch<1>(Sigmoid{}, l, in, out, n, s, "sigmoid");
-    case Elementwise::relu: return launch<1>(Relu{}, l, in, out, n, s, "relu");
-    case Elementwise::add: return launch<2>(Add{}, l, in, out, n, s, "add");
-    case Elementwise::sub: return launch<2>(Sub{}, l, in, out, n, s, "sub");
-    case Elementwise::mul: return launch<2>(Mul{}, l, in, out, n, s, "mul");
-    case Elementwise::div: return launch<2>(Div{}, l, in, out, n, s, "div");
-    case Elementwise::exp_backward: return launch<2>(ExpBackward{}, l, in, out, n, s, "exp_backward");
-    case Elementwise::tanh_backward: return launch<2>(TanhBackward{}, l, in, out, n, s, "tanh_backward");
-    case Elementwise::sigmoid_backward: return launch<2>(SigmoidBackward{}, l, in, out, n, s, "sigmoid_backward");
-    case Elementwise::log_backward: return launch<2>(LogBackward{}, l, in, out, n, s, "log_backward");
-    case Elementwise::relu_backward: return launch<2>(ReluBackward{}, l, in, out, n, s, "relu_backward");
-    case Elementwise::div_backward_b: return launch<3>(DivBackwardB{}, l, in, out, n, s, "div_backward_b");
+    case Elementwise::copy: return launch<1>(Copy{}, op, l, in, out, n, s, "copy");
+    case Elementwise::neg: return launch<1>(Neg{}, op, l, in, out, n, s, "neg");
+    case Elementwise::exp: return launch<1>(Exp{}, op, l, in, out, n, s, "exp");
+    case Elementwise::log: return launch<1>(Log{}, op, l, in, out, n, s, "log");
+    case Elementwise::tanh: return launch<1>(Tanh{}, op, l, in, out, n, s, "tanh");
+    case Elementwise::sigmoid: return launch<1>(Sigmoid{}, op, l, in, out, n, s, "sigmoid");
+    case Elementwise::relu: return launch<1>(Relu{}, op, l, in, out, n, s, "relu");
+    case Elementwise::add: return launch<2>(Add{}, op, l, in, out, n, s, "add");
+    case Elementwise::sub: return launch<2>(Sub{}, op, l, in, out, n, s, "sub");
+    case Elementwise::mul: return launch<2>(Mul{}, op, l, in, out, n, s, "mul");
+    case Elementwise::div: return launch<2>(Div{}, op, l, in, out, n, s, "div");
+    case Elementwise::exp_backward: return launch<2>(ExpBackward{}, op, l, in, out, n, s, "exp_backward");
+    case Elementwise::tanh_backward: return launch<2>(TanhBackward{}, op, l, in, out, n, s, "tanh_backward");
+    case Elementwise::sigmoid_backward: return launch<2>(SigmoidBackward{}, op, l, in, out, n, s, "sigmoid_backward");
+    case Elementwise::log_backward: return launch<2>(LogBackward{}, op, l, in, out, n, s, "log_backward");
+    case Elementwise::relu_backward: return launch<2>(ReluBackward{}, op, l, in, out, n, s, "relu_backward");
+    case Elementwise::div_backward_b: return launch<3>(DivBackwardB{}, op, l, in, out, n, s, "div_backward_b");
   }
   throw std::logic_error("elementwise: unknown op");
 }
@@ -137,7 +188,7 @@ template <>
 void launch_elementwise<int64_t>(Elementwise op, const BroadcastLayout& l, const int64_t* const* in, int64_t* out,
                                  int64_t n, cudaStream_t s) {
   if (op != Elementwise::copy) throw std::logic_error("elementwise: only copy is built for int64");
-  launch<1>(Copy{}, l, in, out, n, s, "copy");
+  launch<1>(Copy{}, op, l, in, out, n, s, "copy");
 }
 
 template void launch_elementwise<float>(Elementwise, const BroadcastLayout&, const float* const*, float*, int64_t, cudaStream_t);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace rb::cuda {
 
@@ -29,6 +30,14 @@ struct BroadcastLayout {
   int64_t strides[kMaxInputs][kMaxDims] = {};
   bool contiguous = false;  // every input is C-contiguous with the output's shape: index = offset
 };
+
+// Builds the layout for inputs of these shapes and strides (NumPy broadcasting); out_shape gets
+// the broadcast shape. Throws ValueError naming `op` when the shapes do not broadcast.
+BroadcastLayout broadcast_layout(const std::vector<std::vector<int64_t>>& shapes,
+                                 const std::vector<std::vector<int64_t>>& strides, const char* op,
+                                 std::vector<int64_t>& out_shape);
+// The kernels' own offset computation, run on the host (tests without a GPU).
+void broadcast_offsets_on_host(const BroadcastLayout& layout, int n_inputs, int64_t i, int64_t* offsets);
 
 template <typename T>
 void launch_elementwise(Elementwise op, const BroadcastLayout& layout, const T* const* inputs, T* out, int64_t n,
@@ -66,5 +75,8 @@ struct GemmProblem {
   float alpha = 1.0f, beta = 0.0f;
 };
 void sgemm(const GemmProblem& p, cudaStream_t stream);
+// The same kernel run on the host, with host pointers, barrier phase by barrier phase: a test of the
+// kernel's index arithmetic that needs no GPU (slow; small shapes only).
+void sgemm_simulated_on_host(const GemmProblem& p);
 
 }  // namespace rb::cuda

@@ -9,6 +9,7 @@
 #include "device.h"
 #include "device_array.h"
 #include "dlpack.h"
+#include "kernels.h"
 #include "ops.h"
 
 namespace py = pybind11;
@@ -103,4 +104,48 @@ PYBIND11_MODULE(_cuda, m) {
     return rb::cuda::softmax_backward(dy, y, true);
   });
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
+
+  // The element-wise kernels' layout and offset computation run on the host: for every output
+  // element, each input's offset (in elements), as the strided kernel would read it.
+  m.def("_broadcast_offsets", [](const std::vector<std::vector<int64_t>>& shapes,
+                                 const std::vector<std::vector<int64_t>>& strides) {
+    std::vector<int64_t> shape;
+    const rb::cuda::BroadcastLayout layout = rb::cuda::broadcast_layout(shapes, strides, "_broadcast_offsets", shape);
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    const auto n_in = static_cast<py::ssize_t>(shapes.size());
+    py::array_t<int64_t> offsets({static_cast<py::ssize_t>(n), n_in});
+    for (int64_t i = 0; i < n; ++i) rb::cuda::broadcast_offsets_on_host(layout, static_cast<int>(n_in), i, offsets.mutable_data(i, 0));
+    return py::make_tuple(py::tuple(py::cast(shape)), layout.contiguous, offsets);
+  });
+
+  // The SGEMM kernel's code run on the host (tests of its indexing without a GPU). A, B and C are
+  // float32 NumPy buffers addressed exactly as the kernel addresses device memory.
+  m.def("_sgemm_host_simulation", [](py::array_t<float, py::array::c_style> a, py::array_t<float, py::array::c_style> b,
+                                     py::array_t<float, py::array::c_style> c, int64_t m, int64_t n, int64_t k,
+                                     int64_t lda, int64_t ldb, int64_t ldc, bool trans_a, bool trans_b, float alpha,
+                                     float beta, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+    // Refuse buffers the kernel would overrun: the largest offset read or written must lie inside.
+    auto need = [](int64_t rows, int64_t cols, int64_t ld, bool trans, int64_t batches, int64_t stride) {
+      if (rows == 0 || cols == 0 || batches == 0) return int64_t{0};
+      const int64_t last = trans ? (cols - 1) * ld + rows - 1 : (rows - 1) * ld + cols - 1;
+      return (batches - 1) * stride + last + 1;
+    };
+    if (need(m, k, lda, trans_a, batch, stride_a) > a.size() || need(k, n, ldb, trans_b, batch, stride_b) > b.size() ||
+        need(m, n, ldc, false, batch, stride_c) > c.size())
+      throw py::value_error("_sgemm_host_simulation: a buffer is too small for the given sizes and strides");
+    rb::cuda::GemmProblem p;
+    p.a = a.data();
+    p.b = b.data();
+    p.c = c.mutable_data();
+    p.m = m; p.n = n; p.k = k;
+    p.lda = lda; p.ldb = ldb; p.ldc = ldc;
+    p.trans_a = trans_a; p.trans_b = trans_b;
+    p.alpha = alpha; p.beta = beta;
+    p.batch = batch; p.stride_a = stride_a; p.stride_b = stride_b; p.stride_c = stride_c;
+    rb::cuda::sgemm_simulated_on_host(p);
+  }, py::arg("a"), py::arg("b"), py::arg("c").noconvert(), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("lda"),
+     py::arg("ldb"), py::arg("ldc"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("alpha") = 1.0f,
+     py::arg("beta") = 0.0f, py::arg("batch") = 1, py::arg("stride_a") = 0, py::arg("stride_b") = 0,
+     py::arg("stride_c") = 0);
 }

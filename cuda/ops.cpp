@@ -76,6 +76,46 @@ DeviceArray contiguous(const DeviceArray& x) {
   return elementwise(Elementwise::copy, {x}, "contiguous");
 }
 
+BroadcastLayout broadcast_layout(const std::vector<std::vector<int64_t>>& shapes,
+                                 const std::vector<std::vector<int64_t>>& strides, const char* op,
+                                 std::vector<int64_t>& shape) {
+  const int n_in = static_cast<int>(shapes.size());
+  if (n_in < 1 || n_in > kMaxInputs || strides.size() != shapes.size())
+    throw py::value_error(std::string(op) + ": expected 1 to " + std::to_string(kMaxInputs) + " inputs");
+  // Broadcast shape (NumPy rules), aligned at the innermost dimension.
+  int ndim = 0;
+  for (const auto& s : shapes) ndim = std::max(ndim, static_cast<int>(s.size()));
+  std::string all_shapes;
+  for (const auto& s : shapes) all_shapes += (all_shapes.empty() ? "" : " and ") + shape_str(s);
+  if (ndim > kMaxDims)
+    throw py::value_error(std::string(op) + ": at most " + std::to_string(kMaxDims) + " dimensions, got shapes " +
+                          all_shapes);
+  shape.assign(ndim, 1);
+  for (int k = 0; k < n_in; ++k) {
+    if (strides[k].size() != shapes[k].size())
+      throw py::value_error(std::string(op) + ": strides do not match shape " + shape_str(shapes[k]));
+    const int offset = ndim - static_cast<int>(shapes[k].size());
+    for (std::size_t d = 0; d < shapes[k].size(); ++d) {
+      int64_t& s = shape[offset + d];
+      const int64_t xs = shapes[k][d];
+      if (s == 1) s = xs;
+      else if (xs != 1 && xs != s)
+        throw py::value_error(std::string(op) + ": shapes " + all_shapes + " do not broadcast");
+    }
+  }
+
+  BroadcastLayout layout;
+  layout.ndim = ndim;
+  layout.contiguous = true;
+  for (int d = 0; d < ndim; ++d) layout.shape[d] = shape[ndim - 1 - d];  // dimension 0 is the innermost
+  for (int k = 0; k < n_in; ++k) {
+    const int nd = static_cast<int>(shapes[k].size());
+    layout.contiguous = layout.contiguous && shapes[k] == shape && is_c_contiguous(shapes[k], strides[k]);
+    for (int d = 0; d < nd; ++d) layout.strides[k][nd - 1 - d] = shapes[k][d] == 1 ? 0 : strides[k][d];
+  }
+  return layout;
+}
+
 DeviceArray elementwise(Elementwise op, const std::vector<DeviceArray>& inputs, const char* name) {
   const int n_in = arity(op);
   if (static_cast<int>(inputs.size()) != n_in)
@@ -88,38 +128,13 @@ DeviceArray elementwise(Elementwise op, const std::vector<DeviceArray>& inputs, 
     if (op != Elementwise::copy) require_float(x, name);
   }
 
-  // Broadcast shape (NumPy rules), aligned at the innermost dimension.
-  int ndim = 0;
-  for (const DeviceArray& x : inputs) ndim = std::max(ndim, x.ndim());
-  if (ndim > kMaxDims)
-    throw py::value_error(std::string(name) + ": at most " + std::to_string(kMaxDims) + " dimensions, got " +
-                          first.describe());
-  std::vector<int64_t> shape(ndim, 1);
+  std::vector<std::vector<int64_t>> shapes, strides;
   for (const DeviceArray& x : inputs) {
-    for (int d = 0; d < x.ndim(); ++d) {
-      int64_t& s = shape[ndim - x.ndim() + d];
-      const int64_t xs = x.shape()[d];
-      if (s == 1) s = xs;
-      else if (xs != 1 && xs != s) {
-        std::string shapes;
-        for (const DeviceArray& y : inputs) shapes += (shapes.empty() ? "" : " and ") + shape_str(y.shape());
-        throw py::value_error(std::string(name) + ": shapes " + shapes + " do not broadcast");
-      }
-    }
+    shapes.push_back(x.shape());
+    strides.push_back(x.strides());
   }
-
-  BroadcastLayout layout;
-  layout.ndim = ndim;
-  layout.contiguous = true;
-  for (int d = 0; d < ndim; ++d) layout.shape[d] = shape[ndim - 1 - d];  // dimension 0 is the innermost
-  for (int k = 0; k < n_in; ++k) {
-    const DeviceArray& x = inputs[k];
-    layout.contiguous = layout.contiguous && x.is_contiguous() && x.shape() == shape;
-    for (int d = 0; d < x.ndim(); ++d) {
-      const int ld = x.ndim() - 1 - d;  // this dimension's place in the layout
-      layout.strides[k][ld] = x.shape()[d] == 1 ? 0 : x.strides()[d];
-    }
-  }
+  std::vector<int64_t> shape;
+  const BroadcastLayout layout = broadcast_layout(shapes, strides, name, shape);
 
   DeviceArray out = DeviceArray::empty(shape, first.dtype(), first.device(), name);
   DeviceGuard guard(first.device(), name);

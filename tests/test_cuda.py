@@ -113,7 +113,8 @@ def test_backward_ops(rng):
     }
     for name, (args, expected) in cases.items():
         out = run(getattr(cuda, name), *map(dev, args), out_nbytes=expected.nbytes)
-        assert_close(out, expected, atol=1e-12, rtol=1e-12, what=name)
+        # float64; nvcc may contract a*b+c into an FMA, so allow a few ulps beyond NumPy's rounding
+        assert_close(out, expected, atol=1e-12, rtol=1e-10, what=name)
 
 
 def test_elementwise_bad_input(rng):
@@ -154,10 +155,10 @@ def test_softmax_and_log_softmax(rng, n):
     g = randn(rng, (13, n)).astype(np.float64)
     dx = y * (g - (g * y).sum(axis=-1, keepdims=True))
     out = run(cuda.softmax_backward, dev(g), dev(y), out_nbytes=g.nbytes)
-    assert_close(out, dx, atol=1e-12, rtol=1e-10, what="softmax_backward")
+    assert_close(out, dx, atol=1e-9, rtol=1e-9, what="softmax_backward")  # float64, sums in another order
     dx = g - np.exp(log_y) * g.sum(axis=-1, keepdims=True)
     out = run(cuda.log_softmax_backward, dev(g), dev(log_y), out_nbytes=g.nbytes)
-    assert_close(out, dx, atol=1e-10, rtol=1e-10, what="log_softmax_backward")
+    assert_close(out, dx, atol=1e-9, rtol=1e-9, what="log_softmax_backward")
 
 
 def test_softmax_batched_rows(rng):
@@ -192,6 +193,8 @@ def test_matmul_batched(rng):
     _check_gemm(a, b, run(cuda.matmul, dev(a), dev(b), out_nbytes=3 * 65 * 17 * 4))
     one = randn(rng, (1, 33, 17))  # batch 1 broadcasts
     _check_gemm(a, np.broadcast_to(one, (3, 33, 17)), cuda.matmul(dev(a), dev(one)).to_numpy())
+    many_a, many_b = randn(rng, (70000, 2, 3)), randn(rng, (70000, 3, 4))  # more than grid.z's 65535
+    _check_gemm(many_a, many_b, run(cuda.matmul, dev(many_a), dev(many_b), out_nbytes=70000 * 8 * 4))
 
 
 def test_matmul_large(rng):
