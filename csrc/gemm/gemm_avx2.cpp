@@ -217,42 +217,40 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
   // - A is packed into an MC x KC block per thread (each value then serves every B panel
   //   from L2), unless B has only a few panels per thread: then packing would cost about
   //   as much as the product, and full 6-row panels are read in place.
-  // - B is packed once per KC x NC block, shared by all threads, unless each thread
-  //   covers at most one A block: then B is used once, and each thread packs each
-  //   panel right before its use (read from memory once, no barrier).
+  // - B is packed by each thread for itself: the panels it covers, once per KC block, or,
+  //   when the thread covers a single A block, each panel right before its use (so it is
+  //   read from memory once and then used from L1). Packing privately repeats a little
+  //   work when threads split M, but leaves no barrier in the loop: a thread that the
+  //   OS deschedules on a busy machine never holds the other one up.
   const bool a_in_place = A.cs == 1 && ceil_div(ceil_div(nc_max, NR), tn) <= 4;
-  const bool b_private = ceil_div(ceil_div(M, MR), tm) * MR <= MC;
-  float* shared_b = b_private ? nullptr
-                              : thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * ceil_div(nc_max, NR) * NR));
+  const bool b_panelwise = ceil_div(ceil_div(M, MR), tm) * MR <= MC;
 
 #pragma omp parallel num_threads(team)
   {
     const int tid = omp_get_thread_num();
     const int64_t my_m = tid / tn, my_n = tid % tn;
     float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
-    float* private_b = b_private ? thread_scratch_of<float>(ScratchSlot::gemm_pack_b_panel, size_t(KC * NR)) : nullptr;
+    const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
+    float* packed_b =
+        thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * (b_panelwise ? 1 : my_panels_max)));
     int64_t row_unit_begin, row_unit_end;
     split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
     const int64_t row_end = min64(M, row_unit_end * MR);
 
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = min64(NC, N - jc);
-      const int64_t panels = ceil_div(nc, NR);
       int64_t panel_begin, panel_end;
-      split_range(panels, tn, my_n, &panel_begin, &panel_end);
+      split_range(ceil_div(nc, NR), tn, my_n, &panel_begin, &panel_end);
 
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = min64(KC, K - pc);
         const float beta_here = pc == 0 ? beta : 1.0f;
-
-        if (!b_private) {
-#pragma omp for schedule(static)
-          for (int64_t jp = 0; jp < panels; ++jp) {
-            const int64_t j = jc + jp * NR;
-            pack_b_panel(min64(NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, shared_b + jp * KC * NR);
-          }
-          // (implicit barrier: the shared B block is complete)
-        }
+        auto pack_b = [&](int64_t jp, float* dst) {
+          const int64_t j = jc + jp * NR;
+          pack_b_panel(min64(NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, dst);
+        };
+        if (!b_panelwise)
+          for (int64_t jp = panel_begin; jp < panel_end; ++jp) pack_b(jp, packed_b + (jp - panel_begin) * KC * NR);
 
         for (int64_t ic = row_unit_begin * MR; ic < row_end; ic += MC) {
           const int64_t mc = min64(MC, row_end - ic);
@@ -264,11 +262,8 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
           for (int64_t jp = panel_begin; jp < panel_end; ++jp) {
             const int64_t j = jc + jp * NR;
             const int64_t nr = min64(NR, N - j);
-            const float* b_panel = shared_b + jp * KC * NR;
-            if (b_private) {
-              pack_b_panel(nr, kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, private_b);
-              b_panel = private_b;
-            }
+            float* b_panel = b_panelwise ? packed_b : packed_b + (jp - panel_begin) * KC * NR;
+            if (b_panelwise) pack_b(jp, b_panel);
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int64_t mr = min64(MR, mc - ir);
               float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
@@ -279,9 +274,6 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
               kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
             }
           }
-        }
-        if (!b_private) {
-#pragma omp barrier
         }
       }
     }
