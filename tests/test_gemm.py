@@ -8,7 +8,7 @@ from conftest import assert_close
 SHAPES = [  # (M, N, K): ones, primes, non-multiples of the 6x16 tile, skinny and flat
     (1, 1, 1), (1, 17, 5), (17, 1, 5), (2, 3, 1), (6, 16, 8), (7, 17, 9), (13, 31, 37),
     (4, 300, 70), (300, 4, 70), (97, 101, 103), (257, 263, 1), (1, 500, 300), (500, 1, 300),
-    (150, 40, 600), (64, 3, 2000), (3, 64, 2000), (290, 290, 290),
+    (150, 40, 600), (64, 3, 2000), (3, 64, 2000), (290, 290, 290), (512, 49, 300), (20, 700, 40),
 ]
 
 
@@ -167,3 +167,29 @@ def test_gemm_misaligned_strides_rejected():
     structured = np.zeros((3, 4), dtype=[("x", np.float32), ("y", np.int16)])["x"]
     with pytest.raises(ValueError, match="stride"):
         kernels.gemm(structured, np.ones((4, 2), np.float32))
+
+
+def test_gemm_out_with_shared_elements_rejected():
+    a = np.ones((3, 4), np.float32)
+    b = np.ones((4, 5), np.float32)
+    base = np.zeros(5, np.float32)
+    out = np.lib.stride_tricks.as_strided(base, shape=(3, 5), strides=(0, 4))  # writeable, rows alias
+    with pytest.raises(ValueError, match="gemm: out of shape .3, 5. has elements that share memory"):
+        kernels.gemm(a, b, out=out)
+
+
+def test_gemm_every_avx2_path_is_exercised(rng):
+    """The shape list above must reach every AVX2 implementation (else a path goes untested)."""
+    from rosenblatt import _C
+    if not _C.cpu_supports_avx2():
+        pytest.skip("no AVX2")
+    seen = set()
+    for M, N, K in SHAPES + [(512, 49, 300)]:
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                a, b = operands(rng, M, N, K, trans_a, trans_b, np.float32)
+                kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+                seen.add(kernels.last_impl("gemm"))
+    expected = {"avx2_direct_rows", "avx2_direct_cols", "avx2_direct_rows_transposed", "avx2_direct_cols_transposed",
+                "avx2_packed_6x16", "avx2_packed_6x16_transposed"}
+    assert expected <= seen, f"untested paths: {expected - seen}"

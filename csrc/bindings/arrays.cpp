@@ -1,5 +1,8 @@
 #include "bindings/arrays.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 namespace rb {
 
 py::array require_ndarray(py::handle obj, const char* op, const char* name) {
@@ -42,6 +45,21 @@ static void byte_extent(const py::array& a, uintptr_t* lo, uintptr_t* hi) {
   *hi += a.itemsize() - 1;
 }
 
+bool has_internal_overlap(const py::array& a) {
+  // Distinct elements iff, with dimensions ordered by |stride|, each stride steps past
+  // the whole extent of the dimensions below it.
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (|stride| in bytes, size)
+  for (py::ssize_t i = 0; i < a.ndim(); ++i)
+    if (a.shape(i) > 1) dims.push_back({std::abs(int64_t(a.strides(i))), int64_t(a.shape(i))});
+  std::sort(dims.begin(), dims.end());
+  int64_t extent = a.itemsize();
+  for (const auto& [stride, size] : dims) {
+    if (stride < extent) return true;
+    extent = stride * size;
+  }
+  return false;
+}
+
 bool may_overlap(const py::array& a, const py::array& b) {
   if (a.size() == 0 || b.size() == 0) return false;
   uintptr_t alo, ahi, blo, bhi;
@@ -57,6 +75,9 @@ void check_out(const py::array& out, const py::dtype& dtype, const std::vector<i
   if (shape_of(out) != shape)
     value_error(op, ": out has shape ", shape_str(shape_of(out)), ", expected ", shape_str(shape));
   if (!out.writeable()) value_error(op, ": out of shape ", shape_str(shape), " is read-only");
+  if (has_internal_overlap(out))
+    value_error(op, ": out of shape ", shape_str(shape), " has elements that share memory (a zero or overlapping ",
+                "stride); pass an array with distinct elements");
   for (const py::array* input : inputs)
     if (may_overlap(out, *input))
       value_error(op, ": out of shape ", shape_str(shape), " overlaps an input of shape ",

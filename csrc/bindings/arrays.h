@@ -29,6 +29,9 @@ bool has_dtype(const py::array& a) {
   return py::dtype::of<T>().is(a.dtype()) || a.dtype().equal(py::dtype::of<T>());
 }
 
+// True when two different indices of `a` address the same memory (zero or overlapping strides).
+bool has_internal_overlap(const py::array& a);
+
 // True when the byte ranges spanned by the two arrays intersect.
 bool may_overlap(const py::array& a, const py::array& b);
 

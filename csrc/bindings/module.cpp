@@ -8,6 +8,8 @@ namespace py = pybind11;
 
 namespace rb {
 void bind_gemm(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
 void bind_rnn(py::module_& m);
 }  // namespace rb
 
@@ -26,5 +28,7 @@ PYBIND11_MODULE(_C, m) {
   m.attr("compiler") = ROSENBLATT_COMPILER;
 
   rb::bind_gemm(m);
+  rb::bind_conv(m);
+  rb::bind_pool(m);
   rb::bind_rnn(m);
 }

@@ -80,6 +80,8 @@ void pack_b_panel(int64_t nr, int64_t kc, const float* b, int64_t rs, int64_t cs
   int64_t p = 0;
   if (nr == NR && cs == 1) {
     for (; p < kc; ++p) {
+      // Rows are far apart in memory (beyond what the hardware prefetcher follows).
+      _mm_prefetch(reinterpret_cast<const char*>(b + (p + 16) * rs), _MM_HINT_T0);
       _mm256_store_ps(dst + p * NR, _mm256_loadu_ps(b + p * rs));
       _mm256_store_ps(dst + p * NR + 8, _mm256_loadu_ps(b + p * rs + 8));
     }
@@ -103,58 +105,73 @@ void pack_b_panel(int64_t nr, int64_t kc, const float* b, int64_t rs, int64_t cs
 
 // ---- micro-kernel ---------------------------------------------------------------------
 
-// C[0:mr, 0:nr] = alpha * (packed A panel . packed B panel) + beta * C.
+// C[0:mr, 0:nr] = alpha * (A panel . B panel) + beta * C.
+// A panel: packed (element (i, p) at a[p * MR + i]) or, with A_IN_PLACE, six rows of a
+// matrix with unit column stride (element (i, p) at a[i * lda + p]).
+// B panel: row p is the 16 floats at b + p * b_rs (b_rs = NR for a packed panel).
+// WIDTH 8 computes only the left half (a ragged last panel of at most 8 columns).
 // Full tiles with unit column stride store straight from registers; edge tiles go
 // through a small buffer so only the valid mr x nr part of C is touched.
-void kernel_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, int64_t csc, float alpha,
-                 float beta, int64_t mr, int64_t nr) {
+template <bool A_IN_PLACE, int WIDTH>
+void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_rs, float* c, int64_t rsc,
+                 int64_t csc, float alpha, float beta, int64_t mr, int64_t nr) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  // Packed: the six values of step p are adjacent. In place: six row pointers.
+  const int64_t row = A_IN_PLACE ? lda : 1;
+  const int64_t step = A_IN_PLACE ? 1 : MR;
+  const float* a0 = a;
+  const float* a1 = a + row;
+  const float* a2 = a + 2 * row;
+  const float* a3 = a + 3 * row;
+  const float* a4 = a + 4 * row;
+  const float* a5 = a + 5 * row;
+  // Fetch the C tile now so its update at the end does not wait on a cache miss.
+  for (int64_t i = 0; i < mr; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * rsc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * rsc + (nr - 1) * csc), _MM_HINT_T0);
+  }
 
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
-    __m256 ai = _mm256_broadcast_ss(a + 0);
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = WIDTH == 16 ? _mm256_loadu_ps(b + 8) : b0;
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * b_rs), _MM_HINT_T0);
+    const int64_t k = p * step;
+    __m256 ai = _mm256_broadcast_ss(a0 + k);
     c00 = _mm256_fmadd_ps(ai, b0, c00);
-    c01 = _mm256_fmadd_ps(ai, b1, c01);
-    ai = _mm256_broadcast_ss(a + 1);
+    if constexpr (WIDTH == 16) c01 = _mm256_fmadd_ps(ai, b1, c01);
+    ai = _mm256_broadcast_ss(a1 + k);
     c10 = _mm256_fmadd_ps(ai, b0, c10);
-    c11 = _mm256_fmadd_ps(ai, b1, c11);
-    ai = _mm256_broadcast_ss(a + 2);
+    if constexpr (WIDTH == 16) c11 = _mm256_fmadd_ps(ai, b1, c11);
+    ai = _mm256_broadcast_ss(a2 + k);
     c20 = _mm256_fmadd_ps(ai, b0, c20);
-    c21 = _mm256_fmadd_ps(ai, b1, c21);
-    ai = _mm256_broadcast_ss(a + 3);
+    if constexpr (WIDTH == 16) c21 = _mm256_fmadd_ps(ai, b1, c21);
+    ai = _mm256_broadcast_ss(a3 + k);
     c30 = _mm256_fmadd_ps(ai, b0, c30);
-    c31 = _mm256_fmadd_ps(ai, b1, c31);
-    ai = _mm256_broadcast_ss(a + 4);
+    if constexpr (WIDTH == 16) c31 = _mm256_fmadd_ps(ai, b1, c31);
+    ai = _mm256_broadcast_ss(a4 + k);
     c40 = _mm256_fmadd_ps(ai, b0, c40);
-    c41 = _mm256_fmadd_ps(ai, b1, c41);
-    ai = _mm256_broadcast_ss(a + 5);
+    if constexpr (WIDTH == 16) c41 = _mm256_fmadd_ps(ai, b1, c41);
+    ai = _mm256_broadcast_ss(a5 + k);
     c50 = _mm256_fmadd_ps(ai, b0, c50);
-    c51 = _mm256_fmadd_ps(ai, b1, c51);
-    a += MR;
-    b += NR;
+    if constexpr (WIDTH == 16) c51 = _mm256_fmadd_ps(ai, b1, c51);
+    b += b_rs;
   }
 
   const __m256 va = _mm256_set1_ps(alpha);
   __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-  if (mr == MR && nr == NR && csc == 1) {
-    if (beta == 0.0f) {
-      for (int i = 0; i < 6; ++i) {
-        _mm256_storeu_ps(c + i * rsc, _mm256_mul_ps(va, acc[2 * i]));
-        _mm256_storeu_ps(c + i * rsc + 8, _mm256_mul_ps(va, acc[2 * i + 1]));
-      }
-    } else {
-      const __m256 vb = _mm256_set1_ps(beta);
-      for (int i = 0; i < 6; ++i) {
-        float* ci = c + i * rsc;
-        _mm256_storeu_ps(ci, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), _mm256_mul_ps(va, acc[2 * i])));
-        _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), _mm256_mul_ps(va, acc[2 * i + 1])));
+  if (mr == MR && nr == WIDTH && csc == 1) {
+    const __m256 vb = _mm256_set1_ps(beta);
+    for (int i = 0; i < 6; ++i) {
+      for (int half = 0; half < WIDTH / 8; ++half) {
+        float* ci = c + i * rsc + 8 * half;
+        const __m256 v = _mm256_mul_ps(va, acc[2 * i + half]);
+        _mm256_storeu_ps(ci, beta == 0.0f ? v : _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), v));
       }
     }
     return;
@@ -179,8 +196,8 @@ inline void split_range(int64_t units, int64_t parts, int64_t k, int64_t* begin,
   *end = units * (k + 1) / parts;
 }
 
-void sgemm_packed(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
-                  float beta, MatView<float> C, int nthreads) {
+void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+                   float beta, MatView<float> C, int nthreads) {
   const int64_t nc_max = min64(N, NC);
   // Thread grid tm x tn: of the splits that give every thread work, take the one whose
   // per-thread block has the smallest half-perimeter (least packing per flop).
@@ -195,48 +212,77 @@ void sgemm_packed(int64_t M, int64_t N, int64_t K, float alpha, MatView<const fl
     if (best_cost < 0 || cost < best_cost) best_cost = cost, tm = cand_m, tn = cand_n;
   }
   const int team = int(tm * tn);
-  float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * ceil_div(nc_max, NR) * NR));
+
+  // Where the micro-kernel's operands come from:
+  // - A is packed into an MC x KC block per thread (each value then serves every B panel
+  //   from L2), unless B has only a few panels per thread: then packing would cost about
+  //   as much as the product, and full 6-row panels are read in place.
+  // - B is packed once per KC x NC block, shared by all threads, unless each thread
+  //   covers at most one A block: then B is used once, and each thread packs each
+  //   panel right before its use (read from memory once, no barrier).
+  const bool a_in_place = A.cs == 1 && ceil_div(ceil_div(nc_max, NR), tn) <= 4;
+  const bool b_private = ceil_div(ceil_div(M, MR), tm) * MR <= MC;
+  float* shared_b = b_private ? nullptr
+                              : thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * ceil_div(nc_max, NR) * NR));
 
 #pragma omp parallel num_threads(team)
   {
     const int tid = omp_get_thread_num();
     const int64_t my_m = tid / tn, my_n = tid % tn;
     float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
+    float* private_b = b_private ? thread_scratch_of<float>(ScratchSlot::gemm_pack_b_panel, size_t(KC * NR)) : nullptr;
+    int64_t row_unit_begin, row_unit_end;
+    split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
+    const int64_t row_end = min64(M, row_unit_end * MR);
 
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = min64(NC, N - jc);
       const int64_t panels = ceil_div(nc, NR);
-      int64_t panel_begin, panel_end, row_unit_begin, row_unit_end;
+      int64_t panel_begin, panel_end;
       split_range(panels, tn, my_n, &panel_begin, &panel_end);
-      split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
 
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = min64(KC, K - pc);
         const float beta_here = pc == 0 ? beta : 1.0f;
 
-        // All threads pack the shared B block, panel by panel.
+        if (!b_private) {
 #pragma omp for schedule(static)
-        for (int64_t jp = 0; jp < panels; ++jp) {
-          const int64_t j = jc + jp * NR;
-          pack_b_panel(min64(NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, packed_b + jp * KC * NR);
+          for (int64_t jp = 0; jp < panels; ++jp) {
+            const int64_t j = jc + jp * NR;
+            pack_b_panel(min64(NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, shared_b + jp * KC * NR);
+          }
+          // (implicit barrier: the shared B block is complete)
         }
-        // (implicit barrier: B is complete)
 
-        for (int64_t ic = row_unit_begin * MR; ic < min64(M, row_unit_end * MR); ic += MC) {
-          const int64_t mc = min64(min64(MC, M - ic), row_unit_end * MR - ic);
-          for (int64_t ir = 0; ir < mc; ir += MR)
-            pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs,
-                         packed_a + ir * kc);
+        for (int64_t ic = row_unit_begin * MR; ic < row_end; ic += MC) {
+          const int64_t mc = min64(MC, row_end - ic);
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = min64(MR, mc - ir);
+            if (!a_in_place || mr < MR)  // a ragged last panel is always packed (padded with zeros)
+              pack_a_panel(mr, kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+          }
           for (int64_t jp = panel_begin; jp < panel_end; ++jp) {
             const int64_t j = jc + jp * NR;
             const int64_t nr = min64(NR, N - j);
+            const float* b_panel = shared_b + jp * KC * NR;
+            if (b_private) {
+              pack_b_panel(nr, kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, private_b);
+              b_panel = private_b;
+            }
             for (int64_t ir = 0; ir < mc; ir += MR) {
-              kernel_6x16(kc, packed_a + ir * kc, packed_b + jp * KC * NR, C.data + (ic + ir) * C.rs + j * C.cs,
-                          C.rs, C.cs, alpha, beta_here, min64(MR, mc - ir), nr);
+              const int64_t mr = min64(MR, mc - ir);
+              float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
+              const bool in_place = a_in_place && mr == MR;
+              const float* a_panel = in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+              const auto kernel = in_place ? (nr > 8 ? kernel_6x16<true, 16> : kernel_6x16<true, 8>)
+                                           : (nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>);
+              kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
             }
           }
         }
+        if (!b_private) {
 #pragma omp barrier
+        }
       }
     }
   }
@@ -244,43 +290,64 @@ void sgemm_packed(int64_t M, int64_t N, int64_t K, float alpha, MatView<const fl
 
 // ---- direct paths for skinny products ---------------------------------------------------
 
-// M is tiny and B has unit column stride: each row of C is a sum of scaled rows of B,
-// streamed once; threads split the columns. No packing at all.
+// C[0:ROWS, j0:j0+16] for a block of at most 4 rows: B's rows are streamed once and each
+// feeds all ROWS accumulators (2 x ROWS of them, all in registers).
+template <int ROWS>
+void few_rows_block(int64_t j0, int64_t w, int64_t K, float alpha, const float* const* a_rows, int64_t a_cs,
+                    MatView<const float> B, float beta, float* const* c_rows, int64_t c_cs) {
+  __m256 acc[ROWS][2];
+  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  if (w == 16) {
+    for (int64_t p = 0; p < K; ++p) {
+      const float* b = B.data + p * B.rs + j0;
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      for (int r = 0; r < ROWS; ++r) {
+        const __m256 a = _mm256_broadcast_ss(a_rows[r] + p * a_cs);
+        acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+      }
+    }
+  }
+  alignas(32) float tile[ROWS][16];
+  for (int r = 0; r < ROWS; ++r) {
+    _mm256_store_ps(tile[r], acc[r][0]);
+    _mm256_store_ps(tile[r] + 8, acc[r][1]);
+  }
+  if (w < 16) {  // ragged right edge: plain loops over the valid columns
+    for (int r = 0; r < ROWS; ++r)
+      for (int64_t j = 0; j < w; ++j) tile[r][j] = 0.0f;
+    for (int64_t p = 0; p < K; ++p)
+      for (int r = 0; r < ROWS; ++r) {
+        const float a = a_rows[r][p * a_cs];
+        for (int64_t j = 0; j < w; ++j) tile[r][j] += a * B.data[p * B.rs + j0 + j];
+      }
+  }
+  for (int r = 0; r < ROWS; ++r)
+    for (int64_t j = 0; j < w; ++j) {
+      float* cij = c_rows[r] + (j0 + j) * c_cs;
+      *cij = beta == 0.0f ? alpha * tile[r][j] : alpha * tile[r][j] + beta * *cij;
+    }
+}
+
+// M <= 4 and B has unit column stride (a vector or a few rows times a matrix): no
+// packing; B is read once, 16 columns at a time, and threads split the columns.
 void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                     float beta, MatView<float> C, int nthreads) {
-  constexpr int64_t W = 32;  // columns per chunk: 4 accumulators
-  const int64_t chunks = ceil_div(N, W);
+  const float* a_rows[4];
+  float* c_rows[4];
+  for (int64_t i = 0; i < M; ++i) {
+    a_rows[i] = A.data + i * A.rs;
+    c_rows[i] = C.data + i * C.rs;
+  }
+  const int64_t chunks = ceil_div(N, 16);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (chunks > 1 && M * N * K > 65536)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const int64_t j0 = chunk * W;
-    const int64_t w = min64(W, N - j0);
-    for (int64_t i = 0; i < M; ++i) {
-      alignas(32) float acc[W] = {0};
-      if (w == W) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
-               s3 = _mm256_setzero_ps();
-        for (int64_t p = 0; p < K; ++p) {
-          const __m256 a = _mm256_set1_ps(A.data[i * A.rs + p * A.cs]);
-          const float* b = B.data + p * B.rs + j0;
-          s0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), s0);
-          s1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), s1);
-          s2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), s2);
-          s3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), s3);
-        }
-        _mm256_store_ps(acc, s0);
-        _mm256_store_ps(acc + 8, s1);
-        _mm256_store_ps(acc + 16, s2);
-        _mm256_store_ps(acc + 24, s3);
-      } else {
-        for (int64_t p = 0; p < K; ++p) {
-          const float a = A.data[i * A.rs + p * A.cs];
-          const float* b = B.data + p * B.rs + j0;
-          for (int64_t j = 0; j < w; ++j) acc[j] += a * b[j];
-        }
-      }
-      float* c = C.data + i * C.rs + j0 * C.cs;
-      for (int64_t j = 0; j < w; ++j)
-        c[j * C.cs] = beta == 0.0f ? alpha * acc[j] : alpha * acc[j] + beta * c[j * C.cs];
+    const int64_t j0 = chunk * 16, w = min64(16, N - j0);
+    switch (M) {
+      case 1: few_rows_block<1>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
+      case 2: few_rows_block<2>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
+      case 3: few_rows_block<3>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
+      default: few_rows_block<4>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
     }
   }
 }
@@ -330,8 +397,12 @@ void scale_c(int64_t M, int64_t N, float beta, MatView<float> C) {
     }
 }
 
-// Padded work of the 6x16 tiling: M, N rounded up to the tile.
-inline int64_t padded_work(int64_t M, int64_t N) { return ceil_div(M, MR) * MR * ceil_div(N, NR) * NR; }
+// Work the tiling actually does: M rounded up to 6 rows, N to 16 columns (8 for a
+// last panel of at most 8 columns, which the half-width kernel covers).
+inline int64_t padded_work(int64_t M, int64_t N) {
+  const int64_t ragged = N % NR;
+  return ceil_div(M, MR) * MR * (N - ragged + (ragged == 0 ? 0 : ragged <= 8 ? 8 : NR));
+}
 
 }  // namespace
 
@@ -343,21 +414,34 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
     return "avx2_k0";
   }
   const int nthreads = available_threads();
+  // A few rows or columns: matrix-vector-like products, bound by reading the big operand
+  // once; each direct path needs unit stride along its inner loop, and the transposed
+  // problem C^T = B^T A^T serves the other layouts.
+  const MatView<const float> At{A.data, A.cs, A.rs}, Bt{B.data, B.cs, B.rs};
+  const MatView<float> Ct{C.data, C.cs, C.rs};
   if (M <= 4 && B.cs == 1) {
     sgemm_few_rows(M, N, K, alpha, A, B, beta, C, nthreads);
     return "avx2_direct_rows";
+  }
+  if (M <= 4 && B.rs == 1) {  // x @ W^T with W row-major: dot products with W's rows
+    sgemm_few_cols(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
+    return "avx2_direct_cols_transposed";
   }
   if (N <= 4 && A.cs == 1) {
     sgemm_few_cols(M, N, K, alpha, A, B, beta, C, nthreads);
     return "avx2_direct_cols";
   }
-  // C^T = B^T A^T: compute in whichever orientation wastes less of the 6x16 tile.
-  if (padded_work(N, M) < padded_work(M, N)) {
-    sgemm_packed(N, M, K, alpha, MatView<const float>{B.data, B.cs, B.rs}, MatView<const float>{A.data, A.cs, A.rs},
-                 beta, MatView<float>{C.data, C.cs, C.rs}, nthreads);
+  if (N <= 4 && A.rs == 1) {
+    sgemm_few_rows(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
+    return "avx2_direct_rows_transposed";
+  }
+  // C^T = B^T A^T: compute transposed when that wastes clearly less of the 6x16 tile
+  // (the transposed operands pack more slowly, so a few percent is not worth it).
+  if (padded_work(N, M) * 10 < padded_work(M, N) * 9) {
+    sgemm_blocked(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
     return "avx2_packed_6x16_transposed";
   }
-  sgemm_packed(M, N, K, alpha, A, B, beta, C, nthreads);
+  sgemm_blocked(M, N, K, alpha, A, B, beta, C, nthreads);
   return "avx2_packed_6x16";
 }
 

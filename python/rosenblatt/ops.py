@@ -3,80 +3,1150 @@
 Each op computes its output with NumPy or a kernel from `rosenblatt._C`, and
 hands `result()` a closure mapping the output's gradient to one gradient per
 input (None where an input needs none). Element work is never a Python loop.
+
+Names, argument names and semantics follow torch; the ops are also installed as
+Tensor methods and operators at the bottom of this file.
 """
 from __future__ import annotations
+
+import builtins
+from collections import namedtuple
 
 import numpy as np
 
 from . import _C
-from .tensor import Tensor, as_tensor, result, unbroadcast
+from .tensor import _KIND_CATEGORY, Tensor, as_tensor, float32, result, unbroadcast
+
+# (values, indices) pair returned by max/min along a dim, as torch.return_types.max
+MaxMin = namedtuple("MaxMin", ["values", "indices"])
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _pair(a, b, op: str):
+    """Both operands as Tensors; a Python scalar takes the dtype of the other side (as torch)."""
+    try:
+        if isinstance(a, Tensor):
+            return a, as_tensor(b, like=a)
+        b = as_tensor(b)
+        return as_tensor(a, like=b), b
+    except TypeError as error:
+        raise TypeError(f"{op}: operands of type {type(a).__name__} and {type(b).__name__}: {error}") from None
+
+
+def _common_dtype(a: Tensor, b: Tensor) -> np.dtype:
+    """torch's type promotion: the higher category (bool < integer < float) wins; within a category the
+    wider dtype wins, except that a 0-d operand never widens one with dims. (Python scalars were already
+    given their dtype by as_tensor.)"""
+    category_a, category_b = _KIND_CATEGORY.get(a.dtype.kind, 3), _KIND_CATEGORY.get(b.dtype.kind, 3)
+    if category_a == category_b:
+        if (a.ndim == 0) != (b.ndim == 0):
+            return a.dtype if a.ndim else b.dtype
+        return np.promote_types(a.dtype, b.dtype)
+    return a.dtype if category_a > category_b else b.dtype
+
+
+def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:
+    """fn(a.data, b.data) in torch's promoted dtype, turning NumPy's broadcast failure into an error
+    naming op and shapes."""
+    x, y = a.data, b.data
+    if x.dtype != y.dtype:
+        common = _common_dtype(a, b)
+        x, y = x.astype(common, copy=False), y.astype(common, copy=False)
+    try:
+        return fn(x, y)
+    except ValueError as error:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        raise ValueError(f"{op}: {error} (shapes {a.shape} and {b.shape})") from None  # e.g. int ** -1
+
+
+def _float_data(x: Tensor) -> np.ndarray:
+    """x's data for ops with a floating result (exp, log, ...): integers become float32, as torch."""
+    return x.data if x.dtype.kind in "fc" else x.data.astype(float32)
+
+
+def _dim(dim, ndim: int, op: str, shape=None) -> int:
+    """A dim in [-ndim, ndim) as a non-negative axis, with torch's range error."""
+    dim = int(dim)
+    span = builtins.max(ndim, 1)  # a 0-d tensor accepts dim 0 and -1, as torch
+    if not -span <= dim < span:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of shape {shape} "
+                         f"(expected a dim in [{-span}, {span - 1}])")
+    return dim % span
+
+
+def _dims(dim, ndim: int, op: str, shape=None) -> tuple:
+    """Reduction dims as sorted non-negative axes; None means every dim."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    return tuple(sorted({_dim(d, ndim, op, shape) for d in dims}))
+
+
+def _expand_reduced(g: np.ndarray, shape: tuple, axes: tuple, keepdim: bool) -> np.ndarray:
+    """The gradient of a reduction over `axes`, broadcast back to the input's shape (a view)."""
+    if not keepdim:
+        g = np.expand_dims(g, axes)
+    return np.broadcast_to(g, shape)
+
+
+def _shape_args(shape, op: str) -> tuple:
+    """Accept f(2, 3), f((2, 3)) and f([2, 3]) as torch does."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    try:
+        return tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: a shape must be a sequence of ints, got {shape!r}") from None
 
 
 # ---- arithmetic with broadcasting --------------------------------------------------------
 def add(a, b) -> Tensor:
-    a, b = _pair(a, b)
-    return result(a.data + b.data, (a, b),
-                  lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "AddBackward")
+    a, b = _pair(a, b, "add")
+    out = _broadcast_op("add", np.add, a, b)
+    return result(out, (a, b), lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "AddBackward")
+
+
+def sub(a, b) -> Tensor:
+    a, b = _pair(a, b, "sub")
+    out = _broadcast_op("sub", np.subtract, a, b)
+    return result(out, (a, b), lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "SubBackward")
 
 
 def mul(a, b) -> Tensor:
-    a, b = _pair(a, b)
-    return result(a.data * b.data, (a, b),
-                  lambda g: (unbroadcast(g * b.data, a.shape), unbroadcast(g * a.data, b.shape)), "MulBackward")
-
-
-def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001 - torch's name
-    axis = _axes(dim)
-    out = x.data.sum(axis=axis, keepdims=keepdim)
+    a, b = _pair(a, b, "mul")
+    out = _broadcast_op("mul", np.multiply, a, b)
 
     def backward(g):
-        if axis is not None and not keepdim:
-            g = np.expand_dims(g, tuple(a % x.ndim for a in axis))
-        return (np.broadcast_to(g, x.shape),)
+        return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
+                unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
 
-    return result(out, (x,), backward, "SumBackward")
+    return result(out, (a, b), backward, "MulBackward")
 
 
-# ---- matrix product through the GEMM kernel ----------------------------------------------
+def div(a, b) -> Tensor:
+    """True division; integer operands give float32, as torch."""
+    a, b = _pair(a, b, "div")
+    out = _broadcast_op("div", np.true_divide, a, b)
+    if a.dtype.kind not in "fc" and b.dtype.kind not in "fc":
+        out = out.astype(float32)  # int / int: torch's default float, where NumPy gives float64
+
+    def backward(g):
+        grad_a = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
+        grad_b = unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None
+        return grad_a, grad_b
+
+    return result(out, (a, b), backward, "DivBackward")
+
+
+def neg(x: Tensor) -> Tensor:
+    return result(-x.data, (x,), lambda g: (-g,), "NegBackward")
+
+
+def pow(x, exponent) -> Tensor:  # noqa: A001 - torch's name
+    """x ** exponent for a scalar or tensor exponent (and a scalar base via Tensor.__rpow__)."""
+    x, exponent = _pair(x, exponent, "pow")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = _broadcast_op("pow", np.power, x, exponent)
+
+    def backward(g):
+        e, base = exponent.data, x.data
+        grad_x = grad_e = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if x.requires_grad:
+                # d/dx x^e = e * x^(e-1); torch defines it as 0 where e == 0 (even at x == 0)
+                grad_x = unbroadcast(np.where(e == 0, 0, g * e * np.power(base, e - 1)), x.shape)
+            if exponent.requires_grad:
+                # d/de x^e = x^e * log(x); torch takes it as 0 where x == 0 and e >= 0
+                local = np.where((base == 0) & (e >= 0), 0, out * np.log(base))
+                grad_e = unbroadcast(g * local, exponent.shape)
+        return grad_x, grad_e
+
+    return result(out, (x, exponent), backward, "PowBackward")
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise max; at ties each side gets half the gradient (as torch)."""
+    return _elementwise_extreme(a, b, np.maximum, "maximum")
+
+
+def minimum(a, b) -> Tensor:
+    return _elementwise_extreme(a, b, np.minimum, "minimum")
+
+
+def _elementwise_extreme(a, b, fn, op: str) -> Tensor:
+    a, b = _pair(a, b, op)
+    out = _broadcast_op(op, fn, a, b)
+
+    def backward(g):
+        a_wins = out == a.data
+        b_wins = out == b.data
+        share = np.where(a_wins & b_wins, g * 0.5, g)
+        return (unbroadcast(np.where(a_wins, share, 0), a.shape),
+                unbroadcast(np.where(b_wins, share, 0), b.shape))
+
+    return result(out, (a, b), backward, op.capitalize() + "Backward")
+
+
+# ---- comparisons and logic (no gradient) ----------------------------------------------------
+def _compare(op: str, fn):
+    def compare(a, b) -> Tensor:
+        a, b = _pair(a, b, op)
+        return Tensor(_broadcast_op(op, fn, a, b))
+
+    compare.__name__ = op
+    return compare
+
+
+eq = _compare("eq", np.equal)
+ne = _compare("ne", np.not_equal)
+lt = _compare("lt", np.less)
+le = _compare("le", np.less_equal)
+gt = _compare("gt", np.greater)
+ge = _compare("ge", np.greater_equal)
+logical_and = _compare("logical_and", np.logical_and)
+logical_or = _compare("logical_or", np.logical_or)
+logical_xor = _compare("logical_xor", np.logical_xor)
+
+
+def logical_not(x: Tensor) -> Tensor:
+    return Tensor(np.logical_not(x.data))
+
+
+def _bitwise(op: str, fn):
+    """&, |, ^ and ~ on bool or integer tensors (masks), as torch."""
+    def bitwise(a, b) -> Tensor:
+        a, b = _pair(a, b, op)
+        if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
+            raise TypeError(f"{op}: only bool and integer tensors, got {a.dtype} and {b.dtype}")
+        return Tensor(_broadcast_op(op, fn, a, b))
+
+    return bitwise
+
+
+bitwise_and = _bitwise("bitwise_and", np.bitwise_and)
+bitwise_or = _bitwise("bitwise_or", np.bitwise_or)
+bitwise_xor = _bitwise("bitwise_xor", np.bitwise_xor)
+
+
+def bitwise_not(x: Tensor) -> Tensor:
+    if x.dtype.kind not in "biu":
+        raise TypeError(f"bitwise_not: only bool and integer tensors, got {x.dtype}")
+    return Tensor(np.invert(x.data))
+
+
+def isnan(x: Tensor) -> Tensor:
+    return Tensor(np.isnan(x.data))
+
+
+def isfinite(x: Tensor) -> Tensor:
+    return Tensor(np.isfinite(x.data))
+
+
+def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return _arg_extreme(x, dim, keepdim, np.argmax, "argmax")
+
+
+def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return _arg_extreme(x, dim, keepdim, np.argmin, "argmin")
+
+
+def _arg_extreme(x, dim, keepdim, fn, op):
+    if dim is None:
+        return Tensor(np.asarray(fn(x.data), dtype=np.int64))
+    axis = _dim(dim, x.ndim, op, x.shape)
+    return Tensor(fn(x.data, axis=axis, keepdims=keepdim).astype(np.int64))
+
+
+# ---- reductions ------------------------------------------------------------------------------
+def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:  # noqa: A001 - torch's name
+    axes = _dims(dim, x.ndim, "sum", x.shape)
+    data = x.data if dtype is None else x.data.astype(dtype)
+    if data.dtype.kind in "biu":
+        data = data.astype(np.int64, copy=False)  # torch sums bool and integers as int64
+    out = data.sum(axis=axes, keepdims=keepdim)
+    return result(out, (x,), lambda g: (_expand_reduced(g, x.shape, axes, keepdim),), "SumBackward")
+
+
+def mean(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    if dtype is None and x.dtype.kind not in "fc":
+        raise TypeError(f"mean: input dtype must be floating point, got {x.dtype} (shape {x.shape}); "
+                        "pass dtype= or convert with .float()")
+    axes = _dims(dim, x.ndim, "mean", x.shape)
+    data = x.data if dtype is None else x.data.astype(dtype)
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    with np.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing is NaN, as torch
+        out = data.sum(axis=axes, keepdims=keepdim) / count
+
+    def backward(g):
+        return (_expand_reduced(g / builtins.max(count, 1), x.shape, axes, keepdim),)
+
+    return result(out, (x,), backward, "MeanBackward")
+
+
+def var(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    """Variance with Bessel's correction by default (correction=1), as torch.var."""
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    axes = _dims(dim, x.ndim, "var", x.shape)
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    centred = sub(x, mean(x, axes, keepdim=True))
+    return div(sum(mul(centred, centred), axes, keepdim=keepdim), builtins.max(count - correction, 0))
+
+
+def std(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+
+
+def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
+    """max(x): the largest element (gradient shared evenly among ties, as torch);
+    max(x, dim): (values, indices), the gradient going to the arg-max;
+    max(x, other_tensor): the elementwise maximum."""
+    if isinstance(dim, Tensor):
+        return maximum(x, dim)
+    return _extreme(x, dim, keepdim, np.argmax, np.max, "max")
+
+
+def min(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
+    if isinstance(dim, Tensor):
+        return minimum(x, dim)
+    return _extreme(x, dim, keepdim, np.argmin, np.min, "min")
+
+
+def amax(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    """The max over dims (all when dim=()); gradient shared evenly among ties, as torch.amax."""
+    return _extreme_all(x, None if dim == () else dim, keepdim, np.max, "amax")
+
+
+def amin(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    return _extreme_all(x, None if dim == () else dim, keepdim, np.min, "amin")
+
+
+def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, all_fn, op: str):
+    """max/min: over everything (a Tensor), or along one dim ((values, indices), gradient to the index)."""
+    if dim is None:
+        return _extreme_all(x, None, False, all_fn, op)
+    axis = _dim(dim, x.ndim, op, x.shape)
+    if x.ndim and x.shape[axis] == 0:
+        raise IndexError(f"{op}: cannot reduce over dim {dim} of size 0 (shape {x.shape})")
+    data = x.data.reshape(1) if x.ndim == 0 else x.data
+    index = np.expand_dims(arg_fn(data, axis=axis), axis)
+    values = np.take_along_axis(data, index, axis=axis)
+
+    def backward(g):
+        grad = np.zeros(data.shape, dtype=g.dtype)
+        np.put_along_axis(grad, index, g if keepdim else np.expand_dims(g, axis), axis=axis)
+        return (grad.reshape(x.shape),)
+
+    indices = index
+    if not keepdim:
+        values, indices = values.squeeze(axis), indices.squeeze(axis)
+    if x.ndim == 0:
+        values, indices = values.reshape(()), indices.reshape(())
+    return MaxMin(result(values, (x,), backward, op.capitalize() + "Backward"), Tensor(indices.astype(np.int64)))
+
+
+def _extreme_all(x: Tensor, dim, keepdim: bool, fn, op: str) -> Tensor:
+    axes = _dims(dim, x.ndim, op, x.shape)
+    try:
+        out = fn(x.data, axis=axes, keepdims=keepdim)
+    except ValueError:
+        raise ValueError(f"{op}: cannot reduce an empty tensor of shape {x.shape} over dims {axes}") from None
+
+    def backward(g):
+        winners = x.data == _expand_reduced(out, x.shape, axes, keepdim)
+        count = winners.sum(axis=axes, keepdims=True)
+        return (np.where(winners, _expand_reduced(g, x.shape, axes, keepdim) / count, 0).astype(g.dtype),)
+
+    return result(out, (x,), backward, op.capitalize() + "Backward")
+
+
+def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(x))) over dims, stable for large inputs."""
+    axes = _dims(dim, x.ndim, "logsumexp", x.shape)
+    data = _float_data(x)
+    shift = np.max(data, axis=axes, keepdims=True) if data.size else np.zeros((1,) * data.ndim, data.dtype)
+    shift = np.where(np.isfinite(shift), shift, 0)
+    out = np.log(np.exp(data - shift).sum(axis=axes, keepdims=True)) + shift
+
+    def backward(g):
+        return (_expand_reduced(g, x.shape, axes, keepdim) * np.exp(data - out),)
+
+    return result(out if keepdim else out.squeeze(axes), (x,), backward, "LogsumexpBackward")
+
+
+# ---- shapes ---------------------------------------------------------------------------------
+def _reshaped(x: Tensor, shape: tuple, op: str) -> Tensor:
+    """Every shape-only op (reshape, view, flatten, squeeze, unsqueeze) is this one graph node."""
+    try:
+        out = x.data.reshape(shape)
+    except ValueError:
+        raise ValueError(f"{op}: cannot reshape a tensor of shape {x.shape} ({x.data.size} elements) "
+                         f"into shape {shape}") from None
+    return result(out, (x,), lambda g: (g.reshape(x.shape),), "ViewBackward")
+
+
+def reshape(x: Tensor, *shape) -> Tensor:
+    return _reshaped(x, _shape_args(shape, "reshape"), "reshape")
+
+
+def view(x: Tensor, *shape) -> Tensor:
+    return _reshaped(x, _shape_args(shape, "view"), "view")
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if x.ndim == 0:
+        return _reshaped(x, (1,), "flatten")
+    start = _dim(start_dim, x.ndim, "flatten", x.shape)
+    end = _dim(end_dim, x.ndim, "flatten", x.shape)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {x.shape})")
+    middle = int(np.prod(x.shape[start:end + 1], dtype=np.int64))
+    return _reshaped(x, x.shape[:start] + (middle,) + x.shape[end + 1:], "flatten")
+
+
+def unflatten(x: Tensor, dim: int, sizes) -> Tensor:
+    axis = _dim(dim, x.ndim, "unflatten", x.shape)
+    sizes = tuple(sizes)
+    if -1 in sizes:
+        known = int(np.prod([s for s in sizes if s != -1], dtype=np.int64))
+        sizes = tuple(x.shape[axis] // known if s == -1 and known else s for s in sizes)
+    if int(np.prod(sizes, dtype=np.int64)) != x.shape[axis]:
+        raise ValueError(f"unflatten: sizes {sizes} do not multiply to dim {dim} of shape {x.shape}")
+    return _reshaped(x, x.shape[:axis] + sizes + x.shape[axis + 1:], "unflatten")
+
+
+def squeeze(x: Tensor, dim=None) -> Tensor:
+    """Drop the given size-1 dims (all size-1 dims when dim is None); other dims are kept, as torch."""
+    axes = _dims(dim, x.ndim, "squeeze", x.shape) if x.ndim else ()
+    shape = tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1))
+    return _reshaped(x, shape, "squeeze")
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    if not -x.ndim - 1 <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor of shape {x.shape} "
+                         f"(expected a dim in [{-x.ndim - 1}, {x.ndim}])")
+    axis = dim % (x.ndim + 1)
+    return _reshaped(x, x.shape[:axis] + (1,) + x.shape[axis:], "unsqueeze")
+
+
+def permute(x: Tensor, *dims) -> Tensor:
+    dims = _shape_args(dims, "permute")
+    perm = tuple(_dim(d, x.ndim, "permute", x.shape) for d in dims) if x.ndim else ()
+    if sorted(perm) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} dims of shape {x.shape}")
+    inverse = tuple(np.argsort(perm))
+    return result(x.data.transpose(perm), (x,), lambda g: (g.transpose(inverse),), "PermuteBackward")
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    if x.ndim == 0:
+        return x
+    perm = list(range(x.ndim))
+    a, b = _dim(dim0, x.ndim, "transpose", x.shape), _dim(dim1, x.ndim, "transpose", x.shape)
+    perm[a], perm[b] = perm[b], perm[a]
+    return permute(x, perm)
+
+
+def t(x: Tensor) -> Tensor:
+    if x.ndim > 2:
+        raise ValueError(f"t: expects a tensor with at most 2 dims, got shape {x.shape}")
+    return transpose(x, 0, -1)
+
+
+def expand(x: Tensor, *sizes) -> Tensor:
+    """Broadcast to a larger shape without copying (-1 keeps a dim), as torch.expand."""
+    sizes = _shape_args(sizes, "expand")
+    lead = len(sizes) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: the number of sizes {sizes} is less than the dims of shape {x.shape}")
+    target = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    try:
+        out = np.broadcast_to(x.data, target)
+    except ValueError:
+        raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}") from None
+    return result(out, (x,), lambda g: (unbroadcast(g, x.shape),), "ExpandBackward")
+
+
+def broadcast_to(x: Tensor, shape) -> Tensor:
+    return expand(x, tuple(shape))
+
+
+def contiguous(x: Tensor) -> Tensor:
+    if x.data.flags.c_contiguous:
+        return x
+    return result(np.ascontiguousarray(x.data), (x,), lambda g: (g,), "CloneBackward")
+
+
+def clone(x: Tensor) -> Tensor:
+    return result(x.data.copy(), (x,), lambda g: (g,), "CloneBackward")
+
+
+def astype(x: Tensor, dtype) -> Tensor:
+    """A copy in another dtype; the gradient is cast back (integers take no gradient)."""
+    dtype = np.dtype(dtype) if not isinstance(dtype, str) else np.dtype(_DTYPE_NAMES.get(dtype, dtype))
+    if dtype == x.dtype:
+        return x
+    out = x.data.astype(dtype)
+    if dtype.kind not in "fc":
+        return Tensor(out)
+    return result(out, (x,), lambda g: (g.astype(x.dtype),), "ToCopyBackward")
+
+
+_DTYPE_NAMES = {"float": "float32", "double": "float64", "long": "int64", "int": "int32", "half": "float16"}
+
+
+def to(x: Tensor, *args, dtype=None, device=None, **kwargs) -> Tensor:
+    """to(dtype), to(device), to(device, dtype): Tensors live on the CPU, so only the dtype can change."""
+    for arg in args:
+        if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda"):
+            device = arg
+        else:
+            dtype = arg
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise RuntimeError(f"to: device {device!r} is not supported for Tensors (CPU storage only)")
+    return x if dtype is None else astype(x, dtype)
+
+
+def flip(x: Tensor, dims) -> Tensor:
+    axes = _dims(dims, x.ndim, "flip", x.shape)
+    return result(np.flip(x.data, axes), (x,), lambda g: (np.flip(g, axes),), "FlipBackward")
+
+
+def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """torch's F.pad: `pad` lists (before, after) pairs from the last dim backwards. Modes: constant,
+    reflect, replicate, circular. Each padded dim is a gather along that axis, so the backward is a
+    scatter-add per padded dim (np.add.at), and no mode needs its own gradient."""
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: padding {tuple(pad)} must hold (before, after) pairs for at most {x.ndim} dims "
+                         f"(input shape {x.shape})")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"pad: mode {mode!r} is not one of constant, reflect, replicate, circular")
+    widths = {x.ndim - 1 - i: (int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(pad) // 2)}
+    if any(before < 0 or after < 0 for before, after in widths.values()):
+        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported (input shape {x.shape})")
+    if mode == "constant":
+        out = np.pad(x.data, [widths.get(d, (0, 0)) for d in range(x.ndim)], constant_values=value)
+        inside = tuple(slice(b, b + n) for (b, _), n in zip([widths.get(d, (0, 0)) for d in range(x.ndim)], x.shape))
+        return result(out, (x,), lambda g: (g[inside],), "ConstantPadBackward")
+    sources = {d: _pad_source_index(x.shape[d], before, after, mode, x.shape)
+               for d, (before, after) in widths.items() if before or after}
+    out = x.data
+    for d, index in sources.items():
+        out = np.take(out, index, axis=d)
+
+    def backward(g):
+        for d, index in sources.items():
+            shape = list(g.shape)
+            shape[d] = x.shape[d]
+            folded = np.zeros(shape, dtype=g.dtype)
+            np.add.at(folded, (slice(None),) * d + (index,), g)
+            g = folded
+        return (g,)
+
+    return result(out, (x,), backward, "PadBackward")
+
+
+def _pad_source_index(n: int, before: int, after: int, mode: str, shape) -> np.ndarray:
+    """For each position of a padded dim, the input position it copies."""
+    positions = np.arange(-before, n + after)
+    if mode == "replicate":
+        return np.clip(positions, 0, n - 1)
+    if mode == "circular":
+        if before > n or after > n:
+            raise ValueError(f"pad: circular padding ({before}, {after}) is larger than the dim {n} (shape {shape})")
+        return positions % n
+    if before >= n or after >= n:
+        raise ValueError(f"pad: reflect padding ({before}, {after}) must be smaller than the dim {n} (shape {shape})")
+    period = 2 * (n - 1) if n > 1 else 1
+    folded = np.abs(positions) % period
+    return np.where(folded >= n, period - folded, folded)
+
+
+# ---- indexing --------------------------------------------------------------------------------
+def _index_part(part):
+    if isinstance(part, Tensor):
+        return part.data
+    if isinstance(part, list):
+        return np.asarray(part)
+    return part
+
+
+def _is_advanced(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (np.ndarray, bool, np.bool_)) for p in parts)
+
+
+def _integer_index(index):
+    """Boolean masks replaced by their nonzero() positions, as NumPy defines them; np.add.at
+    then accumulates repeated integer indices."""
+    parts = index if isinstance(index, tuple) else (index,)
+    out = []
+    for p in parts:
+        if isinstance(p, np.ndarray) and p.dtype == np.bool_:
+            out.extend(np.nonzero(p))
+        else:
+            out.append(p)
+    return tuple(out)
+
+
+def getitem(x: Tensor, index) -> Tensor:
+    """x[index] with ints, slices, None, Ellipsis, integer arrays and boolean masks (NumPy rules)."""
+    index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
+    try:
+        out = x.data[index]
+    except IndexError as error:
+        raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape {x.shape}: {error}") from None
+    advanced = _is_advanced(index)
+
+    def backward(g):
+        grad = np.zeros(x.shape, dtype=g.dtype)
+        if advanced:
+            np.add.at(grad, _integer_index(index), g)  # repeated indices accumulate
+        else:
+            grad[index] = g
+        return (grad,)
+
+    return result(out, (x,), backward, "IndexBackward")
+
+
+def setitem(x: Tensor, index, value) -> None:
+    """In-place x[index] = value, allowed only where no gradient is being recorded (as torch for leaves)."""
+    value = as_tensor(value, like=x)
+    if _recording(x, value):  # writing into the storage would silently lose a gradient
+        raise RuntimeError(f"setitem: in-place assignment into a tensor of shape {x.shape} while recording grad; "
+                           "wrap it in rosenblatt.no_grad() or assign into .data")
+    index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
+    try:
+        x.data[index] = value.data
+        x._version += 1
+    except (IndexError, ValueError) as error:
+        raise ValueError(f"setitem: cannot assign a value of shape {value.shape} to index {index!r} of a tensor "
+                         f"of shape {x.shape}: {error}") from None
+
+
+def _recording(*tensors) -> bool:
+    from .tensor import is_grad_enabled
+    return is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def gather(x: Tensor, dim: int, index) -> Tensor:
+    """out[..i..] = x[..index[..i..]..] along dim, as torch.gather; repeated indices accumulate."""
+    axis = _dim(dim, x.ndim, "gather", x.shape)
+    index = index.data if isinstance(index, Tensor) else np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
+    if index.ndim != x.ndim:
+        raise ValueError(f"gather: index shape {index.shape} and input shape {x.shape} differ in their number of dims")
+    out = np.take_along_axis(x.data, index, axis=axis)
+
+    def backward(g):
+        grad = np.zeros(x.shape, dtype=g.dtype)
+        positions = list(np.indices(index.shape, sparse=True))
+        positions[axis] = index
+        np.add.at(grad, tuple(positions), g)
+        return (grad,)
+
+    return result(out, (x,), backward, "GatherBackward")
+
+
+def masked_fill(x: Tensor, mask, value) -> Tensor:
+    mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
+    return where(Tensor(mask), as_tensor(value, like=x), x)
+
+
+# ---- joining -----------------------------------------------------------------------------------
+def cat(tensors, dim: int = 0) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    axis = _dim(dim, tensors[0].ndim, "cat", tensors[0].shape)
+    try:
+        out = np.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(f"cat: shapes {[t.shape for t in tensors]} cannot be concatenated along dim {dim}") from None
+    splits = np.cumsum([t.shape[axis] for t in tensors])[:-1]
+    return result(out, tuple(tensors), lambda g: tuple(np.split(g, splits, axis=axis)), "CatBackward")
+
+
+concatenate = cat
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    if builtins.any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError(f"stack: expects tensors of equal shape, got {[t.shape for t in tensors]}")
+    if not -tensors[0].ndim - 1 <= dim <= tensors[0].ndim:
+        raise IndexError(f"stack: dim {dim} is out of range for tensors of shape {tensors[0].shape}")
+    axis = dim % (tensors[0].ndim + 1)
+    out = np.stack([t.data for t in tensors], axis=axis)
+    return result(out, tuple(tensors), lambda g: tuple(np.moveaxis(g, axis, 0)), "StackBackward")
+
+
+def split(x: Tensor, split_size_or_sections, dim: int = 0):
+    """Pieces of x along dim: equal chunks of a given size, or the listed sizes, as torch.split."""
+    axis = _dim(dim, x.ndim, "split", x.shape)
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        bounds = list(range(0, n, size)) + [n]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split: sections {sizes} do not add up to dim {dim} of shape {x.shape}")
+        bounds = [0] + list(np.cumsum(sizes))
+    slicer = [slice(None)] * x.ndim
+    pieces = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        slicer[axis] = slice(int(start), int(stop))
+        pieces.append(getitem(x, tuple(slicer)))
+    return tuple(pieces)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0):
+    n = x.shape[_dim(dim, x.ndim, "chunk", x.shape)]
+    return split(x, builtins.max(-(-n // chunks), 1), dim)
+
+
+def unbind(x: Tensor, dim: int = 0):
+    axis = _dim(dim, x.ndim, "unbind", x.shape)
+    slicer = [slice(None)] * x.ndim
+    pieces = []
+    for i in range(x.shape[axis]):
+        slicer[axis] = i
+        pieces.append(getitem(x, tuple(slicer)))
+    return tuple(pieces)
+
+
+def where(condition, a=None, b=None):
+    """where(cond, a, b) picks a where cond holds, else b; where(cond) gives the indices of True."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if a is None and b is None:
+        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype} (shape {cond.shape})")
+    a, b = _pair(a, b, "where")
+    common = _common_dtype(a, b)
+    try:
+        out = np.where(cond, a.data.astype(common, copy=False), b.data.astype(common, copy=False))
+    except ValueError:
+        raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot be broadcast together") from None
+
+    def backward(g):
+        return (unbroadcast(np.where(cond, g, 0), a.shape) if a.requires_grad else None,
+                unbroadcast(np.where(cond, 0, g), b.shape) if b.requires_grad else None)
+
+    return result(out, (a, b), backward, "WhereBackward")
+
+
+# ---- elementwise functions ---------------------------------------------------------------------
+def exp(x: Tensor) -> Tensor:
+    out = np.exp(_float_data(x))
+    return result(out, (x,), lambda g: (g * out,), "ExpBackward")
+
+
+def log(x: Tensor) -> Tensor:
+    data = _float_data(x)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf, log(-1) = nan, as IEEE says
+        out = np.log(data)
+    return result(out, (x,), lambda g: (g / data,), "LogBackward")
+
+
+def log1p(x: Tensor) -> Tensor:
+    data = _float_data(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log1p(data)
+    return result(out, (x,), lambda g: (g / (1 + data),), "Log1pBackward")
+
+
+def sqrt(x: Tensor) -> Tensor:
+    with np.errstate(invalid="ignore"):
+        out = np.sqrt(_float_data(x))
+    with np.errstate(divide="ignore"):
+        return result(out, (x,), lambda g: (g / (2 * out),), "SqrtBackward")
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - torch's name
+    return result(np.abs(x.data), (x,), lambda g: (g * np.sign(x.data),), "AbsBackward")
+
+
+def sign(x: Tensor) -> Tensor:
+    return Tensor(np.sign(x.data))
+
+
+def sin(x: Tensor) -> Tensor:
+    data = _float_data(x)
+    return result(np.sin(data), (x,), lambda g: (g * np.cos(data),), "SinBackward")
+
+
+def cos(x: Tensor) -> Tensor:
+    data = _float_data(x)
+    return result(np.cos(data), (x,), lambda g: (-g * np.sin(data),), "CosBackward")
+
+
+def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's names
+    """Limit x to [min, max]; the gradient passes where min <= x <= max (as torch)."""
+    if min is None and max is None:
+        raise ValueError(f"clamp: at least one of min and max must be given (shape {x.shape})")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):  # tensor bounds: gradients to the bounds too
+        out = x if min is None else maximum(x, min)
+        return out if max is None else minimum(out, max)
+    float_bound = isinstance(min, float) or isinstance(max, float)
+    dtype = float32 if float_bound and x.dtype.kind != "f" else x.dtype  # int tensor, float bound: float32
+    out = np.clip(x.data, min, max).astype(dtype, copy=False)
+    inside = np.ones(x.shape, dtype=bool)
+    if min is not None:
+        inside &= x.data >= min
+    if max is not None:
+        inside &= x.data <= max
+    return result(out, (x,), lambda g: (np.where(inside, g, 0),), "ClampBackward")
+
+
+clip = clamp
+
+
+def clamp_min(x: Tensor, min) -> Tensor:  # noqa: A002
+    return clamp(x, min=min)
+
+
+def clamp_max(x: Tensor, max) -> Tensor:  # noqa: A002
+    return clamp(x, max=max)
+
+
+# ---- activations -------------------------------------------------------------------------------
+def sigmoid(x: Tensor) -> Tensor:
+    out = _stable_sigmoid(_float_data(x))
+    return result(out, (x,), lambda g: (g * out * (1 - out),), "SigmoidBackward")
+
+
+def _stable_sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-z) without overflow: exp only ever sees -|z|."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def tanh(x: Tensor) -> Tensor:
+    out = np.tanh(_float_data(x))
+    return result(out, (x,), lambda g: (g * (1 - out * out),), "TanhBackward")
+
+
+def relu(x: Tensor) -> Tensor:
+    out = np.maximum(x.data, 0)
+    return result(out, (x,), lambda g: (np.where(out > 0, g, 0),), "ReluBackward")
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    positive = x.data > 0
+    out = np.where(positive, x.data, x.data * negative_slope)
+    return result(out, (x,), lambda g: (np.where(positive, g, g * negative_slope),), "LeakyReluBackward")
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + e^(beta x)) / beta, linear where beta x > threshold (as torch)."""
+    z = _float_data(x) * beta
+    linear = z > threshold
+    out = np.where(linear, z, np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0)) / beta
+    return result(out, (x,), lambda g: (np.where(linear, g, g * _stable_sigmoid(z)),), "SoftplusBackward")
+
+
+def _softmax_dim(x: Tensor, dim, op: str) -> int:
+    if dim is None:  # torch's legacy implicit choice
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return _dim(dim, x.ndim, op, x.shape) if x.ndim else 0
+
+
+def softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
+    axis = _softmax_dim(x, dim, "softmax")
+    data = (x.data.astype(dtype) if dtype is not None else _float_data(x)).reshape(x.shape or (1,))
+    e = np.exp(data - data.max(axis=axis, keepdims=True))
+    out = (e / e.sum(axis=axis, keepdims=True)).reshape(x.shape)
+
+    def backward(g):
+        return (out * (g - (g * out).sum(axis=axis if x.ndim else None, keepdims=True)),)
+
+    return result(out, (x,), backward, "SoftmaxBackward")
+
+
+def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
+    axis = _softmax_dim(x, dim, "log_softmax")
+    data = (x.data.astype(dtype) if dtype is not None else _float_data(x)).reshape(x.shape or (1,))
+    shifted = data - data.max(axis=axis, keepdims=True)
+    out = (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).reshape(x.shape)
+
+    def backward(g):
+        return (g - np.exp(out) * g.sum(axis=axis if x.ndim else None, keepdims=True),)
+
+    return result(out, (x,), backward, "LogSoftmaxBackward")
+
+
+# ---- matrix products through the GEMM kernel ----------------------------------------------
 def matmul(a, b) -> Tensor:
-    a, b = _pair(a, b)
-    if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype.kind == "f":
-        out = _C.gemm(a.data, b.data)
+    """torch.matmul: 1-D x 1-D is a dot product, a 1-D operand gains (and then loses) a unit dim,
+    2-D x 2-D is one GEMM, and leading batch dims broadcast."""
+    a, b = _pair(a, b, "matmul")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {a.shape} and {b.shape}")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned "
+                         f"(inner dims {k_a} and {k_b} differ)")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} cannot be broadcast "
+                         "together") from None
+    if a.dtype != b.dtype:
+        raise TypeError(f"matmul: dtypes differ: {a.dtype} and {b.dtype} (shapes {a.shape} and {b.shape})")
+    if a.dtype.kind not in "fc":  # integer products take no gradient and no kernel
+        return Tensor(np.matmul(a.data, b.data))
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"matmul: unsupported dtype {a.dtype} (shapes {a.shape} and {b.shape}); "
+                        "expected float32 or float64")
+    if a.ndim == 1 and b.ndim == 1:
+        return _reshaped(_matmul_2d_or_batched(_reshaped(a, (1, k_a), "matmul"), _reshaped(b, (k_b, 1), "matmul")),
+                         (), "matmul")
+    if a.ndim == 1:
+        out = _matmul_2d_or_batched(_reshaped(a, (1, k_a), "matmul"), b)
+        return _reshaped(out, out.shape[:-2] + out.shape[-1:], "matmul")
+    if b.ndim == 1:
+        out = _matmul_2d_or_batched(a, _reshaped(b, (k_b, 1), "matmul"))
+        return _reshaped(out, out.shape[:-1], "matmul")
+    return _matmul_2d_or_batched(a, b)
 
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"mm: expects 2-D tensors, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"bmm: expects 3-D tensors with equal batch sizes, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)
+
+
+def _matmul_2d_or_batched(a: Tensor, b: Tensor) -> Tensor:
+    """a (..., M, K) @ b (..., K, N), both at least 2-D, shapes already checked."""
+    if a.ndim == 2 and b.ndim == 2:
         def backward(g):
-            g = np.ascontiguousarray(g)
-            grad_a = _C.gemm(g, b.data, trans_b=True) if a.requires_grad else None
-            grad_b = _C.gemm(a.data, g, trans_a=True) if b.requires_grad else None
+            grad_a = _C.gemm(g, b.data, trans_b=True) if a.requires_grad else None  # g @ b^T
+            grad_b = _C.gemm(a.data, g, trans_a=True) if b.requires_grad else None  # a^T @ g
             return grad_a, grad_b
 
-        return result(out, (a, b), backward, "MmBackward")
-    raise NotImplementedError("matmul: only 2-D float operands so far")
+        return result(_C.gemm(a.data, b.data), (a, b), backward, "MmBackward")
+
+    if b.ndim == 2:
+        # (..., M, K) @ (K, N) is one GEMM on the rows of a: (B*M, K) @ (K, N)
+        (k, n), rows = b.shape, a.data.reshape(-1, a.shape[-1])
+
+        def backward(g):
+            g2 = g.reshape(-1, n)
+            grad_a = _C.gemm(g2, b.data, trans_b=True).reshape(a.shape) if a.requires_grad else None
+            grad_b = _C.gemm(rows, g2, trans_a=True) if b.requires_grad else None
+            return grad_a, grad_b
+
+        return result(_C.gemm(rows, b.data).reshape(a.shape[:-1] + (n,)), (a, b), backward, "MmBackward")
+
+    # general case: one GEMM per (broadcast) batch entry, written into slices of the result
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a_full = np.broadcast_to(a.data, batch + a.shape[-2:])  # views: broadcasting copies nothing
+    b_full = np.broadcast_to(b.data, batch + b.shape[-2:])
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    out = np.empty(batch + (m, n), dtype=a.dtype)
+    for i in np.ndindex(*batch):
+        _C.gemm(a_full[i], b_full[i], out=out[i])
+
+    def backward(g):
+        grad_a = np.empty(batch + (m, k), dtype=g.dtype) if a.requires_grad else None
+        grad_b = np.empty(batch + (k, n), dtype=g.dtype) if b.requires_grad else None
+        for i in np.ndindex(*batch):
+            if grad_a is not None:
+                _C.gemm(g[i], b_full[i], trans_b=True, out=grad_a[i])
+            if grad_b is not None:
+                _C.gemm(a_full[i], g[i], trans_a=True, out=grad_b[i])
+        return (None if grad_a is None else unbroadcast(grad_a, a.shape),
+                None if grad_b is None else unbroadcast(grad_b, b.shape))
+
+    return result(out, (a, b), backward, "BmmBackward")
 
 
-# ---- helpers -------------------------------------------------------------------------------
-def _pair(a, b):
-    if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight^T + bias with weight (out_features, in_features): one GEMM with trans_b and the bias
+    as its beta term, over all leading dims of x at once."""
+    if not isinstance(x, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError(f"linear: input and weight must be Tensors, got {type(x).__name__} and "
+                        f"{type(weight).__name__}")
+    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input shape {x.shape} does not match weight shape {weight.shape} "
+                         "(expected input (..., in_features) and weight (out_features, in_features))")
+    out_features, in_features = weight.shape
+    if bias is not None and bias.shape != (out_features,):
+        raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
+    dtypes = {x.dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
+    if len(dtypes) != 1 or x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"linear: expected one floating dtype, got input {x.dtype}, weight {weight.dtype}"
+                        + (f", bias {bias.dtype}" if bias is not None else "") + f" (input shape {x.shape})")
+    rows = x.data.reshape(-1, in_features)
+    if bias is None:
+        out = _C.gemm(rows, weight.data, trans_b=True)
+    else:
+        out = np.empty((rows.shape[0], out_features), dtype=x.dtype)
+        out[...] = bias.data
+        _C.gemm(rows, weight.data, trans_b=True, beta=1.0, out=out)
+
+    def backward(g):
+        g2 = g.reshape(-1, out_features)
+        grad_x = _C.gemm(g2, weight.data).reshape(x.shape) if x.requires_grad else None
+        grad_w = _C.gemm(g2, rows, trans_a=True) if weight.requires_grad else None
+        grad_b = g2.sum(axis=0) if bias is not None and bias.requires_grad else None
+        return grad_x, grad_w, grad_b
+
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return result(out.reshape(x.shape[:-1] + (out_features,)), parents, backward, "AddmmBackward")
 
 
-def _axes(dim):
-    if dim is None:
-        return None
-    return tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+# ---- in-place updates (outside graph recording, as optimisers use them) ------------------------
+def _inplace(op: str, fn):
+    def update(self: Tensor, other=None, **kwargs) -> Tensor:
+        if _recording(self):
+            raise RuntimeError(f"{op}: a tensor of shape {self.shape} that requires grad is used in an in-place "
+                               "operation; wrap it in rosenblatt.no_grad()")
+        other_data = None if other is None else as_tensor(other, like=self).data
+        try:
+            fn(self.data, other_data, **kwargs)
+            self._version += 1
+        except ValueError:
+            raise ValueError(f"{op}: cannot update shape {self.shape} in place with shape "
+                             f"{np.shape(other_data)}") from None
+        return self
+
+    update.__name__ = op
+    return update
 
 
+def _add_inplace(data, other, alpha=1):
+    data += other if alpha == 1 else other * alpha
+
+
+def _copy_inplace(data, other):
+    data[...] = other
+
+
+def _fill_inplace(data, value):
+    data[...] = value
+
+
+def _zero_inplace(data, _):
+    data[...] = 0
+
+
+def _clamp_inplace(data, _, min=None, max=None):  # noqa: A002
+    np.clip(data, min, max, out=data)
+
+
+# ---- Tensor methods and operators ----------------------------------------------------------------
 def _install_methods():
-    """Tensor operators and methods that forward to the ops above."""
-    Tensor.__add__ = lambda self, other: add(self, other)
-    Tensor.__radd__ = lambda self, other: add(other, self)
-    Tensor.__mul__ = lambda self, other: mul(self, other)
-    Tensor.__rmul__ = lambda self, other: mul(other, self)
-    Tensor.__matmul__ = lambda self, other: matmul(self, other)
-    Tensor.__rmatmul__ = lambda self, other: matmul(other, self)
-    Tensor.sum = sum
-    Tensor.matmul = matmul
+    """Tensor operators and methods that forward to the ops above (names as torch)."""
+    T = Tensor
+    T.__add__ = lambda self, other: add(self, other)
+    T.__radd__ = lambda self, other: add(other, self)
+    T.__sub__ = lambda self, other: sub(self, other)
+    T.__rsub__ = lambda self, other: sub(other, self)
+    T.__mul__ = lambda self, other: mul(self, other)
+    T.__rmul__ = lambda self, other: mul(other, self)
+    T.__truediv__ = lambda self, other: div(self, other)
+    T.__rtruediv__ = lambda self, other: div(other, self)
+    T.__pow__ = lambda self, other: pow(self, other)
+    T.__rpow__ = lambda self, other: pow(other, self)
+    T.__matmul__ = lambda self, other: matmul(self, other)
+    T.__rmatmul__ = lambda self, other: matmul(other, self)
+    T.__neg__ = neg
+    T.__abs__ = abs
+    T.__getitem__ = getitem
+    T.__setitem__ = setitem
+    T.__eq__ = lambda self, other: eq(self, other)
+    T.__ne__ = lambda self, other: ne(self, other)
+    T.__lt__ = lambda self, other: lt(self, other)
+    T.__le__ = lambda self, other: le(self, other)
+    T.__gt__ = lambda self, other: gt(self, other)
+    T.__ge__ = lambda self, other: ge(self, other)
+    T.__and__ = lambda self, other: bitwise_and(self, other)
+    T.__or__ = lambda self, other: bitwise_or(self, other)
+    T.__xor__ = lambda self, other: bitwise_xor(self, other)
+    T.__invert__ = bitwise_not
+    T.__iter__ = _iterate
+    T.__bool__ = _scalar_conversion(bool)
+    T.__float__ = _scalar_conversion(float)
+    T.__int__ = _scalar_conversion(int)
+    T.__index__ = _index_conversion
+
+    for name, fn in {
+        "add": add, "sub": sub, "mul": mul, "div": div, "neg": neg, "pow": pow, "matmul": matmul, "mm": mm,
+        "bmm": bmm, "maximum": maximum, "minimum": minimum, "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt,
+        "ge": ge, "logical_not": logical_not, "logical_and": logical_and, "logical_or": logical_or,
+        "isnan": isnan, "isfinite": isfinite, "argmax": argmax, "argmin": argmin, "sum": sum, "mean": mean,
+        "var": var, "std": std, "max": max, "min": min, "amax": amax, "amin": amin, "logsumexp": logsumexp,
+        "reshape": reshape, "view": view, "flatten": flatten, "unflatten": unflatten, "squeeze": squeeze,
+        "unsqueeze": unsqueeze, "permute": permute, "transpose": transpose, "t": t, "expand": expand,
+        "contiguous": contiguous, "flip": flip, "clone": clone, "astype": astype, "to": to, "gather": gather,
+        "masked_fill": masked_fill, "split": split, "chunk": chunk, "unbind": unbind, "exp": exp, "log": log,
+        "log1p": log1p, "sqrt": sqrt, "abs": abs, "sign": sign, "sin": sin, "cos": cos, "clamp": clamp,
+        "clip": clip, "clamp_min": clamp_min, "clamp_max": clamp_max, "sigmoid": sigmoid, "tanh": tanh,
+        "relu": relu, "softmax": softmax, "log_softmax": log_softmax,
+        "add_": _inplace("add_", _add_inplace), "copy_": _inplace("copy_", _copy_inplace),
+        "fill_": _inplace("fill_", _fill_inplace), "zero_": _inplace("zero_", _zero_inplace),
+        "clamp_": _inplace("clamp_", _clamp_inplace),
+        "mul_": _inplace("mul_", lambda d, o: np.multiply(d, o, out=d)),
+        "sub_": _inplace("sub_", lambda d, o: np.subtract(d, o, out=d)),
+        "div_": _inplace("div_", lambda d, o: np.divide(d, o, out=d)),
+    }.items():
+        setattr(T, name, fn)
+    T.float = lambda self: astype(self, np.float32)
+    T.double = lambda self: astype(self, np.float64)
+    T.long = lambda self: astype(self, np.int64)
+    T.int = lambda self: astype(self, np.int32)
+    T.bool = lambda self: astype(self, np.bool_)
+    T.cpu = lambda self: self
+    T.type_as = lambda self, other: astype(self, other.dtype)
+    T.view_as = lambda self, other: view(self, other.shape)
+    T.expand_as = lambda self, other: expand(self, other.shape)
+    T.reshape_as = lambda self, other: reshape(self, other.shape)
+    T.T = property(lambda self: permute(self, tuple(range(self.ndim - 1, -1, -1))))
+    T.mT = property(lambda self: transpose(self, -2, -1))
+
+
+def _iterate(self: Tensor):
+    if self.ndim == 0:
+        raise TypeError("iteration over a 0-d tensor")
+    return iter(unbind(self, 0))
+
+
+def _scalar_conversion(kind):
+    def convert(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"{kind.__name__}(): a tensor of shape {self.shape} has more than one value "
+                               "(ambiguous)")
+        return kind(self.data.reshape(()).item())
+
+    return convert
+
+
+def _index_conversion(self):
+    if self.data.size != 1 or self.dtype.kind not in "iub":
+        raise TypeError(f"only integer tensors of a single element can be converted to an index (shape {self.shape}, "
+                        f"dtype {self.dtype})")
+    return int(self.data.reshape(()).item())
 
 
 _install_methods()

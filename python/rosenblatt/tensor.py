@@ -81,29 +81,39 @@ def _to_dtype(dtype):
 
 
 def _as_array(data, dtype=None) -> np.ndarray:
-    """Convert data to a NumPy array with torch's default dtypes (float32 for Python floats)."""
+    """Convert data to a NumPy array with torch's default dtypes (float32 for Python floats).
+    Only numeric data makes a tensor: strings, None and other objects raise TypeError."""
     if isinstance(data, Tensor):
         data = data.data
     dtype = _to_dtype(dtype)
     if isinstance(data, np.ndarray):
-        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
-    if isinstance(data, np.generic):
-        return np.asarray(data, dtype=dtype)
-    array = np.asarray(data)
-    if dtype is not None:
-        return array.astype(dtype, copy=False)
-    if array.dtype == np.float64:  # Python floats: torch's default float32
-        return array.astype(np.float32)
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64, copy=False)
+        array = data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    elif isinstance(data, np.generic):
+        array = np.asarray(data, dtype=dtype)
+    else:
+        try:
+            array = np.asarray(data)
+        except ValueError as error:  # ragged nested sequences
+            raise ValueError(f"tensor: cannot make a tensor from a ragged {type(data).__name__}: {error}") from None
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+        elif array.dtype == np.float64:  # Python floats: torch's default float32
+            array = array.astype(np.float32)
+        elif array.dtype.kind in "iu":
+            array = array.astype(np.int64, copy=False)
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} (NumPy dtype {array.dtype}, "
+                        f"shape {array.shape}); expected numbers")
     return array
 
 
 class Tensor:
     """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU."""
 
-    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "_version", "_saved_versions",
+                 "__weakref__")
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
+    __hash__ = object.__hash__  # comparisons return Tensors, identity stays the hash (as torch)
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, _parents=(), _backward=None, _op: str = ""):
         self.data = _as_array(data, dtype)
@@ -114,6 +124,8 @@ class Tensor:
         self._parents = _parents
         self._backward = _backward
         self._op = _op
+        self._version = 0  # bumped by in-place updates, so backward can refuse stale saved values
+        self._saved_versions = None  # the parents' versions when this node was recorded
 
     # ---- basic properties --------------------------------------------------------------
     @property
@@ -173,6 +185,17 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)
 
+    # ---- DLPack: zero-copy exchange with PyTorch, NumPy, JAX, CuPy -------------------------
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """Export the storage as a DLPack capsule (versioned when max_version >= (1, 0)).
+        The storage is a NumPy array, whose exporter already implements the protocol."""
+        if stream is not None:  # the DLPack spec: CPU producers take no stream
+            raise BufferError(f"__dlpack__: a CPU tensor takes stream=None, got {stream!r}")
+        return self.data.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+
+    def __dlpack_device__(self) -> tuple:
+        return self.data.__dlpack_device__()
+
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         extra = "" if self.dtype == float32 else f", dtype={self.dtype}"
@@ -205,6 +228,7 @@ class Tensor:
                     grad = np.broadcast_to(grad, node.shape)
                 node.grad = Tensor(np.array(grad)) if node.grad is None else Tensor(node.grad.data + grad)
                 continue
+            _check_not_modified(node)
             parent_grads = node._backward(grad)
             for parent, parent_grad in zip(node._parents, parent_grads):
                 if parent_grad is None or not parent.requires_grad:
@@ -235,6 +259,18 @@ class Tensor:
         return order
 
 
+def _check_not_modified(node: Tensor) -> None:
+    """A backward closure reads the values its op saw; if an input or the output itself was since changed
+    in place (under no_grad), its gradient would be silently wrong, so refuse, as torch does.
+    (Conservative: torch only checks the values an op actually saved.)"""
+    if node._saved_versions is None:
+        return
+    changed = node._version != 0 or any(p._version != v for p, v in zip(node._parents, node._saved_versions))
+    if changed:
+        raise RuntimeError(f"backward: a tensor used by {node._op} (output shape {node.shape}) was modified by an "
+                           "in-place operation after the forward pass; recompute the forward or avoid the update")
+
+
 def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
     """Create a Tensor from data (copied), as torch.tensor."""
     if device not in (None, "cpu"):
@@ -245,20 +281,66 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
     return Tensor(array, requires_grad=requires_grad)
 
 
+# DLPack device types (DLDeviceType in the DLPack spec).
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
+
+
+def from_dlpack(obj) -> Tensor:
+    """A Tensor sharing memory with any CPU producer of the DLPack protocol (a PyTorch CPU
+    tensor, a NumPy array, ...): a write through either side is seen by the other."""
+    if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: {type(obj).__name__} does not implement __dlpack__ and __dlpack_device__")
+    device_type, device_id = obj.__dlpack_device__()
+    if device_type in (_DL_CUDA, _DL_CUDA_MANAGED):
+        from . import cuda
+        if not cuda.is_available():
+            raise RuntimeError(f"from_dlpack: {type(obj).__name__} lives on CUDA device {device_id}, but the "
+                               "rosenblatt CUDA backend is not available here (no CUDA device or a CPU-only build)")
+        raise RuntimeError(f"from_dlpack: {type(obj).__name__} lives on CUDA device {device_id}; Tensor holds CPU "
+                           "storage only, so use rosenblatt.cuda.from_dlpack for a zero-copy DeviceArray")
+    if device_type not in (_DL_CPU, _DL_CUDA_HOST):
+        raise RuntimeError(f"from_dlpack: unsupported DLPack device type {device_type} of {type(obj).__name__}")
+    return Tensor(np.from_dlpack(obj))
+
+
 def result(data: np.ndarray, parents: tuple, backward, op: str) -> Tensor:
     """Wrap an op's output, recording the graph edge only when grad mode is on and a parent needs grad."""
     if is_grad_enabled() and any(p.requires_grad for p in parents):
-        return Tensor(data, requires_grad=True, _parents=parents, _backward=backward, _op=op)
+        out = Tensor(data, requires_grad=True, _parents=parents, _backward=backward, _op=op)
+        out._saved_versions = tuple(p._version for p in parents)
+        return out
     return Tensor(data)
 
 
+def _scalar_category(value) -> int | None:
+    """0 for bool, 1 for integer, 2 for floating Python/NumPy scalars; None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return 0
+    if isinstance(value, (int, np.integer)):
+        return 1
+    if isinstance(value, (float, np.floating)):
+        return 2
+    return None
+
+
+_KIND_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+
+
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
-    """Tensors pass through; arrays and Python numbers become constant Tensors
-    (Python scalars take the dtype of `like`, as in torch)."""
+    """Tensors pass through; arrays and Python numbers become constant Tensors.
+
+    A scalar combined with a tensor takes the tensor's dtype unless it is of a higher
+    category (bool < integer < float), as in torch: float32_tensor * 2.5 stays float32,
+    int_tensor * 2.5 becomes float32 (torch's default float), bool_tensor + 1 becomes int64.
+    """
     if isinstance(value, Tensor):
         return value
-    if like is not None and isinstance(value, (int, float, bool)) and not isinstance(value, np.ndarray):
-        dtype = like.dtype if like.dtype.kind == "f" or isinstance(value, (int, bool)) else float32
+    category = _scalar_category(value)
+    if like is not None and category is not None:
+        if category <= _KIND_CATEGORY.get(like.dtype.kind, 3):
+            dtype = like.dtype
+        else:
+            dtype = float32 if category == 2 else int64
         return Tensor(np.asarray(value, dtype=dtype))
     return Tensor(value)
 

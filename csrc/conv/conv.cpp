@@ -1,0 +1,349 @@
+// Convolution dispatch and the fast paths (float32, AVX2 active), in the order they are tried:
+//   winograd_f2x3   3x3, stride 1, dilation 1, one group, >= 16 channels in and out (forward, and
+//                   backward-data as the convolution of dy with the flipped weight); conv_winograd_avx2.cpp
+//   gemm_1x1        1x1, stride 1, no padding: the GEMM on the image itself
+//   im2col_gemm     everything else
+// Float64 and the scalar ISA run the direct-loop reference (conv_ref.cpp).
+//
+// The GEMM route. Forward, per image and group:   Y_g (O/g, OH*OW) = W_g (O/g, C/g*kH*kW) . col_g (C/g*kH*kW, OH*OW)
+// Backward-data:                  col_g = W_g^T . dY_g, then col2im adds each column back onto its taps
+// Backward-weight:                dW_g  = sum_n dY_g,n . col_g,n^T
+// A 1x1 stride-1 unpadded convolution needs no im2col: the image (C, H*W) already is col.
+//
+// Threads take blocks of output rows (whole images when the batch splits evenly) and call the GEMM
+// single-threaded on their own im2col columns; see row_blocks.
+#include "conv/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "common/parallel.h"
+#include "common/scratch.h"
+#include "dispatch/dispatch.h"
+#include "gemm/gemm.h"
+
+namespace rb {
+
+namespace {
+
+// Output positions o in [0, out) whose tap o * s + offset lies inside [0, in): [*lo, *hi).
+void valid_range(int64_t offset, int64_t s, int64_t in, int64_t out, int64_t* lo, int64_t* hi) {
+  *lo = offset >= 0 ? 0 : (-offset + s - 1) / s;
+  *hi = in - offset <= 0 ? 0 : (in - offset - 1) / s + 1;
+  if (*hi > out) *hi = out;
+  if (*lo > out) *lo = out;
+  if (*hi < *lo) *hi = *lo;
+}
+
+// Split images across threads when there are enough of them to keep every thread equally busy.
+bool split_batch(int64_t N, int threads) { return threads > 1 && (N % threads == 0 || N >= 4 * threads); }
+
+}  // namespace
+
+// x (C, H, W) -> col rows (c, i, j) = tap (i, j) of channel c, for output rows [oh0, oh1); row stride ld.
+template <typename T>
+void im2col(const ConvGeometry& g, const T* x, int64_t oh0, int64_t oh1, T* col, int64_t ld) {
+  const int64_t rows = g.C * g.kH * g.kW;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t c = r / g.taps(), i = (r / g.kW) % g.kH, j = r % g.kW;
+    const T* plane = x + c * g.H * g.W;
+    T* dst = col + r * ld - oh0 * g.OW;  // indexed by absolute output position oh * OW + ow
+    int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+    valid_range(i * g.dH - g.pH, g.sH, g.H, g.OH, &oh_lo, &oh_hi);
+    valid_range(j * g.dW - g.pW, g.sW, g.W, g.OW, &ow_lo, &ow_hi);
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      T* out = dst + oh * g.OW;
+      if (oh < oh_lo || oh >= oh_hi) {  // the whole row of taps is in the padding
+        for (int64_t ow = 0; ow < g.OW; ++ow) out[ow] = T(0);
+        continue;
+      }
+      const T* src = plane + (oh * g.sH - g.pH + i * g.dH) * g.W + (j * g.dW - g.pW);
+      for (int64_t ow = 0; ow < ow_lo; ++ow) out[ow] = T(0);
+      if (g.sW == 1) {
+        std::memcpy(out + ow_lo, src + ow_lo, sizeof(T) * (ow_hi - ow_lo));
+      } else {
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) out[ow] = src[ow * g.sW];
+      }
+      for (int64_t ow = ow_hi; ow < g.OW; ++ow) out[ow] = T(0);
+    }
+  }
+}
+
+// col (C * kH * kW, OH * OW) -> x (C, H, W) += each column's taps. Channels are independent, so threads split them.
+template <typename T>
+void col2im(const ConvGeometry& g, const T* col, T* x) {
+  const int64_t L = g.OH * g.OW;
+#pragma omp parallel for schedule(static) num_threads(available_threads()) if (g.C * g.taps() * L > 65536)
+  for (int64_t c = 0; c < g.C; ++c) {
+    T* plane = x + c * g.H * g.W;
+    for (int64_t i = 0; i < g.kH; ++i)
+      for (int64_t j = 0; j < g.kW; ++j) {
+        const T* src = col + ((c * g.kH + i) * g.kW + j) * L;
+        int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+        valid_range(i * g.dH - g.pH, g.sH, g.H, g.OH, &oh_lo, &oh_hi);
+        valid_range(j * g.dW - g.pW, g.sW, g.W, g.OW, &ow_lo, &ow_hi);
+        for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+          T* dst = plane + (oh * g.sH - g.pH + i * g.dH) * g.W + (j * g.dW - g.pW);
+          const T* row = src + oh * g.OW;
+          if (g.sW == 1) {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] += row[ow];
+          } else {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow * g.sW] += row[ow];
+          }
+        }
+      }
+  }
+}
+
+namespace {
+
+// ---- the GEMM path (float32), on a block of output rows [oh0, oh1) of one image ----
+//
+// Work is cut into such blocks: whole images when the batch splits evenly across threads,
+// otherwise every image cut into one row block per thread. Each block runs on one thread with
+// the single-threaded GEMM, so a pass has no synchronisation inside it (a busy machine makes
+// every barrier expensive).
+
+constexpr int64_t kColBlockFloats = 96 * 1024;  // 384 KiB of im2col columns per block
+
+struct RowBlock {
+  int64_t n, oh0, oh1;
+};
+
+// Blocks of output rows for `threads` threads; sets *batch_split.
+std::vector<RowBlock> row_blocks(const ConvGeometry& g, int threads, bool* batch_split) {
+  std::vector<RowBlock> blocks;
+  *batch_split = split_batch(g.N, threads);
+  // Enough blocks per image for every thread, and small enough that a block's im2col columns
+  // (written, then packed by the GEMM) stay in L2.
+  const int64_t row_cols = g.C * g.taps() * g.OW;  // im2col floats per output row
+  const int64_t by_cache = g.is_pointwise() ? 1 : (row_cols * g.OH + kColBlockFloats - 1) / kColBlockFloats;
+  const int64_t per_image = std::min<int64_t>(std::max<int64_t>(*batch_split ? 1 : threads, by_cache), g.OH);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t b = 0; b < per_image; ++b) blocks.push_back({n, g.OH * b / per_image, g.OH * (b + 1) / per_image});
+  return blocks;
+}
+
+// Columns of the im2col matrix a block needs: C*kH*kW rows x its output positions (none for 1x1).
+size_t block_col_elems(const ConvGeometry& g, const RowBlock& b) {
+  return g.is_pointwise() ? 1 : size_t(g.C * g.taps() * (b.oh1 - b.oh0) * g.OW);
+}
+
+// The block's im2col columns and their row stride: the image itself for a pointwise convolution.
+const float* block_columns(const ConvGeometry& g, const float* x, const RowBlock& b, float* buf, int64_t* ld) {
+  const int64_t L = g.OH * g.OW;
+  if (g.is_pointwise()) {
+    *ld = L;
+    return x + b.oh0 * g.OW;
+  }
+  *ld = (b.oh1 - b.oh0) * g.OW;
+  im2col(g, x, b.oh0, b.oh1, buf, *ld);
+  return buf;
+}
+
+// y[:, block] = W . col (+ bias)
+void forward_block(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y,
+                   const RowBlock& b) {
+  const int64_t L = g.OH * g.OW, Kc = g.col_rows(), Og = g.o_per_group();
+  const int64_t l0 = b.oh0 * g.OW, nl = (b.oh1 - b.oh0) * g.OW;
+  int64_t ld;
+  const float* col = block_columns(g, x, b, thread_scratch_of<float>(ScratchSlot::conv, block_col_elems(g, b)), &ld);
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    float* yg = y + grp * Og * L + l0;
+    float beta = 0.0f;
+    if (bias) {  // start from the bias and let the GEMM accumulate onto it
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t l = 0; l < nl; ++l) yg[o * L + l] = bias[grp * Og + o];
+      beta = 1.0f;
+    }
+    gemm(Og, nl, Kc, 1.0f, MatView<const float>{w + grp * Og * Kc, Kc, 1},
+         MatView<const float>{col + grp * Kc * ld, ld, 1}, beta, MatView<float>{yg, L, 1});
+  }
+}
+
+// col[:, block] = W^T . dy[:, block], into a whole-image col (C*kH*kW, L) (or dx itself when pointwise)
+void backward_data_columns(const ConvGeometry& g, const float* dy, const float* w, float* col, const RowBlock& b) {
+  const int64_t L = g.OH * g.OW, Kc = g.col_rows(), Og = g.o_per_group();
+  const int64_t l0 = b.oh0 * g.OW, nl = (b.oh1 - b.oh0) * g.OW;
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    gemm(Kc, nl, Og, 1.0f, MatView<const float>{w + grp * Og * Kc, 1, Kc},
+         MatView<const float>{dy + grp * Og * L + l0, L, 1}, 0.0f, MatView<float>{col + grp * Kc * L + l0, L, 1});
+}
+
+// dw += dy[:, block] . col[:, block]^T
+void backward_weight_block(const ConvGeometry& g, const float* x, const float* dy, float* dw, const RowBlock& b) {
+  const int64_t L = g.OH * g.OW, Kc = g.col_rows(), Og = g.o_per_group();
+  const int64_t l0 = b.oh0 * g.OW, nl = (b.oh1 - b.oh0) * g.OW;
+  int64_t ld;
+  const float* col = block_columns(g, x, b, thread_scratch_of<float>(ScratchSlot::conv, block_col_elems(g, b)), &ld);
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    gemm(Og, Kc, nl, 1.0f, MatView<const float>{dy + grp * Og * L + l0, L, 1},
+         MatView<const float>{col + grp * Kc * ld, 1, ld}, 1.0f, MatView<float>{dw + grp * Og * Kc, Kc, 1});
+}
+
+const char* gemm_impl_name(const ConvGeometry& g, bool batch_split) {
+  if (g.is_pointwise()) return batch_split ? "gemm_1x1_batch_split" : "gemm_1x1_row_split";
+  return batch_split ? "im2col_gemm_batch_split" : "im2col_gemm_row_split";
+}
+
+bool use_fast_path() { return active_isa() == Isa::avx2; }
+
+// Winograd pays when the 16 products are real matrix products: enough input and output channels.
+bool winograd_applies(const ConvGeometry& g) {
+  return g.kH == 3 && g.kW == 3 && g.sH == 1 && g.sW == 1 && g.dH == 1 && g.dW == 1 && g.groups == 1 &&
+         g.C >= 16 && g.O >= 16;
+}
+
+// The gradient of a 3x3 stride-1 convolution with respect to its input is itself a 3x3 stride-1
+// convolution of dy with the weight flipped in space and transposed in channels, padded by 2 - p.
+// That holds when dy covers every output the input feeds (OH = H + 2p - 2, which output_padding breaks).
+bool winograd_backward_data_applies(const ConvGeometry& g) {
+  return winograd_applies(g) && g.pH <= 2 && g.pW <= 2 && g.OH == g.H + 2 * g.pH - 2 && g.OW == g.W + 2 * g.pW - 2;
+}
+
+void backward_data_winograd(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  std::vector<float> flipped(size_t(g.C) * g.O * 9);  // (C, O, 3, 3): w[o, c, 2 - i, 2 - j]
+  for (int64_t o = 0; o < g.O; ++o)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t k = 0; k < 9; ++k) flipped[(c * g.O + o) * 9 + k] = w[(o * g.C + c) * 9 + (8 - k)];
+  const ConvGeometry t{g.N, g.O, g.OH, g.OW, g.C, 3, 3, g.H, g.W, 1, 1, 2 - g.pH, 2 - g.pW, 1, 1, 1};
+  conv2d_winograd_f2x3(t, dy, flipped.data(), nullptr, dx);
+}
+
+void forward_fast(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y, const char* op) {
+  if (winograd_applies(g)) {
+    conv2d_winograd_f2x3(g, x, w, bias, y);
+    record_impl(op, "winograd_f2x3");
+    return;
+  }
+  const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW;
+  const int threads = available_threads();
+  bool split;
+  const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (size_t i = 0; i < blocks.size(); ++i)
+    forward_block(g, x + blocks[i].n * in_img, w, bias, y + blocks[i].n * out_img, blocks[i]);
+  record_impl(op, gemm_impl_name(g, split));
+}
+
+void backward_data_fast(const ConvGeometry& g, const float* dy, const float* w, float* dx, const char* op) {
+  if (winograd_backward_data_applies(g)) {
+    backward_data_winograd(g, dy, w, dx);
+    record_impl(op, "winograd_f2x3");
+    return;
+  }
+  const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW, col_img = g.C * g.taps() * g.OH * g.OW;
+  const int threads = available_threads();
+  bool split;
+  const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
+  if (split) {  // whole images per thread: GEMM into the thread's col, then col2im
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t n = 0; n < g.N; ++n) {
+      float* col = g.is_pointwise() ? dx + n * in_img : thread_scratch_of<float>(ScratchSlot::conv, col_img);
+      backward_data_columns(g, dy + n * out_img, w, col, RowBlock{n, 0, g.OH});
+      if (!g.is_pointwise()) {
+        std::memset(dx + n * in_img, 0, sizeof(float) * in_img);
+        col2im(g, col, dx + n * in_img);
+      }
+    }
+  } else {  // per image: row blocks of col in parallel, then col2im split by channel
+    float* col = g.is_pointwise() ? nullptr : thread_scratch_of<float>(ScratchSlot::conv, col_img);
+    for (int64_t n = 0; n < g.N; ++n) {
+      float* target = g.is_pointwise() ? dx + n * in_img : col;
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (size_t i = n * blocks.size() / g.N; i < (n + 1) * blocks.size() / g.N; ++i)
+        backward_data_columns(g, dy + n * out_img, w, target, blocks[i]);
+      if (!g.is_pointwise()) {
+        std::memset(dx + n * in_img, 0, sizeof(float) * in_img);
+        col2im(g, col, dx + n * in_img);
+      }
+    }
+  }
+  record_impl(op, gemm_impl_name(g, split));
+}
+
+void backward_weight_fast(const ConvGeometry& g, const float* x, const float* dy, float* dw, const char* op) {
+  const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW, w_elems = g.O * g.col_rows();
+  const int threads = available_threads();
+  bool split;
+  const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
+  // Each thread accumulates its blocks into a private copy of dW; the copies are summed after.
+  std::vector<float> partial(size_t(threads) * w_elems, 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    float* acc = partial.data() + int64_t(omp_get_thread_num()) * w_elems;
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < blocks.size(); ++i)
+      backward_weight_block(g, x + blocks[i].n * in_img, dy + blocks[i].n * out_img, acc, blocks[i]);
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < w_elems; ++e) {
+      float sum = 0.0f;
+      for (int t = 0; t < threads; ++t) sum += partial[size_t(t) * w_elems + e];
+      dw[e] = sum;
+    }
+  }
+  record_impl(op, gemm_impl_name(g, split));
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y, const char* op) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_fast_path()) return forward_fast(g, x, w, bias, y, op);
+  }
+  conv2d_forward_ref(g, x, w, bias, y);
+  record_impl(op, "scalar_ref");
+}
+
+template <typename T>
+void conv2d_backward_data(const ConvGeometry& g, const T* dy, const T* w, T* dx, const char* op) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_fast_path()) return backward_data_fast(g, dy, w, dx, op);
+  }
+  conv2d_backward_data_ref(g, dy, w, dx);
+  record_impl(op, "scalar_ref");
+}
+
+template <typename T>
+void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* dy, T* dw, const char* op) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_fast_path()) return backward_weight_fast(g, x, dy, dw, op);
+  }
+  conv2d_backward_weight_ref(g, x, dy, dw);
+  record_impl(op, "scalar_ref");
+}
+
+// dy (N, O, OH, OW) -> db (O,): the sum over images and positions. Memory-bound; threads split channels.
+template <typename T>
+void conv2d_backward_bias(const ConvGeometry& g, const T* dy, T* db) {
+  const int64_t L = g.OH * g.OW;
+#pragma omp parallel for schedule(static) num_threads(available_threads()) if (g.N * g.O * L > 65536)
+  for (int64_t o = 0; o < g.O; ++o) {
+    double sum = 0.0;  // float64 accumulation: a bias gradient sums up to millions of terms
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* plane = dy + (n * g.O + o) * L;
+      T partial = T(0);
+      for (int64_t l = 0; l < L; ++l) partial += plane[l];
+      sum += double(partial);
+    }
+    db[o] = T(sum);
+  }
+}
+
+#define RB_CONV_INSTANTIATE(T)                                                                             \
+  template void im2col<T>(const ConvGeometry&, const T*, int64_t, int64_t, T*, int64_t);                                              \
+  template void col2im<T>(const ConvGeometry&, const T*, T*);                                              \
+  template void conv2d_forward<T>(const ConvGeometry&, const T*, const T*, const T*, T*, const char*);     \
+  template void conv2d_backward_data<T>(const ConvGeometry&, const T*, const T*, T*, const char*);         \
+  template void conv2d_backward_weight<T>(const ConvGeometry&, const T*, const T*, T*, const char*);       \
+  template void conv2d_backward_bias<T>(const ConvGeometry&, const T*, T*);
+RB_CONV_INSTANTIATE(float)
+RB_CONV_INSTANTIATE(double)
+#undef RB_CONV_INSTANTIATE
+
+}  // namespace rb

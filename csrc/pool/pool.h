@@ -1,0 +1,84 @@
+// 2-D pooling on planes: x (P, H, W) -> y (P, OH, OW), where P = N * C (NCHW arrays, C-contiguous).
+//
+//   max:  y[p, oh, ow] = max over taps (oh sH - pH + i dH, ow sW - pW + j dW) inside the image;
+//         idx = the tap's flat index ih * W + iw in its plane (torch's `indices`): the first maximum,
+//         or the last NaN (NaN propagates, as torch).
+//   avg:  y = sum over the window clipped to the image / divisor, where the divisor is
+//         divisor_override, else the window clipped to the padded image (count_include_pad), else
+//         the window clipped to the image (torch's rules, ceil_mode windows included).
+//   adaptive: window rows [floor(o H / OH), ceil((o + 1) H / OH)), columns likewise.
+// Planes are independent: the dispatchers split them across threads for every path.
+#pragma once
+#include <cstdint>
+
+namespace rb {
+
+struct PoolGeometry {
+  int64_t planes, H, W, OH, OW;
+  int64_t kH, kW, sH, sW, pH, pW, dH, dW;
+};
+
+struct AvgOptions {
+  bool count_include_pad;
+  int64_t divisor_override;  // 0: none
+};
+
+// ---- dispatchers (pool.cpp) ----
+template <typename T>
+void max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx);  // idx may be null
+// dx (P, H, W) = scatter-add of dy (P, OH, OW) through idx; also the backward of adaptive max pooling.
+template <typename T>
+void max_pool2d_backward(int64_t planes, int64_t in_plane, int64_t out_plane, const T* dy, const int64_t* idx,
+                         T* dx, const char* op);
+template <typename T>
+void avg_pool2d_forward(const PoolGeometry& g, const AvgOptions& opt, const T* x, T* y);
+template <typename T>
+void avg_pool2d_backward(const PoolGeometry& g, const AvgOptions& opt, const T* dy, T* dx);
+// Adaptive pooling: only planes, H, W, OH, OW of the geometry are used.
+template <typename T>
+void adaptive_max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx);
+template <typename T>
+void adaptive_avg_pool2d_forward(const PoolGeometry& g, const T* x, T* y);
+template <typename T>
+void adaptive_avg_pool2d_backward(const PoolGeometry& g, const T* dy, T* dx);
+
+// RoI max pooling (torchvision.ops.roi_pool): x (N, C, H, W), rois (K, 5) = (batch, x1, y1, x2, y2)
+// -> y (K, C, PH, PW) and argmax (K, C, PH, PW) (flat index in the plane, -1 for an empty bin).
+template <typename T>
+void roi_pool_forward(int64_t N, int64_t C, int64_t H, int64_t W, const T* x, int64_t K, const T* rois, int64_t PH,
+                      int64_t PW, double spatial_scale, T* y, int64_t* argmax);
+template <typename T>
+void roi_pool_backward(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, const T* rois, int64_t PH, int64_t PW,
+                       const T* dy, const int64_t* argmax, T* dx);
+
+// ---- the scalar reference on planes [p0, p1) (pool_ref.cpp): the spec ----
+template <typename T>
+void max_pool2d_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* x, T* y, int64_t* idx);
+template <typename T>
+void max_pool2d_backward_ref(int64_t p0, int64_t p1, int64_t in_plane, int64_t out_plane, const T* dy,
+                             const int64_t* idx, T* dx);
+template <typename T>
+void avg_pool2d_ref(const PoolGeometry& g, const AvgOptions& opt, int64_t p0, int64_t p1, const T* x, T* y);
+template <typename T>
+void avg_pool2d_backward_ref(const PoolGeometry& g, const AvgOptions& opt, int64_t p0, int64_t p1, const T* dy, T* dx);
+template <typename T>
+void adaptive_max_pool2d_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* x, T* y, int64_t* idx);
+template <typename T>
+void adaptive_avg_pool2d_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* x, T* y);
+template <typename T>
+void adaptive_avg_pool2d_backward_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* dy, T* dx);
+
+// One output of one plane (used by the reference and by the fast path at the borders).
+template <typename T>
+void max_pool2d_window(const PoolGeometry& g, const T* plane, int64_t oh, int64_t ow, T* out, int64_t* idx);
+template <typename T>
+T avg_pool2d_window(const PoolGeometry& g, const AvgOptions& opt, const T* plane, int64_t oh, int64_t ow);
+// The avg-pool window of output (oh, ow) clipped to the image, and its divisor.
+void avg_pool2d_bounds(const PoolGeometry& g, const AvgOptions& opt, int64_t oh, int64_t ow, int64_t* h0, int64_t* h1,
+                       int64_t* w0, int64_t* w1, int64_t* divisor);
+
+// ---- AVX2 fast paths (pool_avx2.cpp): vectors of 8 outputs along W in the image interior ----
+void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, int64_t* idx);
+void avg_pool2d_avx2(const PoolGeometry& g, const AvgOptions& opt, int64_t p0, int64_t p1, const float* x, float* y);
+
+}  // namespace rb

@@ -1,0 +1,191 @@
+// AVX2 pooling: 8 neighbouring outputs of a row at once, for windows that lie wholly inside the
+// image along W (and, for average pooling, along H). Stride 1 loads taps directly, stride 2
+// loads 15 floats and keeps the even lanes; other strides and the border outputs go through the
+// reference's per-window function, so every output follows the one spec.
+// The tap order and the comparison (v > best or v is NaN) are the reference's, so results are identical.
+#include <immintrin.h>
+
+#include "pool/pool.h"
+
+namespace rb {
+namespace {
+
+// The 8 floats p[0], p[s], ..., p[7 s] for s in {1, 2}, reading nothing past p[7 s]. For s = 2 they
+// come in the lane order 0 1 4 5 2 3 6 7 (one in-lane shuffle; the lane-crossing permute that
+// would sort them is slow on Zen): pooling is element-wise across taps, so blocks accumulate in
+// this order and in_output_order() sorts the result once.
+inline __m256 load_strided(const float* p, int64_t s) {
+  if (s == 1) return _mm256_loadu_ps(p);
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 7);  // p0..p7, p7..p14
+  return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 2, 0));          // p0 p2 p8 p10 | p4 p6 p12 p14
+}
+inline __m256 in_output_order(__m256 v, int64_t s) {
+  return s == 1 ? v : _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+inline __m256i in_output_order(__m256i v, int64_t s) {
+  return s == 1 ? v : _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// The output columns [*first, *end) whose whole window lies inside [0, W).
+void interior_columns(const PoolGeometry& g, int64_t* first, int64_t* end) {
+  const int64_t lo = (g.pW + g.sW - 1) / g.sW;
+  const int64_t last_start = g.W - 1 + g.pW - (g.kW - 1) * g.dW;  // ow * sW may be at most this
+  int64_t hi = last_start < 0 ? 0 : last_start / g.sW + 1;
+  hi = hi < g.OW ? hi : g.OW;
+  *first = lo < hi ? lo : hi;
+  *end = hi;
+}
+
+// Calls block(ow) for 8-wide blocks covering [first, end) (the last one overlapping its neighbour
+// rather than leaving a scalar tail) and returns how far the blocks reached (first if none fit).
+template <typename Block>
+inline int64_t for_each_block(int64_t first, int64_t end, Block block) {
+  if (end - first < 8) return first;
+  int64_t ow = first;
+  for (; ow + 8 <= end; ow += 8) block(ow);
+  if (ow < end) block(end - 8);
+  return end;
+}
+
+// 8 outputs (oh, ow .. ow + 7) without indices: a running max_ps (which keeps the earlier value on
+// ties, as the reference) plus a mask of lanes that saw a NaN, so the dependency chain is one max.
+inline void max_block(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow, float* out) {
+  __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
+  for (int64_t i = 0; i < g.kH; ++i) {
+    const int64_t ih = oh * g.sH - g.pH + i * g.dH;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t j = 0; j < g.kW; ++j) {
+      const __m256 v = load_strided(plane + ih * g.W + ow * g.sW - g.pW + j * g.dW, g.sW);
+      best = _mm256_max_ps(v, best);  // v > best ? v : best
+      saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+  }
+  _mm256_storeu_ps(out, in_output_order(_mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan), g.sW));
+}
+
+// One output without its index, branch-free (the reference's data-dependent branch mispredicts
+// on every other tap of random data): running max plus a NaN flag, as max_block.
+inline float max_window_value(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow) {
+  float best = -__builtin_inff();
+  bool saw_nan = false;
+  for (int64_t i = 0; i < g.kH; ++i) {
+    const int64_t ih = oh * g.sH - g.pH + i * g.dH;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t j = 0; j < g.kW; ++j) {
+      const int64_t iw = ow * g.sW - g.pW + j * g.dW;
+      if (iw < 0 || iw >= g.W) continue;
+      const float v = plane[ih * g.W + iw];
+      best = v > best ? v : best;
+      saw_nan |= v != v;
+    }
+  }
+  return saw_nan ? __builtin_nanf("") : best;
+}
+
+// 8 outputs with the flat index of each maximum: the reference's rule (v > best or v is NaN) per tap.
+inline void max_block_with_index(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow,
+                                 __m256i lane_offsets, float* out, int64_t* idx) {
+  __m256 best = _mm256_set1_ps(-__builtin_inff());
+  __m256i best_index = _mm256_set1_epi32(-1);
+  bool first_tap = true;
+  for (int64_t i = 0; i < g.kH; ++i) {
+    const int64_t ih = oh * g.sH - g.pH + i * g.dH;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t j = 0; j < g.kW; ++j) {
+      const int64_t tap = ih * g.W + ow * g.sW - g.pW + j * g.dW;
+      const __m256 v = load_strided(plane + tap, g.sW);
+      __m256 take;
+      if (first_tap) {
+        take = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        first_tap = false;
+      } else {
+        take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      }
+      best = _mm256_blendv_ps(best, v, take);
+      const __m256i tap_index = _mm256_add_epi32(_mm256_set1_epi32(int(tap)), lane_offsets);
+      best_index = _mm256_castps_si256(
+          _mm256_blendv_ps(_mm256_castsi256_ps(best_index), _mm256_castsi256_ps(tap_index), take));
+    }
+  }
+  _mm256_storeu_ps(out, in_output_order(best, g.sW));
+  best_index = in_output_order(best_index, g.sW);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 4),
+                      _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index, 1)));
+}
+
+template <bool kWithIndex>
+void max_pool_plane(const PoolGeometry& g, const float* plane, float* out, int64_t* idx) {
+  int64_t first, end;
+  interior_columns(g, &first, &end);
+  const bool vectorise = g.sW == 1 || g.sW == 2;
+  // Tap offsets of the 8 lanes, in load_strided's lane order.
+  const __m256i lane_offsets = g.sW == 1 ? _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
+                                         : _mm256_setr_epi32(0, 2, 8, 10, 4, 6, 12, 14);
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    float* out_row = out + oh * g.OW;
+    int64_t* idx_row = kWithIndex ? idx + oh * g.OW : nullptr;
+    int64_t ow = 0;
+    const auto border = [&](int64_t o) {
+      if (kWithIndex)
+        max_pool2d_window(g, plane, oh, o, out_row + o, idx_row + o);
+      else
+        out_row[o] = max_window_value(g, plane, oh, o);
+    };
+    for (; ow < first; ++ow) border(ow);
+    if (vectorise) {
+      ow = for_each_block(first, end, [&](int64_t o) {
+        if (kWithIndex)
+          max_block_with_index(g, plane, oh, o, lane_offsets, out_row + o, idx_row + o);
+        else
+          max_block(g, plane, oh, o, out_row + o);
+      });
+    }
+    for (; ow < g.OW; ++ow) border(ow);
+  }
+}
+
+void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* plane, float* out) {
+  int64_t first, end;
+  interior_columns(g, &first, &end);
+  const bool vectorise = g.sW == 1 || g.sW == 2;
+  // A window wholly inside the image has kH * kW taps under every counting rule.
+  const __m256 divisor = _mm256_set1_ps(float(opt.divisor_override ? opt.divisor_override : g.kH * g.kW));
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    float* out_row = out + oh * g.OW;
+    const int64_t h0 = oh * g.sH - g.pH;
+    const bool row_inside = h0 >= 0 && h0 + g.kH <= g.H;
+    int64_t ow = 0;
+    if (row_inside && vectorise) {
+      for (; ow < first; ++ow) out_row[ow] = avg_pool2d_window(g, opt, plane, oh, ow);
+      ow = for_each_block(first, end, [&](int64_t o) {
+        __m256 sum = _mm256_setzero_ps();
+        for (int64_t i = 0; i < g.kH; ++i)
+          for (int64_t j = 0; j < g.kW; ++j)
+            sum = _mm256_add_ps(sum, load_strided(plane + (h0 + i) * g.W + o * g.sW - g.pW + j, g.sW));
+        _mm256_storeu_ps(out_row + o, in_output_order(_mm256_div_ps(sum, divisor), g.sW));
+      });
+    }
+    for (; ow < g.OW; ++ow) out_row[ow] = avg_pool2d_window(g, opt, plane, oh, ow);
+  }
+}
+
+}  // namespace
+
+// x (P, H, W) -> y, idx (P, OH, OW) for planes [p0, p1); idx may be null
+void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, int64_t* idx) {
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  for (int64_t p = p0; p < p1; ++p) {
+    if (idx)
+      max_pool_plane<true>(g, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
+    else
+      max_pool_plane<false>(g, x + p * in_plane, y + p * out_plane, nullptr);
+  }
+}
+
+// x (P, H, W) -> y (P, OH, OW) for planes [p0, p1); avg pooling has no dilation (dH = dW = 1)
+void avg_pool2d_avx2(const PoolGeometry& g, const AvgOptions& opt, int64_t p0, int64_t p1, const float* x, float* y) {
+  for (int64_t p = p0; p < p1; ++p) avg_pool_plane(g, opt, x + p * g.H * g.W, y + p * g.OH * g.OW);
+}
+
+}  // namespace rb

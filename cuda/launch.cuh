@@ -1,0 +1,32 @@
+// Launch-configuration helpers shared by the kernels (device code: include only from .cu files).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace rb::cuda {
+
+// Blocks for a grid-stride loop over `items` work items of `per_block` each: one item per block up
+// to a cap that fills any GPU many times over, well inside grid.x's 2^31 - 1 limit. 64-bit loops
+// inside the kernels cover whatever the cap leaves.
+inline unsigned int grid_stride_blocks(int64_t items, int64_t per_block) {
+  const int64_t blocks = (items + per_block - 1) / per_block;
+  return static_cast<unsigned int>(std::clamp<int64_t>(blocks, 1, int64_t{1} << 20));
+}
+
+// Index of this thread in a 1-D grid, and the grid's size, as 64-bit numbers.
+__device__ inline int64_t global_thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ inline int64_t grid_threads() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+// Overloads so that templates call the float or double version of each function.
+__device__ inline float exp_of(float x) { return expf(x); }
+__device__ inline double exp_of(double x) { return exp(x); }
+__device__ inline float log_of(float x) { return logf(x); }
+__device__ inline double log_of(double x) { return log(x); }
+__device__ inline float tanh_of(float x) { return tanhf(x); }
+__device__ inline double tanh_of(double x) { return tanh(x); }
+
+}  // namespace rb::cuda

@@ -1,0 +1,27 @@
+// Ops on DeviceArrays: argument checks (ValueError / TypeError naming the op and shapes), output
+// allocation, then the kernel launch on the device's stream. Results are fresh C-contiguous arrays.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <vector>
+
+#include "device_array.h"
+#include "kernels.h"
+
+namespace rb::cuda {
+
+// Host <-> device. from_host copies on the device's stream; to_host waits for the copy.
+DeviceArray from_host(const pybind11::array& array, int device);
+pybind11::array to_host(const DeviceArray& x);
+
+DeviceArray contiguous(const DeviceArray& x);  // x itself when already C-contiguous
+DeviceArray elementwise(Elementwise op, const std::vector<DeviceArray>& inputs, const char* name);
+DeviceArray sum(const DeviceArray& x, int axis, bool keepdims);
+DeviceArray softmax(const DeviceArray& x, bool log);
+DeviceArray softmax_backward(const DeviceArray& dy, const DeviceArray& y, bool log);
+DeviceArray matmul(const DeviceArray& a, const DeviceArray& b);  // (M,K)@(K,N) or batched (B,M,K)@(B,K,N), float32
+
+void synchronize(int device);
+
+}  // namespace rb::cuda

@@ -1,0 +1,172 @@
+"""python -m rosenblatt.bench conv: convolution, transposed convolution and pooling against PyTorch.
+
+Prints, per case, the forward and forward+backward (gradients of input and weight) times, GFLOP/s,
+the implementation that ran (`last_impl`) and the ratio torch_time / our_time (> 1: we are faster),
+all measured in this run with the same thread count on both sides (default 2; --threads=N).
+Pooling rows give GB/s (bytes read + written) beside the machine's measured copy bandwidth.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import rosenblatt
+from rosenblatt import _C, nn
+from rosenblatt.bench.common import geomean, median_time, print_table, try_import_torch
+from rosenblatt.tensor import Tensor, no_grad
+
+F = nn.functional
+
+# name, batch, in channels, out channels, input size, kernel, stride, padding
+CONV_CASES = [
+    ("3x3 64->64 56x56 b1", 1, 64, 64, 56, 3, 1, 1),
+    ("3x3 128->128 28x28 b8", 8, 128, 128, 28, 3, 1, 1),
+    ("3x3 3->64 224x224 b1", 1, 3, 64, 224, 3, 1, 1),
+    ("5x5 1->20 28x28 b64", 64, 1, 20, 28, 5, 1, 0),
+    ("3x3 32->64 32x32 b32", 32, 32, 64, 32, 3, 1, 1),
+    ("1x1 256->64 56x56 b1", 1, 256, 64, 56, 1, 1, 0),
+    ("3x3 s2 64->128 56x56 b8", 8, 64, 128, 56, 3, 2, 1),
+]
+# name, batch, in channels, out channels, input size, kernel, stride, padding
+TRANSPOSED_CASES = [("T 4x4 s2 64->32 28->56 b8", 8, 64, 32, 28, 4, 2, 1)]
+# name, op, input shape, kernel, stride, padding
+POOL_CASES = [
+    ("max 2x2 32x64x56x56", "max", (32, 64, 56, 56), 2, 2, 0),
+    ("avg 2x2 32x64x56x56", "avg", (32, 64, 56, 56), 2, 2, 0),
+    ("max 3x3 s2 p1 8x64x112x112", "max", (8, 64, 112, 112), 3, 2, 1),
+]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+def _ratio(theirs, ours) -> str:
+    return f"{theirs / ours:.2f}x" if theirs else "-"
+
+
+def _copy_bandwidth() -> float:
+    """GB/s of a large np.copyto (bytes read + written), the memory ceiling for pooling."""
+    src = np.ones(64 * 2**20 // 4, np.float32)
+    dst = np.empty_like(src)
+    seconds = median_time(lambda: np.copyto(dst, src), repeat=7, warmup=2)
+    return 2 * src.nbytes / seconds / 1e9
+
+
+def _time_pair(ours_fwd, ours_step, torch_fwd, torch_step, repeat):
+    times = [median_time(ours_fwd, repeat), median_time(ours_step, repeat)]
+    if torch_fwd is not None:
+        times += [median_time(torch_fwd, repeat), median_time(torch_step, repeat)]
+    else:
+        times += [None, None]
+    return times
+
+
+def bench_convolutions(torch, repeat, rng):
+    header = ["case", "fwd ms", "GFLOP/s", "torch ms", "ratio", "fwd+bwd ms", "GFLOP/s", "torch ms", "ratio",
+              "impl fwd / bwd-data / bwd-weight"]
+    rows, fwd_ratios, step_ratios = [], [], []
+    cases = [(c, False) for c in CONV_CASES] + [(c, True) for c in TRANSPOSED_CASES]
+    t_ratios = []
+    for (name, n, cin, cout, size, k, s, p), transposed in cases:
+        x = rng.standard_normal((n, cin, size, size)).astype(np.float32)
+        w_shape = (cin, cout, k, k) if transposed else (cout, cin, k, k)
+        w = (rng.standard_normal(w_shape) / np.sqrt(cin * k * k)).astype(np.float32)
+        ours = (lambda a, b: F.conv_transpose2d(a, b, None, s, p)) if transposed else \
+               (lambda a, b: F.conv2d(a, b, None, s, p))
+        xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+        with no_grad():
+            y = ours(xt, wt)
+        grad = rng.standard_normal(y.shape).astype(np.float32)
+        out_pixels = y.shape[2] * y.shape[3]
+        # Multiply-adds of the direct convolution (for transposed: the conv whose backward-data it is).
+        flops = 2 * n * cin * cout * k * k * (size * size if transposed else out_pixels)
+
+        def our_fwd():
+            with no_grad():
+                ours(xt, wt)
+
+        def our_step():
+            xt.grad = wt.grad = None
+            ours(xt, wt).backward(grad)
+
+        torch_fwd = torch_step = None
+        if torch is not None:
+            tf = torch.nn.functional
+            tx, tw, tg = (torch.from_numpy(a.copy()) for a in (x, w, grad))
+            tx.requires_grad_(True)
+            tw.requires_grad_(True)
+            theirs = (lambda a, b: tf.conv_transpose2d(a, b, None, s, p)) if transposed else \
+                     (lambda a, b: tf.conv2d(a, b, None, s, p))
+
+            def torch_fwd():
+                with torch.no_grad():
+                    theirs(tx, tw)
+
+            def torch_step():
+                tx.grad = tw.grad = None
+                theirs(tx, tw).backward(tg)
+
+        f, st, tf_, ts = _time_pair(our_fwd, our_step, torch_fwd, torch_step, repeat)
+        impl_op = "conv_transpose2d" if transposed else "conv2d"
+        our_fwd()
+        impl = _C.last_impl(impl_op)
+        our_step()
+        impl += " / " + _C.last_impl("conv2d" if transposed else "conv2d_backward_data")
+        impl += " / " + _C.last_impl("conv2d_backward_weight")
+        rows.append([name, _ms(f), f"{flops / f / 1e9:.1f}", _ms(tf_) if tf_ else "-", _ratio(tf_, f),
+                     _ms(st), f"{3 * flops / st / 1e9:.1f}", _ms(ts) if ts else "-", _ratio(ts, st), impl])
+        if tf_:
+            if transposed:
+                t_ratios.append(tf_ / f)
+            else:
+                fwd_ratios.append(tf_ / f)
+                step_ratios.append(ts / st)
+    print_table(header, rows)
+    if fwd_ratios:
+        print(f"convolution geomean vs torch: forward {geomean(fwd_ratios):.2f}x, forward+backward "
+              f"{geomean(step_ratios):.2f}x, lowest forward {min(fwd_ratios):.2f}x, lowest fwd+bwd {min(step_ratios):.2f}x")
+        print(f"transposed convolution forward vs torch: {geomean(t_ratios):.2f}x")
+
+
+def bench_pooling(torch, repeat, rng):
+    copy_gbs = _copy_bandwidth()
+    header = ["case", "fwd ms", "GB/s", "% of copy", "torch ms", "ratio", "impl"]
+    rows = []
+    for name, kind, shape, k, s, p in POOL_CASES:
+        x = rng.standard_normal(shape).astype(np.float32)
+        xt = Tensor(x)
+        ours = (lambda: F.max_pool2d(xt, k, s, p)) if kind == "max" else (lambda: F.avg_pool2d(xt, k, s, p))
+        f = median_time(ours, repeat)
+        out = ours()
+        impl = _C.last_impl("max_pool2d" if kind == "max" else "avg_pool2d")
+        gbs = (x.nbytes + out.data.nbytes) / f / 1e9
+        tf_ = None
+        if torch is not None:
+            tx = torch.from_numpy(x)
+            pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
+            with torch.no_grad():
+                tf_ = median_time(lambda: pool(tx, k, s, p), repeat)
+        rows.append([name, _ms(f), f"{gbs:.1f}", f"{100 * gbs / copy_gbs:.0f}%", _ms(tf_) if tf_ else "-",
+                     _ratio(tf_, f), impl])
+    print(f"memory copy bandwidth (np.copyto, 256 MiB read + written): {copy_gbs:.1f} GB/s")
+    print_table(header, rows)
+
+
+def main(argv):
+    threads = 2
+    repeat = 7
+    for arg in argv:
+        if arg.startswith("--threads="):
+            threads = int(arg.split("=", 1)[1])
+        elif arg.startswith("--repeat="):
+            repeat = int(arg.split("=", 1)[1])
+    rosenblatt.set_num_threads(threads)
+    torch = try_import_torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    print(f"== conv: {threads} threads, ISA {_C.isa()}, median of {repeat}; ratio = torch time / our time"
+          + ("" if torch else " (torch not importable: no ratios)"))
+    rng = np.random.default_rng(0)
+    bench_convolutions(torch, repeat, rng)
+    print()
+    bench_pooling(torch, repeat, rng)

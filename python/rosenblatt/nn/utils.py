@@ -1,0 +1,57 @@
+"""Gradient clipping, as torch.nn.utils."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..tensor import Tensor
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+
+
+def _gradients(parameters, what: str) -> list:
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    grads = []
+    for param in parameters:
+        if not isinstance(param, Tensor):
+            raise TypeError(f"{what}: expected Tensors, got {type(param).__name__}")
+        if param.grad is not None:
+            grads.append(param.grad.data)
+    return grads
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> Tensor:
+    """Scale all gradients together so that their joint norm (the norm of the vector of all
+    gradient entries) is at most max_norm. Returns the norm before clipping."""
+    grads = _gradients(parameters, "clip_grad_norm_")
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    if not grads:
+        return Tensor(np.zeros((), np.float32))
+    # The norm of the per-tensor norms is the norm of all entries together.
+    if norm_type == math.inf:
+        norms = [np.max(np.abs(g)) if g.size else np.float32(0) for g in grads]
+        total = np.max(norms)
+    elif norm_type > 0:
+        norms = np.array([np.linalg.norm(g.ravel(), ord=norm_type) for g in grads])
+        total = np.linalg.norm(norms, ord=norm_type)
+    else:
+        raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
+    total = np.float32(total)
+    if error_if_nonfinite and not np.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
+                           f"{total}, so they cannot be clipped; set error_if_nonfinite=False to skip this check")
+    # torch multiplies by the clamped coefficient unconditionally (a no-op scale of 1 when within bounds)
+    scale = np.float32(min(max_norm / (float(total) + 1e-6), 1.0))
+    for g in grads:
+        g *= scale
+    return Tensor(np.asarray(total, dtype=np.float32))
+
+
+def clip_grad_value_(parameters, clip_value: float) -> None:
+    """Clamp every gradient entry into [-clip_value, clip_value], in place."""
+    clip_value = float(clip_value)
+    for g in _gradients(parameters, "clip_grad_value_"):
+        np.clip(g, -clip_value, clip_value, out=g)

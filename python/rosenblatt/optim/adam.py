@@ -1,0 +1,71 @@
+"""Adam and AdamW, with torch.optim's update rules:
+
+    t = t + 1
+    p = p * (1 - lr * weight_decay)        (AdamW: decoupled weight decay)
+    g = grad + weight_decay * p            (Adam: L2 penalty folded into the gradient)
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g^2
+    v_max = max(v_max, v)                  (amsgrad; then v_max replaces v below)
+    p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..tensor import Tensor
+from .optimizer import Optimizer, check_hyperparameter, lerp_
+
+
+class Adam(Optimizer):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        name = type(self).__name__
+        check_hyperparameter(name, "learning rate", lr, lr >= 0)
+        check_hyperparameter(name, "epsilon value", eps, eps >= 0)
+        check_hyperparameter(name, "beta parameter at index 0", betas[0], 0 <= betas[0] < 1)
+        check_hyperparameter(name, "beta parameter at index 1", betas[1], 0 <= betas[1] < 1)
+        check_hyperparameter(name, "weight_decay value", weight_decay, weight_decay >= 0)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _update(self, group, param, grad, state):
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = Tensor(np.zeros_like(param.data))
+            state["exp_avg_sq"] = Tensor(np.zeros_like(param.data))
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = Tensor(np.zeros_like(param.data))
+        state["step"] += 1
+        step = state["step"]
+        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+
+        if weight_decay != 0:
+            if group["decoupled_weight_decay"]:
+                param.data *= 1 - lr * weight_decay
+            else:
+                grad = grad + weight_decay * param.data
+        exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+        lerp_(exp_avg, grad, 1 - beta1)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * grad * grad
+        if group["amsgrad"]:
+            np.maximum(state["max_exp_avg_sq"].data, exp_avg_sq, out=state["max_exp_avg_sq"].data)
+            exp_avg_sq = state["max_exp_avg_sq"].data
+
+        step_size = lr / (1 - beta1 ** step)
+        denominator = np.sqrt(exp_avg_sq) / math.sqrt(1 - beta2 ** step) + group["eps"]
+        param.data -= step_size * (exp_avg / denominator)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): the decay shrinks the weights
+    directly instead of entering the moment estimates."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)

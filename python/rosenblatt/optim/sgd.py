@@ -1,0 +1,42 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay,
+with torch.optim.SGD's update rule:
+
+    g = grad + weight_decay * p
+    buf = g                                         (first step)
+    buf = momentum * buf + (1 - dampening) * g      (later steps)
+    g = g + momentum * buf  if nesterov else  buf
+    p = p - lr * g
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor import Tensor
+from .optimizer import Optimizer, check_hyperparameter
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False):
+        check_hyperparameter("SGD", "learning rate", lr, lr >= 0)
+        check_hyperparameter("SGD", "momentum", momentum, momentum >= 0)
+        check_hyperparameter("SGD", "weight_decay", weight_decay, weight_decay >= 0)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"SGD: Nesterov momentum requires a momentum and zero dampening, "
+                             f"got momentum={momentum}, dampening={dampening}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+
+    def _update(self, group, param, grad, state):
+        momentum, weight_decay = group["momentum"], group["weight_decay"]
+        if weight_decay != 0:
+            grad = grad + weight_decay * param.data
+        if momentum != 0:
+            buffer = state.get("momentum_buffer")
+            if buffer is None:
+                buffer = state["momentum_buffer"] = Tensor(np.array(grad, dtype=param.dtype))
+            else:
+                buffer.data *= momentum
+                buffer.data += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buffer.data if group["nesterov"] else buffer.data
+        param.data -= group["lr"] * grad

@@ -1,0 +1,362 @@
+"""Every differentiable op: finite-difference gradcheck in float64, and (when torch is importable)
+forward values and gradients against torch on the same inputs.
+
+Each case is written once as fn(lib, F, *inputs), where (lib, F) is (rosenblatt, rosenblatt.nn.functional)
+or (torch, torch.nn.functional): the two libraries share names and signatures, so one table drives
+both checks.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import rosenblatt
+import rosenblatt.nn.functional as RF
+from rosenblatt.autograd import gradcheck
+from conftest import assert_close
+
+
+@dataclass
+class Case:
+    name: str
+    fn: object  # fn(lib, F, *inputs) -> tensor
+    shapes: list  # one shape per differentiable input
+    domain: str = "normal"  # "normal", "positive" (>= 0.5) or "unit" (in [0.1, 0.9])
+    torch: bool = True  # False where torch has no equal (random masks)
+    consts: dict = field(default_factory=dict)
+
+
+def targets(lib, values, dtype=None):
+    """A constant tensor (class targets, masks, indices) in either library."""
+    array = np.asarray(values)
+    if dtype is not None:
+        array = array.astype(dtype)
+    return lib.tensor(array)
+
+
+CLASS_T = np.array([2, 0, 4, 4, 1, 3])
+IGNORED_T = np.array([2, -100, 4, 4, -100, 3])
+SPATIAL_T = np.array([[[0, 2, 1], [1, 1, -100]], [[2, 2, 0], [0, 1, 2]]])  # (N=2, d1=2, d2=3), C=3
+CLASS_W = np.array([0.5, 1.0, 2.0, 0.25, 1.5])
+SIGNS = np.array([[1, -1, 1], [-1, -1, 1], [1, 1, -1], [-1, 1, 1]], dtype=np.float64)
+MASK = np.array([[True, False, True, True], [False, False, True, False], [True, True, True, False]])
+
+CASES = [
+    # arithmetic with broadcasting, scalars on both sides, and reuse of one input
+    Case("add_broadcast", lambda lib, F, a, b: a + b, [(3, 4), (4,)]),
+    Case("add_broadcast_both", lambda lib, F, a, b: a + b, [(2, 1, 3), (4, 1)]),
+    Case("sub_broadcast", lambda lib, F, a, b: a - b, [(3, 1), (1, 5)]),
+    Case("mul_broadcast", lambda lib, F, a, b: a * b, [(2, 3, 4), (3, 1)]),
+    Case("div_broadcast", lambda lib, F, a, b: a / b, [(3, 4), (4,)], domain="positive"),
+    Case("scalar_reflected", lambda lib, F, a: (2.0 - a) * 3.0 + 1.0 / (a + 5.0) - a / 4.0, [(3, 4)], "positive"),
+    Case("zero_dim_operand", lambda lib, F, a, b: a * b + b, [(3, 2), ()]),
+    Case("neg", lambda lib, F, a: -a, [(5,)]),
+    Case("reuse_accumulates", lambda lib, F, a: a * a + a.exp() * a - a.sum(), [(3, 3)]),
+    Case("pow_scalar", lambda lib, F, a: a ** 3 + a ** 2, [(3, 4)]),
+    Case("pow_fractional", lambda lib, F, a: a ** 0.5 + a ** -1.5, [(3, 4)], "positive"),
+    Case("pow_tensor", lambda lib, F, a, b: lib.pow(a, b), [(3, 4), (4,)], "positive"),
+    Case("rpow", lambda lib, F, a: 2.0 ** a, [(6,)]),
+    Case("maximum", lambda lib, F, a, b: lib.maximum(a, b), [(3, 4), (4,)]),
+    Case("minimum", lambda lib, F, a, b: lib.minimum(a, b), [(3, 4), (3, 1)]),
+    # reductions
+    Case("sum_all", lambda lib, F, a: a.sum(), [(3, 4)]),
+    Case("sum_dims", lambda lib, F, a: a.sum((0, 2)), [(2, 3, 4)]),
+    Case("sum_keepdim", lambda lib, F, a: a.sum(-1, keepdim=True), [(2, 3, 4)]),
+    Case("mean_all", lambda lib, F, a: a.mean(), [(3, 4)]),
+    Case("mean_dim", lambda lib, F, a: a.mean(1), [(2, 3, 4)]),
+    Case("mean_keepdim", lambda lib, F, a: a.mean((0, 1), keepdim=True), [(2, 3, 4)]),
+    Case("max_all", lambda lib, F, a: a.max(), [(3, 4)]),
+    Case("min_all", lambda lib, F, a: a.min(), [(3, 4)]),
+    Case("max_dim", lambda lib, F, a: a.max(1).values, [(3, 4, 2)]),
+    Case("max_dim_keepdim", lambda lib, F, a: lib.max(a, 0, keepdim=True)[0], [(3, 4)]),
+    Case("min_dim", lambda lib, F, a: a.min(-1).values, [(3, 5)]),
+    Case("amax", lambda lib, F, a: lib.amax(a, (0, 2)), [(3, 4, 2)]),
+    Case("var", lambda lib, F, a: a.var(1), [(3, 5)]),
+    Case("std_biased", lambda lib, F, a: a.std(0, unbiased=False, keepdim=True), [(4, 3)]),
+    Case("logsumexp", lambda lib, F, a: lib.logsumexp(a * 30, 1), [(3, 5)]),
+    # shapes
+    Case("reshape", lambda lib, F, a: a.reshape(4, -1) * lib.arange(4.0).reshape(4, 1), [(2, 3, 2)]),
+    Case("view", lambda lib, F, a: a.view(-1), [(2, 3)]),
+    Case("flatten", lambda lib, F, a: lib.flatten(a, 1) ** 2, [(2, 3, 2)]),
+    Case("squeeze_unsqueeze", lambda lib, F, a: a.squeeze(1).unsqueeze(0).unsqueeze(-1) ** 2, [(3, 1, 2)]),
+    Case("squeeze_all", lambda lib, F, a: a.squeeze() ** 2, [(1, 3, 1)]),
+    Case("transpose", lambda lib, F, a: a.transpose(0, 2) * lib.arange(8.0).reshape(4, 1, 2), [(2, 3, 4)]),
+    Case("permute", lambda lib, F, a: a.permute(2, 0, 1) ** 2, [(2, 3, 4)]),
+    Case("T", lambda lib, F, a: a.T @ a, [(3, 4)]),
+    Case("expand", lambda lib, F, a: a.expand(2, 3, 4) * lib.arange(24.0).reshape(2, 3, 4), [(3, 1)]),
+    # indexing and slicing
+    Case("index_int", lambda lib, F, a: a[1] ** 2, [(3, 4)]),
+    Case("index_slices", lambda lib, F, a: a[1:, ::2] ** 2, [(4, 5)]),
+    Case("index_negative_step",  # torch has no negative steps: flip is its equal
+         lambda lib, F, a: (a[::-1] if lib is rosenblatt else a.flip(0))[:, 1:-1] * lib.arange(6.0).reshape(2, 3),
+         [(2, 5)]),
+    Case("index_none_ellipsis", lambda lib, F, a: a[None, ..., 1] ** 2, [(2, 3, 4)]),
+    Case("index_int_array_repeats", lambda lib, F, a: a[targets(lib, [0, 2, 0, 0])] ** 2, [(3, 4)]),
+    Case("index_two_arrays_repeats", lambda lib, F, a: a[targets(lib, [0, 1, 0]), targets(lib, [2, 2, 2])] ** 2,
+         [(2, 4)]),
+    Case("index_array_with_slice", lambda lib, F, a: a[:, targets(lib, [3, 0, 3])] ** 2, [(2, 4)]),
+    Case("index_bool_mask", lambda lib, F, a: a[targets(lib, MASK)] ** 2, [(3, 4)]),
+    Case("index_bool_rows", lambda lib, F, a: a[targets(lib, [True, False, True])] ** 2, [(3, 4)]),
+    Case("gather_repeats", lambda lib, F, a: a.gather(1, targets(lib, [[0, 0, 2], [1, 1, 1]])) ** 2, [(2, 3)]),
+    Case("masked_fill", lambda lib, F, a: a.masked_fill(targets(lib, MASK), 2.0) ** 2, [(3, 4)]),
+    Case("clone_contiguous", lambda lib, F, a: a.T.contiguous().clone() ** 2, [(3, 4)]),
+    Case("unflatten", lambda lib, F, a: a.unflatten(1, (2, 3)) * lib.arange(12.0).reshape(2, 2, 3), [(2, 6)]),
+    Case("amin", lambda lib, F, a: lib.amin(a, 1, keepdim=True), [(3, 4)]),
+    Case("clamp_tensor_bounds", lambda lib, F, a, lo, hi: lib.clamp(a, lo - 1, hi + 1), [(3, 4), (4,), (3, 1)]),
+    # joining
+    Case("cat", lambda lib, F, a, b: lib.cat([a, b, a], 1) ** 2, [(2, 3), (2, 1)]),
+    Case("stack", lambda lib, F, a, b: lib.stack([a, b, a], -1) ** 2, [(2, 3), (2, 3)]),
+    Case("chunk", lambda lib, F, a: lib.chunk(a, 3, 1)[1] ** 2 + lib.chunk(a, 3, 1)[2].sum(), [(2, 5)]),
+    Case("split", lambda lib, F, a: lib.split(a, [1, 3], 1)[1] ** 2 + lib.split(a, 2, 1)[0].sum(), [(2, 4)]),
+    Case("unbind", lambda lib, F, a: lib.unbind(a, 1)[2] * lib.unbind(a, 1)[0], [(2, 3)]),
+    Case("flip", lambda lib, F, a: lib.flip(a, (0, 2)) * lib.arange(24.0).reshape(2, 3, 4), [(2, 3, 4)]),
+    *[Case(f"pad_{mode}", (lambda mode: lambda lib, F, a: F.pad(a, (2, 1, 1, 2), mode=mode) ** 2)(mode),
+           [(2, 3, 4)]) for mode in ("constant", "reflect", "replicate", "circular")],
+    Case("pad_value_last_dim", lambda lib, F, a: F.pad(a, (0, 3), value=1.5) ** 2, [(2, 3)]),
+    Case("where", lambda lib, F, a, b: lib.where(targets(lib, MASK), a, b), [(3, 4), (4,)]),
+    Case("where_scalar", lambda lib, F, a: lib.where(a > 0, a, 0.5 * a), [(3, 4)]),
+    # elementwise functions and activations
+    Case("exp", lambda lib, F, a: lib.exp(a), [(3, 4)]),
+    Case("log", lambda lib, F, a: lib.log(a), [(3, 4)], "positive"),
+    Case("log1p", lambda lib, F, a: lib.log1p(a), [(3, 4)], "positive"),
+    Case("sqrt", lambda lib, F, a: lib.sqrt(a), [(3, 4)], "positive"),
+    Case("abs", lambda lib, F, a: lib.abs(a), [(3, 4)]),
+    Case("clamp", lambda lib, F, a: lib.clamp(a, -0.5, 0.7), [(4, 5)]),
+    Case("clamp_min_only", lambda lib, F, a: a.clamp(min=0.1), [(4, 5)]),
+    Case("sin_cos", lambda lib, F, a: lib.sin(a) * lib.cos(a), [(4,)]),
+    Case("sigmoid", lambda lib, F, a: lib.sigmoid(a * 10), [(3, 4)]),
+    Case("tanh", lambda lib, F, a: lib.tanh(a), [(3, 4)]),
+    Case("relu", lambda lib, F, a: F.relu(a), [(3, 4)]),
+    Case("leaky_relu", lambda lib, F, a: F.leaky_relu(a, 0.2), [(3, 4)]),
+    Case("leaky_relu_default", lambda lib, F, a: F.leaky_relu(a), [(3, 4)]),
+    Case("softplus", lambda lib, F, a: F.softplus(a * 10), [(3, 4)]),
+    Case("elu", lambda lib, F, a: F.elu(a, 0.7), [(3, 4)]),
+    Case("hardtanh", lambda lib, F, a: F.hardtanh(a, -0.5, 0.8), [(3, 4)]),
+    Case("normalize", lambda lib, F, a: F.normalize(a, dim=1), [(3, 4)]),
+    Case("softmax", lambda lib, F, a: F.softmax(a, 1), [(3, 4)]),
+    Case("softmax_dim0_3d", lambda lib, F, a: F.softmax(a * 50, 0), [(3, 2, 2)]),
+    Case("log_softmax", lambda lib, F, a: F.log_softmax(a, -1), [(3, 4)]),
+    Case("log_softmax_large", lambda lib, F, a: F.log_softmax(a * 1000, 1), [(2, 3, 2)]),
+    # matrix products in every torch form
+    Case("matmul_1d_1d", lambda lib, F, a, b: a @ b, [(5,), (5,)]),
+    Case("matmul_1d_2d", lambda lib, F, a, b: a @ b, [(4,), (4, 3)]),
+    Case("matmul_2d_1d", lambda lib, F, a, b: a @ b, [(3, 4), (4,)]),
+    Case("matmul_2d_2d", lambda lib, F, a, b: a @ b, [(3, 4), (4, 5)]),
+    Case("matmul_transposed_views", lambda lib, F, a, b: a.T @ b.T, [(4, 3), (5, 4)]),
+    Case("matmul_3d_2d", lambda lib, F, a, b: a @ b, [(2, 3, 4), (4, 5)]),
+    Case("matmul_2d_3d", lambda lib, F, a, b: a @ b, [(3, 4), (2, 4, 5)]),
+    Case("matmul_batched", lambda lib, F, a, b: lib.matmul(a, b), [(2, 3, 4), (2, 4, 5)]),
+    Case("matmul_batch_broadcast", lambda lib, F, a, b: a @ b, [(2, 1, 3, 4), (3, 4, 2)]),
+    Case("matmul_1d_3d", lambda lib, F, a, b: a @ b, [(4,), (2, 4, 3)]),
+    Case("matmul_3d_1d", lambda lib, F, a, b: a @ b, [(2, 3, 4), (4,)]),
+    Case("bmm_mm", lambda lib, F, a, b, c: lib.bmm(a, b).sum(0) + lib.mm(c, c.T), [(2, 3, 4), (2, 4, 3), (3, 2)]),
+    Case("matmul_same_operand", lambda lib, F, a: a @ a, [(4, 4)]),
+    Case("linear", lambda lib, F, x, w, b: F.linear(x, w, b), [(5, 4), (3, 4), (3,)]),
+    Case("linear_no_bias_3d", lambda lib, F, x, w: F.linear(x, w), [(2, 5, 4), (3, 4)]),
+    Case("linear_1d_input", lambda lib, F, x, w, b: F.linear(x, w, b), [(4,), (3, 4), (3,)]),
+    # layers built from ops
+    Case("maxout", lambda lib, F, x: RF.maxout(x, 3) if lib is rosenblatt else x.view(4, 2, 3).max(-1).values,
+         [(4, 6)]),
+    Case("dropout", lambda lib, F, x: _seeded_dropout(x), [(20, 10)], torch=False),
+    # losses, every reduction and option
+    *[Case(f"cross_entropy_{r}", (lambda r: lambda lib, F, x: F.cross_entropy(x, targets(lib, CLASS_T),
+                                                                                reduction=r))(r), [(6, 5)])
+      for r in ("mean", "sum", "none")],
+    *[Case(f"cross_entropy_weight_ignore_{r}", (lambda r: lambda lib, F, x: F.cross_entropy(
+        x, targets(lib, IGNORED_T), weight=targets(lib, CLASS_W), reduction=r))(r), [(6, 5)])
+      for r in ("mean", "sum", "none")],
+    *[Case(f"cross_entropy_smoothing_{r}", (lambda r: lambda lib, F, x: F.cross_entropy(
+        x, targets(lib, IGNORED_T), weight=targets(lib, CLASS_W), reduction=r, label_smoothing=0.2))(r), [(6, 5)])
+      for r in ("mean", "sum", "none")],
+    Case("cross_entropy_smoothing_no_weight", lambda lib, F, x: F.cross_entropy(
+        x, targets(lib, IGNORED_T), label_smoothing=0.3), [(6, 5)]),
+    Case("cross_entropy_custom_ignore_index", lambda lib, F, x: F.cross_entropy(
+        x, targets(lib, CLASS_T), ignore_index=4), [(6, 5)]),
+    Case("cross_entropy_spatial", lambda lib, F, x: F.cross_entropy(
+        x, targets(lib, SPATIAL_T), weight=targets(lib, CLASS_W[:3]), label_smoothing=0.1), [(2, 3, 2, 3)]),
+    Case("cross_entropy_unbatched", lambda lib, F, x: F.cross_entropy(x, targets(lib, 3)), [(5,)]),
+    Case("cross_entropy_probabilities", lambda lib, F, x, t: F.cross_entropy(
+        x, F.softmax(t, 1), weight=targets(lib, CLASS_W), label_smoothing=0.1), [(6, 5), (6, 5)]),
+    *[Case(f"nll_loss_{r}", (lambda r: lambda lib, F, x: F.nll_loss(
+        F.log_softmax(x, 1), targets(lib, IGNORED_T), weight=targets(lib, CLASS_W), reduction=r))(r), [(6, 5)])
+      for r in ("mean", "sum", "none")],
+    *[Case(f"mse_loss_{r}", (lambda r: lambda lib, F, x, t: F.mse_loss(x, t, reduction=r))(r), [(3, 4), (3, 4)])
+      for r in ("mean", "sum", "none")],
+    *[Case(f"l1_loss_{r}", (lambda r: lambda lib, F, x, t: F.l1_loss(x, t, reduction=r))(r), [(3, 4), (3, 4)])
+      for r in ("mean", "sum", "none")],
+    *[Case(f"binary_cross_entropy_{r}", (lambda r: lambda lib, F, x, t: F.binary_cross_entropy(
+        x, t, weight=targets(lib, [0.5, 2.0, 1.0]), reduction=r))(r), [(4, 3), (4, 3)], "unit")
+      for r in ("mean", "sum", "none")],
+    *[Case(f"bce_with_logits_{r}", (lambda r: lambda lib, F, x, t: F.binary_cross_entropy_with_logits(
+        x * 5, lib.sigmoid(t), weight=targets(lib, [0.5, 2.0, 1.0]), pos_weight=targets(lib, [3.0, 0.5, 1.0]),
+        reduction=r))(r), [(4, 3), (4, 3)]) for r in ("mean", "sum", "none")],
+    Case("bce_with_logits_plain", lambda lib, F, x: F.binary_cross_entropy_with_logits(
+        x, targets(lib, (SIGNS > 0).astype(np.float64))), [(4, 3)]),
+    *[Case(f"hinge_embedding_{r}", (lambda r: lambda lib, F, x: F.hinge_embedding_loss(
+        x, targets(lib, SIGNS), margin=0.5, reduction=r))(r), [(4, 3)]) for r in ("mean", "sum", "none")],
+    *[Case(f"perceptron_{r}", (lambda r: lambda lib, F, x: RF.perceptron_loss(x, targets(lib, SIGNS), reduction=r)
+                               if lib is rosenblatt else _torch_perceptron(lib, x, targets(lib, SIGNS), r))(r),
+           [(4, 3)]) for r in ("mean", "sum", "none")],
+]
+
+
+def _seeded_dropout(x):
+    rosenblatt.manual_seed(7)  # the same mask on every evaluation of the finite differences
+    return RF.dropout(x, 0.3)
+
+
+def _torch_perceptron(torch, scores, signs, reduction):
+    loss = torch.relu(-signs * scores)
+    return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+
+def make_inputs(case, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for shape in case.shapes:
+        if case.domain == "positive":
+            arrays.append(np.abs(rng.standard_normal(shape)) + 0.5)
+        elif case.domain == "unit":
+            arrays.append(rng.uniform(0.1, 0.9, shape))
+        else:
+            arrays.append(rng.standard_normal(shape))
+    return arrays
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_gradcheck(case):
+    inputs = [rosenblatt.tensor(a, requires_grad=True) for a in make_inputs(case)]
+    assert gradcheck(lambda *ts: case.fn(rosenblatt, RF, *ts), inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.torch], ids=lambda c: c.name)
+def test_against_torch(case, isa):
+    """Forward and every input gradient equal torch's on the same float64 data (both kernel paths)."""
+    torch = pytest.importorskip("torch")
+    arrays = make_inputs(case)
+    ours = [rosenblatt.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out = case.fn(rosenblatt, RF, *ours)
+    expected = case.fn(torch, torch.nn.functional, *theirs)
+    assert_close(out.numpy(), expected.detach().numpy(), atol=1e-10, rtol=1e-9, what=f"{case.name} forward")
+    weights = np.random.default_rng(1).standard_normal(out.shape)
+    (out * rosenblatt.tensor(weights)).sum().backward()
+    (expected * torch.tensor(weights)).sum().backward()
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert_close(a.grad.numpy(), b.grad.numpy(), atol=1e-10, rtol=1e-8, what=f"{case.name} grad of input {i}")
+
+
+def test_every_case_name_is_unique():
+    names = [c.name for c in CASES]
+    assert len(names) == len(set(names))
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    """The checker itself must fail on a deliberately wrong backward."""
+    from rosenblatt.tensor import result
+
+    def wrong_square(x):
+        return result(x.data ** 2, (x,), lambda g: (g * x.data,), "WrongBackward")  # should be 2 * g * x
+
+    x = rosenblatt.tensor(np.random.default_rng(0).standard_normal(4), requires_grad=True)
+    with pytest.raises(AssertionError, match="gradcheck"):
+        gradcheck(wrong_square, [x])
+
+
+def test_max_dim_gradient_goes_to_first_argmax_at_ties():
+    """With ties, max(dim) sends the whole gradient to the index it returns (the first), as torch."""
+    x = rosenblatt.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], requires_grad=True)
+    values, indices = x.max(1)
+    values.sum().backward()
+    assert indices.tolist() == [1, 0]
+    assert x.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+
+
+def test_full_max_gradient_is_shared_among_ties():
+    """max() over everything spreads the gradient evenly over the tied elements, as torch."""
+    x = rosenblatt.tensor([1.0, 4.0, 4.0, 2.0], requires_grad=True)
+    x.max().backward()
+    assert x.grad.tolist() == [0.0, 0.5, 0.5, 0.0]
+
+
+def test_relu_and_clamp_gradients_at_the_kinks_match_torch():
+    torch = pytest.importorskip("torch")
+    data = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    for fn in (lambda lib, x: lib.relu(x), lambda lib, x: lib.clamp(x, 0.0, 1.0), lambda lib, x: lib.abs(x),
+               lambda lib, x: lib.maximum(x, lib.ones_like(x))):
+        ours, theirs = rosenblatt.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+        fn(rosenblatt, ours).sum().backward()
+        fn(torch, theirs).sum().backward()
+        assert ours.grad.tolist() == theirs.grad.tolist()
+
+
+def test_shared_subgraph_accumulates_once_per_path():
+    """y feeds two branches; x's gradient sums both paths through y (a diamond graph)."""
+    x = rosenblatt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 2
+    z = (y * y).sum() + y.sum()
+    z.backward()
+    assert_close(x.grad.numpy(), 8 * x.numpy() + 2, atol=0, rtol=0, what="diamond")
+
+
+def test_retain_graph_allows_a_second_backward_that_accumulates():
+    x = rosenblatt.tensor([1.0, -2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    assert x.grad.tolist() == [4.0, -8.0]
+
+
+def test_backward_refuses_values_changed_in_place_after_the_forward():
+    w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    with rosenblatt.no_grad():
+        w.mul_(3.0)  # an optimiser step before backward would make the saved w stale
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+    h = rosenblatt.tensor([0.5], requires_grad=True).exp()
+    loss = h.sum()
+    with rosenblatt.no_grad():
+        h[0] = 0.0  # exp's backward reads its own output
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+
+
+def test_in_place_update_between_steps_is_fine():
+    w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(2):
+        (w * w).sum().backward()
+        with rosenblatt.no_grad():
+            w.sub_(w.grad * 0.1)
+        w.grad = None
+    assert_close(w.numpy(), np.array([1.0, 2.0]) * 0.8 ** 2, atol=1e-6, rtol=0, what="two steps")
+
+
+def test_no_grad_records_nothing():
+    x = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    with rosenblatt.no_grad():
+        y = x * 3 + 1
+    assert not y.requires_grad and y.is_leaf
+
+
+def test_detached_branch_takes_no_gradient():
+    x = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    (x * x.detach()).sum().backward()
+    assert x.grad.tolist() == [1.0, 2.0]
+
+
+def test_deep_chain_does_not_hit_the_recursion_limit():
+    x = rosenblatt.tensor(np.ones(3), requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y * 1.0
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_float32_gradients_stay_float32():
+    x = rosenblatt.randn(4, 3, requires_grad=True)
+    w = rosenblatt.randn(2, 3, requires_grad=True)
+    loss = RF.cross_entropy(RF.linear(x, w).relu() * 0.5 + 1, rosenblatt.tensor([0, 1, 1, 0]))
+    loss.backward()
+    assert loss.dtype == np.float32 and x.grad.dtype == np.float32 and w.grad.dtype == np.float32

@@ -1,0 +1,54 @@
+"""Build facts: build_info, thread control, ISA selection, CUDA queries without a GPU."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import rosenblatt
+from rosenblatt import _C
+
+
+def test_build_info_keys():
+    info = rosenblatt.build_info()
+    for key in ("version", "isa", "threads", "cuda_compiled", "cuda_available", "compiler"):
+        assert key in info
+    assert info["version"] == rosenblatt.__version__
+    assert info["isa"] in ("avx2", "scalar")
+    assert isinstance(info["cuda_compiled"], bool) and isinstance(info["cuda_available"], bool)
+
+
+def test_threads_round_trip():
+    previous = rosenblatt.get_num_threads()
+    try:
+        rosenblatt.set_num_threads(1)
+        assert rosenblatt.get_num_threads() == 1
+        assert rosenblatt.build_info()["threads"] == 1
+    finally:
+        rosenblatt.set_num_threads(previous)
+    with pytest.raises(ValueError, match="set_num_threads"):
+        rosenblatt.set_num_threads(0)
+
+
+def test_isa_environment_variable_forces_scalar():
+    code = "import rosenblatt; print(rosenblatt.build_info()['isa'])"
+    env = dict(os.environ, ROSENBLATT_ISA="scalar")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "scalar"
+
+
+def test_set_isa_rejects_unknown():
+    with pytest.raises(ValueError, match="set_isa"):
+        _C.set_isa("avx512")
+
+
+def test_cuda_queries_never_crash():
+    count = rosenblatt.cuda.device_count()
+    assert rosenblatt.cuda.is_available() == (count > 0)
+    if count == 0:
+        with pytest.raises(RuntimeError, match="get_device_name"):
+            rosenblatt.cuda.get_device_name(0)
+    else:
+        assert isinstance(rosenblatt.cuda.get_device_name(0), str)
+    with pytest.raises(RuntimeError, match="get_device_name"):
+        rosenblatt.cuda.get_device_name(count + 5)

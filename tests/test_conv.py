@@ -1,0 +1,241 @@
+"""conv2d, conv_transpose2d, unfold/fold and locally connected layers: kernels against the NumPy float64
+reference on both ISA paths, finite-difference gradients, torch.nn.functional, invalid configurations."""
+import numpy as np
+import pytest
+
+import conv_reference as ref
+import rosenblatt as rb
+from conftest import assert_close, torch_or_skip
+from rosenblatt import _C, nn
+from rosenblatt.autograd import gradcheck
+
+F = nn.functional
+
+# N, C, H, W, O, kernel, stride, padding, dilation, groups: stride > kernel, padding up to half the
+# kernel, dilation, groups (depthwise too), odd and prime sizes, batch 1, 1x1 outputs, pointwise.
+CONFIGS = [
+    (2, 3, 7, 9, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (1, 4, 11, 6, 6, (3, 2), (2, 3), (1, 1), (1, 1), 2),
+    (3, 2, 5, 5, 3, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+    (2, 6, 8, 7, 6, (3, 3), (1, 1), (1, 1), (1, 1), 6),
+    (1, 3, 9, 10, 5, (2, 2), (3, 3), (1, 0), (1, 1), 1),
+    (2, 4, 10, 9, 4, (3, 3), (1, 2), (2, 1), (2, 3), 2),
+    (4, 1, 5, 5, 2, (5, 5), (1, 1), (0, 0), (1, 1), 1),
+    (1, 2, 3, 3, 7, (3, 3), (2, 2), (0, 0), (1, 1), 1),
+    (5, 3, 13, 4, 2, (1, 3), (2, 1), (0, 1), (1, 1), 1),
+    (2, 8, 6, 6, 4, (1, 1), (2, 2), (0, 0), (1, 1), 4),
+    # 3x3 stride 1 with >= 16 channels: the Winograd path (vector tiles need rows >= 18 wide)
+    (2, 16, 9, 41, 17, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (1, 17, 20, 19, 16, (3, 3), (1, 1), (0, 2), (1, 1), 1),
+    (3, 16, 5, 4, 16, (3, 3), (1, 1), (2, 2), (1, 1), 1),
+]
+
+
+def _random_conv(rng, config, dtype=np.float32):
+    N, C, H, W, O, k, s, p, d, g = config
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((O, C // g) + k).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    return x, w, b, s, p, d, g
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_conv2d_kernels_match_reference(isa, rng, config):
+    x, w, b, s, p, d, g = _random_conv(rng, config)
+    x = np.asfortranarray(x) if config[0] % 2 else x  # non-contiguous inputs are copied, not misread
+    expected = ref.conv2d(x, w, b, s, p, d, g)
+    y = _C.conv2d_forward(x, w, b, s, p, d, g)
+    assert_close(y, expected, 1e-4, 1e-4, "forward")
+    assert _C.last_impl("conv2d") != "scalar_ref" or isa == "scalar"
+    if isa == "avx2" and config[1] >= 16:
+        assert _C.last_impl("conv2d") == "winograd_f2x3"
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, s, p, d, g)
+    assert_close(_C.conv2d_backward_data(dy, w, x.shape[2:], s, p, d, g), dx_ref, 1e-4, 1e-4, "backward data")
+    assert_close(_C.conv2d_backward_weight(x, dy, w.shape[2:], s, p, d, g), dw_ref, 1e-3, 1e-4, "backward weight")
+    assert_close(_C.conv2d_backward_bias(dy), db_ref, 1e-4, 1e-4, "backward bias")
+
+
+def test_conv2d_batch_split_and_sequential_paths_agree(rng):
+    """Batch sizes that do and do not split images across threads give the same result per image."""
+    x, w, b, s, p, d, g = _random_conv(rng, (8, 5, 9, 9, 6, (3, 3), (1, 1), (1, 1), (1, 1), 1))
+    whole = _C.conv2d_forward(x, w, b, s, p, d, g)
+    first = _C.conv2d_forward(x[:1].copy(), w, b, s, p, d, g)
+    assert_close(whole[:1], first, 1e-5, 1e-5, "image 0")
+    assert_close(whole, ref.conv2d(x, w, b, s, p, d, g), 1e-4, 1e-4, "batch")
+
+
+@pytest.mark.parametrize("config", CONFIGS[:6])
+def test_conv2d_gradcheck(rng, config):
+    x, w, b, s, p, d, g = _random_conv(rng, config, np.float64)
+    x, w, b = (rb.Tensor(a[:2], requires_grad=True) if a is x else rb.Tensor(a, requires_grad=True) for a in (x, w, b))
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, s, p, d, g), [x, w, b], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding,dilation,kernel", [("same", 1, (3, 3)), ("same", 2, (4, 3)), ("valid", 1, (2, 5))])
+def test_conv2d_string_padding(rng, padding, dilation, kernel):
+    x = rb.Tensor(rng.standard_normal((2, 3, 7, 8)), requires_grad=True)
+    w = rb.Tensor(rng.standard_normal((4, 3) + kernel), requires_grad=True)
+    y = F.conv2d(x, w, None, 1, padding, dilation)
+    if padding == "same":
+        assert y.shape[2:] == x.shape[2:]
+    assert gradcheck(lambda x, w: F.conv2d(x, w, None, 1, padding, dilation), [x, w], atol=1e-6, rtol=1e-5)
+
+
+def test_conv2d_unbatched_input(rng):
+    x, w = rng.standard_normal((3, 6, 5)).astype(np.float32), rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    y = F.conv2d(rb.Tensor(x), rb.Tensor(w), padding=1)
+    assert_close(y.data, ref.conv2d(x[None], w, None, (1, 1), (1, 1), (1, 1), 1)[0], 1e-4, 1e-4, "unbatched")
+
+
+TRANSPOSED = [  # N, C_in, H, W, C_out, kernel, stride, padding, output_padding, dilation, groups
+    (2, 3, 5, 4, 2, (3, 3), (2, 2), (1, 1), (1, 0), (1, 1), 1),
+    (1, 4, 6, 6, 6, (4, 4), (2, 2), (1, 1), (0, 0), (1, 1), 2),
+    (3, 2, 3, 5, 3, (2, 3), (1, 3), (0, 1), (0, 2), (1, 1), 1),
+    (1, 2, 4, 4, 2, (3, 3), (1, 1), (2, 0), (1, 1), (2, 2), 2),  # output_padding >= stride (< dilation)
+    (2, 4, 1, 1, 4, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 4),
+    (1, 16, 6, 23, 16, (3, 3), (1, 1), (1, 0), (0, 0), (1, 1), 1),  # Winograd backward-data
+]
+
+
+def _random_transposed(rng, config, dtype):
+    N, Ci, H, W, Co, k, s, p, op, d, g = config
+    x = rng.standard_normal((N, Ci, H, W)).astype(dtype)
+    w = rng.standard_normal((Ci, Co // g) + k).astype(dtype)
+    return x, w, rng.standard_normal(Co).astype(dtype), s, p, op, d, g
+
+
+@pytest.mark.parametrize("config", TRANSPOSED)
+def test_conv_transpose2d_matches_reference(isa, rng, config):
+    x, w, b, s, p, op, d, g = _random_transposed(rng, config, np.float32)
+    y = F.conv_transpose2d(rb.Tensor(x), rb.Tensor(w), rb.Tensor(b), s, p, op, g, d)
+    assert_close(y.data, ref.conv_transpose2d(x, w, b, s, p, op, d, g), 1e-4, 1e-4, "conv_transpose2d")
+
+
+@pytest.mark.parametrize("config", TRANSPOSED)
+def test_conv_transpose2d_gradcheck(rng, config):
+    x, w, b, s, p, op, d, g = _random_transposed(rng, config, np.float64)
+    x, w, b = (rb.Tensor(a, requires_grad=True) for a in (x, w, b))
+    assert gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, s, p, op, g, d), [x, w, b], atol=1e-6, rtol=1e-5)
+
+
+def test_unfold_fold_and_locally_connected(rng):
+    x = rb.Tensor(rng.standard_normal((2, 3, 6, 5)), requires_grad=True)
+    cols = F.unfold(x, (3, 2), dilation=(1, 2), padding=1, stride=(2, 1))
+    assert cols.shape == (2, 3 * 6, 3 * 5)
+    assert gradcheck(lambda x: F.unfold(x, (3, 2), (1, 2), 1, (2, 1)), [x])
+    c = rb.Tensor(rng.standard_normal((2, 12, 12)), requires_grad=True)
+    assert gradcheck(lambda c: F.fold(c, (4, 5), 2, 1, 0, 1), [c])
+    # A locally connected layer whose filters are all equal is a convolution.
+    w = rng.standard_normal((4, 3, 3, 3))
+    lc = nn.LocallyConnected2d(3, 4, (6, 5), 3, padding=1, dtype=np.float64)
+    lc.weight.data[...] = w
+    lc.bias.data[...] = 0
+    assert_close(lc(x).data, ref.conv2d(x.data, w, None, (1, 1), (1, 1), (1, 1), 1), 1e-10, 1e-10, "shared weights")
+    wl = rb.Tensor(rng.standard_normal((3, 2, 4, 3, 2, 2)), requires_grad=True)
+    bl = rb.Tensor(rng.standard_normal((4, 3, 2)), requires_grad=True)
+    assert gradcheck(lambda x, w, b: F.locally_connected2d(x, w, b, stride=2), [x, wl, bl])
+
+
+def test_torch_agreement_over_random_configs(isa):
+    torch = torch_or_skip()
+    tf = torch.nn.functional
+    rng = np.random.default_rng(7)
+    for trial in range(25):
+        groups = int(rng.choice([1, 1, 2, 3]))
+        C, O = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        k = tuple(int(v) for v in rng.integers(1, 5, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        d = tuple(int(v) for v in rng.integers(1, 3, 2))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        H, W = (int(rng.integers(di * (ki - 1) + 1, 14)) for ki, di in zip(k, d))
+        N = int(rng.integers(1, 4))
+        transposed = trial % 3 == 2
+        x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+        w = rng.standard_normal(((C, O // groups) if transposed else (O, C // groups)) + k).astype(np.float32)
+        b = rng.standard_normal(O).astype(np.float32)
+        op = tuple(int(rng.integers(0, max(si, di))) for si, di in zip(s, d)) if transposed else None
+        xt, wt, bt = (rb.Tensor(a, requires_grad=True) for a in (x, w, b))
+        tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        if transposed:
+            y, ty = F.conv_transpose2d(xt, wt, bt, s, p, op, groups, d), tf.conv_transpose2d(tx, tw, tb, s, p, op, groups, d)
+        else:
+            y, ty = F.conv2d(xt, wt, bt, s, p, d, groups), tf.conv2d(tx, tw, tb, s, p, d, groups)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        y.backward(g)
+        ty.backward(torch.tensor(g))
+        what = f"trial {trial} {'transposed' if transposed else 'conv'} x{x.shape} w{w.shape} s{s} p{p} d{d} g{groups}"
+        scale = lambda a: 1e-4 * max(1.0, float(np.abs(a).max()))  # noqa: E731  relative to the output's size
+        assert_close(y.data, ty.detach().numpy(), scale(ty.detach().numpy()), 1e-4, what + " output")
+        for ours, theirs, name in ((xt, tx, "input"), (wt, tw, "weight"), (bt, tb, "bias")):
+            expected = theirs.grad.numpy()
+            assert_close(ours.grad.data, expected, scale(expected), 1e-4, f"{what} grad {name}")
+
+
+@pytest.mark.parametrize("call,fragment", [
+    (lambda x, w: _C.conv2d_forward(x, w[:, :2], None, (1, 1), (0, 0), (1, 1), 1), "input channels"),
+    (lambda x, w: _C.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 2), "not divisible by groups"),
+    (lambda x, w: _C.conv2d_forward(x[:, :, :2], w, None, (1, 1), (0, 0), (1, 1), 1), "larger than the padded input"),
+    (lambda x, w: _C.conv2d_forward(x, w, None, (0, 1), (0, 0), (1, 1), 1), "stride"),
+    (lambda x, w: _C.conv2d_forward(x, w, np.zeros(4, np.float32), (1, 1), (0, 0), (1, 1), 1), "bias"),
+    (lambda x, w: _C.conv2d_forward(x[0], w, None, (1, 1), (0, 0), (1, 1), 1), "4-D"),
+    (lambda x, w: F.conv2d(rb.Tensor(x), rb.Tensor(w[0]), None), "weight must be 4-D"),
+    (lambda x, w: F.conv2d(rb.Tensor(x), rb.Tensor(w), None, 2, "same"), "strided"),
+    (lambda x, w: F.conv_transpose2d(rb.Tensor(x), rb.Tensor(w[:, :, :1, :1]), None, 1, 0, 1), "output_padding"),
+    (lambda x, w: F.conv_transpose2d(rb.Tensor(x[:, :, :1, :1]), rb.Tensor(w), None, 1, 2), "not positive"),
+])
+def test_invalid_configurations_raise_value_error(rng, call, fragment):
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=fragment) as info:
+        call(x, w)
+    message = str(info.value)
+    assert message.split(":")[0] in ("conv2d", "conv_transpose2d")
+    assert "(" in message  # names the shapes
+
+
+def test_dtype_errors_are_type_errors(rng):
+    x = rng.standard_normal((1, 3, 5, 5))
+    with pytest.raises(TypeError, match="conv2d"):
+        _C.conv2d_forward(x, x.astype(np.float32)[:, :, :3, :3], None, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(TypeError, match="conv2d"):
+        _C.conv2d_forward(x.astype(np.int32), x.astype(np.int32), None, (1, 1), (0, 0), (1, 1), 1)
+
+
+def test_conv2d_module_init_and_state_dict():
+    rb.manual_seed(0)
+    conv = nn.Conv2d(6, 8, (3, 5), stride=2, padding=1, groups=2)
+    assert list(conv.state_dict()) == ["weight", "bias"]
+    assert conv.weight.shape == (8, 3, 3, 5) and conv.bias.shape == (8,)
+    bound = 1 / np.sqrt(3 * 3 * 5)
+    assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.weight.data).max() > 0.8 * bound
+    assert nn.Conv2d(2, 2, 1, bias=False).bias is None
+    tconv = nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1, groups=2)
+    assert tconv.weight.shape == (4, 3, 4, 4)
+    x = rb.Tensor(np.zeros((1, 4, 7, 7), np.float32))
+    assert tconv(x).shape == (1, 6, 14, 14)
+    assert tconv(x, output_size=(15, 15)).shape == (1, 6, 15, 15)
+    with pytest.raises(ValueError, match="padding_mode"):
+        nn.Conv2d(1, 1, 3, padding_mode="reflect")
+
+
+def test_conv_modules_match_torch_with_copied_weights(rng):
+    torch = torch_or_skip()
+    ours = nn.Conv2d(3, 5, 3, stride=1, padding="same", dilation=2)
+    theirs = torch.nn.Conv2d(3, 5, 3, stride=1, padding="same", dilation=2)
+    theirs.load_state_dict({k: torch.tensor(v.data) for k, v in ours.state_dict().items()})
+    x = rng.standard_normal((2, 3, 8, 9)).astype(np.float32)
+    expected = theirs(torch.tensor(x)).detach().numpy()
+    assert_close(ours(rb.Tensor(x)).data, expected, 1e-5, 1e-4, "Conv2d")
+
+
+def test_bilinear_initialised_transposed_conv_upsamples_like_interpolate(rng):
+    """FCN's learned up-sampling starts as bilinear interpolation: away from the border, a 4x4 stride-2
+    transposed convolution filled by init.bilinear_ equals F.interpolate(scale 2, bilinear)."""
+    up = nn.ConvTranspose2d(3, 3, 4, stride=2, padding=1, bias=False)
+    nn.init.bilinear_(up.weight)
+    x = rb.Tensor(rng.standard_normal((2, 3, 6, 7)).astype(np.float32))
+    ours = up(x).data
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False).data
+    assert ours.shape == expected.shape
+    assert_close(ours[:, :, 1:-1, 1:-1], expected[:, :, 1:-1, 1:-1], 1e-5, 1e-5, "interior")

@@ -1,0 +1,213 @@
+"""Pooling, SPP, RoI pooling and up-sampling: kernels against NumPy float64 references on both ISA paths,
+finite-difference gradients, torch.nn.functional, invalid configurations."""
+import numpy as np
+import pytest
+
+import conv_reference as ref
+import rosenblatt as rb
+from conftest import assert_close, torch_or_skip
+from rosenblatt import _C, nn
+from rosenblatt.autograd import gradcheck
+
+F = nn.functional
+
+# shape, kernel, stride, padding, dilation, ceil_mode: wide rows run the 8-wide vector blocks and
+# their borders, stride 1/2/3 cover both vector strides and the scalar one.
+MAX_CONFIGS = [
+    ((2, 3, 11, 37), (2, 2), (2, 2), (0, 0), (1, 1), False),
+    ((1, 2, 17, 40), (3, 3), (2, 2), (1, 1), (1, 1), True),
+    ((2, 2, 9, 29), (3, 2), (1, 1), (1, 1), (2, 1), False),
+    ((1, 4, 8, 33), (2, 3), (3, 1), (1, 1), (1, 3), True),
+    ((3, 1, 5, 5), (5, 5), (1, 1), (2, 2), (1, 1), False),
+    ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), False),
+    ((2, 2, 12, 50), (4, 4), (2, 2), (2, 1), (1, 1), True),
+]
+
+
+@pytest.mark.parametrize("config", MAX_CONFIGS)
+def test_max_pool2d_matches_reference(isa, rng, config):
+    shape, k, s, p, d, ceil = config
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0, 0, : min(3, shape[3])] = x[0, 0, 0, 0]  # ties: the first maximum wins
+    if shape[0] % 2:
+        x = np.asfortranarray(x)  # non-contiguous input: copied, not misread
+    values, indices = ref.max_pool2d(x, k, s, p, d, ceil)
+    y, idx = _C.max_pool2d_forward(x, k, s, p, d, ceil, True)
+    assert_close(y, values, 0, 0, "values")
+    np.testing.assert_array_equal(idx, indices)
+    y_only, none = _C.max_pool2d_forward(x, k, s, p, d, ceil, False)
+    assert none is None and np.array_equal(y_only, y)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    expected = np.zeros(x.shape).reshape(shape[0] * shape[1], -1)
+    np.add.at(expected, (np.arange(expected.shape[0])[:, None], indices.reshape(expected.shape[0], -1)),
+              dy.reshape(expected.shape[0], -1))
+    assert_close(_C.max_pool2d_backward(dy, idx, shape[2:]), expected.reshape(shape), 1e-6, 1e-6, "backward")
+
+
+def test_max_pool2d_propagates_nan(isa):
+    x = np.arange(64, dtype=np.float32).reshape(1, 1, 2, 32)
+    x[0, 0, 1, 5] = np.nan
+    y, idx = _C.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), False, True)
+    assert np.isnan(y[0, 0, 0, 2]) and idx[0, 0, 0, 2] == 32 + 5
+    assert not np.isnan(np.delete(y[0, 0, 0], 2)).any()
+
+
+AVG_CONFIGS = [  # shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ((2, 3, 11, 37), (2, 2), (2, 2), (0, 0), False, True, None),
+    ((1, 2, 13, 41), (3, 3), (2, 2), (1, 1), True, False, None),
+    ((2, 1, 9, 30), (3, 2), (1, 1), (1, 1), True, True, None),
+    ((1, 2, 10, 27), (2, 4), (3, 2), (1, 2), False, False, 5),
+    ((2, 2, 7, 7), (7, 7), (1, 1), (3, 3), True, False, None),
+]
+
+
+@pytest.mark.parametrize("config", AVG_CONFIGS)
+def test_avg_pool2d_matches_reference(isa, rng, config):
+    shape, k, s, p, ceil, count_pad, divisor = config
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = _C.avg_pool2d_forward(x, k, s, p, ceil, count_pad, divisor)
+    assert_close(y, ref.avg_pool2d(x, k, s, p, ceil, count_pad, divisor), 1e-6, 1e-5, "avg_pool2d")
+
+
+@pytest.mark.parametrize("config", AVG_CONFIGS[1:4])
+def test_avg_pool2d_gradcheck(rng, config):
+    shape, k, s, p, ceil, count_pad, divisor = config
+    x = rb.Tensor(rng.standard_normal((1, 1) + shape[2:]), requires_grad=True)
+    assert gradcheck(lambda x: F.avg_pool2d(x, k, s, p, ceil, count_pad, divisor), [x])
+
+
+@pytest.mark.parametrize("config", MAX_CONFIGS[1:5])
+def test_max_pool2d_gradcheck(rng, config):
+    shape, k, s, p, d, ceil = config
+    x = rb.Tensor(rng.permutation(np.prod(shape[2:]) * 2)[: np.prod(shape[2:])].reshape((1, 1) + shape[2:]) / 7.0,
+                  requires_grad=True)  # distinct values: no ties for the finite differences to straddle
+    assert gradcheck(lambda x: F.max_pool2d(x, k, s, p, d, ceil), [x], eps=1e-4)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (5, 7), (4, 4)])
+def test_adaptive_pooling(isa, rng, size):
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    for mode in ("max", "avg"):
+        y = F.adaptive_max_pool2d(rb.Tensor(x), size) if mode == "max" else F.adaptive_avg_pool2d(rb.Tensor(x), size)
+        assert_close(y.data, ref.adaptive_pool2d(x, size, mode), 1e-6, 1e-5, f"adaptive {mode} {size}")
+    x64 = rb.Tensor(rng.permutation(2 * 9 * 7)[:63].reshape(1, 1, 9, 7) / 5.0, requires_grad=True)
+    assert gradcheck(lambda x: F.adaptive_max_pool2d(x, size), [x64], eps=1e-4)
+    assert gradcheck(lambda x: F.adaptive_avg_pool2d(x, size), [x64])
+
+
+def test_spp_layout_and_gradient(rng):
+    x = rng.standard_normal((2, 3, 13, 11))
+    y = nn.SpatialPyramidPooling((1, 2, 4))(rb.Tensor(x))
+    assert y.shape == (2, 3 * (1 + 4 + 16))
+    expected = np.concatenate([ref.adaptive_pool2d(x, (l, l), "max").reshape(2, -1) for l in (1, 2, 4)], axis=1)
+    assert_close(y.data, expected, 0, 0, "spp")
+    # Feature maps of any size give the same length.
+    assert F.spp(rb.Tensor(rng.standard_normal((2, 3, 6, 9))), (1, 2, 4)).shape == y.shape
+    xs = rb.Tensor(rng.permutation(200)[:60].reshape(1, 2, 5, 6) / 3.0, requires_grad=True)
+    assert gradcheck(lambda x: F.spp(x, (1, 2, 3)), [xs], eps=1e-4)
+    assert gradcheck(lambda x: F.spp(x, (2, 1), mode="avg"), [xs])
+
+
+def _boxes(rng, N, H, W, K, scale):
+    x1 = rng.integers(-2, int(W / scale), K)
+    y1 = rng.integers(-2, int(H / scale), K)
+    x2 = x1 + rng.integers(0, int(W / scale), K)
+    y2 = y1 + rng.integers(0, int(H / scale), K)
+    return np.stack([rng.integers(0, N, K), x1, y1, x2, y2], axis=1).astype(np.float64)
+
+
+@pytest.mark.parametrize("scale,size", [(1.0, (2, 2)), (0.5, (3, 2)), (0.25, (7, 7))])
+def test_roi_pool_matches_torchvision_rules(rng, scale, size):
+    x = rng.standard_normal((2, 3, 10, 12))
+    boxes = _boxes(rng, 2, 10, 12, 6, scale)
+    y = F.roi_pool(rb.Tensor(x), boxes, size, scale)
+    assert_close(y.data, ref.roi_pool(x, boxes, size, scale), 0, 0, "roi_pool")
+    y32 = nn.RoIPool(size, scale)(rb.Tensor(x.astype(np.float32)), boxes.astype(np.float32))
+    assert_close(y32.data, y.data, 1e-6, 1e-6, "float32")
+    # The list-of-boxes-per-image form gives the same result.
+    per_image = [boxes[boxes[:, 0] == i, 1:] for i in range(2)]
+    order = np.argsort(boxes[:, 0], kind="stable")
+    assert_close(F.roi_pool(rb.Tensor(x), per_image, size, scale).data, y.data[order], 0, 0, "list form")
+    xg = rb.Tensor(rng.permutation(1000)[:2 * 3 * 10 * 12 // 4].reshape(2, 3, 5, 6) / 9.0, requires_grad=True)
+    assert gradcheck(lambda x: F.roi_pool(x, _boxes(np.random.default_rng(3), 2, 5, 6, 4, 1.0), size, 1.0), [xg],
+                     eps=1e-4)
+
+
+@pytest.mark.parametrize("mode,align", [("nearest", None), ("bilinear", False), ("bilinear", True)])
+def test_interpolate_gradcheck_and_torch(rng, mode, align):
+    x = rb.Tensor(rng.standard_normal((1, 2, 4, 5)), requires_grad=True)
+    assert gradcheck(lambda x: F.interpolate(x, size=(7, 3), mode=mode, align_corners=align), [x])
+    torch = pytest.importorskip("torch")
+    for kwargs in (dict(size=(9, 11)), dict(size=(3, 2)), dict(scale_factor=2), dict(scale_factor=(1.5, 0.7))):
+        xt = rb.Tensor(x.data.astype(np.float32), requires_grad=True)
+        y = nn.Upsample(mode=mode, align_corners=align, **kwargs)(xt)
+        tx = torch.tensor(xt.data, requires_grad=True)
+        ty = torch.nn.functional.interpolate(tx, mode=mode, align_corners=align, **kwargs)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        y.backward(g)
+        ty.backward(torch.tensor(g))
+        assert_close(y.data, ty.detach().numpy(), 1e-5, 1e-4, f"{mode} {kwargs}")
+        assert_close(xt.grad.data, tx.grad.numpy(), 1e-5, 1e-4, f"{mode} {kwargs} grad")
+
+
+def test_pooling_matches_torch_over_random_configs(isa):
+    torch = torch_or_skip()
+    tf = torch.nn.functional
+    rng = np.random.default_rng(11)
+    for trial in range(30):
+        k = tuple(int(v) for v in rng.integers(1, 5, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        d = tuple(int(v) for v in rng.integers(1, 3, 2)) if trial % 2 else (1, 1)
+        ceil = bool(rng.integers(0, 2))
+        H, W = (int(rng.integers(di * (ki - 1) + 1, 30)) for ki, di in zip(k, d))
+        x = rng.standard_normal((int(rng.integers(1, 3)), int(rng.integers(1, 4)), H, W)).astype(np.float32)
+        what = f"trial {trial} x{x.shape} k{k} s{s} p{p} d{d} ceil={ceil}"
+        xt, tx = rb.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        if trial % 3 == 0:
+            y, idx = F.max_pool2d(xt, k, s, p, d, ceil, return_indices=True)
+            ty, tidx = tf.max_pool2d(tx, k, s, p, d, ceil, return_indices=True)
+            np.testing.assert_array_equal(idx.data, tidx.numpy(), what)
+        elif trial % 3 == 1:
+            y, ty = F.max_pool2d(xt, k, s, p, d, ceil), tf.max_pool2d(tx, k, s, p, d, ceil)
+        else:
+            count_pad, divisor = bool(trial % 4), (None if trial % 5 else 3)
+            y = F.avg_pool2d(xt, k, s, p, ceil, count_pad, divisor)
+            ty = tf.avg_pool2d(tx, k, s, p, ceil, count_pad, divisor)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        y.backward(g)
+        ty.backward(torch.tensor(g))
+        assert_close(y.data, ty.detach().numpy(), 1e-5, 1e-4, what)
+        assert_close(xt.grad.data, tx.grad.numpy(), 1e-5, 1e-4, what + " grad")
+
+
+@pytest.mark.parametrize("call,op,fragment", [
+    (lambda x: F.max_pool2d(x, 2, 2, 2), "max_pool2d", "at most half"),
+    (lambda x: F.max_pool2d(x, 9), "max_pool2d", "too small"),
+    (lambda x: F.max_pool2d(x, 2, 0), "max_pool2d", "stride"),
+    (lambda x: F.avg_pool2d(x, 3, 1, 2), "avg_pool2d", "at most half"),
+    (lambda x: F.avg_pool2d(x, 2, divisor_override=0), "avg_pool2d", "divisor_override"),
+    (lambda x: F.adaptive_avg_pool2d(x, 0), "adaptive_avg_pool2d", "output_size"),
+    (lambda x: F.roi_pool(x, np.array([[2, 0, 0, 3, 3]], np.float32), 2), "roi_pool", "batch index"),
+    (lambda x: F.roi_pool(x, np.array([[0, 0, 0, 3]], np.float32), 2), "roi_pool", r"\(K, 5\)"),
+    (lambda x: F.roi_pool(x, np.array([[0, np.nan, 0, 3, 3]], np.float32), 2), "roi_pool", "non-finite"),
+    (lambda x: _C.max_pool2d_backward(np.ones((2, 3, 3, 3), np.float32), np.full((2, 3, 3, 3), 99), (5, 5)),
+     "max_pool2d_backward", "outside"),
+    (lambda x: F.interpolate(x, size=(0, 3)), "interpolate", "positive"),
+    (lambda x: F.spp(x, (0, 1)), "spp", "levels"),
+])
+def test_invalid_pooling_configurations(rng, call, op, fragment):
+    x = rb.Tensor(rng.standard_normal((2, 3, 6, 7)).astype(np.float32))
+    with pytest.raises(ValueError, match=fragment) as info:
+        call(x)
+    assert str(info.value).startswith(op)
+
+
+def test_pool_modules(rng):
+    x = rb.Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    out, idx = nn.MaxPool2d(2, return_indices=True)(x)
+    assert out.shape == idx.shape == (2, 3, 4, 4) and idx.dtype == np.int64
+    assert nn.AvgPool2d(3, 2, 1, ceil_mode=True)(x).shape == (2, 3, 5, 5)
+    assert nn.AdaptiveAvgPool2d((1, None))(x).shape == (2, 3, 1, 8)
+    assert nn.AdaptiveMaxPool2d(3)(x).shape == (2, 3, 3, 3)
+    assert nn.MaxPool2d(2)(rb.Tensor(x.data[0])).shape == (3, 4, 4)  # unbatched
