@@ -74,7 +74,32 @@ UnitRange units_of(int tid, int team, int64_t H) {
   return {std::min(H, groups * tid / team * 8), std::min(H, groups * (tid + 1) / team * 8)};
 }
 
+// Threads for the step loop: at most one per 8 hidden units.
 int step_team(int64_t H) { return int(std::min<int64_t>(available_threads(), (H + 7) / 8)); }
+
+// A call of a few hundred microseconds (a single decoder step at batch 1) runs on the calling
+// thread alone, GEMMs included: every parallel region costs a fork and a join, and on a machine
+// shared with other processes a join can wait a whole scheduler slice (measured: 4-20 ms per
+// LSTMCell step with 2 threads, 0.2 ms with 1). The guard caps this thread's OpenMP team size and
+// restores it on exit.
+class SmallCallOnOneThread {
+ public:
+  explicit SmallCallOnOneThread(int64_t macs) : saved_(omp_get_max_threads()), capped_(macs < (int64_t(1) << 23)) {
+    if (capped_) omp_set_num_threads(1);
+  }
+  ~SmallCallOnOneThread() {
+    if (capped_) omp_set_num_threads(saved_);
+  }
+
+ private:
+  const int saved_;
+  const bool capped_;
+};
+
+// Multiply-adds of one direction over the sequence: input and recurrent products.
+int64_t sequence_macs(int64_t T, int64_t B, RnnCell cell, int64_t I, int64_t H) {
+  return T * B * rnn_gate_count(cell) * H * (I + H);
+}
 
 // active[t * B + b] = 1 while step t is within row b's length.
 std::vector<unsigned char> active_mask(int64_t T, int64_t B, const int64_t* lengths) {
@@ -298,6 +323,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
 
 void rnn_forward(const RnnForwardArgs<float>& a) {
   if (active_isa() == Isa::avx2) {
+    SmallCallOnOneThread guard(sequence_macs(a.T, a.B, a.cell, a.I, a.H));
     rnn_forward_fast(a);
     record_impl("rnn_forward", "avx2_fused_gemm");
   } else {
@@ -308,6 +334,7 @@ void rnn_forward(const RnnForwardArgs<float>& a) {
 
 void rnn_backward(const RnnBackwardArgs<float>& a) {
   if (active_isa() == Isa::avx2) {
+    SmallCallOnOneThread guard(2 * sequence_macs(a.T, a.B, a.cell, a.I, a.H));
     rnn_backward_fast(a);
     record_impl("rnn_backward", "avx2_fused_gemm");
   } else {
