@@ -105,7 +105,9 @@ py::tuple forward_typed(RnnCell cell, const std::string& op, const py::array& x,
     if (!has_dtype<T>(y)) throw py::type_error(cat(op, ": out has dtype ", dtype_name(y), ", expected that of x"));
     if (!y.writeable()) value_error(op, ": out of shape ", shape_str(shape_of(y)), " is read-only");
     a.ldy = row_strided(y, op, "out", steps, B, H);
-    for (py::handle input : {py::handle(x), h0, c0, w_ih, w_hh, b_ih, b_hh})
+    // Every input was validated as an ndarray above (c0 only for LSTM, where it is used).
+    const py::handle used_c0 = lstm ? c0 : py::handle(py::none());
+    for (py::handle input : {py::handle(x), h0, used_c0, w_ih, w_hh, b_ih, b_hh, lengths})
       if (!input.is_none() && may_overlap(y, py::reinterpret_borrow<py::array>(input)))
         value_error(op, ": out of shape ", shape_str(shape_of(y)), " overlaps an input");
   }

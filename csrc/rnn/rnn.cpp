@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <vector>
 
 #include "common/parallel.h"
@@ -73,7 +74,32 @@ UnitRange units_of(int tid, int team, int64_t H) {
   return {std::min(H, groups * tid / team * 8), std::min(H, groups * (tid + 1) / team * 8)};
 }
 
+// Threads for the step loop: at most one per 8 hidden units.
 int step_team(int64_t H) { return int(std::min<int64_t>(available_threads(), (H + 7) / 8)); }
+
+// A call of a few hundred microseconds (a single decoder step at batch 1) runs on the calling
+// thread alone, GEMMs included: every parallel region costs a fork and a join, and on a machine
+// shared with other processes a join can wait a whole scheduler slice (measured: 4-20 ms per
+// LSTMCell step with 2 threads, 0.2 ms with 1). The guard caps this thread's OpenMP team size and
+// restores it on exit.
+class SmallCallOnOneThread {
+ public:
+  explicit SmallCallOnOneThread(int64_t macs) : saved_(omp_get_max_threads()), capped_(macs < (int64_t(1) << 23)) {
+    if (capped_) omp_set_num_threads(1);
+  }
+  ~SmallCallOnOneThread() {
+    if (capped_) omp_set_num_threads(saved_);
+  }
+
+ private:
+  const int saved_;
+  const bool capped_;
+};
+
+// Multiply-adds of one direction over the sequence: input and recurrent products.
+int64_t sequence_macs(int64_t T, int64_t B, RnnCell cell, int64_t I, int64_t H) {
+  return T * B * rnn_gate_count(cell) * H * (I + H);
+}
 
 // active[t * B + b] = 1 while step t is within row b's length.
 std::vector<unsigned char> active_mask(int64_t T, int64_t B, const int64_t* lengths) {
@@ -84,10 +110,13 @@ std::vector<unsigned char> active_mask(int64_t T, int64_t B, const int64_t* leng
   return active;
 }
 
-// out (n) = column sums of m (rows x n, row stride ld), as ones (1 x rows) . m.
-void column_sums(int64_t rows, int64_t n, const float* m, int64_t ld, const std::vector<float>& ones, float* out) {
-  gemm(1, n, rows, 1.0f, MatView<const float>{ones.data(), rows, 1}, MatView<const float>{m, ld, 1}, 0.0f,
-       MatView<float>{out, n, 1});
+// db[k * H + j] += sum over the B rows of dg[b * ldg + k * H + j], for the gate blocks k < blocks and
+// units [j0, j1): the bias gradient gathered while the step's dgates are still in cache.
+void add_bias_grad(int64_t B, int64_t H, int64_t blocks, int64_t j0, int64_t j1, const float* dg, int64_t ldg,
+                   float* db) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < blocks; ++k)
+      for (int64_t j = j0; j < j1; ++j) db[k * H + j] += dg[b * ldg + k * H + j];
 }
 
 }  // namespace
@@ -177,7 +206,10 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   const bool lstm = a.cell == RnnCell::lstm, gru = a.cell == RnnCell::gru;
   const bool lbr = gru && a.linear_before_reset, cho = gru && !a.linear_before_reset;
 
-  std::vector<float> dgates(T * B * GH), dhn(lbr ? T * B * H : 0);
+  // Every element of dgates / dhn is written by the step passes: no zero-fill.
+  std::unique_ptr<float[]> dgates(new float[T * B * GH]), dhn(new float[lbr ? T * B * H : 0]);
+  std::vector<float> db(GH, 0.0f);  // gradient of the combined bias (b_ih; b_hh's r, z rows)
+  std::vector<float> db_hn(lbr ? H : 0, 0.0f);
   std::vector<float> dh_a(B * H, 0.0f), dh_b(B * H, 0.0f), dc(lstm ? B * H : 0, 0.0f), drh(cho ? B * H : 0);
   if (a.dh_n) std::copy(a.dh_n, a.dh_n + B * H, dh_a.begin());
   if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + B * H, dc.begin());
@@ -213,7 +245,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
     float* dh_prev = dh_b.data();  // dL/dh of the state entering it
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = a.reverse ? s : T - 1 - s;
-      float* dg = dgates.data() + t * B * GH;
+      float* dg = dgates.get() + t * B * GH;
 
       StepBackward step{};
       step.B = B, step.H = H, step.j0 = u.j0, step.j1 = u.j1;
@@ -225,7 +257,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
       step.dh = dh;
       step.dy = a.dy ? a.dy + t * B * a.ldy : nullptr, step.ldy = a.ldy;
       step.dgates = dg;
-      step.dhn = lbr ? dhn.data() + t * B * H : nullptr;
+      step.dhn = lbr ? dhn.get() + t * B * H : nullptr;
       step.dh_prev = dh_prev;
       step.dc = lstm ? dc.data() : nullptr;
       step.clip = a.cell_grad_clip;
@@ -252,6 +284,8 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
         } else {
           through_w_hh(n, j0, 0, cho ? 2 * H : GH, dg, GH, 1.0f, dh_prev);
         }
+        add_bias_grad(B, H, G, j0, u.j1, dg, GH, db.data());
+        if (lbr) add_bias_grad(B, H, 1, j0, u.j1, step.dhn, H, db_hn.data());
       }
       std::swap(dh, dh_prev);
     }
@@ -262,26 +296,26 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
 
   // Gradients of the inputs and weights: one GEMM each over all T*B rows.
   const int64_t rows = T * B;
-  gemm(rows, I, GH, 1.0f, MatView<const float>{dgates.data(), GH, 1}, MatView<const float>{a.w_ih, I, 1},
+  gemm(rows, I, GH, 1.0f, MatView<const float>{dgates.get(), GH, 1}, MatView<const float>{a.w_ih, I, 1},
        a.accumulate_dx ? 1.0f : 0.0f, MatView<float>{a.dx, I, 1});
-  gemm(GH, I, rows, 1.0f, MatView<const float>{dgates.data(), 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
+  gemm(GH, I, rows, 1.0f, MatView<const float>{dgates.get(), 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
        MatView<float>{a.dw_ih, I, 1});
   // W_hh rows that multiply h (all, or GRU's r and z), then GRU's n rows.
   const int64_t h_rows = gru ? 2 * H : GH;
-  gemm(h_rows, H, rows, 1.0f, MatView<const float>{dgates.data(), 1, GH}, MatView<const float>{a.h_prev, H, 1},
+  gemm(h_rows, H, rows, 1.0f, MatView<const float>{dgates.get(), 1, GH}, MatView<const float>{a.h_prev, H, 1},
        0.0f, MatView<float>{a.dw_hh, H, 1});
   if (lbr)
-    gemm(H, H, rows, 1.0f, MatView<const float>{dhn.data(), 1, H}, MatView<const float>{a.h_prev, H, 1}, 0.0f,
+    gemm(H, H, rows, 1.0f, MatView<const float>{dhn.get(), 1, H}, MatView<const float>{a.h_prev, H, 1}, 0.0f,
          MatView<float>{a.dw_hh + 2 * H * H, H, 1});
   if (cho)  // n rows multiply r * h
-    gemm(H, H, rows, 1.0f, MatView<const float>{dgates.data() + 2 * H, 1, GH}, MatView<const float>{a.aux, H, 1},
+    gemm(H, H, rows, 1.0f, MatView<const float>{dgates.get() + 2 * H, 1, GH}, MatView<const float>{a.aux, H, 1},
          0.0f, MatView<float>{a.dw_hh + 2 * H * H, H, 1});
 
-  const std::vector<float> ones(rows, 1.0f);
-  if (a.db_ih) column_sums(rows, GH, dgates.data(), GH, ones, a.db_ih);
+  // b_ih and b_hh enter the same sums, except GRU(linear_before_reset)'s b_hn (inside r * (...)).
+  if (a.db_ih) std::copy(db.begin(), db.end(), a.db_ih);
   if (a.db_hh) {
-    column_sums(rows, lbr ? 2 * H : GH, dgates.data(), GH, ones, a.db_hh);
-    if (lbr) column_sums(rows, H, dhn.data(), H, ones, a.db_hh + 2 * H);
+    std::copy(db.begin(), db.end(), a.db_hh);
+    if (lbr) std::copy(db_hn.begin(), db_hn.end(), a.db_hh + 2 * H);
   }
 }
 
@@ -289,6 +323,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
 
 void rnn_forward(const RnnForwardArgs<float>& a) {
   if (active_isa() == Isa::avx2) {
+    SmallCallOnOneThread guard(sequence_macs(a.T, a.B, a.cell, a.I, a.H));
     rnn_forward_fast(a);
     record_impl("rnn_forward", "avx2_fused_gemm");
   } else {
@@ -299,6 +334,7 @@ void rnn_forward(const RnnForwardArgs<float>& a) {
 
 void rnn_backward(const RnnBackwardArgs<float>& a) {
   if (active_isa() == Isa::avx2) {
+    SmallCallOnOneThread guard(2 * sequence_macs(a.T, a.B, a.cell, a.I, a.H));
     rnn_backward_fast(a);
     record_impl("rnn_backward", "avx2_fused_gemm");
   } else {

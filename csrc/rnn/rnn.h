@@ -35,22 +35,22 @@ inline int64_t rnn_gate_count(RnnCell cell) {
 template <typename Real>
 struct RnnForwardArgs {
   RnnCell cell;
-  bool linear_before_reset;  // GRU only
+  bool linear_before_reset;     // GRU only
   bool reverse;
   int64_t T, B, I, H;
-  const Real* x;                   // (T, B, I) contiguous
-  const Real* h0;                  // (B, H)
-  const Real* c0;                  // (B, H), LSTM only
-  const Real* w_ih;                // (G*H, I)
-  const Real* w_hh;                // (G*H, H)
-  const Real* b_ih;                // (G*H) or null (no bias)
-  const Real* b_hh;                // (G*H) or null
+  const Real* x;                // (T, B, I) contiguous
+  const Real* h0;               // (B, H)
+  const Real* c0;               // (B, H), LSTM only
+  const Real* w_ih;             // (G*H, I)
+  const Real* w_hh;             // (G*H, H)
+  const Real* b_ih;             // (G*H) or null (no bias)
+  const Real* b_hh;             // (G*H) or null
   const int64_t* lengths;       // (B) or null (every row runs T steps)
-  Real* y;                         // (T, B, H) rows of `ldy` elements: may be a column slice
+  Real* y;                      // (T, B, H) rows of `ldy` elements: may be a column slice
   int64_t ldy;
-  Real* h_n;                       // (B, H)
-  Real* c_n;                       // (B, H), LSTM only
-  Real* gates;                     // saved, see above
+  Real* h_n;                    // (B, H)
+  Real* c_n;                    // (B, H), LSTM only
+  Real* gates;                  // saved, see above
   Real* h_prev;
   Real* aux;
   Real* aux2;
@@ -62,28 +62,27 @@ struct RnnBackwardArgs {
   bool linear_before_reset;
   bool reverse;
   int64_t T, B, I, H;
-  Real cell_grad_clip;             // LSTM: clip dL/dc to [-clip, clip] at every step when > 0
+  Real cell_grad_clip;          // LSTM: clip dL/dc to [-clip, clip] at every step when > 0
   const Real* x;
   const Real* w_ih;
   const Real* w_hh;
-  const Real* b_hh;                // needed by nothing but kept for symmetry; may be null
   const int64_t* lengths;
-  const Real* gates;               // saved by forward
+  const Real* gates;            // saved by forward
   const Real* h_prev;
   const Real* aux;
   const Real* aux2;
-  const Real* dy;                  // (T, B, H) rows of `ldy`, or null (no gradient from outputs)
+  const Real* dy;               // (T, B, H) rows of `ldy`, or null (no gradient from outputs)
   int64_t ldy;
-  const Real* dh_n;                // (B, H) or null
-  const Real* dc_n;                // (B, H) or null, LSTM only
-  Real* dx;                        // (T, B, I) contiguous
+  const Real* dh_n;             // (B, H) or null
+  const Real* dc_n;             // (B, H) or null, LSTM only
+  Real* dx;                     // (T, B, I) contiguous
   bool accumulate_dx;           // dx += (the second direction of a bidirectional layer)
-  Real* dh0;                       // (B, H)
-  Real* dc0;                       // (B, H), LSTM only
-  Real* dw_ih;                     // (G*H, I), overwritten
-  Real* dw_hh;                     // (G*H, H), overwritten
-  Real* db_ih;                     // (G*H) or null
-  Real* db_hh;                     // (G*H) or null
+  Real* dh0;                    // (B, H)
+  Real* dc0;                    // (B, H), LSTM only
+  Real* dw_ih;                  // (G*H, I), overwritten
+  Real* dw_hh;                  // (G*H, H), overwritten
+  Real* db_ih;                  // (G*H) or null
+  Real* db_hh;                  // (G*H) or null
 };
 
 // Dispatchers: the GEMM-based fast path (float32, AVX2) or the reference; record "rnn_forward" /
