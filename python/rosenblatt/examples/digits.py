@@ -25,7 +25,7 @@ from ._common import log, print_result, set_threads
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 MAXOUT_PIECES = 2
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 2e-3}
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.02, "adam": 2e-3}
 
 
 def load_digits_split(test_size: float = 0.25, seed: int = 0):
@@ -129,7 +129,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     parser.add_argument("--activation", choices=[*ACTIVATIONS, "maxout"], default="relu")
     parser.add_argument("--optimizer", choices=list(DEFAULT_LR), default="adam")
-    parser.add_argument("--lr", type=float, default=None, help="default: sgd 0.1, momentum 0.05, adam 2e-3")
+    parser.add_argument("--lr", type=float, default=None, help="default: sgd 0.1, momentum 0.02, adam 2e-3")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability p after each hidden layer")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty λ (the optimizer's weight_decay)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 40 (mlp), 30 (cnn)")

