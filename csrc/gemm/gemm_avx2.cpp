@@ -142,6 +142,7 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
     const __m256 b1 = WIDTH == 16 ? _mm256_loadu_ps(b + 8) : b0;
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * b_rs), _MM_HINT_T0);
     const int64_t k = p * step;
+    if constexpr (!A_IN_PLACE) _mm_prefetch(reinterpret_cast<const char*>(a0 + k + 96), _MM_HINT_T0);
     __m256 ai = _mm256_broadcast_ss(a0 + k);
     c00 = _mm256_fmadd_ps(ai, b0, c00);
     if constexpr (WIDTH == 16) c01 = _mm256_fmadd_ps(ai, b1, c01);
@@ -282,47 +283,41 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
 
 // ---- direct paths for skinny products ---------------------------------------------------
 
-// C[0:ROWS, j0:j0+16] for a block of at most 4 rows: B's rows are streamed once and each
-// feeds all ROWS accumulators (2 x ROWS of them, all in registers).
+// Columns one few-rows block covers: ROWS x width floats of accumulators fit 8 KiB of L1,
+// and each accumulator row stays 32-byte aligned (a multiple of 8 floats).
+constexpr int64_t few_rows_width(int64_t rows) { return 2048 / (rows <= 2 ? rows : 4); }
+
+// C[0:ROWS, j0:j0+w] for a block of at most 4 rows and w <= few_rows_width(ROWS) columns:
+// B is streamed row by row (each row segment is contiguous, the whole row when N is small),
+// and every row of B updates all ROWS accumulator rows, which stay in L1.
 template <int ROWS>
 void few_rows_block(int64_t j0, int64_t w, int64_t K, float alpha, const float* const* a_rows, int64_t a_cs,
                     MatView<const float> B, float beta, float* const* c_rows, int64_t c_cs) {
-  __m256 acc[ROWS][2];
-  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  if (w == 16) {
-    for (int64_t p = 0; p < K; ++p) {
-      const float* b = B.data + p * B.rs + j0;
-      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-      for (int r = 0; r < ROWS; ++r) {
-        const __m256 a = _mm256_broadcast_ss(a_rows[r] + p * a_cs);
-        acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
-      }
+  alignas(32) float acc[ROWS][few_rows_width(ROWS)];
+  for (int r = 0; r < ROWS; ++r)
+    for (int64_t j = 0; j < w; ++j) acc[r][j] = 0.0f;
+  const int64_t w8 = w / 8 * 8;
+  for (int64_t p = 0; p < K; ++p) {
+    const float* b = B.data + p * B.rs + j0;
+    _mm_prefetch(reinterpret_cast<const char*>(b + 4 * B.rs), _MM_HINT_T0);
+    for (int r = 0; r < ROWS; ++r) {
+      const float a_scalar = a_rows[r][p * a_cs];
+      const __m256 a = _mm256_set1_ps(a_scalar);
+      float* acc_r = acc[r];
+      for (int64_t j = 0; j < w8; j += 8)
+        _mm256_store_ps(acc_r + j, _mm256_fmadd_ps(a, _mm256_loadu_ps(b + j), _mm256_load_ps(acc_r + j)));
+      for (int64_t j = w8; j < w; ++j) acc_r[j] += a_scalar * b[j];
     }
-  }
-  alignas(32) float tile[ROWS][16];
-  for (int r = 0; r < ROWS; ++r) {
-    _mm256_store_ps(tile[r], acc[r][0]);
-    _mm256_store_ps(tile[r] + 8, acc[r][1]);
-  }
-  if (w < 16) {  // ragged right edge: plain loops over the valid columns
-    for (int r = 0; r < ROWS; ++r)
-      for (int64_t j = 0; j < w; ++j) tile[r][j] = 0.0f;
-    for (int64_t p = 0; p < K; ++p)
-      for (int r = 0; r < ROWS; ++r) {
-        const float a = a_rows[r][p * a_cs];
-        for (int64_t j = 0; j < w; ++j) tile[r][j] += a * B.data[p * B.rs + j0 + j];
-      }
   }
   for (int r = 0; r < ROWS; ++r)
     for (int64_t j = 0; j < w; ++j) {
       float* cij = c_rows[r] + (j0 + j) * c_cs;
-      *cij = beta == 0.0f ? alpha * tile[r][j] : alpha * tile[r][j] + beta * *cij;
+      *cij = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * *cij;
     }
 }
 
 // M <= 4 and B has unit column stride (a vector or a few rows times a matrix): no
-// packing; B is read once, 16 columns at a time, and threads split the columns.
+// packing; B is read once, in contiguous row segments, and threads split the columns.
 void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                     float beta, MatView<float> C, int nthreads) {
   const float* a_rows[4];
@@ -331,10 +326,14 @@ void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const 
     a_rows[i] = A.data + i * A.rs;
     c_rows[i] = C.data + i * C.rs;
   }
-  const int64_t chunks = ceil_div(N, 16);
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (chunks > 1 && M * N * K > 65536)
+  // Column chunks as wide as the accumulators allow, at least one per thread when there
+  // is enough work.
+  const int team = M * N * K > 65536 ? nthreads : 1;
+  const int64_t chunk_width = min64(few_rows_width(M), ceil_div(ceil_div(N, team), 8) * 8);
+  const int64_t chunks = ceil_div(N, chunk_width);
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1 && chunks > 1)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const int64_t j0 = chunk * 16, w = min64(16, N - j0);
+    const int64_t j0 = chunk * chunk_width, w = min64(chunk_width, N - j0);
     switch (M) {
       case 1: few_rows_block<1>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
       case 2: few_rows_block<2>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
