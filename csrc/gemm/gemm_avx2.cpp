@@ -103,6 +103,15 @@ void pack_b_panel(int64_t nr, int64_t kc, const float* b, int64_t rs, int64_t cs
   }
 }
 
+// Ask for rows [pc, pc + kc) x columns [j, j + 16) of B to be brought into L2.
+void prefetch_b_panel(MatView<const float> B, int64_t pc, int64_t kc, int64_t j) {
+  for (int64_t p = pc; p < pc + kc; ++p) {
+    const float* row = B.data + p * B.rs + j * B.cs;
+    _mm_prefetch(reinterpret_cast<const char*>(row), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(row + (NR - 1) * B.cs), _MM_HINT_T1);
+  }
+}
+
 // ---- micro-kernel ---------------------------------------------------------------------
 
 // C[0:mr, 0:nr] = alpha * (A panel . B panel) + beta * C.
@@ -264,7 +273,10 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
             const int64_t j = jc + jp * NR;
             const int64_t nr = min64(NR, N - j);
             float* b_panel = b_panelwise ? packed_b : packed_b + (jp - panel_begin) * KC * NR;
-            if (b_panelwise) pack_b(jp, b_panel);
+            if (b_panelwise) {
+              pack_b(jp, b_panel);
+              if (jp + 1 < panel_end) prefetch_b_panel(B, pc, kc, j + NR);  // loads while this panel computes
+            }
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int64_t mr = min64(MR, mc - ir);
               float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
