@@ -462,6 +462,13 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
     return result(y, (x,), backward, "MulBackward0")
 
 
+def _channel_sum(subscripts: str, *operands: np.ndarray) -> np.ndarray:
+    """Per-channel sums over (N, C, L) arrays: einsum sums each (n, c) row of L values in the
+    arrays' dtype (with several partial sums, as NumPy's own sums), then the N row sums are added
+    in float64. Twice as fast as one float64 reduction over axes (0, 2), which casts every element."""
+    return np.add.reduce(np.einsum(subscripts, *operands), axis=0, dtype=np.float64)
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Batch normalisation over every dim but 1 (channels), as torch's F.batch_norm.
@@ -487,9 +494,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if training:
         if count <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
-        mean = np.add.reduce(x3, axis=(0, 2), dtype=np.float64) / count
+        mean = _channel_sum("ncl->nc", x3) / count
         x_hat = x3 - per_channel(mean)  # centred first: the variance needs no full-size float64 temporary
-        var = np.einsum("ncl,ncl->c", x_hat, x_hat, dtype=np.float64) / count
+        var = _channel_sum("ncl,ncl->nc", x_hat, x_hat) / count
         if running_mean is not None:
             rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
             rm *= 1 - momentum
@@ -514,8 +521,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     def backward(grad):
         g = grad.reshape(x3.shape)
         # The two per-channel sums every gradient is made of: db = sum(g), dw = sum(g * x_hat).
-        sum_g = np.add.reduce(g, axis=(0, 2))
-        sum_gx = np.einsum("ncl,ncl->c", g, x_hat)
+        sum_g = _channel_sum("ncl->nc", g)
+        sum_gx = _channel_sum("ncl,ncl->nc", g, x_hat)
         dx = None
         if x.requires_grad:
             scale = inv_std if w is None else inv_std * w.data  # d y / d x_hat, times d x_hat / d x
@@ -526,9 +533,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             dx = dx.reshape(x.shape)
         grads = (dx,)
         if w is not None:
-            grads += (sum_gx.astype(w.dtype, copy=False) if w.requires_grad else None,)
+            grads += (sum_gx.astype(w.dtype) if w.requires_grad else None,)
         if b is not None:
-            grads += (sum_g.astype(b.dtype, copy=False) if b.requires_grad else None,)
+            grads += (sum_g.astype(b.dtype) if b.requires_grad else None,)
         return grads
 
     parents = (x,) + tuple(t for t in (w, b) if t is not None)
