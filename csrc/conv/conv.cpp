@@ -209,15 +209,20 @@ bool batched_applies(const ConvGeometry& g) {
   return g.groups == 1 && L <= kBatchedMaxPositions && g.col_rows() * g.N * L <= kColBlockFloats;
 }
 
+// The copies around the GEMM cost as much as the GEMM itself at these sizes, so threads split
+// them by image (each image's columns are disjoint).
+
 // col (Kc, N * L): image n's im2col columns from column n * L on.
 void batched_columns(const ConvGeometry& g, const float* x, float* col) {
   const int64_t L = g.OH * g.OW, in_img = g.C * g.H * g.W;
+#pragma omp parallel for schedule(static) num_threads(available_threads())
   for (int64_t n = 0; n < g.N; ++n) im2col(g, x + n * in_img, 0, g.OH, col + n * L, g.N * L);
 }
 
 // dy (N, O, L) -> (O, N * L), the GEMM operand layout.
 void batched_gather(const ConvGeometry& g, const float* dy, float* out) {
   const int64_t L = g.OH * g.OW;
+#pragma omp parallel for schedule(static) num_threads(available_threads())
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t o = 0; o < g.O; ++o) std::memcpy(out + (o * g.N + n) * L, dy + (n * g.O + o) * L, sizeof(float) * L);
 }
@@ -229,6 +234,7 @@ void forward_batched(const ConvGeometry& g, const float* x, const float* w, cons
   batched_columns(g, x, col);
   gemm(g.O, NL, Kc, 1.0f, MatView<const float>{w, Kc, 1}, MatView<const float>{col, NL, 1}, 0.0f,
        MatView<float>{out, NL, 1});
+#pragma omp parallel for schedule(static) num_threads(available_threads())
   for (int64_t n = 0; n < g.N; ++n)  // (O, N * L) -> (N, O, L), adding the bias on the way
     for (int64_t o = 0; o < g.O; ++o) {
       const float* src = out + (o * g.N + n) * L;
@@ -246,8 +252,11 @@ void backward_data_batched(const ConvGeometry& g, const float* dy, const float* 
   batched_gather(g, dy, dy_t);
   gemm(Kc, NL, g.O, 1.0f, MatView<const float>{w, 1, Kc}, MatView<const float>{dy_t, NL, 1}, 0.0f,
        MatView<float>{col, NL, 1});
-  std::memset(dx, 0, sizeof(float) * g.N * in_img);
-  for (int64_t n = 0; n < g.N; ++n) col2im(g, col + n * L, NL, dx + n * in_img);
+#pragma omp parallel for schedule(static) num_threads(available_threads())
+  for (int64_t n = 0; n < g.N; ++n) {
+    std::memset(dx + n * in_img, 0, sizeof(float) * in_img);
+    col2im(g, col + n * L, NL, dx + n * in_img);
+  }
 }
 
 // dW = dy . col^T, the sum over images and positions in one GEMM.
