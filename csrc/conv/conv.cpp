@@ -1,4 +1,5 @@
 // Convolution dispatch and the fast paths (float32, AVX2 active), in the order they are tried:
+//   im2col_gemm_batched  one group, <= 32 output positions per image: one GEMM over the whole batch
 //   winograd_f4x3   3x3, stride 1, dilation 1, one group, >= 16 channels in and out (forward, and
 //                   backward-data as the convolution of dy with the flipped weight); conv_winograd_avx2.cpp
 //   gemm_1x1        1x1, stride 1, no padding: the GEMM on the image itself
