@@ -29,7 +29,11 @@ CONFIGS = [
     (1, 17, 20, 19, 16, (3, 3), (1, 1), (0, 2), (1, 1), 1),
     (3, 16, 5, 4, 16, (3, 3), (1, 1), (2, 2), (1, 1), 1),
     (1, 16, 50, 70, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # several chunks of tile rows per image
+    # at most 32 output positions per image: one GEMM over the whole batch
+    (5, 16, 4, 4, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (3, 6, 5, 3, 4, (2, 2), (2, 1), (1, 1), (1, 2), 1),
 ]
+SMALL_IMAGE = 32  # output positions per image at or below which the batched GEMM path runs
 
 
 def _random_conv(rng, config, dtype=np.float32):
@@ -50,7 +54,9 @@ def test_conv2d_kernels_match_reference(isa, rng, config):
     scale = lambda a: 2e-5 * max(1.0, float(np.abs(a).max()))  # noqa: E731
     assert_close(y, expected, scale(expected), 1e-4, "forward")
     assert _C.last_impl("conv2d") != "scalar_ref" or isa == "scalar"
-    if isa == "avx2" and config[1] >= 16:
+    if isa == "avx2" and y.shape[2] * y.shape[3] <= SMALL_IMAGE and g == 1:
+        assert _C.last_impl("conv2d") == "im2col_gemm_batched"
+    elif isa == "avx2" and config[1] >= 16:
         assert _C.last_impl("conv2d") == "winograd_f4x3"
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, w, dy, s, p, d, g)

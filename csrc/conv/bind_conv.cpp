@@ -262,7 +262,7 @@ py::array fold_typed(const py::array& cols_in, const ConvGeometry& g) {
   T* dst = mptr<T>(x);
   py::gil_scoped_release release;
   for (int64_t i = 0; i < g.N * plane; ++i) dst[i] = T(0);
-  for (int64_t n = 0; n < g.N; ++n) col2im<T>(g, src + n * rows * L, dst + n * plane);
+  for (int64_t n = 0; n < g.N; ++n) col2im<T>(g, src + n * rows * L, L, dst + n * plane);
   return x;
 }
 

@@ -50,12 +50,12 @@ template <typename T>
 void conv2d_backward_bias(const ConvGeometry& g, const T* dy, T* db);
 
 // im2col of one image for output rows [oh0, oh1): col (C * kH * kW, (oh1 - oh0) * OW) with row stride ld,
-// from x (C, H, W). col2im adds a whole image's col (C * kH * kW, OH * OW) back onto x (zeroed by the caller),
-// with threads splitting the channels.
+// from x (C, H, W). col2im adds a whole image's col (C * kH * kW, OH * OW), row stride ld, back onto x
+// (zeroed by the caller), with threads splitting the channels.
 template <typename T>
 void im2col(const ConvGeometry& g, const T* x, int64_t oh0, int64_t oh1, T* col, int64_t ld);
 template <typename T>
-void col2im(const ConvGeometry& g, const T* col, T* x);
+void col2im(const ConvGeometry& g, const T* col, int64_t ld, T* x);
 
 // ---- Winograd F(4x4, 3x3) (conv_winograd_avx2.cpp): 3x3, stride 1, dilation 1, groups 1, float32.
 void conv2d_winograd_f4x3(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);

@@ -839,9 +839,16 @@ def tanh(x: Tensor) -> Tensor:
     return result(out, (x,), lambda g: (g * (1 - out * out),), "TanhBackward")
 
 
+def _zero_where_not(g: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """np.where(keep, g, 0) as one AND of the bits with an all-ones/all-zeros mask: several times
+    faster than np.where on a random mask, and exact where g * keep would turn inf * 0 into NaN."""
+    bits = np.dtype(f"i{g.itemsize}")
+    return np.bitwise_and(g.view(bits), np.negative(keep.view(np.int8), dtype=bits)).view(g.dtype)
+
+
 def relu(x: Tensor) -> Tensor:
     out = np.maximum(x.data, 0)
-    return result(out, (x,), lambda g: (np.where(out > 0, g, 0),), "ReluBackward")
+    return result(out, (x,), lambda g: (_zero_where_not(np.asarray(g, out.dtype), out > 0),), "ReluBackward")
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:

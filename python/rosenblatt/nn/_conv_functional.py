@@ -462,6 +462,13 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
     return result(y, (x,), backward, "MulBackward0")
 
 
+def _channel_sum(subscripts: str, *operands: np.ndarray) -> np.ndarray:
+    """Per-channel sums over (N, C, L) arrays: einsum sums each (n, c) row of L values in the
+    arrays' dtype (with several partial sums, as NumPy's own sums), then the N row sums are added
+    in float64. Twice as fast as one float64 reduction over axes (0, 2), which casts every element."""
+    return np.add.reduce(np.einsum(subscripts, *operands), axis=0, dtype=np.float64)
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Batch normalisation over every dim but 1 (channels), as torch's F.batch_norm.
@@ -479,14 +486,17 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for name, t in (("weight", w), ("bias", b), ("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and tuple(t.shape) != (C,):
             raise ValueError(f"{op}: {name} must have shape ({C},), got {tuple(t.shape)} (input {x.shape})")
-    axes = (0,) + tuple(range(2, x.ndim))
-    stat_shape = (1, C) + (1,) * (x.ndim - 2)
-    count = x.data.size // C
+    # Every pass works on the (N, C, L) view, reduced over axes 0 and 2 into per-channel (C,) values.
+    N = x.shape[0]
+    x3 = x.data.reshape(N, C, -1)
+    count = x3.shape[0] * x3.shape[2]
+    per_channel = lambda v: np.asarray(v, x.dtype).reshape(1, C, 1)  # noqa: E731
     if training:
         if count <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
-        mean = x.data.mean(axis=axes, dtype=np.float64)
-        var = x.data.var(axis=axes, dtype=np.float64)
+        mean = _channel_sum("ncl->nc", x3) / count
+        x_hat = x3 - per_channel(mean)  # centred first: the variance needs no full-size float64 temporary
+        var = _channel_sum("ncl,ncl->nc", x_hat, x_hat) / count
         if running_mean is not None:
             rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
             rm *= 1 - momentum
@@ -500,28 +510,33 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise ValueError(f"{op}: running_mean and running_var are needed in evaluation mode (input {x.shape})")
         mean = np.asarray(running_mean.data if isinstance(running_mean, Tensor) else running_mean, np.float64)
         var = np.asarray(running_var.data if isinstance(running_var, Tensor) else running_var, np.float64)
-    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype).reshape(stat_shape)
-    x_hat = (x.data - mean.astype(x.dtype).reshape(stat_shape)) * inv_std
-    gamma = np.ones(stat_shape, x.dtype) if w is None else w.data.reshape(stat_shape)
-    y = x_hat * gamma if w is not None else x_hat
+        x_hat = x3 - per_channel(mean)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat *= per_channel(inv_std)
+    gamma = None if w is None else w.data.reshape(1, C, 1)
+    y = x_hat * gamma if w is not None else x_hat.copy()
     if b is not None:
-        y = y + b.data.reshape(stat_shape)
+        y += b.data.reshape(1, C, 1)
 
     def backward(grad):
-        dx = dw = db = None
+        g = grad.reshape(x3.shape)
+        # The two per-channel sums every gradient is made of: db = sum(g), dw = sum(g * x_hat).
+        sum_g = _channel_sum("ncl->nc", g)
+        sum_gx = _channel_sum("ncl,ncl->nc", g, x_hat)
+        dx = None
         if x.requires_grad:
-            g_hat = grad * gamma
-            if training:  # the batch statistics depend on x too
-                mean_g = g_hat.mean(axis=axes, keepdims=True)
-                mean_gx = (g_hat * x_hat).mean(axis=axes, keepdims=True)
-                dx = (g_hat - mean_g - x_hat * mean_gx) * inv_std
-            else:
-                dx = g_hat * inv_std
-        if w is not None and w.requires_grad:
-            dw = (grad * x_hat).sum(axis=axes)
-        if b is not None and b.requires_grad:
-            db = grad.sum(axis=axes)
-        return (dx,) + tuple(d for d, t in ((dw, w), (db, b)) if t is not None)
+            scale = inv_std if w is None else inv_std * w.data  # d y / d x_hat, times d x_hat / d x
+            dx = g * per_channel(scale)
+            if training:  # the batch statistics depend on x too: subtract the projections on 1 and x_hat
+                dx -= x_hat * per_channel(scale * sum_gx / count)
+                dx -= per_channel(scale * sum_g / count)
+            dx = dx.reshape(x.shape)
+        grads = (dx,)
+        if w is not None:
+            grads += (sum_gx.astype(w.dtype) if w.requires_grad else None,)
+        if b is not None:
+            grads += (sum_g.astype(b.dtype) if b.requires_grad else None,)
+        return grads
 
     parents = (x,) + tuple(t for t in (w, b) if t is not None)
-    return result(y.astype(x.dtype, copy=False), parents, backward, "NativeBatchNormBackward0")
+    return result(y.reshape(x.shape), parents, backward, "NativeBatchNormBackward0")
