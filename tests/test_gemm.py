@@ -77,6 +77,15 @@ def test_gemm_strided_inputs(isa, rng, layout):
     assert np.all(out_full[:, 1::2] == 0), "gemm wrote outside out's elements"
 
 
+@pytest.mark.parametrize("M,N,K", [(7, 17, 9), (64, 512, 300), (97, 101, 103), (4, 300, 70), (300, 4, 70)])
+def test_gemm_column_major_out(isa, rng, M, N, K):
+    a, b = operands(rng, M, N, K, False, True, np.float32)
+    c = rng.standard_normal((N, M)).astype(np.float32).T  # Fortran-ordered view
+    expected = reference(a, b, False, True, 1.0, 0.5, c)
+    kernels.gemm(a, b, trans_b=True, beta=0.5, out=c)
+    assert_close(c, expected, *tolerance(np.float32, K), f"gemm column-major out {M}x{N}x{K}")
+
+
 def test_gemm_empty_dimensions(isa):
     z = kernels.gemm(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32))
     assert z.shape == (0, 4)
@@ -188,8 +197,9 @@ def test_gemm_every_avx2_path_is_exercised(rng):
         for trans_a in (False, True):
             for trans_b in (False, True):
                 a, b = operands(rng, M, N, K, trans_a, trans_b, np.float32)
-                kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
-                seen.add(kernels.last_impl("gemm"))
+                for out in (None, np.empty((N, M), np.float32).T):  # row-major and column-major C
+                    kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out)
+                    seen.add(kernels.last_impl("gemm"))
     expected = {"avx2_direct_rows", "avx2_direct_cols", "avx2_direct_rows_transposed", "avx2_direct_cols_transposed",
                 "avx2_packed_6x16", "avx2_packed_6x16_transposed"}
     assert expected <= seen, f"untested paths: {expected - seen}"

@@ -438,9 +438,12 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
     sgemm_few_rows(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
     return "avx2_direct_rows_transposed";
   }
-  // C^T = B^T A^T: compute transposed when that wastes clearly less of the 6x16 tile
-  // (the transposed operands pack more slowly, so a few percent is not worth it).
-  if (padded_work(N, M) * 10 < padded_work(M, N) * 9) {
+  // C^T = B^T A^T: the micro-kernel stores whole tile rows only where C's rows are
+  // contiguous (strided stores go element by element, and a power-of-two stride thrashes
+  // the cache), so a column-major C is computed transposed. Where C has no unit stride,
+  // take the orientation that pads clearly less (transposed operands pack more slowly).
+  const bool transpose = C.cs == 1 ? false : C.rs == 1 ? true : padded_work(N, M) * 10 < padded_work(M, N) * 9;
+  if (transpose) {
     sgemm_blocked(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
     return "avx2_packed_6x16_transposed";
   }
