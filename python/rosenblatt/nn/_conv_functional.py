@@ -231,13 +231,18 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x_data, unbatched = _batched(x, op)
     keep_indices = return_indices or _needs_grad(x)
     y, indices = _C.max_pool2d_forward(x_data, kernel, stride, padding, dilation, bool(ceil_mode), keep_indices)
+    return _max_pool_result(x, x_data, y, indices, unbatched, return_indices, "MaxPool2DWithIndicesBackward0")
+
+
+def _max_pool_result(x, x_data, y, indices, unbatched, return_indices, name):
+    """The graph node of a max pooling: the gradient goes back to each window's arg-max."""
     hw = x_data.shape[2:]
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
         return (_unbatch(_C.max_pool2d_backward(grad, indices, hw), unbatched),)
 
-    out = result(_unbatch(y, unbatched), (x,), backward, "MaxPool2DWithIndicesBackward0")
+    out = result(_unbatch(y, unbatched), (x,), backward, name)
     return (out, Tensor(_unbatch(indices, unbatched))) if return_indices else out
 
 
@@ -277,14 +282,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     size = _adaptive_size(output_size, x_data.shape[2:], op)
     keep_indices = return_indices or _needs_grad(x)
     y, indices = _C.adaptive_max_pool2d_forward(x_data, size, keep_indices)
-    hw = x_data.shape[2:]
-
-    def backward(grad):
-        grad = grad[None] if unbatched else grad
-        return (_unbatch(_C.max_pool2d_backward(grad, indices, hw), unbatched),)
-
-    out = result(_unbatch(y, unbatched), (x,), backward, "AdaptiveMaxPool2DBackward0")
-    return (out, Tensor(_unbatch(indices, unbatched))) if return_indices else out
+    return _max_pool_result(x, x_data, y, indices, unbatched, return_indices, "AdaptiveMaxPool2DBackward0")
 
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
