@@ -122,8 +122,7 @@ elif ! stage "build+install (pip)" 300 install_package; then
 fi
 stage "installed module" 30 show_install
 stage "cuda_smoke" 60 "$PY" -m rosenblatt.bench.cuda_smoke
-stage "tests (cuda, dlpack)" 180 "$PY" -m pytest -q -p no:cacheprovider -rs \
-  tests/test_cuda.py tests/test_dlpack.py tests/test_cuda_absent.py tests/test_cuda_host_simulation.py
+stage "tests (cuda, dlpack)" 180 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda*.py tests/test_dlpack.py
 stage "sanitizer memcheck" 90 sanitizer memcheck
 stage "sanitizer racecheck" 90 sanitizer racecheck
 stage "benchmark" 150 "$PY" -m rosenblatt.bench.gpu --out "$RESULTS/gpu_bench.json"
