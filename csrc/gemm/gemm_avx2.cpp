@@ -409,6 +409,62 @@ inline int64_t padded_work(int64_t M, int64_t N) {
 
 }  // namespace
 
+// ---- a right-hand operand packed once, reused by many products ------------------------
+//
+// Layout, for each KC block of rows: segment 0's 16-column panels, then segment 1's, ...
+// (each panel kc x 16, zero-padded past the segment's N columns). Segment s of B starts
+// `b_segment_stride` elements after segment 0; its product goes `c_segment_stride` elements
+// along C. A recurrent step uses one segment per gate: one packing of h serves all gates.
+
+int64_t packed_b_floats(int64_t K, int64_t N, int64_t segments) { return segments * K * ceil_div(N, NR) * NR; }
+
+void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B, int64_t b_segment_stride,
+                 float* packed) {
+  const int64_t panels = ceil_div(N, NR);
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = min64(KC, K - pc);
+    float* block = packed + pc * segments * panels * NR;
+    for (int64_t s = 0; s < segments; ++s)
+      for (int64_t jp = 0; jp < panels; ++jp) {
+        const int64_t j = jp * NR;
+        pack_b_panel(min64(NR, N - j), kc, B.data + s * b_segment_stride + pc * B.rs + j * B.cs, B.rs, B.cs,
+                     block + (s * panels + jp) * kc * NR);
+      }
+  }
+}
+
+void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, float alpha, MatView<const float> A,
+                         const float* packed_b, float beta, MatView<float> C, int64_t c_segment_stride) {
+  if (M == 0 || N == 0 || segments == 0) return;
+  if (K == 0) {
+    for (int64_t s = 0; s < segments; ++s) scale_c(M, N, beta, MatView<float>{C.data + s * c_segment_stride, C.rs, C.cs});
+    return;
+  }
+  const int64_t panels = ceil_div(N, NR);
+  float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = min64(KC, K - pc);
+    const float beta_here = pc == 0 ? beta : 1.0f;
+    const float* block = packed_b + pc * segments * panels * NR;
+    for (int64_t ic = 0; ic < M; ic += MC) {
+      const int64_t mc = min64(MC, M - ic);
+      for (int64_t ir = 0; ir < mc; ir += MR)
+        pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+      for (int64_t s = 0; s < segments; ++s)
+        for (int64_t jp = 0; jp < panels; ++jp) {
+          const int64_t j = jp * NR, nr = min64(NR, N - j);
+          const float* b_panel = block + (s * panels + jp) * kc * NR;
+          const auto kernel = nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
+            kernel(kc, packed_a + ir * kc, 0, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, min64(MR, mc - ir),
+                   nr);
+          }
+        }
+    }
+  }
+}
+
 const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A,
                        MatView<const float> B, float beta, MatView<float> C) {
   if (M == 0 || N == 0) return "avx2_empty";
