@@ -5,7 +5,7 @@
 //   2. per step: gates_t += h_{t-1} . W_hh^T, then a fused pass (bias, activations, state update)
 // Backward (BPTT over the saved activations, reverse order):
 //   per step: fused pass -> dgates_t; dh_{t-1} = dgates_t . W_hh (+ the direct terms)
-//   then dX = dgates . W_ih, dW_ih = dgates^T . X, dW_hh = dgates^T . H_prev, biases as column sums:
+//   then dX = dgates . W_ih, [dW_ih | dW_hh] = dgates^T . [X | H_prev], biases as column sums:
 //   one large GEMM each over all T*B rows.
 //
 // The steps run inside one OpenMP region: each thread owns a slice of hidden units (8-aligned),
@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <memory>
 #include <vector>
 
 #include "common/parallel.h"
@@ -214,8 +213,10 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   const bool lstm = a.cell == RnnCell::lstm, gru = a.cell == RnnCell::gru;
   const bool lbr = gru && a.linear_before_reset, cho = gru && !a.linear_before_reset;
 
-  // Every element of dgates / dhn is written by the step passes: no zero-fill.
-  std::unique_ptr<float[]> dgates(new float[T * B * GH]), dhn(new float[lbr ? T * B * H : 0]);
+  // Every element of dgates / dhn is written by the step passes: no zero-fill. They live in the
+  // calling thread's scratch (kept between calls: a training loop does not fault in fresh pages).
+  float* const dgates = thread_scratch_of<float>(ScratchSlot::rnn_grad, size_t(T * B * (GH + (lbr ? H : 0))));
+  float* const dhn = lbr ? dgates + T * B * GH : nullptr;
   std::vector<float> db(GH, 0.0f);  // gradient of the combined bias (b_ih; b_hh's r, z rows)
   std::vector<float> db_hn(lbr ? H : 0, 0.0f);
   std::vector<float> dh_a(B * H, 0.0f), dh_b(B * H, 0.0f), dc(lstm ? B * H : 0, 0.0f), drh(cho ? B * H : 0);
@@ -262,7 +263,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
     float* dh_prev = dh_b.data();  // dL/dh of the state entering it
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = a.reverse ? s : T - 1 - s;
-      float* dg = dgates.get() + t * B * GH;
+      float* dg = dgates + t * B * GH;
 
       StepBackward step{};
       step.B = B, step.H = H, step.j0 = u.j0, step.j1 = u.j1;
@@ -274,7 +275,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
       step.dh = dh;
       step.dy = a.dy ? a.dy + t * B * a.ldy : nullptr, step.ldy = a.ldy;
       step.dgates = dg;
-      step.dhn = lbr ? dhn.get() + t * B * H : nullptr;
+      step.dhn = lbr ? dhn + t * B * H : nullptr;
       step.dh_prev = dh_prev;
       step.dc = lstm ? dc.data() : nullptr;
       step.clip = a.cell_grad_clip;
@@ -313,19 +314,37 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
 
   // Gradients of the inputs and weights: one GEMM each over all T*B rows.
   const int64_t rows = T * B;
-  gemm(rows, I, GH, 1.0f, MatView<const float>{dgates.get(), GH, 1}, MatView<const float>{a.w_ih, I, 1},
+  gemm(rows, I, GH, 1.0f, MatView<const float>{dgates, GH, 1}, MatView<const float>{a.w_ih, I, 1},
        a.accumulate_dx ? 1.0f : 0.0f, MatView<float>{a.dx, I, 1});
-  gemm(GH, I, rows, 1.0f, MatView<const float>{dgates.get(), 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
-       MatView<float>{a.dw_ih, I, 1});
-  // W_hh rows that multiply h (all, or GRU's r and z), then GRU's n rows.
-  const int64_t h_rows = gru ? 2 * H : GH;
-  gemm(h_rows, H, rows, 1.0f, MatView<const float>{dgates.get(), 1, GH}, MatView<const float>{a.h_prev, H, 1},
-       0.0f, MatView<float>{a.dw_hh, H, 1});
+  if (!gru) {
+    // [dW_ih | dW_hh] = dgates^T . [X | H_prev] as one product: dgates^T, the large operand, is then
+    // packed once instead of twice, and the wider right-hand side uses the kernel better.
+    const int64_t IH = I + H;
+    // (The step loop's packed weights are dead now: their scratch slot holds [X | H_prev] and the result.)
+    float* const xh = thread_scratch_of<float>(ScratchSlot::rnn, size_t((rows + GH) * IH));
+    float* const dw = xh + rows * IH;
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy(a.x + r * I, a.x + (r + 1) * I, xh + r * IH);
+      std::copy(a.h_prev + r * H, a.h_prev + (r + 1) * H, xh + r * IH + I);
+    }
+    gemm(GH, IH, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{xh, IH, 1}, 0.0f,
+         MatView<float>{dw, IH, 1});
+    for (int64_t r = 0; r < GH; ++r) {
+      std::copy(dw + r * IH, dw + r * IH + I, a.dw_ih + r * I);
+      std::copy(dw + r * IH + I, dw + (r + 1) * IH, a.dw_hh + r * H);
+    }
+  } else {
+    gemm(GH, I, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
+         MatView<float>{a.dw_ih, I, 1});
+    // W_hh rows that multiply h (GRU's r and z), then GRU's n rows.
+    gemm(2 * H, H, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.h_prev, H, 1},
+         0.0f, MatView<float>{a.dw_hh, H, 1});
+  }
   if (lbr)
-    gemm(H, H, rows, 1.0f, MatView<const float>{dhn.get(), 1, H}, MatView<const float>{a.h_prev, H, 1}, 0.0f,
+    gemm(H, H, rows, 1.0f, MatView<const float>{dhn, 1, H}, MatView<const float>{a.h_prev, H, 1}, 0.0f,
          MatView<float>{a.dw_hh + 2 * H * H, H, 1});
   if (cho)  // n rows multiply r * h
-    gemm(H, H, rows, 1.0f, MatView<const float>{dgates.get() + 2 * H, 1, GH}, MatView<const float>{a.aux, H, 1},
+    gemm(H, H, rows, 1.0f, MatView<const float>{dgates + 2 * H, 1, GH}, MatView<const float>{a.aux, H, 1},
          0.0f, MatView<float>{a.dw_hh + 2 * H * H, H, 1});
 
   // b_ih and b_hh enter the same sums, except GRU(linear_before_reset)'s b_hn (inside r * (...)).
