@@ -231,9 +231,13 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   const bool transposed = B <= 4 && T >= 4;
   std::vector<float> w_hh_t(transposed ? GH * H : 0);
   if (transposed) {
+    // In 32 x 32 tiles, so reads and writes both stay within a few cache lines per row.
+    constexpr int64_t tile = 32;
 #pragma omp parallel for schedule(static) num_threads(available_threads())
-    for (int64_t k = 0; k < H; ++k)
-      for (int64_t r = 0; r < GH; ++r) w_hh_t[k * GH + r] = a.w_hh[r * H + k];
+    for (int64_t k0 = 0; k0 < H; k0 += tile)
+      for (int64_t r0 = 0; r0 < GH; r0 += tile)
+        for (int64_t r = r0; r < std::min(GH, r0 + tile); ++r)
+          for (int64_t k = k0; k < std::min(H, k0 + tile); ++k) w_hh_t[k * GH + r] = a.w_hh[r * H + k];
   }
   const int team = step_team(H);
   StepBarrier barrier(team);
