@@ -7,6 +7,7 @@
 #include "check.h"
 #include "launch.cuh"
 #include "train_kernels.h"
+#include "train_math.h"
 
 namespace rb::cuda {
 namespace {
@@ -15,12 +16,6 @@ using blockwise::block_reduce;
 using blockwise::Sum;
 
 constexpr int kChannelThreads = 256;
-
-// Element k of channel c, k in [0, N * L): k = n * L + l.
-__device__ inline int64_t channel_element(int64_t k, int64_t c, int64_t C, int64_t L) {
-  const int64_t n = k / L, l = k - n * L;
-  return (n * C + c) * L + l;
-}
 
 template <typename T>
 __global__ void batch_norm_stats_kernel(const T* __restrict__ x, int64_t N, int64_t C, int64_t L, bool training,
@@ -61,13 +56,8 @@ __global__ void batch_norm_normalize_kernel(const T* __restrict__ x, const T* __
                                             const T* __restrict__ invstd, const T* __restrict__ weight,
                                             const T* __restrict__ bias, T* __restrict__ y, int64_t C, int64_t L,
                                             int64_t total) {
-  for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
-    const int64_t c = (e / L) % C;
-    T v = (x[e] - mean[c]) * invstd[c];
-    if (weight != nullptr) v *= weight[c];
-    if (bias != nullptr) v += bias[c];
-    y[e] = v;
-  }
+  for (int64_t e = global_thread_index(); e < total; e += grid_threads())
+    y[e] = batch_norm_normalize_element(e, x, mean, invstd, weight, bias, C, L);
 }
 
 // Per channel: sums[c] = sum(g), sums[C + c] = sum(g * x_hat); dbias, dweight the same in T.
@@ -104,17 +94,8 @@ __global__ void batch_norm_dx_kernel(const T* __restrict__ grad, const T* __rest
                                      int64_t L) {
   const int64_t total = N * C * L;
   const double count = static_cast<double>(N * L);
-  for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
-    const int64_t c = (e / L) % C;
-    const T scale = weight != nullptr ? invstd[c] * weight[c] : invstd[c];  // dy/dx_hat * dx_hat/dx
-    T v = grad[e] * scale;
-    if (training) {  // the batch statistics depend on x too: remove the projections on 1 and x_hat
-      const T x_hat = (x[e] - mean[c]) * invstd[c];
-      v -= x_hat * static_cast<T>(static_cast<double>(scale) * sums[C + c] / count);
-      v -= static_cast<T>(static_cast<double>(scale) * sums[c] / count);
-    }
-    dx[e] = v;
-  }
+  for (int64_t e = global_thread_index(); e < total; e += grid_threads())
+    dx[e] = batch_norm_dx_element(e, grad, x, mean, invstd, weight, training, sums, C, L, count);
 }
 
 unsigned int channel_blocks(int64_t C) { return grid_stride_blocks(C, 1); }

@@ -4,6 +4,7 @@
 #include "check.h"
 #include "launch.cuh"
 #include "train_kernels.h"
+#include "train_math.h"
 
 namespace rb::cuda {
 namespace {
@@ -20,13 +21,12 @@ __global__ void embedding_gather_kernel(const T* __restrict__ weight, const int6
                                         unsigned long long* flag) {
   const int64_t total = n * dim;
   for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
-    const int64_t i = e / dim, d = e - i * dim;
-    const int64_t row = indices[i];
-    if (row < 0 || row >= num) {
-      out[e] = T(0);
-      if (d == 0) flag_bad_index(flag, row);
+    const int64_t source = embedding_source(e, indices, num, dim);
+    if (source >= 0) {
+      out[e] = weight[source];
     } else {
-      out[e] = weight[row * dim + d];
+      out[e] = T(0);
+      if (e % dim == 0) flag_bad_index(flag, indices[e / dim]);
     }
   }
 }
@@ -37,12 +37,11 @@ __global__ void embedding_scatter_add_kernel(const T* __restrict__ grad, const i
                                              int64_t padding_idx, unsigned long long* flag) {
   const int64_t total = n * dim;
   for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
-    const int64_t i = e / dim, d = e - i * dim;
-    const int64_t row = indices[i];
-    if (row < 0 || row >= num) {
-      if (d == 0) flag_bad_index(flag, row);
-    } else if (row != padding_idx) {
-      atomicAdd(&grad_weight[row * dim + d], grad[e]);
+    const int64_t target = embedding_source(e, indices, num, dim);  // the gather's source is the scatter's target
+    if (target < 0) {
+      if (e % dim == 0) flag_bad_index(flag, indices[e / dim]);
+    } else if (target / dim != padding_idx) {
+      atomicAdd(&grad_weight[target], grad[e]);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include "check.h"
 #include "launch.cuh"
 #include "train_kernels.h"
+#include "train_math.h"
 
 namespace rb::cuda {
 namespace {
@@ -22,19 +23,10 @@ __global__ void nll_gather_kernel(const T* __restrict__ log_probs, const int64_t
                                   int64_t N, int64_t C, int64_t L, int64_t ignore_index, unsigned long long* flag) {
   const int64_t total = N * L;
   for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
-    const int64_t n = e / L, l = e - n * L;
-    const int64_t t = target[e];
-    T value = T(0), w = T(0);
-    if (t != ignore_index) {
-      if (t < 0 || t >= C) {
-        flag_bad_target(flag, t);
-      } else {
-        value = log_probs[(n * C + t) * L + l];
-        w = weight != nullptr ? weight[t] : T(1);
-      }
-    }
-    picked[e] = value;
-    element_weight[e] = w;
+    const int64_t source = nll_source(e, target, C, L, ignore_index);
+    if (source == -2) flag_bad_target(flag, target[e]);
+    picked[e] = source >= 0 ? log_probs[source] : T(0);
+    element_weight[e] = source < 0 ? T(0) : weight != nullptr ? weight[target[e]] : T(1);
   }
 }
 
@@ -43,11 +35,9 @@ __global__ void nll_scatter_kernel(const T* __restrict__ coef, const int64_t* __
                                    int64_t N, int64_t C, int64_t L, int64_t ignore_index, unsigned long long* flag) {
   const int64_t total = N * L;
   for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
-    const int64_t n = e / L, l = e - n * L;
-    const int64_t t = target[e];
-    if (t == ignore_index) continue;
-    if (t < 0 || t >= C) flag_bad_target(flag, t);
-    else out[(n * C + t) * L + l] = coef[e];
+    const int64_t destination = nll_source(e, target, C, L, ignore_index);
+    if (destination >= 0) out[destination] = coef[e];
+    else if (destination == -2) flag_bad_target(flag, target[e]);
   }
 }
 

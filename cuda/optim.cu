@@ -6,70 +6,24 @@
 #include "check.h"
 #include "launch.cuh"
 #include "train_kernels.h"
+#include "train_math.h"
 
 namespace rb::cuda {
 namespace {
 
 constexpr int kThreads = 256;
 
-// The SGD hyper-parameters rounded to the array's dtype, as NumPy rounds Python floats.
-template <typename T>
-struct SgdScalars {
-  T lr, momentum, one_minus_dampening, weight_decay;
-  bool nesterov, maximize, first_step, use_momentum, use_weight_decay;
-};
-
 template <typename T>
 __global__ void sgd_kernel(T* __restrict__ param, const T* __restrict__ grad, T* __restrict__ buffer, int64_t n,
                            SgdScalars<T> s) {
-  for (int64_t i = global_thread_index(); i < n; i += grid_threads()) {
-    T g = s.maximize ? -grad[i] : grad[i];
-    const T p = param[i];
-    if (s.use_weight_decay) g = g + s.weight_decay * p;
-    if (s.use_momentum) {
-      const T b = s.first_step ? g : buffer[i] * s.momentum + s.one_minus_dampening * g;
-      buffer[i] = b;
-      g = s.nesterov ? g + s.momentum * b : b;
-    }
-    param[i] = p - s.lr * g;
-  }
+  for (int64_t i = global_thread_index(); i < n; i += grid_threads()) sgd_update(i, param, grad, buffer, s);
 }
-
-template <typename T>
-struct AdamScalars {
-  T weight_decay, decay_factor;      // L2: g += weight_decay * p; decoupled: p *= decay_factor = 1 - lr * wd
-  T lerp_weight, lerp_complement;    // 1 - beta1 and 1 - (1 - beta1), for torch's two-sided lerp
-  bool lerp_from_start;              // lerp_weight < 0.5
-  T beta2, one_minus_beta2;
-  T step_size, bias_correction2_sqrt, eps;  // lr / (1 - beta1^t), sqrt(1 - beta2^t)
-  bool use_weight_decay, decoupled, amsgrad, maximize;
-};
-
-template <typename T>
-__device__ inline T max_nan(T a, T b) { return (a != a || b != b) ? a + b : (a > b ? a : b); }  // np.maximum
 
 template <typename T>
 __global__ void adam_kernel(T* __restrict__ param, const T* __restrict__ grad, T* __restrict__ exp_avg,
                             T* __restrict__ exp_avg_sq, T* __restrict__ max_exp_avg_sq, int64_t n, AdamScalars<T> s) {
-  for (int64_t i = global_thread_index(); i < n; i += grid_threads()) {
-    T g = s.maximize ? -grad[i] : grad[i];
-    T p = param[i];
-    if (s.use_weight_decay) {
-      if (s.decoupled) p = p * s.decay_factor;
-      else g = g + s.weight_decay * p;
-    }
-    T m = exp_avg[i];
-    m = s.lerp_from_start ? m + s.lerp_weight * (g - m) : g - (g - m) * s.lerp_complement;
-    exp_avg[i] = m;
-    T v = exp_avg_sq[i] * s.beta2 + s.one_minus_beta2 * g * g;
-    exp_avg_sq[i] = v;
-    if (s.amsgrad) {
-      v = max_nan(max_exp_avg_sq[i], v);
-      max_exp_avg_sq[i] = v;
-    }
-    const T denominator = sqrt(v) / s.bias_correction2_sqrt + s.eps;
-    param[i] = p - s.step_size * (m / denominator);
-  }
+  for (int64_t i = global_thread_index(); i < n; i += grid_threads())
+    adam_update(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
 }
 
 // What one element adds to a p-norm's reduction (and the reduction's operator).
@@ -120,16 +74,7 @@ __global__ void clip_scale_kernel(T* x, int64_t n, const float* __restrict__ tot
 template <typename T>
 void sgd_step(T* param, const T* grad, T* momentum_buffer, int64_t n, const SgdHyper& h, cudaStream_t stream) {
   if (n == 0) return;
-  SgdScalars<T> s;
-  s.lr = static_cast<T>(h.lr);
-  s.momentum = static_cast<T>(h.momentum);
-  s.one_minus_dampening = static_cast<T>(1.0 - h.dampening);
-  s.weight_decay = static_cast<T>(h.weight_decay);
-  s.nesterov = h.nesterov;
-  s.maximize = h.maximize;
-  s.first_step = h.first_step;
-  s.use_momentum = h.momentum != 0.0;
-  s.use_weight_decay = h.weight_decay != 0.0;
+  const SgdScalars<T> s = sgd_scalars<T>(h);
   sgd_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(param, grad, momentum_buffer, n, s);
   check_launch("sgd_step_", "sgd_kernel");
 }
@@ -138,23 +83,7 @@ template <typename T>
 void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n, const AdamHyper& h,
                cudaStream_t stream) {
   if (n == 0) return;
-  const double t = static_cast<double>(h.step);
-  const double lerp_weight = 1.0 - h.beta1;
-  AdamScalars<T> s;
-  s.weight_decay = static_cast<T>(h.weight_decay);
-  s.decay_factor = static_cast<T>(1.0 - h.lr * h.weight_decay);
-  s.lerp_weight = static_cast<T>(lerp_weight);
-  s.lerp_complement = static_cast<T>(1.0 - lerp_weight);
-  s.lerp_from_start = lerp_weight < 0.5;
-  s.beta2 = static_cast<T>(h.beta2);
-  s.one_minus_beta2 = static_cast<T>(1.0 - h.beta2);
-  s.step_size = static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, t)));
-  s.bias_correction2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, t)));
-  s.eps = static_cast<T>(h.eps);
-  s.use_weight_decay = h.weight_decay != 0.0;
-  s.decoupled = h.decoupled_weight_decay;
-  s.amsgrad = h.amsgrad;
-  s.maximize = h.maximize;
+  const AdamScalars<T> s = adam_scalars<T>(h);
   adam_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(param, grad, exp_avg, exp_avg_sq,
                                                                           max_exp_avg_sq, n, s);
   check_launch("adam_step_", "adam_kernel");

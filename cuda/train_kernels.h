@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "train_math.h"  // SgdHyper, AdamHyper
+
 namespace rb::cuda {
 
 // ---- dropout (dropout.cu) -------------------------------------------------------------------------
@@ -49,20 +51,10 @@ void batch_norm_backward(const T* grad, const T* x, const T* mean, const T* invs
                          cudaStream_t stream);
 
 // ---- optimizers and gradient norms (optim.cu) -------------------------------------------------------
-// Scalars are what the CPU optimizers in python/rosenblatt/optim compute in Python (float64) and
-// NumPy then rounds to the array's dtype; each kernel rounds them the same way.
-struct SgdHyper {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize, first_step;  // first_step: the momentum buffer starts as the gradient
-};
+// SgdHyper and AdamHyper: train_math.h.
 template <typename T>
 void sgd_step(T* param, const T* grad, T* momentum_buffer, int64_t n, const SgdHyper& h, cudaStream_t stream);
 
-struct AdamHyper {
-  double lr, beta1, beta2, eps, weight_decay;
-  int64_t step;  // t, counted from 1 (already incremented for this update)
-  bool amsgrad, maximize, decoupled_weight_decay;
-};
 template <typename T>
 void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n, const AdamHyper& h,
                cudaStream_t stream);
