@@ -2,17 +2,13 @@
 // Indices are checked on the device: a bad one is never read through; it raises a flag the op
 // reads back once after the launch (train_ops.cpp turns it into IndexError).
 #include "check.h"
+#include "index_flag.cuh"
 #include "launch.cuh"
 #include "train_kernels.h"
 #include "train_math.h"
 
 namespace rb::cuda {
 namespace {
-
-// Records a bad index: the first thread to set flag[0] also leaves its index in flag[1].
-__device__ inline void flag_bad_index(unsigned long long* flag, int64_t index) {
-  if (atomicOr(&flag[0], 1ull) == 0ull) atomicExch(&flag[1], static_cast<unsigned long long>(index));
-}
 
 // One thread per output element (row i, column d): neighbouring threads read neighbouring columns.
 template <typename T>

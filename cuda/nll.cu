@@ -3,6 +3,7 @@
 // The reductions and the arithmetic between them are element-wise ops and sums of the Python layer.
 #include "block_reduce.cuh"
 #include "check.h"
+#include "index_flag.cuh"
 #include "launch.cuh"
 #include "train_kernels.h"
 #include "train_math.h"
@@ -12,10 +13,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ inline void flag_bad_target(unsigned long long* flag, int64_t target) {
-  if (atomicOr(&flag[0], 1ull) == 0ull) atomicExch(&flag[1], static_cast<unsigned long long>(target));
-}
-
 // One thread per position e = n * L + l.
 template <typename T>
 __global__ void nll_gather_kernel(const T* __restrict__ log_probs, const int64_t* __restrict__ target,
@@ -24,7 +21,7 @@ __global__ void nll_gather_kernel(const T* __restrict__ log_probs, const int64_t
   const int64_t total = N * L;
   for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
     const int64_t source = nll_source(e, target, C, L, ignore_index);
-    if (source == -2) flag_bad_target(flag, target[e]);
+    if (source == -2) flag_bad_index(flag, target[e]);
     picked[e] = source >= 0 ? log_probs[source] : T(0);
     element_weight[e] = source < 0 ? T(0) : weight != nullptr ? weight[target[e]] : T(1);
   }
@@ -37,7 +34,7 @@ __global__ void nll_scatter_kernel(const T* __restrict__ coef, const int64_t* __
   for (int64_t e = global_thread_index(); e < total; e += grid_threads()) {
     const int64_t destination = nll_source(e, target, C, L, ignore_index);
     if (destination >= 0) out[destination] = coef[e];
-    else if (destination == -2) flag_bad_target(flag, target[e]);
+    else if (destination == -2) flag_bad_index(flag, target[e]);
   }
 }
 

@@ -26,7 +26,7 @@ __global__ void adam_kernel(T* __restrict__ param, const T* __restrict__ grad, T
     adam_update(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
 }
 
-// What one element adds to a p-norm's reduction (and the reduction's operator).
+// What one element adds to the sum of a p-norm (p finite).
 __device__ inline double norm_term(double a, double p) {
   a = fabs(a);
   return p == 2.0 ? a * a : p == 1.0 ? a : pow(a, p);

@@ -11,7 +11,7 @@ def bench(torch, cuda, repeat: int, quick: bool) -> list:
     cases = []
 
     # Adam: reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq.
-    param = torch.randn(n, device="cuda")
+    param = torch.randn(n, device="cuda", requires_grad=True)
     param.grad = torch.randn(n, device="cuda")
     adam = torch.optim.Adam([param], lr=1e-3, fused=True)
     ours = [cuda.from_dlpack(t) for t in (torch.randn(n, device="cuda"), torch.randn(n, device="cuda"),
