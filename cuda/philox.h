@@ -56,7 +56,8 @@ __host__ __device__ inline bool dropout_element_keeps(int64_t i, int64_t plane, 
                                                       uint64_t offset) {
   const int64_t j = i / plane;
   const Philox4 bits = philox_block(seed, offset, static_cast<uint64_t>(j / 4));
-  return dropout_keeps(bits.v[j % 4], threshold);
+  const int64_t k = j % 4;  // selected, not indexed: a run-time index would put bits on the stack
+  return dropout_keeps(k == 0 ? bits.v[0] : k == 1 ? bits.v[1] : k == 2 ? bits.v[2] : bits.v[3], threshold);
 }
 
 // threshold = ceil(p * 2^24) for p in [0, 1]: p = 0 keeps everything, p = 1 nothing.
