@@ -86,8 +86,8 @@ int row_threads(int64_t n) { return n <= 32 ? 32 : n <= 64 ? 64 : n <= 128 ? 128
 }  // namespace
 
 template <typename T>
-void nll_gather(const T* log_probs, const int64_t* target, const T* weight, T* picked, T* element_weight, int64_t N,
-                int64_t C, int64_t L, int64_t ignore_index, unsigned long long* flag, cudaStream_t stream) {
+void gather_targets(const T* log_probs, const int64_t* target, const T* weight, T* picked, T* element_weight, int64_t N,
+                    int64_t C, int64_t L, int64_t ignore_index, unsigned long long* flag, cudaStream_t stream) {
   if (N * L == 0) return;
   nll_gather_kernel<T><<<grid_stride_blocks(N * L, kThreads), kThreads, 0, stream>>>(
       log_probs, target, weight, picked, element_weight, N, C, L, ignore_index, flag);
@@ -95,8 +95,8 @@ void nll_gather(const T* log_probs, const int64_t* target, const T* weight, T* p
 }
 
 template <typename T>
-void nll_scatter(const T* coef, const int64_t* target, T* out, int64_t N, int64_t C, int64_t L, int64_t ignore_index,
-                 unsigned long long* flag, cudaStream_t stream) {
+void scatter_targets(const T* coef, const int64_t* target, T* out, int64_t N, int64_t C, int64_t L,
+                     int64_t ignore_index, unsigned long long* flag, cudaStream_t stream) {
   if (N * L == 0) return;
   nll_scatter_kernel<T><<<grid_stride_blocks(N * L, kThreads), kThreads, 0, stream>>>(coef, target, out, N, C, L,
                                                                                       ignore_index, flag);
@@ -110,11 +110,11 @@ void max_rows(const T* x, T* values, int64_t* indices, int64_t rows, int64_t n, 
   check_launch("max_last_axis", "max_rows_kernel");
 }
 
-#define RB_INSTANTIATE(T)                                                                                          \
-  template void nll_gather<T>(const T*, const int64_t*, const T*, T*, T*, int64_t, int64_t, int64_t, int64_t,       \
-                              unsigned long long*, cudaStream_t);                                                  \
-  template void nll_scatter<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t, unsigned long long*, \
-                               cudaStream_t);                                                                      \
+#define RB_INSTANTIATE(T)                                                                                  \
+  template void gather_targets<T>(const T*, const int64_t*, const T*, T*, T*, int64_t, int64_t, int64_t, int64_t, \
+                                  unsigned long long*, cudaStream_t);                                             \
+  template void scatter_targets<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t,              \
+                                   unsigned long long*, cudaStream_t);                                            \
   template void max_rows<T>(const T*, T*, int64_t*, int64_t, int64_t, cudaStream_t);
 RB_INSTANTIATE(float)
 RB_INSTANTIATE(double)

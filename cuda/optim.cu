@@ -11,6 +11,10 @@
 namespace rb::cuda {
 namespace {
 
+using blockwise::block_reduce;
+using blockwise::MaxNan;
+using blockwise::Sum;
+
 constexpr int kThreads = 256;
 
 template <typename T>
@@ -38,21 +42,22 @@ __global__ void norm_partials_kernel(const T* __restrict__ x, int64_t n, double 
   double acc = 0;
   for (int64_t i = global_thread_index(); i < n; i += grid_threads()) {
     const double a = static_cast<double>(x[i]);
-    acc = is_max ? blockwise::MaxNan{}(acc, fabs(a)) : acc + norm_term(a, p);
+    acc = is_max ? MaxNan{}(acc, fabs(a)) : acc + norm_term(a, p);
   }
-  acc = is_max ? blockwise::block_reduce(acc, blockwise::MaxNan{}, 0.0) : blockwise::block_reduce(acc, blockwise::Sum{}, 0.0);
+  acc = is_max ? block_reduce(acc, MaxNan{}, 0.0) : block_reduce(acc, Sum{}, 0.0);
   if (threadIdx.x == 0) {
     double& slot = partials[blockIdx.x];
-    slot = is_max ? blockwise::MaxNan{}(slot, acc) : slot + acc;
+    slot = is_max ? MaxNan{}(slot, acc) : slot + acc;
   }
 }
 
-__global__ void norm_finish_kernel(const double* __restrict__ partials, int64_t count, double p, float* __restrict__ out) {
+__global__ void norm_finish_kernel(const double* __restrict__ partials, int64_t count, double p,
+                                   float* __restrict__ out) {
   const bool is_max = isinf(p);
   double acc = 0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
-    acc = is_max ? blockwise::MaxNan{}(acc, partials[i]) : acc + partials[i];
-  acc = is_max ? blockwise::block_reduce(acc, blockwise::MaxNan{}, 0.0) : blockwise::block_reduce(acc, blockwise::Sum{}, 0.0);
+    acc = is_max ? MaxNan{}(acc, partials[i]) : acc + partials[i];
+  acc = is_max ? block_reduce(acc, MaxNan{}, 0.0) : block_reduce(acc, Sum{}, 0.0);
   if (threadIdx.x == 0) out[0] = static_cast<float>(is_max ? acc : p == 1.0 ? acc : pow(acc, 1.0 / p));
 }
 

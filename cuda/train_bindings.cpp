@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "philox.h"
+#include "train_kernels.h"
 #include "train_math.h"
 #include "train_ops.h"
 
@@ -154,6 +155,8 @@ void register_train(py::module_& m) {
     return keep;
   }, py::arg("n"), py::arg("p"), py::arg("seed"), py::arg("offset") = 0, py::arg("plane") = 1);
   m.def("_dropout_threshold", &rb::cuda::dropout_threshold, py::arg("p"));
+  // How many chunks batch norm splits each channel's `count` elements into (one block each).
+  m.def("_batch_norm_chunks", &rb::cuda::batch_norm_chunks, py::arg("C"), py::arg("count"));
 
   // ---- the element-wise kernels' arithmetic and index functions on the host ----
   define_host_simulations<float>(m);

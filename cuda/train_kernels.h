@@ -32,23 +32,28 @@ void embedding_scatter_add(const T* grad, const int64_t* indices, T* grad_weight
                            int64_t dim, int64_t padding_idx, unsigned long long* flag, cudaStream_t stream);
 
 // ---- batch norm (batch_norm.cu) -------------------------------------------------------------------
+// Per-channel sums run over `batch_norm_chunks` pieces of each channel's count = N * L elements, one
+// block each, so that a few channels still fill the GPU; the float64 block sums are added in chunk
+// order (deterministic). `scratch` holds batch_norm_scratch_size(C, count) doubles.
+int64_t batch_norm_chunks(int64_t C, int64_t count);
+int64_t batch_norm_scratch_size(int64_t C, int64_t count);
 // x is (N, C, L). Training: mean and 1/sqrt(var + eps) of each channel from the batch (biased var),
 // and, when given, running_mean/var move towards mean and the unbiased var by `momentum`, in place.
 // Evaluation: mean and invstd from running_mean/var. Writes save_mean, save_invstd (C).
 template <typename T>
 void batch_norm_stats(const T* x, int64_t N, int64_t C, int64_t L, bool training, double momentum, double eps,
-                      T* running_mean, T* running_var, T* save_mean, T* save_invstd, cudaStream_t stream);
+                      T* running_mean, T* running_var, T* save_mean, T* save_invstd, double* scratch,
+                      cudaStream_t stream);
 // y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; weight, bias may be null (1, 0).
 template <typename T>
 void batch_norm_normalize(const T* x, const T* mean, const T* invstd, const T* weight, const T* bias, T* y,
                           int64_t N, int64_t C, int64_t L, cudaStream_t stream);
 // dweight = sum(g * x_hat), dbias = sum(g) per channel; dx = g * s (evaluation) or
 // s * (g - x_hat * dweight / count - dbias / count) (training), s = invstd * weight (or invstd).
-// `sums` is scratch of 2 C doubles.
 template <typename T>
-void batch_norm_backward(const T* grad, const T* x, const T* mean, const T* invstd, const T* weight, bool training,
-                         T* dx, T* dweight, T* dbias, double* sums, int64_t N, int64_t C, int64_t L,
-                         cudaStream_t stream);
+void batch_norm_grads(const T* grad, const T* x, const T* mean, const T* invstd, const T* weight, bool training,
+                      T* dx, T* dweight, T* dbias, double* scratch, int64_t N, int64_t C, int64_t L,
+                      cudaStream_t stream);
 
 // ---- optimizers and gradient norms (optim.cu) -------------------------------------------------------
 // SgdHyper and AdamHyper: train_math.h.
@@ -78,12 +83,13 @@ void clip_scale_inplace(T* x, int64_t n, const float* total, double max_norm, cu
 // weight[t] (1 without weight), both 0 where t == ignore_index. Bad targets are never read through;
 // they set flag as the embedding kernels do.
 template <typename T>
-void nll_gather(const T* log_probs, const int64_t* target, const T* weight, T* picked, T* element_weight,
-                int64_t N, int64_t C, int64_t L, int64_t ignore_index, unsigned long long* flag, cudaStream_t stream);
+void gather_targets(const T* log_probs, const int64_t* target, const T* weight, T* picked, T* element_weight,
+                    int64_t N, int64_t C, int64_t L, int64_t ignore_index, unsigned long long* flag,
+                    cudaStream_t stream);
 // out (N, C, L), zeroed by the caller: out[n, t, l] = coef[n, l] where t is a valid target.
 template <typename T>
-void nll_scatter(const T* coef, const int64_t* target, T* out, int64_t N, int64_t C, int64_t L,
-                 int64_t ignore_index, unsigned long long* flag, cudaStream_t stream);
+void scatter_targets(const T* coef, const int64_t* target, T* out, int64_t N, int64_t C, int64_t L,
+                     int64_t ignore_index, unsigned long long* flag, cudaStream_t stream);
 // x (rows, n), n >= 1: the largest value of each row and its first index (NaN counts as largest, as
 // NumPy's argmax).
 template <typename T>

@@ -58,6 +58,10 @@ T* ptr(const DeviceArray& x) { return static_cast<T*>(x.data()); }
 template <typename T>
 T* ptr(const std::optional<DeviceArray>& x) { return x ? static_cast<T*>(x->data()) : nullptr; }
 
+std::optional<DeviceArray> contiguous_or_none(const std::optional<DeviceArray>& x) {
+  return x ? std::optional<DeviceArray>(contiguous(*x)) : std::nullopt;
+}
+
 int64_t product(const std::vector<int64_t>& shape, std::size_t from = 0) {
   int64_t n = 1;
   for (std::size_t d = from; d < shape.size(); ++d) n *= shape[d];
@@ -121,7 +125,8 @@ DeviceArray embedding_forward(const DeviceArray& weight, const DeviceArray& indi
   const char* op = "embedding_forward";
   require_float(weight, op, "weight");
   require_int64(indices, op, "indices");
-  if (weight.ndim() != 2) throw py::value_error(str(op) + "weight must be 2-D (num_embeddings, dim), got " + weight.describe());
+  if (weight.ndim() != 2)
+    throw py::value_error(str(op) + "weight must be 2-D (num_embeddings, dim), got " + weight.describe());
   if (indices.device() != weight.device())
     throw py::value_error(str(op) + "indices " + indices.describe() + " and weight " + weight.describe() +
                           " are on different devices");
@@ -149,7 +154,8 @@ DeviceArray embedding_backward(const DeviceArray& grad, const DeviceArray& indic
   const char* op = "embedding_backward";
   require_float(grad, op, "grad");
   require_int64(indices, op, "indices");
-  if (num_embeddings < 0) throw py::value_error(str(op) + "num_embeddings must be >= 0, got " + std::to_string(num_embeddings));
+  if (num_embeddings < 0)
+    throw py::value_error(str(op) + "num_embeddings must be >= 0, got " + std::to_string(num_embeddings));
   if (grad.ndim() != indices.ndim() + 1 ||
       !std::equal(indices.shape().begin(), indices.shape().end(), grad.shape().begin()))
     throw py::value_error(str(op) + "grad " + grad.describe() + " should have shape indices.shape + (dim,), indices " +
@@ -216,7 +222,8 @@ std::tuple<DeviceArray, DeviceArray, DeviceArray> batch_norm_forward(
   require_channel(running_var, x, op, "running_var");
   if (training) {
     if (c.N * c.L <= 1)
-      throw py::value_error(str(op) + "expected more than 1 value per channel when training, got input " + x.describe());
+      throw py::value_error(str(op) + "expected more than 1 value per channel when training, got input " +
+                            x.describe());
     if (running_mean) require_writable(*running_mean, op, "running_mean");
     if (running_var) require_writable(*running_var, op, "running_var");
   } else if (!running_mean || !running_var) {
@@ -225,20 +232,19 @@ std::tuple<DeviceArray, DeviceArray, DeviceArray> batch_norm_forward(
   }
   if (!(eps >= 0.0)) throw py::value_error(str(op) + "eps must be >= 0, got " + std::to_string(eps));
   const DeviceArray xc = contiguous(x);
-  const std::optional<DeviceArray> wc = weight ? std::optional<DeviceArray>(contiguous(*weight)) : std::nullopt;
-  const std::optional<DeviceArray> bc = bias ? std::optional<DeviceArray>(contiguous(*bias)) : std::nullopt;
-  // Evaluation only reads the running stats: a strided view is copied.
-  const std::optional<DeviceArray> rm = running_mean ? std::optional<DeviceArray>(contiguous(*running_mean)) : std::nullopt;
-  const std::optional<DeviceArray> rv = running_var ? std::optional<DeviceArray>(contiguous(*running_var)) : std::nullopt;
+  const std::optional<DeviceArray> wc = contiguous_or_none(weight), bc = contiguous_or_none(bias);
+  // Evaluation only reads the running stats: a strided view is copied. (Training requires them contiguous.)
+  const std::optional<DeviceArray> rm = contiguous_or_none(running_mean), rv = contiguous_or_none(running_var);
   DeviceArray y = DeviceArray::empty(x.shape(), x.dtype(), x.device(), op);
   DeviceArray mean = DeviceArray::empty({c.C}, x.dtype(), x.device(), op);
   DeviceArray invstd = DeviceArray::empty({c.C}, x.dtype(), x.device(), op);
+  DeviceArray scratch = DeviceArray::empty({batch_norm_scratch_size(c.C, c.N * c.L)}, DType::float64, x.device(), op);
   DeviceGuard guard(x.device(), op);
   cudaStream_t s = stream(x.device(), op);
   dispatch_float(x.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     batch_norm_stats<T>(ptr<T>(xc), c.N, c.C, c.L, training, momentum, eps, ptr<T>(rm), ptr<T>(rv), ptr<T>(mean),
-                        ptr<T>(invstd), s);
+                        ptr<T>(invstd), ptr<double>(scratch), s);
     batch_norm_normalize<T>(ptr<T>(xc), ptr<T>(mean), ptr<T>(invstd), ptr<T>(wc), ptr<T>(bc), ptr<T>(y), c.N, c.C,
                             c.L, s);
   });
@@ -256,17 +262,17 @@ std::tuple<DeviceArray, DeviceArray, DeviceArray> batch_norm_backward(const Devi
   require_like(save_mean, x, {c.C}, op, "save_mean");
   require_like(save_invstd, x, {c.C}, op, "save_invstd");
   const DeviceArray gc = contiguous(grad), xc = contiguous(x), mc = contiguous(save_mean), sc = contiguous(save_invstd);
-  const std::optional<DeviceArray> wc = weight ? std::optional<DeviceArray>(contiguous(*weight)) : std::nullopt;
+  const std::optional<DeviceArray> wc = contiguous_or_none(weight);
   DeviceArray dx = DeviceArray::empty(x.shape(), x.dtype(), x.device(), op);
   DeviceArray dweight = DeviceArray::empty({c.C}, x.dtype(), x.device(), op);
   DeviceArray dbias = DeviceArray::empty({c.C}, x.dtype(), x.device(), op);
-  DeviceArray sums = DeviceArray::empty({2 * c.C}, DType::float64, x.device(), op);
+  DeviceArray scratch = DeviceArray::empty({batch_norm_scratch_size(c.C, c.N * c.L)}, DType::float64, x.device(), op);
   DeviceGuard guard(x.device(), op);
   cudaStream_t s = stream(x.device(), op);
   dispatch_float(x.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    batch_norm_backward<T>(ptr<T>(gc), ptr<T>(xc), ptr<T>(mc), ptr<T>(sc), ptr<T>(wc), training, ptr<T>(dx),
-                           ptr<T>(dweight), ptr<T>(dbias), ptr<double>(sums), c.N, c.C, c.L, s);
+    batch_norm_grads<T>(ptr<T>(gc), ptr<T>(xc), ptr<T>(mc), ptr<T>(sc), ptr<T>(wc), training, ptr<T>(dx),
+                        ptr<T>(dweight), ptr<T>(dbias), ptr<double>(scratch), c.N, c.C, c.L, s);
   });
   return {dx, dweight, dbias};
 }
@@ -305,7 +311,8 @@ void sgd_step_(const DeviceArray& param, const DeviceArray& grad, const std::opt
     throw py::value_error(str(op) + "Nesterov momentum requires a momentum and zero dampening, got momentum=" +
                           std::to_string(momentum) + ", dampening=" + std::to_string(dampening));
   if (momentum != 0) {
-    if (!momentum_buffer) throw py::value_error(str(op) + "momentum " + std::to_string(momentum) + " needs a momentum_buffer");
+    if (!momentum_buffer)
+      throw py::value_error(str(op) + "momentum " + std::to_string(momentum) + " needs a momentum_buffer");
     require_state(*momentum_buffer, param, op, "momentum_buffer");
   }
   const SgdHyper h{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
@@ -349,7 +356,8 @@ void adam_step_(const DeviceArray& param, const DeviceArray& grad, const DeviceA
 DeviceArray grad_norm(const std::vector<DeviceArray>& arrays, double norm_type) {
   const char* op = "grad_norm";
   if (arrays.empty()) throw py::value_error(str(op) + "expected at least one array");
-  if (!(norm_type > 0)) throw py::value_error(str(op) + "norm_type must be positive or inf, got " + std::to_string(norm_type));
+  if (!(norm_type > 0))
+    throw py::value_error(str(op) + "norm_type must be positive or inf, got " + std::to_string(norm_type));
   const int device = arrays[0].device();
   for (const DeviceArray& a : arrays) {
     require_float(a, op, "each array");
@@ -440,7 +448,7 @@ std::pair<DeviceArray, DeviceArray> nll_gather(const DeviceArray& log_probs, con
                           " are on different devices");
   if (weight) require_like(*weight, log_probs, {c.C}, op, "weight");
   const DeviceArray lc = contiguous(log_probs), tc = contiguous(target);
-  const std::optional<DeviceArray> wc = weight ? std::optional<DeviceArray>(contiguous(*weight)) : std::nullopt;
+  const std::optional<DeviceArray> wc = contiguous_or_none(weight);
   DeviceArray picked = DeviceArray::empty(target.shape(), log_probs.dtype(), log_probs.device(), op);
   DeviceArray element_weight = DeviceArray::empty(target.shape(), log_probs.dtype(), log_probs.device(), op);
   if (c.N * c.L == 0) return {picked, element_weight};
@@ -449,8 +457,8 @@ std::pair<DeviceArray, DeviceArray> nll_gather(const DeviceArray& log_probs, con
   BadIndexFlag flag(log_probs.device(), s, op);
   dispatch_float(log_probs.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    nll_gather<T>(ptr<T>(lc), ptr<int64_t>(tc), ptr<T>(wc), ptr<T>(picked), ptr<T>(element_weight), c.N, c.C, c.L,
-                  ignore_index, flag.data(), s);
+    gather_targets<T>(ptr<T>(lc), ptr<int64_t>(tc), ptr<T>(wc), ptr<T>(picked), ptr<T>(element_weight), c.N, c.C, c.L,
+                      ignore_index, flag.data(), s);
   });
   if (const auto bad = flag.bad())
     throw py::index_error(str(op) + "target " + std::to_string(*bad) + " is out of bounds for " + std::to_string(c.C) +
@@ -477,7 +485,7 @@ DeviceArray nll_scatter(const DeviceArray& coef, const DeviceArray& target, int6
   BadIndexFlag flag(coef.device(), s, op);
   dispatch_float(coef.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    nll_scatter<T>(ptr<T>(cc), ptr<int64_t>(tc), ptr<T>(out), c.N, c.C, c.L, ignore_index, flag.data(), s);
+    scatter_targets<T>(ptr<T>(cc), ptr<int64_t>(tc), ptr<T>(out), c.N, c.C, c.L, ignore_index, flag.data(), s);
   });
   if (const auto bad = flag.bad())
     throw py::index_error(str(op) + "target " + std::to_string(*bad) + " is out of bounds for " +

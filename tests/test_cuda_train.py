@@ -159,7 +159,9 @@ def _bn_reference(x, weight, bias, rm, rv, training, momentum, eps):
     return y, mean, invstd, rm, rv, x_hat
 
 
-BN_SHAPES = [(5, 3), (4, 3, 7, 9), (2, 5, 33), (1, 2, 3), (70, 1, 1), (3, 17, 1, 257)]
+# the last three split each channel into chunks (9, 16 and 9 of them; see batch_norm_chunks)
+BN_SHAPES = [(5, 3), (4, 3, 7, 9), (2, 5, 33), (1, 2, 3), (70, 1, 1), (3, 17, 1, 257), (16, 3, 33, 35),
+             (8, 2, 64, 64), (20000, 3)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

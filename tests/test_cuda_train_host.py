@@ -157,3 +157,14 @@ def test_adam_bias_correction_scalars_match_math():
     _C._adam_step_on_host(p, g, m, v, None, t, lr, b1, b2, eps, 0.0, False, False, False)
     assert_close(p, p_ref, atol=1e-15, rtol=1e-14)
     assert_close(m, m_ref, atol=1e-15, rtol=1e-14)
+
+
+@pytest.mark.parametrize("C,count", [(1, 1), (3, 252), (3, 18480), (2, 32768), (3, 20000), (64, 200704),
+                                     (1, 10 ** 8), (5000, 64), (1024, 4096)])
+def test_batch_norm_chunks_cover_each_channel(C, count):
+    """Chunk j of a channel covers [j * per, min((j + 1) * per, count)), per = ceil(count / chunks):
+    every element once, no empty chunk, at least 2048 elements a chunk when split, about 1024 blocks."""
+    chunks = _C._batch_norm_chunks(C, count)
+    per = -(-count // chunks)
+    assert 1 <= chunks and (chunks - 1) * per < count <= chunks * per
+    assert chunks == 1 or (count // chunks >= 2048 and C * chunks <= 1024 + C)
