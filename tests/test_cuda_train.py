@@ -11,6 +11,7 @@ import pytest
 
 from rosenblatt import cuda, optim
 from rosenblatt.nn import Parameter
+from rosenblatt.nn import functional as F
 from rosenblatt.nn.utils import clip_grad_norm_
 from rosenblatt.tensor import Tensor
 from conftest import assert_close
@@ -410,6 +411,31 @@ def test_nll_bad_targets(rng):
         _C.nll_gather(log_probs, dev(np.zeros(4, np.int64)), dev(randn(rng, (4,))))
     picked, _ = _C.nll_gather(log_probs, dev(np.array([7, 7, 7, 7])), ignore_index=7)  # all ignored
     np.testing.assert_array_equal(picked.to_numpy(), np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_composed_from_pieces(rng, weighted, reduction):
+    """cross_entropy and its gradient as the Python layer can compose them on the device (log_softmax,
+    nll_gather, sums, nll_scatter, log_softmax_backward), against the CPU F.cross_entropy."""
+    N, C = 37, 11
+    x = randn(rng, (N, C), np.float64)
+    target = rng.integers(0, C, size=N)
+    target[3] = -100
+    weight = np.abs(randn(rng, (C,), np.float64)) + 0.1 if weighted else None
+    xt = Tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xt, Tensor(target), weight=None if weight is None else Tensor(weight), reduction=reduction)
+    loss.backward()
+
+    log_probs = cuda.log_softmax(dev(x))
+    picked, element_weight = _C.nll_gather(log_probs, dev(target), None if weight is None else dev(weight))
+    # loss = -sum(w * picked) / (sum(w) for 'mean', 1 for 'sum'); upstream gradient 1
+    total = cuda.sum(element_weight, 0) if reduction == "mean" else dev(np.array(1.0))
+    loss_dev = cuda.div(cuda.neg(cuda.sum(cuda.mul(picked, element_weight), 0)), total)
+    coef = cuda.div(cuda.neg(element_weight), total)
+    grad_x = cuda.log_softmax_backward(_C.nll_scatter(coef, dev(target), C), log_probs)
+    assert_close(loss_dev.to_numpy(), loss.data, atol=1e-12, rtol=1e-12, what="loss")
+    assert_close(grad_x.to_numpy(), xt.grad.data, atol=1e-12, rtol=1e-10, what="grad")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
