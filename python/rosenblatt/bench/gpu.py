@@ -140,11 +140,20 @@ def main(argv=()) -> int:
     print_table(["op", "ours GB/s", "torch GB/s", "ours/torch", "ours / copy ceiling"],
                 [[r["name"], f"{r['ours_gbs']:.0f}", f"{r['torch_gbs']:.0f}", f"{r['ratio']:.2f}",
                   f"{r['fraction_of_copy']:.2f}"] for r in memory])
+    from .gpu_train import bench as bench_train
+    try:  # untried on a GPU when written: a failure here must not lose the numbers above
+        train = bench_train(torch, cuda, repeat, quick)
+        print("\nTraining-step kernels, GB/s (minimum bytes read + written)")
+        print_table(["op", "ours GB/s", "torch GB/s", "ours/torch"],
+                    [[r["name"], f"{r['ours_gbs']:.0f}", f"{r['torch_gbs']:.0f}", f"{r['ratio']:.2f}"] for r in train])
+    except Exception as error:  # noqa: BLE001
+        print(f"\ntraining-kernel benchmark failed: {error!r}")
+        train = [{"kind": "train", "error": repr(error)}]
     stats = cuda.memory_stats()
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "allocator": stats}, fh, indent=1)
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "allocator": stats}, fh, indent=1)
         print(f"full results: {out}")
     return 0
 
