@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -360,6 +361,12 @@ const T* host_ptr(const std::optional<HostArray<T>>& a) {
   return a ? a->data() : nullptr;
 }
 
+// Outputs and scratch start as NaN: an element the kernels fail to write (or read before writing) shows.
+template <typename T>
+void poison(py::array_t<T>& a) {
+  std::fill(a.mutable_data(), a.mutable_data() + a.size(), std::numeric_limits<T>::quiet_NaN());
+}
+
 template <typename T>
 py::tuple simulate_forward(RnnCell cell, py::handle x_obj, py::handle h0, py::handle c0, py::handle w_ih,
                            py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle lengths, bool reverse,
@@ -398,6 +405,7 @@ py::tuple simulate_forward(RnnCell cell, py::handle x_obj, py::handle h0, py::ha
   p.gates = gates.mutable_data(), p.h_prev = h_prev.mutable_data();
   p.aux = has_aux ? aux.mutable_data() : nullptr, p.aux2 = lstm ? aux2.mutable_data() : nullptr;
   p.w_hh_t = w_hh_t.mutable_data();
+  for (py::array_t<T>* a : {&y, &h_n, &c_n, &gates, &h_prev, &w_hh_t, &aux, &aux2}) poison(*a);
   rnn_forward_simulated_on_host(p);
   return py::make_tuple(y, h_n, lstm ? py::object(c_n) : py::object(py::none()),
                         py::make_tuple(gates, h_prev, aux, aux2));
@@ -447,6 +455,7 @@ py::tuple simulate_backward(RnnCell cell, py::handle x_obj, py::handle w_ih, py:
   p.dw_ih = dw_ih.mutable_data(), p.dw_hh = dw_hh.mutable_data();
   p.db_ih = has_bias ? db_ih.mutable_data() : nullptr, p.db_hh = has_bias ? db_hh.mutable_data() : nullptr;
   p.dgates = dgates.mutable_data(), p.dhn = lbr ? dhn.mutable_data() : nullptr, p.carry = carry.mutable_data();
+  for (py::array_t<T>* a : {&dx, &dh0, &dc0, &dw_ih, &dw_hh, &db_ih, &db_hh, &dgates, &dhn, &carry}) poison(*a);
   rnn_backward_simulated_on_host(p);
   py::object none = py::none();
   return py::make_tuple(dx, dh0, lstm ? py::object(dc0) : none, dw_ih, dw_hh, has_bias ? py::object(db_ih) : none,

@@ -119,6 +119,12 @@ _KERNELS = {
     "softmax_backward": "(grad, y=softmax(x)) -> grad of x",
     "log_softmax_backward": "(grad, y=log_softmax(x)) -> grad of x",
     "matmul": "(a, b) -> a @ b, float32, 2-D or batched 3-D; transposed views are read in place",
+    "rnn_forward": "(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, linear_before_reset, out=None) "
+                   "-> (y, h_n, c_n, saved): one recurrent layer and direction over a (T, B, I) sequence, "
+                   "as rosenblatt._C.rnn_forward",
+    "rnn_backward": "(cell, x, w_ih, w_hh, has_bias, lengths, reverse, linear_before_reset, saved, dy, dh_n, dc_n, "
+                    "cell_grad_clip=0.0, dx=None) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh): back-propagation "
+                    "through time, as rosenblatt._C.rnn_backward",
 }
 
 

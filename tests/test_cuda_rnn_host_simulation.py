@@ -1,0 +1,92 @@
+"""The CUDA recurrent kernels' own code run on the host, against the CPU kernels (rosenblatt._C).
+
+`_rnn_forward_host_simulation` / `_rnn_backward_host_simulation` run the GPU drivers' exact sequence
+of launches with each step kernel simulated block by block, barrier phase by barrier phase (shared
+memory starts as NaN, so a read of an element no thread stored poisons the result; outputs and
+scratch start as NaN too). Only the large GEMMs are replaced by host loops (the SGEMM has its own
+simulation in test_cuda_host_simulation.py). So the tiling, the chunking of the reduction, the
+epilogues and the per-step pointer arithmetic are all tested without a GPU.
+"""
+import numpy as np
+import pytest
+
+from rosenblatt import _C, cuda
+from conftest import assert_close
+
+pytestmark = pytest.mark.skipif(not cuda.is_compiled(), reason="built without CUDA")
+
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def _inputs(rng, cell, T, B, I, H, dtype, bias=True):
+    G = GATES[cell]
+
+    def r(*shape):
+        return (rng.standard_normal(shape) * 0.5).astype(dtype)
+
+    weights = (r(G * H, I), r(G * H, H), r(G * H) if bias else None, r(G * H) if bias else None)
+    return r(T, B, I), r(B, H), (r(B, H) if cell == "lstm" else None), weights, r(T, B, H), r(B, H), r(B, H)
+
+
+def _check(rng, cell, T, B, I, H, dtype=np.float32, lbr=True, reverse=False, lengths=None, bias=True, clip=0.0):
+    x, h0, c0, (w_ih, w_hh, b_ih, b_hh), dy, dh_n, dc_n = _inputs(rng, cell, T, B, I, H, dtype, bias)
+    if lengths is not None:
+        lengths = np.asarray(lengths, np.int64)
+    lstm = cell == "lstm"
+    args = (cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, lbr)
+    expected = _C.rnn_forward(*args)
+    got = cuda._cuda._rnn_forward_host_simulation(*args)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == np.float32 else dict(atol=1e-12, rtol=1e-12)
+    what = f"{cell} T={T} B={B} I={I} H={H} {np.dtype(dtype).name} lbr={lbr} reverse={reverse} lengths={lengths}"
+    for name, e, g in zip(("y", "h_n", "c_n"), expected[:3], got[:3]):
+        if e is None:
+            assert g is None
+        else:
+            assert_close(g, e, **tol, what=f"{what}: {name}")
+
+    back = (cell, x, w_ih, w_hh, bias, lengths, reverse, lbr)
+    expected_grads = _C.rnn_backward(*back, expected[3], dy, dh_n, dc_n if lstm else None, clip)
+    grads = cuda._cuda._rnn_backward_host_simulation(*back, got[3], dy, dh_n, dc_n if lstm else None, clip)
+    gtol = dict(atol=2e-5, rtol=1e-4) if dtype == np.float32 else dict(atol=1e-11, rtol=1e-11)
+    names = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")
+    for name, e, g in zip(names, expected_grads, grads):
+        if e is None:
+            assert g is None, f"{what}: {name}"
+        else:
+            assert_close(g, e, **gtol, what=f"{what}: {name}")
+
+
+# Sizes around the tiles (16 batch rows x 16 units) and the reduction chunks (64 float32, 32 float64).
+SHAPES = [(3, 5, 7, 19), (2, 17, 3, 70), (1, 1, 1, 1), (2, 16, 64, 16)]
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T,B,I,H", SHAPES)
+def test_forward_and_backward_match_cpu(rng, cell, dtype, T, B, I, H):
+    _check(rng, cell, T, B, I, H, dtype)
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lengths_and_direction(rng, cell, reverse):
+    lengths = [4, 1, 3, 2, 4, 4, 1, 2, 3, 4, 4, 4, 1, 1, 2, 3, 4]
+    _check(rng, cell, 4, 17, 3, 21, reverse=reverse, lengths=lengths)
+
+
+@pytest.mark.parametrize("lbr", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gru_forms(rng, lbr, dtype):
+    _check(rng, "gru", 3, 18, 5, 37, dtype, lbr=lbr, lengths=[3, 1, 2] * 6)
+    _check(rng, "gru", 2, 3, 4, 5, dtype, lbr=lbr, reverse=True, bias=False)
+
+
+def test_lstm_clip_and_no_bias(rng):
+    _check(rng, "lstm", 5, 3, 4, 9, clip=0.05, lengths=[5, 2, 3])
+    _check(rng, "lstm", 3, 2, 3, 6, np.float64, bias=False)
+
+
+def test_several_chunks_float64(rng):
+    # float64 chunks are 32 indices: H = 70 is three chunks, the last partial; B = 33 three row tiles
+    _check(rng, "lstm", 2, 33, 5, 70, np.float64)
+    _check(rng, "gru", 2, 3, 5, 70, np.float64, lbr=False)
