@@ -140,11 +140,22 @@ def main(argv=()) -> int:
     print_table(["op", "ours GB/s", "torch GB/s", "ours/torch", "ours / copy ceiling"],
                 [[r["name"], f"{r['ours_gbs']:.0f}", f"{r['torch_gbs']:.0f}", f"{r['ratio']:.2f}",
                   f"{r['fraction_of_copy']:.2f}"] for r in memory])
+    from . import gpu_rnn
+    try:
+        rnn = gpu_rnn.bench(torch, cuda, repeat, quick)
+    except RuntimeError as error:  # a CUDA error in this section: report it, keep the rest
+        print(f"\nrnn benchmark failed: {error}")
+        rnn = []
+    print("\nLSTM / GRU, one layer and direction, fp32; torch = torch.nn.LSTM / GRU (cuDNN)")
+    print_table(["cell", "T, N, I, H", "pass", "ours ms", "torch ms", "ours/torch", "rel err"],
+                [[r["cell"], ", ".join(map(str, r["shape"])), r["pass"], f"{r['ours_s'] * 1e3:.2f}",
+                  f"{r['torch_s'] * 1e3:.2f}", f"{r['ratio']:.2f}", f"{r['rel_error']:.1e}"] for r in rnn])
+
     stats = cuda.memory_stats()
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "allocator": stats}, fh, indent=1)
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "rnn": rnn, "allocator": stats}, fh, indent=1)
         print(f"full results: {out}")
     return 0
 
