@@ -63,10 +63,17 @@ constexpr int kUnits = 16;  // hidden units per block
 constexpr int kPairs = kRows * kUnits;
 constexpr int kMaxReduceBlocks = 4;
 
+// Reduction indices per chunk: fewer chunks mean fewer round trips to L2 per step (each chunk waits
+// for its global loads once), bounded by the staging area (under ~45 KB) and the prefetch registers.
+// float32: 256 for the backward products (16 columns), 128 for 32 or 48 columns, 64 for LSTM's 64.
+constexpr int chunk_of(int bytes, int cols) {
+  return (cols <= 16 ? 256 : cols <= 48 ? 128 : 64) / (bytes / 4);
+}
+
 template <typename T, Step K>
 struct Config {
-  static constexpr int kChunk = sizeof(T) == 4 ? 64 : 32;  // reduction indices per chunk
   static constexpr int kCols = column_blocks(K) * kUnits;
+  static constexpr int kChunk = chunk_of(sizeof(T), kCols);
   static constexpr int kGroups = 256 / kCols;                // 4, 5, 8 or 16
   static constexpr int kThreads = kGroups * kCols;           // 256, or 240 for GRU's 48 columns
   static constexpr int kLdA = kRows + 4;                     // shared A[jj][r]; multiple of 4 (float4 rows)

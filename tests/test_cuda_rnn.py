@@ -39,10 +39,13 @@ def _sizes(cell, T, B, I, H, itemsize):
 def _inputs(rng, cell, T, B, I, H, dtype, bias=True):
     G = GATES[cell]
 
-    def r(*shape):
-        return (rng.standard_normal(shape) * 0.5).astype(dtype)
+    def r(*shape, scale=0.5):
+        return (rng.standard_normal(shape) * scale).astype(dtype)
 
-    weights = (r(G * H, I), r(G * H, H), r(G * H) if bias else None, r(G * H) if bias else None)
+    # Weights scaled as PyTorch initialises them (~1/sqrt(fan-in)): well-conditioned at any size,
+    # so that float32 rounding stays near 1e-6 relative.
+    w = min(0.5, 1.5 / np.sqrt(max(I, H)))
+    weights = (r(G * H, I, scale=w), r(G * H, H, scale=w), r(G * H) if bias else None, r(G * H) if bias else None)
     return r(T, B, I), r(B, H), (r(B, H) if cell == "lstm" else None), weights, r(T, B, H), r(B, H), r(B, H)
 
 
