@@ -50,9 +50,11 @@ enum class Step {
   lstm, gru, gru_cho_gates, gru_cho_output, rnn_tanh, rnn_relu,           // forward
   back_lstm, back_gru, back_rnn_tanh, back_rnn_relu, back_cho_reset,      // backward
   back_final,                                                             // dh0 = product + carry
+  grid, back_grid,                                                        // one diagonal of the grid recurrence
 };
 
-constexpr bool is_forward(Step k) { return k <= Step::rnn_relu; }
+constexpr bool is_forward(Step k) { return k <= Step::rnn_relu || k == Step::grid; }
+constexpr bool is_grid(Step k) { return k == Step::grid || k == Step::back_grid; }
 // Gate blocks among the product's columns (forward) — backward products have one.
 constexpr int column_blocks(Step k) {
   return k == Step::lstm ? 4 : k == Step::gru ? 3 : k == Step::gru_cho_gates ? 2 : 1;
@@ -118,6 +120,11 @@ struct StepParams {
   T* dc;                              // backward LSTM: (B, H) in / out
   T clip;
   T* out;                             // back_final: dh0
+  // Grid recurrence: the rows are (position q on the anti-diagonal i + j = diag, batch row b) with
+  // q = row / batch and i = i0 + q, of an R x C grid of (batch, H) states stored position-major.
+  // Reduce block 0 is the left neighbour (forward; the right one backward), block 1 the upper one
+  // (the lower one); a neighbour outside the grid contributes zero. a[0] = a[1] = the state array.
+  int64_t grid_R, grid_C, grid_i0, grid_diag, grid_batch;
 };
 
 template <typename T, Step K>
@@ -133,6 +140,24 @@ RB_HD int64_t chunks_per_block(const StepParams<T>& p, int chunk) {
   return (p.H + chunk - 1) / chunk;
 }
 
+// Grid recurrence: the element offset of row `row`'s state (row = q * batch + b) in the position-major
+// (R, C, batch, H) array, and that of its neighbour through reduce block g: forward (left, up),
+// backward (right, down). False when the neighbour lies outside the grid.
+template <typename T>
+RB_HD int64_t grid_offset(const StepParams<T>& p, int64_t row) {
+  const int64_t q = row / p.grid_batch, b = row % p.grid_batch, i = p.grid_i0 + q, j = p.grid_diag - i;
+  return ((i * p.grid_C + j) * p.grid_batch + b) * p.H;
+}
+
+template <typename T>
+RB_HD bool grid_neighbour(const StepParams<T>& p, int g, int64_t row, bool forward, int64_t& offset) {
+  const int64_t i = p.grid_i0 + row / p.grid_batch, j = p.grid_diag - i;
+  const int64_t step = (g == 0 ? 1 : p.grid_C) * p.grid_batch * p.H;  // one column, or one grid row
+  const bool inside = forward ? (g == 0 ? j > 0 : i > 0) : (g == 0 ? j + 1 < p.grid_C : i + 1 < p.grid_R);
+  offset = grid_offset(p, row) + (forward ? -step : step);
+  return inside;
+}
+
 // Thread t fetches its elements of chunk c (reduce block g = c / chunks_per_block, indices j0..) of A
 // and B into registers; zero outside the matrices.
 template <typename T, Step K>
@@ -146,7 +171,13 @@ RB_HD void load_chunk(int t, const StepParams<T>& p, int64_t b0, int64_t u0, int
     const int e = t + i * C::kThreads;
     const int row = e / C::kChunk, jj = e % C::kChunk;
     const int64_t b = b0 + row, j = j0 + jj;
-    r.pa[i] = (e < kRows * C::kChunk && b < p.B && j < p.H) ? p.a[g][b * p.lda[g] + j] : T(0);
+    if constexpr (is_grid(K)) {
+      int64_t offset = 0;
+      const bool ok = e < kRows * C::kChunk && b < p.B && j < p.H && grid_neighbour(p, g, b, K == Step::grid, offset);
+      r.pa[i] = ok ? p.a[g][offset + j] : T(0);
+    } else {
+      r.pa[i] = (e < kRows * C::kChunk && b < p.B && j < p.H) ? p.a[g][b * p.lda[g] + j] : T(0);
+    }
   }
 #pragma unroll
   for (int i = 0; i < C::kBPer; ++i) {
@@ -293,6 +324,9 @@ RB_HD void forward_pair(const StepParams<T>& p, int64_t b, int64_t u, const T* s
     const T n = tanh_hd(g[2 * H + u] + s[0] + bias(p, 2 * H + u));
     g[2 * H + u] = n;
     store_state(p, b, u, (T(1) - z) * n + z * p.h_prev[i], T(0), false);
+  } else if constexpr (K == Step::grid) {  // h = tanh(W_ih x (already in h) + b + W_left h_left + W_up h_up)
+    T* h = p.gates + grid_offset(p, b) + u;
+    *h = tanh_hd(*h + s[0] + (p.b_ih ? p.b_ih[u] : T(0)));
   } else {  // Elman
     T* g = p.gates + b * H;
     const T v = g[u] + s[0] + bias(p, u);
@@ -305,7 +339,11 @@ RB_HD void forward_pair(const StepParams<T>& p, int64_t b, int64_t u, const T* s
 template <typename T, Step K>
 RB_HD void backward_pair(const StepParams<T>& p, int64_t b, int64_t u, const T* s) {
   const int64_t H = p.H, i = b * H + u;
-  if constexpr (K == Step::back_final) {
+  if constexpr (K == Step::back_grid) {  // dL/d(pre) = (dh + from the right and lower neighbours) (1 - h^2)
+    const int64_t e = grid_offset(p, b) + u;
+    const T h = p.h_prev[e];
+    p.dgates[e] = (p.y[e] + s[0]) * (T(1) - h * h);
+  } else if constexpr (K == Step::back_final) {
     p.out[i] = s[0] + p.carry[i];
   } else if constexpr (K == Step::back_cho_reset) {  // s: gradient of r * h (through W_hn)
     T* dg = p.dgates + b * 3 * H;
@@ -702,7 +740,87 @@ void backward(const Exec& ex, const RnnBackwardPlan<T>& a) {
   }
 }
 
+// ---- grid recurrence ----------------------------------------------------------------------------------
+// The positions (i, d - i) of anti-diagonal d inside an R x C grid: i in [i0, i0 + count).
+struct Diagonal {
+  int64_t i0, count;
+  Diagonal(int64_t d, int64_t R, int64_t C) : i0(std::max<int64_t>(0, d - (C - 1))), count(std::min(d, R - 1) - i0 + 1) {}
+};
+
+template <typename T>
+StepParams<T> diagonal_step(const GridRnnPlan<T>& a, int64_t d, bool has_neighbours) {
+  const Diagonal diagonal(d, a.R, a.C);
+  StepParams<T> p{};
+  p.B = diagonal.count * a.B, p.H = a.H;
+  p.n_reduce = has_neighbours ? 2 : 0;
+  p.lda[0] = p.lda[1] = a.H;
+  p.ldw = a.H;
+  p.grid_R = a.R, p.grid_C = a.C, p.grid_i0 = diagonal.i0, p.grid_diag = d, p.grid_batch = a.B;
+  return p;
+}
+
+template <typename T, class Exec>
+void grid_forward(const Exec& ex, const GridRnnPlan<T>& a) {
+  const int64_t H = a.H, P = a.R * a.C * a.B;
+  ex.matmul(MatMul<T>{a.x, a.w_ih, a.h, P, H, a.I, a.I, a.I, H, false, true, T(0)});  // h = x . w_ih^T
+  T* w_left_t = a.scratch;
+  T* w_up_t = a.scratch + H * H;
+  ex.transpose(a.w_left, w_left_t, H, H);
+  ex.transpose(a.w_up, w_up_t, H, H);
+  for (int64_t d = 0; d < a.R + a.C - 1; ++d) {
+    StepParams<T> p = diagonal_step(a, d, d > 0);
+    p.a[0] = p.a[1] = a.h;
+    p.w[0] = w_left_t, p.w[1] = w_up_t;
+    p.gates = a.h, p.b_ih = a.bias;
+    ex.template step<Step::grid>(p);
+  }
+}
+
+template <typename T, class Exec>
+void grid_backward(const Exec& ex, const GridRnnPlan<T>& a) {
+  const int64_t R = a.R, C = a.C, B = a.B, I = a.I, H = a.H, P = R * C * B, row = C * B;
+  T* dpre = a.scratch;
+  for (int64_t d = R + C - 2; d >= 0; --d) {
+    StepParams<T> p = diagonal_step(a, d, d < R + C - 2);
+    p.a[0] = p.a[1] = dpre;
+    p.w[0] = a.w_left, p.w[1] = a.w_up;
+    p.h_prev = a.h, p.y = const_cast<T*>(a.dh), p.dgates = dpre;
+    ex.template step<Step::back_grid>(p);
+  }
+  ex.matmul(MatMul<T>{dpre, a.w_ih, a.dx, P, I, H, H, I, I, false, false, T(0)});
+  ex.matmul(MatMul<T>{dpre, a.x, a.dw_ih, H, I, P, H, I, I, true, false, T(0)});
+  // Every position below the first grid row pairs with the one above it: rows shifted by one grid row.
+  ex.matmul(MatMul<T>{dpre + row * H, a.h, a.dw_up, H, H, P - row, H, H, H, true, false, T(0)});
+  // Left neighbours exist within a grid row only: one GEMM per grid row.
+  ex.zero(a.dw_left, H * H);
+  if (C > 1)
+    for (int64_t i = 0; i < R; ++i)
+      ex.matmul(MatMul<T>{dpre + (i * row + B) * H, a.h + i * row * H, a.dw_left, H, H, (C - 1) * B, H, H, H, true,
+                          false, T(1)});
+  if (a.db) ex.column_sums(dpre, a.db, P, H);
+}
+
 }  // namespace
+
+template <typename T>
+void grid_rnn_forward(const GridRnnPlan<T>& plan, cudaStream_t stream) {
+  grid_forward(DeviceExec{stream, "grid_rnn_forward"}, plan);
+}
+
+template <typename T>
+void grid_rnn_backward(const GridRnnPlan<T>& plan, cudaStream_t stream) {
+  grid_backward(DeviceExec{stream, "grid_rnn_backward"}, plan);
+}
+
+template <typename T>
+void grid_rnn_forward_simulated_on_host(const GridRnnPlan<T>& plan) {
+  grid_forward(HostExec{}, plan);
+}
+
+template <typename T>
+void grid_rnn_backward_simulated_on_host(const GridRnnPlan<T>& plan) {
+  grid_backward(HostExec{}, plan);
+}
 
 template <typename T>
 void rnn_forward(const RnnForwardPlan<T>& plan, cudaStream_t stream) {
@@ -728,7 +846,11 @@ void rnn_backward_simulated_on_host(const RnnBackwardPlan<T>& plan) {
   template void rnn_forward<T>(const RnnForwardPlan<T>&, cudaStream_t);            \
   template void rnn_backward<T>(const RnnBackwardPlan<T>&, cudaStream_t);          \
   template void rnn_forward_simulated_on_host<T>(const RnnForwardPlan<T>&);        \
-  template void rnn_backward_simulated_on_host<T>(const RnnBackwardPlan<T>&);
+  template void rnn_backward_simulated_on_host<T>(const RnnBackwardPlan<T>&);      \
+  template void grid_rnn_forward<T>(const GridRnnPlan<T>&, cudaStream_t);          \
+  template void grid_rnn_backward<T>(const GridRnnPlan<T>&, cudaStream_t);         \
+  template void grid_rnn_forward_simulated_on_host<T>(const GridRnnPlan<T>&);      \
+  template void grid_rnn_backward_simulated_on_host<T>(const GridRnnPlan<T>&);
 RB_INSTANTIATE(float)
 RB_INSTANTIATE(double)
 #undef RB_INSTANTIATE

@@ -89,6 +89,38 @@ struct RnnBackwardPlan {
   Real* carry;                 // scratch (B, H): the part of dL/dh_{t-1} that does not go through w_hh
 };
 
+// Two-dimensional (grid) recurrence (csrc/rnn/grid_rnn.h is the spec):
+//   h[i, j] = tanh(W_ih x[i, j] + b + W_left h[i, j-1] + W_up h[i-1, j]), zero states outside the grid,
+// x (R, C, B, I), h (R, C, B, H) position-major. The positions of one anti-diagonal i + j = d are
+// independent: forward runs one step kernel per diagonal (R + C - 1 launches) after one GEMM for
+// the input projection; backward the diagonals in reverse, then GEMMs for dx and the weights.
+template <typename Real>
+struct GridRnnPlan {
+  int64_t R, C, B, I, H;
+  const Real* x;               // (R, C, B, I)
+  const Real* w_ih;            // (H, I)
+  const Real* w_left;          // (H, H)
+  const Real* w_up;            // (H, H)
+  const Real* bias;            // forward: (H) or null
+  Real* h;                     // forward: out; backward: the forward's output
+  const Real* dh;              // backward: (R, C, B, H)
+  Real* dx;                    // backward: (R, C, B, I)
+  Real* dw_ih;                 // (H, I)
+  Real* dw_left;               // (H, H)
+  Real* dw_up;                 // (H, H)
+  Real* db;                    // (H) or null
+  Real* scratch;               // forward: (2, H, H) for w_left^T, w_up^T; backward: (R, C, B, H) dL/d(pre)
+};
+
+template <typename T>
+void grid_rnn_forward(const GridRnnPlan<T>& plan, cudaStream_t stream);
+template <typename T>
+void grid_rnn_backward(const GridRnnPlan<T>& plan, cudaStream_t stream);
+template <typename T>
+void grid_rnn_forward_simulated_on_host(const GridRnnPlan<T>& plan);
+template <typename T>
+void grid_rnn_backward_simulated_on_host(const GridRnnPlan<T>& plan);
+
 template <typename T>
 void rnn_forward(const RnnForwardPlan<T>& plan, cudaStream_t stream);
 template <typename T>

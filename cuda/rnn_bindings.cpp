@@ -5,6 +5,8 @@
 //       -> (y, h_n, c_n, saved)
 //   rnn_backward(cell, x, w_ih, w_hh, has_bias, lengths, reverse, linear_before_reset, saved, dy, dh_n,
 //                dc_n, cell_grad_clip=0.0, dx=None) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+//   grid_rnn_forward(x, w_ih, w_left, w_up, bias) -> h
+//   grid_rnn_backward(x, w_ih, w_left, w_up, has_bias, h, dh) -> (dx, dw_ih, dw_left, dw_up, db)
 // `lengths` may be a NumPy integer array (as the CPU layer passes it) or an int64 DeviceArray; it is
 // checked on the host. `out` and `dy` may be column slices of a (T, B, W) array (rows equally spaced,
 // contiguous inside), as for the CPU kernels. Every argument is checked here, before any launch.
@@ -341,6 +343,96 @@ py::tuple backward_entry(const std::string& cell_name, py::handle x_obj, py::han
                                 saved, dy, dh_n, dc_n, clip, dx);
 }
 
+// ---- grid recurrence ---------------------------------------------------------------------------------
+// x (R, C, B, I) and w_left (H, H) give the sizes; the rest is checked against them.
+struct GridSizes {
+  int64_t R, C, B, I, H;
+};
+
+GridSizes grid_sizes(const DeviceArray& x, py::handle w_left_obj, const std::string& op) {
+  if (x.ndim() != 4) throw py::value_error(op + ": x must be (R, C, B, I), got shape " + shape_str(x.shape()));
+  if (x.dtype() == DType::int64)
+    throw py::type_error(op + ": unsupported dtype int64 (x shape " + shape_str(x.shape()) + "); expected float32 or float64");
+  const DeviceArray w = device_array(w_left_obj, op, "w_left");
+  if (w.ndim() != 2) throw py::value_error(op + ": w_left must be (H, H), got shape " + shape_str(w.shape()));
+  GridSizes s{x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], w.shape()[0]};
+  if (s.R < 1 || s.C < 1 || s.B < 1 || s.H < 1)
+    throw py::value_error(op + ": empty grid, batch or hidden size (x " + shape_str(x.shape()) + ", w_left " +
+                          shape_str(w.shape()) + ")");
+  if (s.H > kRnnMaxHidden)
+    throw py::value_error(op + ": hidden size " + std::to_string(s.H) + " is above the kernels' limit " +
+                          std::to_string(kRnnMaxHidden));
+  return s;
+}
+
+template <typename T>
+py::object grid_forward_typed(py::handle x_obj, const GridSizes& s, py::handle w_ih, py::handle w_left,
+                              py::handle w_up, py::handle bias) {
+  const std::string op = "grid_rnn_forward";
+  const int device = device_array(x_obj, op, "x").device();
+  Checker check{op, device, dtype_of<T>(), {}};
+  const DeviceArray x = check.input(x_obj, "x", {s.R, s.C, s.B, s.I});
+  const DeviceArray wi = check.input(w_ih, "w_ih", {s.H, s.I});
+  const DeviceArray wl = check.input(w_left, "w_left", {s.H, s.H});
+  const DeviceArray wu = check.input(w_up, "w_up", {s.H, s.H});
+  const std::optional<DeviceArray> b = check.optional_input(bias, "bias", {s.H});
+  DeviceArray h = DeviceArray::empty({s.R, s.C, s.B, s.H}, dtype_of<T>(), device, op.c_str());
+  DeviceArray scratch = DeviceArray::empty({2, s.H, s.H}, dtype_of<T>(), device, op.c_str());
+  GridRnnPlan<T> p{};
+  p.R = s.R, p.C = s.C, p.B = s.B, p.I = s.I, p.H = s.H;
+  p.x = ptr<T>(x), p.w_ih = ptr<T>(wi), p.w_left = ptr<T>(wl), p.w_up = ptr<T>(wu), p.bias = ptr<T>(b);
+  p.h = ptr<T>(h), p.scratch = ptr<T>(scratch);
+  DeviceGuard guard(device, op.c_str());
+  grid_rnn_forward(p, stream(device, op.c_str()));
+  return py::cast(h);
+}
+
+template <typename T>
+py::tuple grid_backward_typed(py::handle x_obj, const GridSizes& s, py::handle w_ih, py::handle w_left,
+                              py::handle w_up, bool has_bias, py::handle h_obj, py::handle dh_obj) {
+  const std::string op = "grid_rnn_backward";
+  const int device = device_array(x_obj, op, "x").device();
+  const DType dtype = dtype_of<T>();
+  Checker check{op, device, dtype, {}};
+  const DeviceArray x = check.input(x_obj, "x", {s.R, s.C, s.B, s.I});
+  const DeviceArray wi = check.input(w_ih, "w_ih", {s.H, s.I});
+  const DeviceArray wl = check.input(w_left, "w_left", {s.H, s.H});
+  const DeviceArray wu = check.input(w_up, "w_up", {s.H, s.H});
+  const DeviceArray h = check.input(h_obj, "h", {s.R, s.C, s.B, s.H});
+  const DeviceArray dh = check.input(dh_obj, "dh", {s.R, s.C, s.B, s.H});
+  const char* name = op.c_str();
+  DeviceArray dx = DeviceArray::empty({s.R, s.C, s.B, s.I}, dtype, device, name);
+  DeviceArray dw_ih = DeviceArray::empty({s.H, s.I}, dtype, device, name);
+  DeviceArray dw_left = DeviceArray::empty({s.H, s.H}, dtype, device, name);
+  DeviceArray dw_up = DeviceArray::empty({s.H, s.H}, dtype, device, name);
+  DeviceArray db = DeviceArray::empty({has_bias ? s.H : 0}, dtype, device, name);
+  DeviceArray dpre = DeviceArray::empty({s.R, s.C, s.B, s.H}, dtype, device, name);
+  GridRnnPlan<T> p{};
+  p.R = s.R, p.C = s.C, p.B = s.B, p.I = s.I, p.H = s.H;
+  p.x = ptr<T>(x), p.w_ih = ptr<T>(wi), p.w_left = ptr<T>(wl), p.w_up = ptr<T>(wu);
+  p.h = ptr<T>(h), p.dh = ptr<T>(dh);
+  p.dx = ptr<T>(dx), p.dw_ih = ptr<T>(dw_ih), p.dw_left = ptr<T>(dw_left), p.dw_up = ptr<T>(dw_up);
+  p.db = has_bias ? ptr<T>(db) : nullptr, p.scratch = ptr<T>(dpre);
+  DeviceGuard guard(device, name);
+  grid_rnn_backward(p, stream(device, name));
+  return py::make_tuple(dx, dw_ih, dw_left, dw_up, has_bias ? py::cast(db) : py::object(py::none()));
+}
+
+py::object grid_forward_entry(py::handle x_obj, py::handle w_ih, py::handle w_left, py::handle w_up, py::handle bias) {
+  const DeviceArray x = device_array(x_obj, "grid_rnn_forward", "x");
+  const GridSizes s = grid_sizes(x, w_left, "grid_rnn_forward");
+  return x.dtype() == DType::float32 ? grid_forward_typed<float>(x_obj, s, w_ih, w_left, w_up, bias)
+                                     : grid_forward_typed<double>(x_obj, s, w_ih, w_left, w_up, bias);
+}
+
+py::tuple grid_backward_entry(py::handle x_obj, py::handle w_ih, py::handle w_left, py::handle w_up, bool has_bias,
+                              py::handle h, py::handle dh) {
+  const DeviceArray x = device_array(x_obj, "grid_rnn_backward", "x");
+  const GridSizes s = grid_sizes(x, w_left, "grid_rnn_backward");
+  return x.dtype() == DType::float32 ? grid_backward_typed<float>(x_obj, s, w_ih, w_left, w_up, has_bias, h, dh)
+                                     : grid_backward_typed<double>(x_obj, s, w_ih, w_left, w_up, has_bias, h, dh);
+}
+
 // ---- host simulation: the same plans on NumPy buffers ---------------------------------------------------
 template <typename T>
 using HostArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
@@ -462,6 +554,36 @@ py::tuple simulate_backward(RnnCell cell, py::handle x_obj, py::handle w_ih, py:
                         has_bias ? py::object(db_hh) : none);
 }
 
+template <typename T>
+py::tuple simulate_grid(py::handle x_obj, py::handle w_ih, py::handle w_left, py::handle w_up, py::handle bias,
+                        py::handle dh_obj) {
+  const py::array x_any = py::array::ensure(x_obj);
+  const py::array wl_any = py::array::ensure(w_left);
+  if (!x_any || x_any.ndim() != 4 || !wl_any || wl_any.ndim() != 2)
+    throw py::value_error("grid host simulation: x must be 4-D and w_left 2-D");
+  const int64_t R = x_any.shape(0), C = x_any.shape(1), B = x_any.shape(2), I = x_any.shape(3), H = wl_any.shape(0);
+  if (R < 1 || C < 1 || B < 1 || H < 1) throw py::value_error("grid host simulation: empty sizes");
+  auto x = host_input<T>(x_obj, "x", {R, C, B, I});
+  auto wi = host_input<T>(w_ih, "w_ih", {H, I});
+  auto wl = host_input<T>(w_left, "w_left", {H, H});
+  auto wu = host_input<T>(w_up, "w_up", {H, H});
+  auto dh = host_input<T>(dh_obj, "dh", {R, C, B, H});
+  std::optional<HostArray<T>> b;
+  if (!bias.is_none()) b = host_input<T>(bias, "bias", {H});
+  py::array_t<T> h({R, C, B, H}), scratch_f({int64_t{2}, H, H}), dx({R, C, B, I}), dw_ih({H, I}), dw_left({H, H});
+  py::array_t<T> dw_up({H, H}), db(std::vector<int64_t>{b ? H : 0}), dpre({R, C, B, H});
+  for (py::array_t<T>* a : {&h, &scratch_f, &dx, &dw_ih, &dw_left, &dw_up, &db, &dpre}) poison(*a);
+  GridRnnPlan<T> p{};
+  p.R = R, p.C = C, p.B = B, p.I = I, p.H = H;
+  p.x = x.data(), p.w_ih = wi.data(), p.w_left = wl.data(), p.w_up = wu.data(), p.bias = host_ptr(b);
+  p.h = h.mutable_data(), p.scratch = scratch_f.mutable_data();
+  grid_rnn_forward_simulated_on_host(p);
+  p.dh = dh.data(), p.dx = dx.mutable_data(), p.dw_ih = dw_ih.mutable_data(), p.dw_left = dw_left.mutable_data();
+  p.dw_up = dw_up.mutable_data(), p.db = b ? db.mutable_data() : nullptr, p.scratch = dpre.mutable_data();
+  grid_rnn_backward_simulated_on_host(p);
+  return py::make_tuple(h, dx, dw_ih, dw_left, dw_up, b ? py::object(db) : py::object(py::none()));
+}
+
 bool is_float64(py::handle x) {
   const py::array a = py::array::ensure(x);
   if (!a) throw py::type_error("rnn host simulation: x is not an array");
@@ -482,6 +604,11 @@ void register_rnn(py::module_& m) {
         py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("cell_grad_clip") = 0.0,
         py::arg("dx") = py::none(),
         "Back-propagation through time -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx accumulates into `dx` if given.");
+  m.def("grid_rnn_forward", &grid_forward_entry, py::arg("x"), py::arg("w_ih"), py::arg("w_left"), py::arg("w_up"),
+        py::arg("bias"), "Grid recurrence over x (R, C, B, I) -> h (R, C, B, H).");
+  m.def("grid_rnn_backward", &grid_backward_entry, py::arg("x"), py::arg("w_ih"), py::arg("w_left"),
+        py::arg("w_up"), py::arg("has_bias"), py::arg("h"), py::arg("dh"),
+        "Gradients of the grid recurrence -> (dx, dw_ih, dw_left, dw_up, db).");
   // The kernels' code on the host, on NumPy arrays (float32 or float64, as x): tests without a GPU.
   m.def("_rnn_forward_host_simulation",
         [](const std::string& cell_name, py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
@@ -507,4 +634,11 @@ void register_rnn(py::module_& m) {
         py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("has_bias"), py::arg("lengths"),
         py::arg("reverse"), py::arg("linear_before_reset"), py::arg("saved"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"), py::arg("cell_grad_clip") = 0.0);
+  // Forward and backward of the grid recurrence in one call -> (h, dx, dw_ih, dw_left, dw_up, db).
+  m.def("_grid_rnn_host_simulation",
+        [](py::handle x, py::handle w_ih, py::handle w_left, py::handle w_up, py::handle bias, py::handle dh) {
+          return is_float64(x) ? simulate_grid<double>(x, w_ih, w_left, w_up, bias, dh)
+                               : simulate_grid<float>(x, w_ih, w_left, w_up, bias, dh);
+        },
+        py::arg("x"), py::arg("w_ih"), py::arg("w_left"), py::arg("w_up"), py::arg("bias"), py::arg("dh"));
 }

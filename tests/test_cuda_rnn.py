@@ -256,3 +256,52 @@ def test_backward_bad_arguments(rng):
                           dx=dev(np.zeros((3, 2, 5), np.float32)))
     with pytest.raises(ValueError, match="dx .* overlaps an input"):
         cuda.rnn_backward(cell, x, w_ih, w_hh, True, None, False, True, saved, None, None, None, dx=x)
+
+
+# ---- grid recurrence ---------------------------------------------------------------------------------
+GRID_SHAPES = [(1, 1, 1, 1, 1), (3, 4, 2, 5, 7), (5, 2, 17, 3, 19), (2, 7, 3, 4, 70), (4, 3, 1, 6, 300),
+               (6, 6, 8, 20, 64)]
+
+
+@pytest.mark.parametrize("R,C,B,I,H", GRID_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_grid_matches_cpu(rng, R, C, B, I, H, dtype, bias):
+    w = min(0.5, 1.5 / np.sqrt(max(I, H)))
+    x = rng.standard_normal((R, C, B, I)).astype(dtype)
+    w_ih, w_left, w_up = ((rng.standard_normal(s) * w).astype(dtype) for s in ((H, I), (H, H), (H, H)))
+    b = (rng.standard_normal(H) * 0.5).astype(dtype) if bias else None
+    dh = rng.standard_normal((R, C, B, H)).astype(dtype)
+    h = _C.grid_rnn_forward(x, w_ih, w_left, w_up, b)
+    expected = _C.grid_rnn_backward(x, w_ih, w_left, w_up, bias, h, dh)
+    size = np.dtype(dtype).itemsize
+    poison_cache([R * C * B * H * size, 2 * H * H * size, R * C * B * I * size, H * I * size, H * H * size])
+    d_h = cuda.grid_rnn_forward(dev(x), dev(w_ih), dev(w_left), dev(w_up), dev(b))
+    ftol, gtol = _tolerances(dtype, "grid")
+    what = f"grid R={R} C={C} B={B} I={I} H={H} {np.dtype(dtype).name} bias={bias}"
+    assert_close(host(d_h), h, **ftol, what=f"{what}: h")
+    poison_cache([R * C * B * H * size, R * C * B * I * size, H * I * size, H * H * size])
+    got = cuda.grid_rnn_backward(dev(x), dev(w_ih), dev(w_left), dev(w_up), bias, d_h, dev(dh))
+    assert len(got) == 5
+    for name, e, g in zip(("dx", "dw_ih", "dw_left", "dw_up", "db"), expected, got):
+        if e is None:
+            assert g is None
+        else:
+            # Gradients gather along every path through the grid (values up to ~50 here): float32
+            # rounding scales with the array's magnitude, as on the CPU path.
+            scale = max(1.0, float(np.abs(e).max())) if dtype == np.float32 else 1.0
+            assert_close(host(g), e, atol=gtol["atol"] * scale, rtol=gtol["rtol"], what=f"{what}: {name}")
+
+
+def test_grid_bad_arguments(rng):
+    x = dev(np.zeros((2, 3, 1, 4), np.float32))
+    w_ih, w = dev(np.zeros((5, 4), np.float32)), dev(np.zeros((5, 5), np.float32))
+    with pytest.raises(ValueError, match=r"grid_rnn_forward: x must be \(R, C, B, I\)"):
+        cuda.grid_rnn_forward(dev(np.zeros((2, 3, 4), np.float32)), w_ih, w, w, None)
+    with pytest.raises(ValueError, match=r"grid_rnn_forward: w_up has shape \[4, 4\], expected \[5, 5\]"):
+        cuda.grid_rnn_forward(x, w_ih, w, dev(np.zeros((4, 4), np.float32)), None)
+    with pytest.raises(TypeError, match="grid_rnn_forward: bias has dtype float64"):
+        cuda.grid_rnn_forward(x, w_ih, w, w, dev(np.zeros(5)))
+    h = cuda.grid_rnn_forward(x, w_ih, w, w, None)
+    with pytest.raises(ValueError, match=r"grid_rnn_backward: dh has shape"):
+        cuda.grid_rnn_backward(x, w_ih, w, w, False, h, dev(np.zeros((2, 3, 1, 4), np.float32)))

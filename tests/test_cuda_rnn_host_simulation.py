@@ -95,3 +95,32 @@ def test_several_chunks(rng, cell, lbr, dtype):
     # Chunks of the reduction are 32 to 256 indices (by dtype and product width): H = 300 takes
     # two to ten chunks per gate block, the last partial; B = 33 is three row tiles, the last of one row.
     _check(rng, cell, 2, 33, 5, 300, dtype, lbr=lbr, lengths=[2, 1, 2] * 11)
+
+
+# ---- grid recurrence: one step kernel per anti-diagonal -------------------------------------------------
+GRID_SHAPES = [(1, 1, 1, 1, 1), (3, 4, 2, 5, 7), (5, 2, 17, 3, 19), (2, 7, 3, 4, 70), (4, 3, 1, 6, 300)]
+
+
+@pytest.mark.parametrize("R,C,B,I,H", GRID_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_grid_matches_cpu(rng, R, C, B, I, H, dtype, bias):
+    w = min(0.5, 1.5 / np.sqrt(max(I, H)))
+    x = rng.standard_normal((R, C, B, I)).astype(dtype)
+    w_ih, w_left, w_up = ((rng.standard_normal(s) * w).astype(dtype) for s in ((H, I), (H, H), (H, H)))
+    b = (rng.standard_normal(H) * 0.5).astype(dtype) if bias else None
+    dh = rng.standard_normal((R, C, B, H)).astype(dtype)
+    h = _C.grid_rnn_forward(x, w_ih, w_left, w_up, b)
+    expected = _C.grid_rnn_backward(x, w_ih, w_left, w_up, bias, h, dh)
+    got = cuda._cuda._grid_rnn_host_simulation(x, w_ih, w_left, w_up, b, dh)
+    tol = dict(atol=2e-5, rtol=1e-4) if dtype == np.float32 else dict(atol=1e-11, rtol=1e-11)
+    what = f"grid R={R} C={C} B={B} I={I} H={H} {np.dtype(dtype).name} bias={bias}"
+    assert_close(got[0], h, **tol, what=f"{what}: h")
+    for name, e, g in zip(("dx", "dw_ih", "dw_left", "dw_up", "db"), expected, got[1:]):
+        if e is None:
+            assert g is None
+        else:
+            # Gradients gather along every path through the grid (values up to ~50 here): float32
+            # rounding scales with the array's magnitude, as on the CPU path.
+            scale = max(1.0, float(np.abs(e).max())) if dtype == np.float32 else 1.0
+            assert_close(g, e, atol=tol["atol"] * scale, rtol=tol["rtol"], what=f"{what}: {name}")

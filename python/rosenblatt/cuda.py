@@ -125,6 +125,10 @@ _KERNELS = {
     "rnn_backward": "(cell, x, w_ih, w_hh, has_bias, lengths, reverse, linear_before_reset, saved, dy, dh_n, dc_n, "
                     "cell_grad_clip=0.0, dx=None) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh): back-propagation "
                     "through time, as rosenblatt._C.rnn_backward",
+    "grid_rnn_forward": "(x, w_ih, w_left, w_up, bias) -> h: the grid recurrence over x (R, C, B, I), "
+                        "as rosenblatt._C.grid_rnn_forward",
+    "grid_rnn_backward": "(x, w_ih, w_left, w_up, has_bias, h, dh) -> (dx, dw_ih, dw_left, dw_up, db), "
+                         "as rosenblatt._C.grid_rnn_backward",
 }
 
 
