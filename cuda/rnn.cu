@@ -67,9 +67,10 @@ constexpr int kMaxReduceBlocks = 4;
 
 // Reduction indices per chunk: fewer chunks mean fewer round trips to L2 per step (each chunk waits
 // for its global loads once), bounded by the staging area (under ~45 KB) and the prefetch registers.
-// float32: 256 for the backward products (16 columns), 128 for 32 or 48 columns, 64 for LSTM's 64.
+// float32: 256 for the 16-column products (backward, Elman, grid), 128 for 32 columns, 64 for GRU's
+// 48 and LSTM's 64 (at 128, GRU's forward kernel reached the 255-register cap).
 constexpr int chunk_of(int bytes, int cols) {
-  return (cols <= 16 ? 256 : cols <= 48 ? 128 : 64) / (bytes / 4);
+  return (cols <= 16 ? 256 : cols <= 32 ? 128 : 64) / (bytes / 4);
 }
 
 template <typename T, Step K>
@@ -521,6 +522,35 @@ __global__ void transpose_kernel(const T* in, T* out, int64_t rows, int64_t cols
   }
 }
 
+// out (cols) = the column sums of x (rows, cols): the bias gradients over all T*B rows. A block of
+// 32 x 32 threads owns 32 columns; each thread sums every 32nd row (four independent partial sums,
+// so four loads are in flight), then the 32 partials of a column are added in shared memory.
+// (sum_axis's one thread per column would walk all rows of a column alone.)
+template <typename T>
+__global__ void column_sums_kernel(const T* __restrict__ x, T* __restrict__ out, int64_t rows, int64_t cols) {
+  __shared__ T partial[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + tx;
+  T acc[4] = {T(0), T(0), T(0), T(0)};
+  if (c < cols) {
+    int64_t r = ty;
+    for (; r + 96 < rows; r += 128) {
+      acc[0] += x[r * cols + c];
+      acc[1] += x[(r + 32) * cols + c];
+      acc[2] += x[(r + 64) * cols + c];
+      acc[3] += x[(r + 96) * cols + c];
+    }
+    for (; r < rows; r += 32) acc[0] += x[r * cols + c];
+  }
+  partial[ty][tx] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  __syncthreads();
+  if (ty == 0 && c < cols) {
+    T sum = T(0);
+    for (int k = 0; k < 32; ++k) sum += partial[k][tx];
+    out[c] = sum;
+  }
+}
+
 // ---- executors: the drivers below issue their work through one of these ---------------------------
 constexpr int64_t kMaxGridY = 65535;
 
@@ -561,7 +591,9 @@ struct DeviceExec {
   }
   template <typename T>
   void column_sums(const T* x, T* out, int64_t rows, int64_t cols) const {  // x (rows, cols) contiguous
-    sum_axis<T>(x, out, 1, rows, cols, stream);
+    if (cols == 0) return;
+    column_sums_kernel<T><<<static_cast<unsigned>((cols + 31) / 32), dim3(32, 32), 0, stream>>>(x, out, rows, cols);
+    check_launch(op, "column_sums_kernel");
   }
   template <Step K, typename T>
   void step(const StepParams<T>& p) const {
