@@ -17,6 +17,7 @@ using rb::cuda::DeviceArray;
 using rb::cuda::Elementwise;
 
 void register_train(py::module_& m);  // train_bindings.cpp
+void register_rnn(py::module_& m);  // rnn_bindings.cpp
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "rosenblatt CUDA kernels";
@@ -151,4 +152,6 @@ PYBIND11_MODULE(_cuda, m) {
      py::arg("ldb"), py::arg("ldc"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("alpha") = 1.0f,
      py::arg("beta") = 0.0f, py::arg("batch") = 1, py::arg("stride_a") = 0, py::arg("stride_b") = 0,
      py::arg("stride_c") = 0);
+
+  register_rnn(m);
 }

@@ -151,6 +151,16 @@ _KERNELS = {
     "nll_scatter": "(coef, target, num_classes, ignore_index=-100) -> zeros (N, C, d...) with coef at each "
                    "position's target class: nll's backward given coef = -grad * element_weight (/ total)",
     "max_last_axis": "(x) -> (values, int64 indices) over the last axis; first index on ties, NaN wins, as NumPy",
+    "rnn_forward": "(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, linear_before_reset, out=None) "
+                   "-> (y, h_n, c_n, saved): one recurrent layer and direction over a (T, B, I) sequence, "
+                   "as rosenblatt._C.rnn_forward",
+    "rnn_backward": "(cell, x, w_ih, w_hh, has_bias, lengths, reverse, linear_before_reset, saved, dy, dh_n, dc_n, "
+                    "cell_grad_clip=0.0, dx=None) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh): back-propagation "
+                    "through time, as rosenblatt._C.rnn_backward",
+    "grid_rnn_forward": "(x, w_ih, w_left, w_up, bias) -> h: the grid recurrence over x (R, C, B, I), "
+                        "as rosenblatt._C.grid_rnn_forward",
+    "grid_rnn_backward": "(x, w_ih, w_left, w_up, has_bias, h, dh) -> (dx, dw_ih, dw_left, dw_up, db), "
+                         "as rosenblatt._C.grid_rnn_backward",
 }
 
 

@@ -75,6 +75,9 @@ def run() -> bool:
 
     c = dev(a)
     ok &= _close("DLPack round trip", cuda.from_dlpack(c).to_numpy(), a, 0)
+
+    from . import cuda_smoke_rnn
+    ok &= cuda_smoke_rnn.run(cuda, _close)
     cuda.synchronize()
     return ok
 

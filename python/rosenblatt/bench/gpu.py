@@ -149,11 +149,23 @@ def main(argv=()) -> int:
     except Exception as error:  # noqa: BLE001
         print(f"\ntraining-kernel benchmark failed: {error!r}")
         train = [{"kind": "train", "error": repr(error)}]
+    from . import gpu_rnn
+    try:
+        rnn = gpu_rnn.bench(torch, cuda, repeat, quick)
+    except Exception as error:  # noqa: BLE001 - a failure in this section must not lose the rest
+        print(f"\nrnn benchmark failed: {error!r}")
+        rnn = []
+    print("\nLSTM / GRU, one layer and direction, fp32; torch = torch.nn.LSTM / GRU (cuDNN)")
+    print_table(["cell", "T, N, I, H", "pass", "ours ms", "torch ms", "ours/torch", "rel err"],
+                [[r["cell"], ", ".join(map(str, r["shape"])), r["pass"], f"{r['ours_s'] * 1e3:.2f}",
+                  f"{r['torch_s'] * 1e3:.2f}", f"{r['ratio']:.2f}", f"{r['rel_error']:.1e}"] for r in rnn])
+
     stats = cuda.memory_stats()
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "allocator": stats}, fh, indent=1)
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "allocator": stats},
+                      fh, indent=1)
         print(f"full results: {out}")
     return 0
 
