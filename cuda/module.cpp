@@ -16,6 +16,8 @@ namespace py = pybind11;
 using rb::cuda::DeviceArray;
 using rb::cuda::Elementwise;
 
+void register_tensor(py::module_& m);  // tensor_bindings.cpp
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "rosenblatt CUDA kernels";
   m.def("device_count", &rb::cuda::device_count);
@@ -42,7 +44,7 @@ PYBIND11_MODULE(_cuda, m) {
       .def_property_readonly("shape", [](const DeviceArray& x) { return py::tuple(py::cast(x.shape())); })
       .def_property_readonly("strides", [](const DeviceArray& x) { return py::tuple(py::cast(x.strides())); },
                              "strides in elements")
-      .def_property_readonly("dtype", [](const DeviceArray& x) { return rb::cuda::dtype_name(x.dtype()); })
+      .def_property_readonly("dtype", [](const DeviceArray& x) { return py::dtype(rb::cuda::dtype_name(x.dtype())); })
       .def_property_readonly("device", &DeviceArray::device)
       .def_property_readonly("ndim", &DeviceArray::ndim)
       .def_property_readonly("size", &DeviceArray::numel)
@@ -104,6 +106,7 @@ PYBIND11_MODULE(_cuda, m) {
     return rb::cuda::softmax_backward(dy, y, true);
   });
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
+  register_tensor(m);
 
   // The element-wise kernels' layout and offset computation run on the host: for every output
   // element, each input's offset (in elements), as the strided kernel would read it.
