@@ -208,3 +208,39 @@ def test_dlpack_zero_copy_with_torch_cuda():
     assert mine.__cuda_array_interface__["data"][0] == mine.data.data_ptr
     assert mine.__dlpack_device__() == (2, 0)
     torch.testing.assert_close(back.cpu(), torch.arange(6, dtype=torch.float32).reshape(2, 3))
+
+
+def test_embedding_matches_cpu():
+    rng = np.random.default_rng(6)
+    table = rng.standard_normal((37, 19)).astype(np.float32)
+    tokens = rng.integers(0, 37, (5, 7))
+    tokens[0, :3] = 4  # repeated rows accumulate their gradients
+    grads = []
+    for device in ("cpu", "cuda"):
+        weight = rb.tensor(table, device=device, requires_grad=True)
+        out = F.embedding(rb.tensor(tokens, device=device), weight, padding_idx=2)
+        (out * rb.tensor(np.arange(19, dtype=np.float32), device=device)).sum().backward()
+        grads.append((host(out), host(weight.grad)))
+    assert_close(grads[1][0], grads[0][0])
+    assert_close(grads[1][1], grads[0][1])
+    with pytest.raises(IndexError, match="out of range"):
+        F.embedding(rb.tensor([[37]], device="cuda"), rb.tensor(table, device="cuda"))
+
+
+def test_recurrent_layer_matches_cpu_or_says_it_is_missing():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 3, 8)).astype(np.float32)
+    outs = []
+    for device in ("cpu", "cuda"):
+        rb.manual_seed(0)
+        lstm = nn.LSTM(8, 7, num_layers=2, bidirectional=True).to(device)
+        inp = rb.tensor(x, device=device, requires_grad=True)
+        try:
+            out, (h, c) = lstm(inp)
+        except NotImplementedError as error:
+            assert "not implemented for CUDA tensors" in str(error)
+            pytest.skip(f"a kernel is missing on the device: {error}")
+        (out.sum() + h.sum() * 2 + c.sum()).backward()
+        outs.append((host(out), host(inp.grad), host(lstm.weight_hh_l1_reverse.grad)))
+    for a, b in zip(*outs):
+        assert_close(b, a, atol=1e-4, rtol=1e-3)

@@ -340,3 +340,38 @@ def test_load_state_dict_keeps_parameters_on_their_device(fake):
     target.load_state_dict(source.cuda().state_dict())
     assert target.weight.is_cuda
     np.testing.assert_array_equal(host(target.weight), host(source.weight))
+
+
+def test_embedding_and_lstm_training_step_on_device_equals_cpu(fake):
+    """The recurrent layer's Python glue (state allocation, output pieces, lengths) on the device; the
+    stand-in forwards rnn_forward / rnn_backward to _C, as the CUDA kernels mirror them."""
+    rng = np.random.default_rng(5)
+    tokens, targets = rng.integers(0, 11, (6, 3)), rng.integers(0, 11, (6, 3))
+
+    class CharModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(11, 8, padding_idx=0)
+            self.lstm = nn.LSTM(8, 7, num_layers=2, bidirectional=True)
+            self.head = nn.Linear(14, 11)
+
+        def forward(self, x):
+            out, _ = self.lstm(self.embed(x))
+            return self.head(out)
+
+    results = []
+    for device in ("cpu", "cuda"):
+        rb.manual_seed(0)
+        model = CharModel().to(device)
+        optimizer = rb.optim.Adam(model.parameters(), lr=0.01)
+        for _ in range(2):
+            optimizer.zero_grad()
+            logits = model(rb.tensor(tokens, device=device))
+            loss = F.cross_entropy(logits.reshape(-1, 11), rb.tensor(targets.reshape(-1), device=device))
+            loss.backward()
+            optimizer.step()
+        results.append(([host(p) for p in model.parameters()], loss.item()))
+    assert abs(results[0][1] - results[1][1]) < 1e-5
+    for a, b in zip(results[0][0], results[1][0]):
+        assert_close(b, a)
+    assert {"rnn_forward", "rnn_backward", "gemm"} <= set(fake.calls)

@@ -141,6 +141,8 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
 def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     """Rows of `weight` (num_embeddings, dim) picked by the integer indices in `input`, as
     torch.nn.functional.embedding. The row at padding_idx receives no gradient."""
+    if not isinstance(weight.data, np.ndarray):
+        return _device_embedding(input, weight, padding_idx)
     indices = np.asarray(input.data if isinstance(input, Tensor) else input)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype} (shape {indices.shape})")
@@ -159,6 +161,33 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
         return (grad,)
 
     return result(weight.data[indices], (weight,), backward, "EmbeddingBackward")
+
+
+def _device_embedding(input, weight: Tensor, padding_idx: int | None) -> Tensor:
+    """embedding on a device as one-hot rows times the table, (N, V) @ (V, D): two GEMMs and no
+    gather or scatter-add kernel (exact: each one-hot row has a single 1). Memory N * V, so meant for
+    small vocabularies until an embedding kernel replaces it."""
+    indices = input.data if isinstance(input, Tensor) else _device.asarray(input)
+    _device.same_device("embedding", weight.data, indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype} (shape {indices.shape})")
+    num, dim = weight.shape
+    if indices.size and bool(((indices < 0) | (indices >= num)).any()):  # waits for the device
+        raise IndexError(f"embedding: index out of range [0, {num}) in indices of shape {indices.shape}; "
+                         f"weight has shape {weight.shape}")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += num
+    kernels = _device.backend("embedding")
+    one_hot = _device.one_hot_along(indices.reshape(-1, 1), 1, num).astype(weight.dtype)  # (N, V)
+
+    def backward(g):
+        grad = kernels.gemm(one_hot, g.reshape(-1, dim), trans_a=True)
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        return (grad,)
+
+    out = kernels.gemm(one_hot, weight.data).reshape(tuple(indices.shape) + (dim,))
+    return result(out, (weight,), backward, "EmbeddingBackward")
 
 
 # ---- two-dimensional grid recurrence -----------------------------------------------------------------

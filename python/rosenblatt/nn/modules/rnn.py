@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ... import _device
 from ...random import default_generator
 from ...tensor import Tensor
 from .. import _rnn_functional as RF
@@ -54,7 +55,7 @@ def _rows(t: Tensor, start: int, stop: int) -> Tensor:
     from ...tensor import result
 
     def backward(g):
-        full = np.zeros(t.shape, t.dtype)
+        full = _device.full(t.shape, 0, t.dtype, g)
         full[start:stop] = g
         return (full,)
 
