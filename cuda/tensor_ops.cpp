@@ -41,11 +41,12 @@ BroadcastLayout layout_of(const std::vector<const DeviceArray*>& inputs, const c
 }
 
 // The lowest and highest element offsets (from element 0) a view reaches; {0, -1} when empty.
-std::pair<int64_t, int64_t> span(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
-  int64_t lo = 0, hi = 0;
+// In 128 bits, so that no shape and strides a caller passes can wrap around and pass the checks.
+std::pair<__int128, __int128> span(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  __int128 lo = 0, hi = 0;
   for (std::size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 0) return {0, -1};
-    const int64_t reach = (shape[d] - 1) * strides[d];
+    const __int128 reach = static_cast<__int128>(shape[d] - 1) * strides[d];
     if (reach < 0) lo += reach;
     else hi += reach;
   }
@@ -158,8 +159,12 @@ DeviceArray as_strided(const DeviceArray& x, const std::vector<int64_t>& shape, 
   if (shape.size() != strides.size() || shape.size() > 64)
     throw py::value_error("as_strided: shape " + shape_str(shape) + " and strides " + shape_str(strides) +
                           " differ in length");
-  for (int64_t n : shape)
+  __int128 count = 1;
+  for (int64_t n : shape) {
     if (n < 0) throw py::value_error("as_strided: negative dimension in shape " + shape_str(shape));
+    count = count * n > (__int128{1} << 62) ? (__int128{1} << 62) + 1 : count * n;
+  }
+  if (count > (__int128{1} << 62)) throw py::value_error("as_strided: shape " + shape_str(shape) + " is too large");
   const auto [lo, hi] = span(shape, strides);
   if (lo <= hi) {  // the view reads something: it must stay inside the memory x covers
     const auto [x_lo, x_hi] = span(x.shape(), x.strides());

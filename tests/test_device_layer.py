@@ -131,7 +131,7 @@ def test_cross_entropy_with_targets_on_the_host_is_a_device_mix(fake):
 def test_unimplemented_numpy_function_is_not_a_silent_copy(fake):
     y = rb.randn(4).cuda()
     with pytest.raises(NotImplementedError, match="not implemented for CUDA tensors"):
-        rb.flip(y, 0)  # np.flip has no device version yet
+        F.pad(y, (1, 1), mode="reflect")  # only constant padding has a device version
     with pytest.raises(NotImplementedError, match="advanced indexing"):
         y[rb.tensor([0, 2]).cuda()]
 
@@ -170,6 +170,9 @@ UNARY = {
     "contiguous": lambda x: x.transpose(0, 1).contiguous() * 2, "clone": lambda x: x.clone() * 2,
     "where": lambda x: rb.where(x > 0, x, x * 0.1), "masked_fill": lambda x: x.masked_fill(x < 0, 0.5),
     "maximum_self": lambda x: rb.maximum(x, x[:1]), "normalize": lambda x: F.normalize(x, dim=1),
+    "gather": lambda x: rb.gather(x, 1, rb.tensor(np.array([[[3, 0, 1, 1, 2]], [[0, 0, 0, -1, 3]],
+                                                           [[2, 2, 1, 0, 0]]]), device=x.device)),
+    "flip": lambda x: rb.flip(x, (0, 2)) * 2, "pad": lambda x: F.pad(x, (1, 2, 0, 1), value=0.5) * 2,
 }
 
 

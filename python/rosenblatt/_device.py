@@ -611,6 +611,28 @@ def _where(condition, a=None, b=None):
     return _backend.where(_astype(cond, np.bool_, copy=False), a, b)
 
 
+def _flip(x, axis=None):
+    """A view with the axes reversed (negative strides)."""
+    axes = _axes(axis, x.ndim)
+    strides, offset = list(x.strides), 0
+    for a in axes:
+        if x.shape[a] > 0:
+            offset += (x.shape[a] - 1) * strides[a]
+            strides[a] = -strides[a]
+    return _backend.as_strided(x, list(x.shape), strides, offset)
+
+
+def _pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
+    """Constant padding only: a filled array with x assigned into its middle."""
+    if mode != "constant" or kwargs:
+        raise _not_implemented(f"numpy.pad(mode={mode!r})")
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    shape = [int(n + before + after) for n, (before, after) in zip(x.shape, widths)]
+    out = _backend.full(shape, float(constant_values), x.dtype.name, x.device)
+    _setitem(out, tuple(slice(int(before), int(before) + n) for n, (before, _) in zip(x.shape, widths)), x)
+    return out
+
+
 def _like(fill):
     def like(x, dtype=None, order="K", subok=True, shape=None, **kwargs):
         dtype = _device_dtype(dtype if dtype is not None else x.dtype, "full_like")
@@ -657,7 +679,7 @@ _FUNCTIONS = {
     np.amin: lambda x, axis=None, out=None, keepdims=False, **kw: _extreme(x, axis, keepdims, True, 0),
     np.argmax: lambda x, axis=None, out=None, keepdims=False: _extreme(x, axis, keepdims, False, 1),
     np.argmin: lambda x, axis=None, out=None, keepdims=False: _extreme(x, axis, keepdims, True, 1),
-    np.any: _any, np.all: _all, np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
+    np.flip: _flip, np.pad: _pad, np.any: _any, np.all: _all, np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
     np.result_type: lambda *args: np.result_type(*[a.dtype if isinstance(a, DeviceArray) else a for a in args]),
 }
 

@@ -670,6 +670,8 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
         raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
     if index.ndim != x.ndim:
         raise ValueError(f"gather: index shape {index.shape} and input shape {x.shape} differ in their number of dims")
+    if not isinstance(x.data, np.ndarray):
+        return _device_gather(x, axis, index)
     out = np.take_along_axis(x.data, index, axis=axis)
 
     def backward(g):
@@ -678,6 +680,29 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
         positions[axis] = index
         np.add.at(grad, tuple(positions), g)
         return (grad,)
+
+    return result(out, (x,), backward, "GatherBackward")
+
+
+def _device_gather(x: Tensor, axis: int, index) -> Tensor:
+    """gather on a device through a one-hot mask of the indices, index.shape + (n,): the forward is a
+    masked sum over the new last axis, the backward the same mask summed back (memory index.size * n)."""
+    _device.same_device("gather", x.data, index)
+    n = x.shape[axis]
+    index = np.where(index < 0, index + n, index)  # negative indices count from the end, as on the CPU
+    if index.size and bool(((index < 0) | (index >= n)).any()):  # waits for the device
+        raise IndexError(f"gather: an index is out of bounds for dim {axis} of size {n} (input shape {x.shape})")
+    mask = _device.one_hot_along(np.expand_dims(index, -1), index.ndim, n)
+    moved = np.expand_dims(np.moveaxis(x.data, axis, -1), axis)  # x's dims, axis kept with size 1, then n
+    try:
+        out = np.where(mask, moved, 0).sum(axis=-1)
+    except ValueError:
+        raise ValueError(f"gather: index shape {index.shape} does not match input shape {x.shape} outside dim "
+                         f"{axis}") from None
+
+    def backward(g):
+        spread = unbroadcast(np.where(mask, np.expand_dims(g, -1), 0), moved.shape)
+        return (np.moveaxis(spread.squeeze(axis), -1, axis),)
 
     return result(out, (x,), backward, "GatherBackward")
 
