@@ -378,3 +378,38 @@ def test_embedding_and_lstm_training_step_on_device_equals_cpu(fake):
     for a, b in zip(results[0][0], results[1][0]):
         assert_close(b, a)
     assert {"rnn_forward", "rnn_backward", "gemm"} <= set(fake.calls)
+
+
+def test_fit_moves_batches_to_the_models_device_and_clips_there(fake):
+    from rosenblatt.data import DataLoader, TensorDataset
+    from rosenblatt.train import fit
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((24, 5)).astype(np.float32), rng.integers(0, 3, 24)
+    histories = []
+    for device in ("cpu", "cuda"):
+        rb.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).to(device)
+        optimizer = rb.optim.SGD(model.parameters(), lr=0.5)
+        loader = DataLoader(TensorDataset(rb.tensor(x), rb.tensor(y)), batch_size=8)
+        history = fit(model, F.cross_entropy, optimizer, loader, val_loader=loader, epochs=2,
+                      metrics=["accuracy"], clip_grad_norm=0.5, progress=False)
+        histories.append(history.history)
+        assert all(p.is_cuda == (device == "cuda") for p in model.parameters())
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert_close(histories[1][key], histories[0][key])
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_on_device_equals_cpu(fake, norm_type):
+    rng = np.random.default_rng(9)
+    grads = [rng.standard_normal(s).astype(np.float32) * 3 for s in ((4, 5), (7,), (0, 3))]
+    results = []
+    for device in ("cpu", "cuda"):
+        params = [rb.zeros(*g.shape, device=device, requires_grad=True) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = rb.tensor(g, device=device)
+        total = nn.utils.clip_grad_norm_(params, 1.5, norm_type=norm_type)
+        results.append((total.item(), [host(p.grad) for p in params]))
+    assert abs(results[0][0] - results[1][0]) <= 1e-5 * results[0][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert_close(b, a)
