@@ -430,3 +430,11 @@ def test_save_and_load_a_model_and_optimizer_trained_on_device(fake, tmp_path):
     optimizer2 = rb.optim.SGD(restored.parameters(), lr=0.1, momentum=0.9)
     optimizer2.load_state_dict(loaded["optimizer"])
     assert optimizer2.state[restored.weight]["momentum_buffer"].is_cuda
+
+
+def test_numpy_level_device_mix_names_both_devices(fake):
+    host_array, device_array = np.ones((2, 3), np.float32), fake.from_numpy(np.ones((2, 3), np.float32))
+    for op in (lambda a, b: np.concatenate([a, b]), lambda a, b: np.where(b > 0, a, b), lambda a, b: a + b,
+               lambda a, b: np.maximum(a, b)):
+        with pytest.raises(ValueError, match="cpu and cuda:0"):
+            op(host_array, device_array)

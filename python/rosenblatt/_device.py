@@ -550,10 +550,11 @@ def _concatenate(arrays, axis=0, **kwargs):
     if kwargs.get("out") is not None or kwargs.get("dtype") is not None:
         raise _not_implemented("concatenate with out= or dtype=")
     arrays = list(arrays)
+    anchor = next(a for a in arrays if isinstance(a, DeviceArray))
     for a in arrays:
         if not isinstance(a, DeviceArray):
-            _raise_mixed("concatenate", arrays[0])
-        same_device("concatenate", arrays[0], a)
+            _raise_mixed("concatenate", anchor)
+        same_device("concatenate", anchor, a)
     dtype = np.result_type(*[a.dtype for a in arrays])
     first = arrays[0]
     if axis is None:
