@@ -438,3 +438,15 @@ def test_numpy_level_device_mix_names_both_devices(fake):
                lambda a, b: np.maximum(a, b)):
         with pytest.raises(ValueError, match="cpu and cuda:0"):
             op(host_array, device_array)
+
+
+def test_initialisers_and_reset_parameters_keep_parameters_on_the_device(fake):
+    linear = nn.Linear(6, 4).cuda()
+    for init in (nn.init.kaiming_uniform_, nn.init.xavier_normal_, nn.init.zeros_,
+                 lambda t: nn.init.constant_(t, 0.25), nn.init.orthogonal_):
+        init(linear.weight)
+        assert linear.weight.is_cuda
+    np.testing.assert_allclose(host(linear.weight) @ host(linear.weight).T, np.eye(4), atol=1e-5)
+    for module in (nn.LSTM(3, 5).cuda(), nn.Embedding(7, 3, padding_idx=1).cuda()):
+        module.reset_parameters()
+        assert all(p.is_cuda for p in module.parameters())

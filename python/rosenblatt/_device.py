@@ -713,10 +713,10 @@ def _inplace(ufunc):
 
 
 class _Flags:
-    __slots__ = ("c_contiguous",)
+    __slots__ = ("c_contiguous", "writeable")
 
-    def __init__(self, c_contiguous):
-        self.c_contiguous = c_contiguous
+    def __init__(self, c_contiguous, writeable):
+        self.c_contiguous, self.writeable = c_contiguous, writeable
 
 
 _installed = set()
@@ -771,7 +771,7 @@ def install(cls) -> None:
     cls.fill = lambda self, value: _assign(self, value)
     cls.itemsize = property(lambda self: self.dtype.itemsize)
     cls.nbytes = property(lambda self: self.size * self.dtype.itemsize)
-    cls.flags = property(lambda self: _Flags(self.is_contiguous()))
+    cls.flags = property(lambda self: _Flags(self.is_contiguous(), not self.read_only))
     cls.tolist = lambda self: _refuse_numpy(self)
 
 
