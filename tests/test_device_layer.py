@@ -450,3 +450,16 @@ def test_initialisers_and_reset_parameters_keep_parameters_on_the_device(fake):
     for module in (nn.LSTM(3, 5).cuda(), nn.Embedding(7, 3, padding_idx=1).cuda()):
         module.reset_parameters()
         assert all(p.is_cuda for p in module.parameters())
+
+
+def test_dropout_variants_and_one_hot_on_device(fake):
+    x = rb.randn(2, 3, 4, 5).cuda()
+    for fn in (lambda t: F.dropout(t, 0.3), lambda t: F.dropout2d(t, 0.5), lambda t: F.dropout2d(t, 1.0),
+               lambda t: nn.Dropout(0.2)(t)):
+        assert fn(x).is_cuda
+    rb.manual_seed(4)
+    expected = F.dropout(x.cpu(), 0.3).numpy()
+    rb.manual_seed(4)
+    np.testing.assert_array_equal(host(F.dropout(x, 0.3)), expected)  # the mask is drawn on the host
+    labels = rb.tensor([2, 0, 1, 2])
+    np.testing.assert_array_equal(host(F.one_hot(labels.cuda())), F.one_hot(labels).numpy())

@@ -453,6 +453,7 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
     else:
         keep = default_generator().random(mask_shape) >= p
         mask = (keep / (1.0 - p)).astype(x.dtype)
+    mask = _device.on_device_of(mask, x.data)
     y = x.data * mask
 
     def backward(grad):

@@ -64,7 +64,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
-    return Tensor((labels[..., None] == np.arange(num_classes)).astype(np.int64))
+    classes = _device.on_device_of(np.arange(num_classes), labels)
+    return Tensor((labels[..., None] == classes).astype(np.int64))
 
 
 # ---- losses ----------------------------------------------------------------------------------
