@@ -463,3 +463,10 @@ def test_dropout_variants_and_one_hot_on_device(fake):
     np.testing.assert_array_equal(host(F.dropout(x, 0.3)), expected)  # the mask is drawn on the host
     labels = rb.tensor([2, 0, 1, 2])
     np.testing.assert_array_equal(host(F.one_hot(labels.cuda())), F.one_hot(labels).numpy())
+
+
+def test_numpy_subclasses_are_host_arrays(fake, tmp_path):
+    from rosenblatt import _C
+    weights = np.memmap(tmp_path / "w.bin", dtype=np.float32, mode="w+", shape=(1, 1, 2, 2))
+    assert _device.kernels("conv2d", np.ones((1, 1, 3, 3), np.float32), weights) is _C
+    _device.same_device("op", np.ones(2), weights)

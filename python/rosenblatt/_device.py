@@ -64,11 +64,9 @@ def is_device_array(x) -> bool:
 
 
 def device_of(array) -> device:
-    if isinstance(array, np.ndarray):
-        return CPU
     if isinstance(array, DeviceArray):
         return device("cuda", array.device)
-    raise TypeError(f"device_of: not an array: {type(array).__name__}")
+    return CPU  # NumPy arrays (and subclasses such as memmap), scalars
 
 
 # ---- choosing the kernel module -----------------------------------------------------------------
@@ -81,16 +79,17 @@ def kernels(op: str, *arrays):
             continue
         if first is None:
             first = a
-        elif type(a) is not type(first) or (not isinstance(a, np.ndarray) and a.device != first.device):
-            raise ValueError(f"{op}: expected all tensors to be on the same device, but found at least two devices, "
-                             f"{device_of(first)} and {device_of(a)}")
-    if first is None or isinstance(first, np.ndarray):
+        else:
+            same_device(op, first, a)
+    if first is None or not isinstance(first, DeviceArray):
         return _C
     return _backend
 
 
 def same_device(op: str, a, b) -> None:
-    if type(a) is not type(b) or (not isinstance(a, np.ndarray) and a.device != b.device):
+    """ValueError naming both devices unless a and b (NumPy arrays or DeviceArrays) share one."""
+    on_device = isinstance(a, DeviceArray)
+    if on_device != isinstance(b, DeviceArray) or (on_device and a.device != b.device):
         raise ValueError(f"{op}: expected all tensors to be on the same device, but found at least two devices, "
                          f"{device_of(a)} and {device_of(b)}")
 
