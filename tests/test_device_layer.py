@@ -241,6 +241,7 @@ def test_inplace_updates_write_through_views(fake):
         x[:, 2:] = rb.tensor([[7.0, 8.0]], device="cuda")
         x.clamp_(max=7.5)
     np.testing.assert_array_equal(host(x), [[3, 3, 7, 7.5], [5, 5, 7, 7.5], [3, 3, 7, 7.5]])
+    np.testing.assert_array_equal(host(x[rb.tensor(1, device="cuda")]), [5, 5, 7, 7.5])  # a 0-d index tensor
     x.zero_()
     assert host(x).sum() == 0 and x._version > 0
 

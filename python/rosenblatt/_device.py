@@ -436,6 +436,9 @@ def _moveaxis(x, source, destination):
 def _getitem(x, index):
     """Basic indexing (ints, slices, None, Ellipsis) as a view; anything else is not implemented."""
     parts = index if isinstance(index, tuple) else (index,)
+    # a 0-d integer array is an integer index (its value comes to the host, as in torch)
+    parts = tuple(int(p.item()) if isinstance(p, (np.ndarray, DeviceArray)) and p.ndim == 0 and p.dtype.kind in "iu"
+                  else p for p in parts)
     if builtins.any(isinstance(p, (np.ndarray, list, bool, np.bool_)) or isinstance(p, DeviceArray) for p in parts):
         raise _not_implemented("getitem with an index array or mask (advanced indexing)")
     if builtins.sum(p is Ellipsis for p in parts) > 1:
@@ -711,6 +714,12 @@ def _inplace(ufunc):
     return update
 
 
+def _len(self) -> int:
+    if self.ndim == 0:
+        raise TypeError("len() of a 0-d array")
+    return self.shape[0]
+
+
 class _Flags:
     __slots__ = ("c_contiguous", "writeable")
 
@@ -745,14 +754,13 @@ def install(cls) -> None:
     cls.__array_priority__ = 2000
     cls.__getitem__ = _getitem
     cls.__setitem__ = _setitem
-    cls.__len__ = lambda self: self.shape[0] if self.ndim else (_ for _ in ()).throw(TypeError("len() of a 0-d array"))
+    cls.__len__ = _len
     cls.__bool__ = _scalar_value(bool)
     cls.__float__ = _scalar_value(float)
     cls.__int__ = _scalar_value(int)
     cls.__iter__ = lambda self: (self[i] for i in range(len(self)))
     cls.item = lambda self: _scalar_value(lambda v: v)(self)
     cls.reshape = _reshape
-    cls.view_shape = _reshape
     cls.transpose = _transpose_method(cls.transpose)
     cls.swapaxes = _swapaxes
     cls.T = property(lambda self: _transpose(self))
