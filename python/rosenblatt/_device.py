@@ -672,7 +672,8 @@ def _all(x, axis=None, keepdims=False, **kwargs):
 _FUNCTIONS = {
     np.sum: _sum, np.mean: _mean, np.reshape: lambda x, shape, order="C", **kw: _reshape(x, shape, order=order),
     np.transpose: lambda x, axes=None: _transpose(x, *(() if axes is None else (axes,))),
-    np.swapaxes: _swapaxes, np.moveaxis: _moveaxis, np.broadcast_to: lambda x, shape, subok=False: _broadcast_to(x, shape),
+    np.swapaxes: _swapaxes, np.moveaxis: _moveaxis,
+    np.broadcast_to: lambda x, shape, subok=False: _broadcast_to(x, shape),
     np.expand_dims: _expand_dims, np.squeeze: _squeeze, np.where: _where, np.concatenate: _concatenate,
     np.stack: _stack, np.split: _split, np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
     np.empty_like: _like(None), np.full_like: _full_like, np.clip: _clip,
@@ -682,7 +683,8 @@ _FUNCTIONS = {
     np.amin: lambda x, axis=None, out=None, keepdims=False, **kw: _extreme(x, axis, keepdims, True, 0),
     np.argmax: lambda x, axis=None, out=None, keepdims=False: _extreme(x, axis, keepdims, False, 1),
     np.argmin: lambda x, axis=None, out=None, keepdims=False: _extreme(x, axis, keepdims, True, 1),
-    np.flip: _flip, np.pad: _pad, np.any: _any, np.all: _all, np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
+    np.flip: _flip, np.pad: _pad, np.any: _any, np.all: _all,
+    np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
     np.result_type: lambda *args: np.result_type(*[a.dtype if isinstance(a, DeviceArray) else a for a in args]),
 }
 

@@ -1,8 +1,8 @@
 """Tensor and reverse-mode autograd.
 
 A Tensor wraps a NumPy array (CPU storage) or a DeviceArray of the CUDA backend (see
-rosenblatt._device, which makes a DeviceArray behave as the ndarray the ops expect). An op that produces a Tensor from
-Tensors that require grad records its parents and a backward closure
+rosenblatt._device, which makes a DeviceArray behave as the ndarray the ops expect). An op
+that produces a Tensor from Tensors that require grad records its parents and a backward closure
 
     backward(grad_out: np.ndarray) -> tuple of np.ndarray | None, one per parent
 

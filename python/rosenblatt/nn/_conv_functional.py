@@ -118,8 +118,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     output_padding, dilation = _pair(output_padding, op, "output_padding"), _pair(dilation, op, "dilation")
     groups = int(groups)
     x_data, unbatched = _batched(x, op)
-    y = _kernels.conv_transpose2d_forward(x_data, w.data, None if b is None else b.data, stride, padding, output_padding,
-                                    dilation, groups)
+    y = _kernels.conv_transpose2d_forward(x_data, w.data, None if b is None else b.data, stride, padding,
+                                          output_padding, dilation, groups)
     in_h, in_w = x_data.shape[2:]
 
     def backward(grad):
@@ -209,7 +209,8 @@ def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=
         dx = dw = db = None
         if x.requires_grad:
             dcols = np.matmul(w_pos.transpose(0, 2, 1), g_pos)  # (L, K, N)
-            dx = _unbatch(_kernels.col2im(_device.ascontiguousarray(dcols.transpose(2, 1, 0)), hw, (kH, kW), s, p, d), unbatched)
+            dcols = _device.ascontiguousarray(dcols.transpose(2, 1, 0))
+            dx = _unbatch(_kernels.col2im(dcols, hw, (kH, kW), s, p, d), unbatched)
         if w.requires_grad:
             dw = np.matmul(g_pos, cols.transpose(2, 0, 1)).reshape(w.shape)  # (L, O, N) @ (L, N, K)
         if b is not None and b.requires_grad:

@@ -85,7 +85,9 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
     has_bias = weights[0][2] is not None
     xs = _device.ascontiguousarray(x.data)
     h0s = _device.full((D, B, H), 0, dtype, xs) if h0 is None else _device.ascontiguousarray(h0.data)
-    c0s = (_device.full((D, B, H), 0, dtype, xs) if c0 is None else _device.ascontiguousarray(c0.data)) if lstm else None
+    c0s = None
+    if lstm:
+        c0s = _device.full((D, B, H), 0, dtype, xs) if c0 is None else _device.ascontiguousarray(c0.data)
     if lengths is not None:
         lengths = _device.on_device_of(lengths, xs)  # the kernels take every array on one device
 

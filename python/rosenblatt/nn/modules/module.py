@@ -152,7 +152,8 @@ class Module:
         for arg in args:
             if isinstance(arg, Tensor):
                 device, dtype = arg.device, arg.dtype
-            elif isinstance(arg, (_device_type, int)) or (isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda")):
+            elif isinstance(arg, (_device_type, int)) or (isinstance(arg, str)
+                                                          and arg.split(":")[0] in ("cpu", "cuda")):
                 device = arg
             else:
                 dtype = arg
