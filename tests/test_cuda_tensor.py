@@ -8,7 +8,7 @@ import rosenblatt as rb
 import rosenblatt.nn.functional as F
 from rosenblatt import _device, cuda, nn
 
-from test_device_layer import BINARY, UNARY, _train
+from test_device_layer import BINARY, UNARY, _train, batch_norm_run
 
 pytestmark = pytest.mark.skipif(not cuda.is_available(), reason="no CUDA device")
 
@@ -244,3 +244,9 @@ def test_recurrent_layer_matches_cpu_or_says_it_is_missing():
         outs.append((host(out), host(inp.grad), host(lstm.weight_hh_l1_reverse.grad)))
     for a, b in zip(*outs):
         assert_close(b, a, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_matches_cpu(training):
+    for a, b in zip(batch_norm_run("cpu", training), batch_norm_run("cuda", training)):
+        assert_close(b, a)

@@ -471,3 +471,22 @@ def test_numpy_subclasses_are_host_arrays(fake, tmp_path):
     weights = np.memmap(tmp_path / "w.bin", dtype=np.float32, mode="w+", shape=(1, 1, 2, 2))
     assert _device.kernels("conv2d", np.ones((1, 1, 3, 3), np.float32), weights) is _C
     _device.same_device("op", np.ones(2), weights)
+
+
+def batch_norm_run(device, training):
+    """Output, gradients and running statistics of one BatchNorm2d step on `device`."""
+    data = np.random.default_rng(10).standard_normal((3, 4, 5, 2)).astype(np.float32) * 2 + 1
+    rb.manual_seed(0)
+    bn = nn.BatchNorm2d(4).to(device)
+    bn.running_mean.data[...] = 0.5
+    bn.train(training)
+    x = rb.tensor(data, device=device, requires_grad=True)
+    y = bn(x)
+    (y * rb.tensor(np.arange(y.numel(), dtype=np.float32).reshape(y.shape) % 7, device=device)).sum().backward()
+    return [host(t) for t in (y, x.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var)]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_on_device_equals_cpu(fake, training):
+    for a, b in zip(batch_norm_run("cpu", training), batch_norm_run("cuda", training)):
+        assert_close(b, a, atol=1e-5, rtol=1e-4)

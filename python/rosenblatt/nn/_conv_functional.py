@@ -466,7 +466,11 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
 def _channel_sum(subscripts: str, *operands: np.ndarray) -> np.ndarray:
     """Per-channel sums over (N, C, L) arrays: einsum sums each (n, c) row of L values in the
     arrays' dtype (with several partial sums, as NumPy's own sums), then the N row sums are added
-    in float64. Twice as fast as one float64 reduction over axes (0, 2), which casts every element."""
+    in float64. Twice as fast as one float64 reduction over axes (0, 2), which casts every element.
+    On a device: the product, then float64 sums over L and N."""
+    if not isinstance(operands[0], np.ndarray):
+        product = operands[0] if len(operands) == 1 else operands[0] * operands[1]
+        return product.astype(np.float64).sum(axis=2).sum(axis=0)
     return np.add.reduce(np.einsum(subscripts, *operands), axis=0, dtype=np.float64)
 
 
@@ -491,7 +495,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     N = x.shape[0]
     x3 = x.data.reshape(N, C, -1)
     count = x3.shape[0] * x3.shape[2]
-    per_channel = lambda v: np.asarray(v, x.dtype).reshape(1, C, 1)  # noqa: E731
+    per_channel = lambda v: _device.asarray(v).astype(x.dtype, copy=False).reshape(1, C, 1)  # noqa: E731
     if training:
         if count <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
@@ -509,8 +513,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed in evaluation mode (input {x.shape})")
-        mean = np.asarray(running_mean.data if isinstance(running_mean, Tensor) else running_mean, np.float64)
-        var = np.asarray(running_var.data if isinstance(running_var, Tensor) else running_var, np.float64)
+        mean = _device.asarray(running_mean.data if isinstance(running_mean, Tensor) else running_mean)
+        var = _device.asarray(running_var.data if isinstance(running_var, Tensor) else running_var)
+        mean, var = mean.astype(np.float64, copy=False), var.astype(np.float64, copy=False)
         x_hat = x3 - per_channel(mean)
     inv_std = 1.0 / np.sqrt(var + eps)
     x_hat *= per_channel(inv_std)
