@@ -291,11 +291,31 @@ def _ufunc(ufunc, *inputs):
     return _astype(result, np.int64)
 
 
+def _matmul(a, b):
+    """np.matmul of device arrays with at least 2 dims: the batch dims broadcast and flatten into one
+    batched GEMM (float32, as the CUDA GEMM)."""
+    for x in (a, b):
+        if not isinstance(x, DeviceArray):
+            _raise_mixed("matmul", a if isinstance(a, DeviceArray) else b)
+    same_device("matmul", a, b)
+    if a.ndim < 2 or b.ndim < 2:
+        raise _not_implemented("numpy.matmul of a 1-D operand")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
+    if a.ndim == 2 and b.ndim == 2:
+        return _backend.matmul(a, b)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    a3 = _reshape(_broadcast_to(a, batch + (m, k)), (-1, m, k))
+    b3 = _reshape(_broadcast_to(b, batch + (k, n)), (-1, k, n))
+    return _reshape(_backend.matmul(a3, b3), batch + (m, n))
+
+
 def _array_ufunc(self, ufunc, method, *inputs, out=None, **kwargs):
     if method != "__call__" or kwargs.get("where", True) is not True or set(kwargs) - {"where"}:
         raise _not_implemented(f"numpy.{ufunc.__name__}.{method}" if method != "__call__" else
                                f"numpy.{ufunc.__name__} with {sorted(set(kwargs))}")
-    result = _ufunc(ufunc, *inputs)
+    result = _matmul(*inputs) if ufunc is np.matmul else _ufunc(ufunc, *inputs)
     if out is None:
         return result
     (target,) = out

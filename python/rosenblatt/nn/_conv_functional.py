@@ -422,7 +422,7 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         scales = [1.0 / f for f in factors]
     if min(out_hw) < 1:
         raise ValueError(f"{op}: output size {out_hw} must be positive (input {x.shape})")
-    a_h, a_w = (_interpolation_matrix(i, o, s, mode, bool(align_corners), x.dtype)
+    a_h, a_w = (_device.on_device_of(_interpolation_matrix(i, o, s, mode, bool(align_corners), x.dtype), x.data)
                 for i, o, s in zip(in_hw, out_hw, scales))
     y = np.matmul(np.matmul(a_h, x.data), a_w.T)
 
