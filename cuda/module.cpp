@@ -18,6 +18,7 @@ using rb::cuda::Elementwise;
 
 void register_train(py::module_& m);  // train_bindings.cpp
 void register_rnn(py::module_& m);  // rnn_bindings.cpp
+void register_tensor(py::module_& m);  // tensor_bindings.cpp
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "rosenblatt CUDA kernels";
@@ -45,7 +46,7 @@ PYBIND11_MODULE(_cuda, m) {
       .def_property_readonly("shape", [](const DeviceArray& x) { return py::tuple(py::cast(x.shape())); })
       .def_property_readonly("strides", [](const DeviceArray& x) { return py::tuple(py::cast(x.strides())); },
                              "strides in elements")
-      .def_property_readonly("dtype", [](const DeviceArray& x) { return rb::cuda::dtype_name(x.dtype()); })
+      .def_property_readonly("dtype", [](const DeviceArray& x) { return py::dtype(rb::cuda::dtype_name(x.dtype())); })
       .def_property_readonly("device", &DeviceArray::device)
       .def_property_readonly("ndim", &DeviceArray::ndim)
       .def_property_readonly("size", &DeviceArray::numel)
@@ -108,6 +109,7 @@ PYBIND11_MODULE(_cuda, m) {
   });
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
   register_train(m);
+  register_tensor(m);
 
   // The element-wise kernels' layout and offset computation run on the host: for every output
   // element, each input's offset (in elements), as the strided kernel would read it.

@@ -161,6 +161,22 @@ _KERNELS = {
                         "as rosenblatt._C.grid_rnn_forward",
     "grid_rnn_backward": "(x, w_ih, w_left, w_up, has_bias, h, dh) -> (dx, dw_ih, dw_left, dw_up, db), "
                          "as rosenblatt._C.grid_rnn_backward",
+    # the device tensor layer's kernels (tensor_bindings.cpp; rosenblatt._device uses them)
+    "sqrt": "sqrt(a)", "abs": "|a|", "sign": "sign(a) (NaN stays NaN)", "log1p": "log(1 + a)", "sin": "sin(a)",
+    "cos": "cos(a)", "pow": "a ** b (broadcasting)", "maximum": "max(a, b), NaN-propagating (broadcasting)",
+    "minimum": "min(a, b), NaN-propagating (broadcasting)",
+    "eq": "a == b -> bool (broadcasting, any dtype)", "ne": "a != b -> bool", "lt": "a < b -> bool",
+    "le": "a <= b -> bool", "gt": "a > b -> bool", "ge": "a >= b -> bool", "logical_and": "a and b -> bool",
+    "logical_or": "a or b -> bool", "logical_xor": "a xor b -> bool",
+    "where": "(condition (bool), a, b) -> condition ? a : b (broadcasting)",
+    "astype": "(x, dtype) -> a C-contiguous copy converted to dtype (float32, float64, int64, bool)",
+    "full": "(shape, value, dtype='float32', device=0) -> a new array filled with value",
+    "assign": "(dst, src) -> None: dst[...] = src in place (src broadcasts; dst may be a strided view)",
+    "as_strided": "(x, shape, strides, offset=0) -> a view of x's memory (refused outside x's span)",
+    "max": "(x, axis, keepdims=False) -> (values, int64 indices) of the max over one axis",
+    "min": "(x, axis, keepdims=False) -> (values, int64 indices) of the min over one axis",
+    "gemm": "(a, b, trans_a=False, trans_b=False, alpha=1, beta=0, out=None) -> alpha op(a) op(b) + beta out, "
+            "as rosenblatt._C.gemm (float32)",
 }
 
 

@@ -2,7 +2,8 @@
 
 SGEMM GFLOP/s against torch.mm (cuBLAS, TF32 off on both sides) at 1024^3 .. 8192^3 and the DL
 shapes of the CPU GEMM benchmark; element-wise, reduction and softmax GB/s against the measured
-device-to-device copy bandwidth (torch's copy_, counting bytes read plus written). Each time is the
+device-to-device copy bandwidth (torch's copy_, counting bytes read plus written); one training step
+of an MLP on CUDA tensors beside torch's. Each time is the
 median of several samples after a warm-up, synchronising before reading the host clock. Inputs are
 made on the GPU by torch and shared with our kernels through DLPack (no copies).
 
@@ -103,6 +104,53 @@ def bench_memory(torch, cuda, repeat: int, quick: bool) -> list:
     return records
 
 
+def bench_train_step(torch, cuda, repeat: int, quick: bool) -> dict:
+    """One SGD-with-momentum step of an MLP (784-1024-1024-10, batch 256, cross-entropy) on the GPU:
+    rosenblatt's CUDA tensors (every op through the device layer) beside torch, and the cudaMalloc
+    calls our timed steps made (the caching allocator should make none)."""
+    import numpy as np
+
+    import rosenblatt as rb
+    from rosenblatt import nn
+    import rosenblatt.nn.functional as F
+
+    sizes, batch = [784, 1024, 1024, 10], 256
+    rng = np.random.default_rng(0)
+    x_host = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y_host = rng.integers(0, sizes[-1], batch)
+
+    rb.manual_seed(0)
+    model = nn.Sequential(nn.Linear(sizes[0], sizes[1]), nn.ReLU(), nn.Linear(sizes[1], sizes[2]), nn.ReLU(),
+                          nn.Linear(sizes[2], sizes[3])).cuda()
+    optimizer = rb.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = rb.tensor(x_host, device="cuda"), rb.tensor(y_host, device="cuda")
+
+    def ours():
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    tmodel = torch.nn.Sequential(torch.nn.Linear(sizes[0], sizes[1]), torch.nn.ReLU(),
+                                 torch.nn.Linear(sizes[1], sizes[2]), torch.nn.ReLU(),
+                                 torch.nn.Linear(sizes[2], sizes[3])).cuda()
+    toptimizer = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
+    tx, ty = torch.from_numpy(x_host).cuda(), torch.from_numpy(y_host).cuda()
+
+    def theirs():
+        toptimizer.zero_grad()
+        torch.nn.functional.cross_entropy(tmodel(tx), ty).backward()
+        toptimizer.step()
+
+    ours()  # the first step makes the optimizer state
+    cuda.synchronize()
+    mallocs = cuda.memory_stats()["malloc_calls"]
+    t_ours = _median_time(ours, cuda.synchronize, repeat)
+    mallocs = cuda.memory_stats()["malloc_calls"] - mallocs
+    t_torch = _median_time(theirs, torch.cuda.synchronize, repeat)
+    return {"kind": "train_step", "model": f"MLP {'-'.join(map(str, sizes))}, batch {batch}, SGD momentum",
+            "ours_s": t_ours, "torch_s": t_torch, "ratio": t_torch / t_ours, "malloc_calls_while_timed": mallocs}
+
+
 def main(argv=()) -> int:
     argv = list(argv)
     quick = "--quick" in argv
@@ -160,12 +208,20 @@ def main(argv=()) -> int:
                 [[r["cell"], ", ".join(map(str, r["shape"])), r["pass"], f"{r['ours_s'] * 1e3:.2f}",
                   f"{r['torch_s'] * 1e3:.2f}", f"{r['ratio']:.2f}", f"{r['rel_error']:.1e}"] for r in rnn])
 
+    try:
+        step = bench_train_step(torch, cuda, repeat, quick)
+        print(f"\nTraining step on the GPU, {step['model']}: ours {step['ours_s'] * 1e3:.2f} ms, torch "
+              f"{step['torch_s'] * 1e3:.2f} ms, ours/torch {step['ratio']:.2f}; cudaMalloc calls while timed: "
+              f"{step['malloc_calls_while_timed']}")
+    except Exception as error:  # noqa: BLE001 - report and keep the numbers above
+        step = {"kind": "train_step", "error": f"{type(error).__name__}: {error}"}
+        print(f"\nTraining step on the GPU: FAILED: {step['error']}")
     stats = cuda.memory_stats()
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "allocator": stats},
-                      fh, indent=1)
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "train_step": step,
+                       "allocator": stats}, fh, indent=1)
         print(f"full results: {out}")
     return 0
 
