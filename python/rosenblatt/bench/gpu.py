@@ -151,6 +151,59 @@ def bench_train_step(torch, cuda, repeat: int, quick: bool) -> dict:
             "ours_s": t_ours, "torch_s": t_torch, "ratio": t_torch / t_ours, "malloc_calls_while_timed": mallocs}
 
 
+def bench_case_steps(torch, cuda, repeat: int) -> list:
+    """Training steps of the CPU train benchmark's case-study models, on the GPU: the charlm LSTM
+    (2 x 512, batch 64, 100 steps of BPTT, clipping, Adam) and the digits CNN (batch 32, Adam), ours
+    on CUDA tensors beside torch (cuDNN) with the same weights. One failing model does not stop the
+    other: its record carries the error."""
+    import numpy as np
+
+    import rosenblatt as rb
+    from rosenblatt.examples.charlm import CharLM
+    from rosenblatt.examples.digits import build_model
+    from . import train as cpu_bench
+
+    records = []
+    rng = np.random.default_rng(0)
+
+    def charlm():
+        vocab, embedding, hidden, layers, batch, seq_len = 65, 64, 512, 2, 64, 100
+        ids = rng.integers(0, vocab, size=(seq_len + 1, batch))
+        model = CharLM(vocab, embedding, hidden, layers)
+        twin = cpu_bench.torch_charlm(torch, vocab, embedding, hidden, layers)
+        cpu_bench.copy_weights(torch, model, twin)
+        model.cuda(), twin.cuda()
+        ours = cpu_bench.our_charlm_step(model, rb.tensor(ids[:-1], device="cuda"), rb.tensor(ids[1:], device="cuda"),
+                                         vocab)
+        theirs = cpu_bench.torch_charlm_step(torch, twin, torch.from_numpy(ids[:-1]).cuda(),
+                                             torch.from_numpy(ids[1:]).cuda(), vocab)
+        return f"charlm LSTM {layers}x{hidden}, B={batch}, T={seq_len}", ours, theirs
+
+    def digits_cnn():
+        images = rng.uniform(size=(32, 1, 8, 8)).astype(np.float32)
+        labels = rng.integers(0, 10, size=32)
+        model = build_model("cnn", "relu", dropout=0.0, hidden=128, shift=0, batch_norm=True)
+        twin = cpu_bench.torch_digits(torch, "cnn")
+        cpu_bench.copy_weights(torch, model, twin)
+        model.cuda(), twin.cuda()
+        ours = cpu_bench.our_classifier_step(model, rb.tensor(images, device="cuda"), rb.tensor(labels, device="cuda"))
+        theirs = cpu_bench.torch_classifier_step(torch, twin, torch.from_numpy(images).cuda(),
+                                                 torch.from_numpy(labels).cuda())
+        return "digits CNN, 1x8x8, B=32", ours, theirs
+
+    for build in (charlm, digits_cnn):
+        try:
+            name, ours, theirs = build()
+            first_ours, first_theirs = ours(), theirs()  # the same weights: the first losses agree
+            t_ours = _median_time(ours, cuda.synchronize, repeat, min_time=0.2)
+            t_torch = _median_time(theirs, torch.cuda.synchronize, repeat, min_time=0.2)
+            records.append({"kind": "case_step", "model": name, "ours_s": t_ours, "torch_s": t_torch,
+                            "ratio": t_torch / t_ours, "first_loss": [first_ours, first_theirs]})
+        except Exception as error:  # noqa: BLE001 - report, keep the other model's numbers
+            records.append({"kind": "case_step", "model": build.__name__, "error": f"{type(error).__name__}: {error}"})
+    return records
+
+
 def main(argv=()) -> int:
     argv = list(argv)
     quick = "--quick" in argv
@@ -216,11 +269,17 @@ def main(argv=()) -> int:
     except Exception as error:  # noqa: BLE001 - report and keep the numbers above
         step = {"kind": "train_step", "error": f"{type(error).__name__}: {error}"}
         print(f"\nTraining step on the GPU: FAILED: {step['error']}")
+    cases = bench_case_steps(torch, cuda, repeat)
+    print("\nCase-study training steps on the GPU (target: charlm >= 1.0x torch)")
+    print_table(["model", "ours ms", "torch ms", "torch/ours", "first loss ours / torch"],
+                [[r["model"], f"{r['ours_s'] * 1e3:.1f}", f"{r['torch_s'] * 1e3:.1f}", f"{r['ratio']:.2f}",
+                  f"{r['first_loss'][0]:.4f} / {r['first_loss'][1]:.4f}"] if "error" not in r
+                 else [r["model"], "FAILED", r["error"][:60], "", ""] for r in cases])
     stats = cuda.memory_stats()
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "train_step": step,
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "train_step": step, "cases": cases,
                        "allocator": stats}, fh, indent=1)
         print(f"full results: {out}")
     return 0
