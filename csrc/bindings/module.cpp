@@ -11,6 +11,7 @@ void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_rnn(py::module_& m);
+void bind_norm(py::module_& m);
 }  // namespace rb
 
 PYBIND11_MODULE(_C, m) {
@@ -31,4 +32,5 @@ PYBIND11_MODULE(_C, m) {
   rb::bind_conv(m);
   rb::bind_pool(m);
   rb::bind_rnn(m);
+  rb::bind_norm(m);
 }

@@ -463,15 +463,24 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
     return result(y, (x,), backward, "MulBackward0")
 
 
-def _channel_sum(subscripts: str, *operands: np.ndarray) -> np.ndarray:
-    """Per-channel sums over (N, C, L) arrays: einsum sums each (n, c) row of L values in the
-    arrays' dtype (with several partial sums, as NumPy's own sums), then the N row sums are added
-    in float64. Twice as fast as one float64 reduction over axes (0, 2), which casts every element.
-    On a device: the product, then float64 sums over L and N."""
-    if not isinstance(operands[0], np.ndarray):
-        product = operands[0] if len(operands) == 1 else operands[0] * operands[1]
-        return product.astype(np.float64).sum(axis=2).sum(axis=0)
-    return np.add.reduce(np.einsum(subscripts, *operands), axis=0, dtype=np.float64)
+def _kernel_statistic(stat, dtype, training: bool):
+    """A running statistic as the batch-norm kernels take it (x's dtype; C-contiguous when training
+    updates it in place): the array itself, or a copy that `_write_back` returns to it."""
+    if stat is None:
+        return None
+    stat = stat.data if isinstance(stat, Tensor) else stat
+    if stat.dtype != dtype:
+        return _device.ascontiguousarray(stat.astype(dtype))
+    if training and isinstance(stat, np.ndarray) and not stat.flags.c_contiguous:
+        return np.ascontiguousarray(stat)
+    return stat
+
+
+def _write_back(stat, used) -> None:
+    if stat is not None:
+        stat = stat.data if isinstance(stat, Tensor) else stat
+        if used is not stat:
+            stat[...] = used.astype(stat.dtype)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
@@ -480,7 +489,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
     In training the batch statistics normalise and the running statistics (updated in place)
     move by `momentum` towards them, with the unbiased variance; in evaluation the running
-    statistics normalise."""
+    statistics normalise. The kernels (`batch_norm_forward` / `_backward`, CPU or CUDA) keep the
+    statistics that normalised for the backward pass."""
     op = "batch_norm"
     x = as_tensor(input)
     w = None if weight is None else as_tensor(weight)
@@ -491,58 +501,27 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for name, t in (("weight", w), ("bias", b), ("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and tuple(t.shape) != (C,):
             raise ValueError(f"{op}: {name} must have shape ({C},), got {tuple(t.shape)} (input {x.shape})")
-    # Every pass works on the (N, C, L) view, reduced over axes 0 and 2 into per-channel (C,) values.
-    N = x.shape[0]
-    x3 = x.data.reshape(N, C, -1)
-    count = x3.shape[0] * x3.shape[2]
-    per_channel = lambda v: _device.asarray(v).astype(x.dtype, copy=False).reshape(1, C, 1)  # noqa: E731
+    if training and x.data.size // C <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var are needed in evaluation mode (input {x.shape})")
+    per_channel = [None if t is None else t.data.astype(x.dtype, copy=False) for t in (w, b)]
+    rm = _kernel_statistic(running_mean, x.dtype, training)
+    rv = _kernel_statistic(running_var, x.dtype, training)
+    y, save_mean, save_invstd = _kernels.batch_norm_forward(x.data, per_channel[0], per_channel[1], rm, rv,
+                                                            training, momentum, eps)
     if training:
-        if count <= 1:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
-        mean = _channel_sum("ncl->nc", x3) / count
-        x_hat = x3 - per_channel(mean)  # centred first: the variance needs no full-size float64 temporary
-        var = _channel_sum("ncl,ncl->nc", x_hat, x_hat) / count
-        if running_mean is not None:
-            rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
-            rm *= 1 - momentum
-            rm += (momentum * mean).astype(rm.dtype)
-        if running_var is not None:
-            rv = running_var.data if isinstance(running_var, Tensor) else running_var
-            rv *= 1 - momentum
-            rv += (momentum * var * count / (count - 1)).astype(rv.dtype)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError(f"{op}: running_mean and running_var are needed in evaluation mode (input {x.shape})")
-        mean = _device.asarray(running_mean.data if isinstance(running_mean, Tensor) else running_mean)
-        var = _device.asarray(running_var.data if isinstance(running_var, Tensor) else running_var)
-        mean, var = mean.astype(np.float64, copy=False), var.astype(np.float64, copy=False)
-        x_hat = x3 - per_channel(mean)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat *= per_channel(inv_std)
-    gamma = None if w is None else w.data.reshape(1, C, 1)
-    y = x_hat * gamma if w is not None else x_hat.copy()
-    if b is not None:
-        y += b.data.reshape(1, C, 1)
+        _write_back(running_mean, rm)
+        _write_back(running_var, rv)
 
     def backward(grad):
-        g = grad.reshape(x3.shape)
-        # The two per-channel sums every gradient is made of: db = sum(g), dw = sum(g * x_hat).
-        sum_g = _channel_sum("ncl->nc", g)
-        sum_gx = _channel_sum("ncl,ncl->nc", g, x_hat)
-        dx = None
-        if x.requires_grad:
-            scale = inv_std if w is None else inv_std * w.data  # d y / d x_hat, times d x_hat / d x
-            dx = g * per_channel(scale)
-            if training:  # the batch statistics depend on x too: subtract the projections on 1 and x_hat
-                dx -= x_hat * per_channel(scale * sum_gx / count)
-                dx -= per_channel(scale * sum_g / count)
-            dx = dx.reshape(x.shape)
-        grads = (dx,)
+        dx, dw, db = _kernels.batch_norm_backward(grad, x.data, per_channel[0], save_mean, save_invstd, training)
+        grads = (dx if x.requires_grad else None,)
         if w is not None:
-            grads += (sum_gx.astype(w.dtype) if w.requires_grad else None,)
+            grads += (dw.astype(w.dtype, copy=False) if w.requires_grad else None,)
         if b is not None:
-            grads += (sum_g.astype(b.dtype) if b.requires_grad else None,)
+            grads += (db.astype(b.dtype, copy=False) if b.requires_grad else None,)
         return grads
 
     parents = (x,) + tuple(t for t in (w, b) if t is not None)
-    return result(y.reshape(x.shape), parents, backward, "NativeBatchNormBackward0")
+    return result(y, parents, backward, "NativeBatchNormBackward0")

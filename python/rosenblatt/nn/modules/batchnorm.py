@@ -7,12 +7,15 @@ from ...tensor import Tensor
 from .. import _conv_functional as F
 from .module import Module, Parameter
 
-__all__ = ["BatchNorm2d", "Dropout2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout2d"]
 
 
-class BatchNorm2d(Module):
-    """Normalises each channel of (N, C, H, W) input; state_dict: weight, bias, running_mean,
-    running_var, num_batches_tracked (as torch)."""
+class _BatchNorm(Module):
+    """Normalises each channel (dim 1) of its input; state_dict: weight, bias, running_mean,
+    running_var, num_batches_tracked (as torch). Subclasses name the input ranks they take."""
+
+    ranks: tuple = ()
+    layout = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None):
@@ -42,8 +45,8 @@ class BatchNorm2d(Module):
             self.num_batches_tracked.data[...] = 0
 
     def forward(self, input):
-        if input.ndim != 4:
-            raise ValueError(f"BatchNorm2d: expected 4D input (N, C, H, W), got shape {tuple(input.shape)}")
+        if input.ndim not in self.ranks:
+            raise ValueError(f"{type(self).__name__}: expected {self.layout} input, got shape {tuple(input.shape)}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data[...] += 1
@@ -57,6 +60,18 @@ class BatchNorm2d(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) input: the features of an MLP, or a sequence's channels."""
+
+    ranks, layout = (2, 3), "2D or 3D (N, C) / (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) feature maps."""
+
+    ranks, layout = (4,), "4D (N, C, H, W)"
 
 
 class Dropout2d(Module):
