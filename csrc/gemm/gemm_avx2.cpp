@@ -27,6 +27,7 @@ constexpr int64_t MC = 144;   // MR multiple: A block 144 x 256 floats = 144 KiB
 constexpr int64_t KC = 256;   // one B micro-panel 256 x 16 floats = 16 KiB, half of L1D
 constexpr int64_t NC = 4080;  // NR multiple: B block 256 x 4080 floats = 4 MiB, fits L3
 constexpr int kMaxKSplit = 64;  // threads that may split K
+constexpr int64_t kPanelGroup = 4;  // B panels packed together right before use (see pack_b_panels)
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -101,6 +102,29 @@ void pack_b_panel(int64_t nr, int64_t kc, const float* b, int64_t rs, int64_t cs
     int64_t j = 0;
     for (; j < nr; ++j) dst[p * NR + j] = b[p * rs + j * cs];
     for (; j < NR; ++j) dst[p * NR + j] = 0.0f;
+  }
+}
+
+// Panels [0, count) of B's rows [0, kc) into dst + g * panel_stride, like pack_b_panel for each. With
+// unit column stride and full panels each row is read once for all of them: count * 64 contiguous
+// bytes per row instead of 64 (the rows of a wide B are far apart, and each is a cache miss).
+void pack_b_panels(int64_t count, int64_t n_valid, int64_t kc, const float* b, int64_t rs, int64_t cs, float* dst,
+                   int64_t panel_stride) {
+  if (cs == 1 && n_valid == count * NR) {
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* row = b + p * rs;
+      for (int64_t g = 0; g < count; ++g)
+        _mm_prefetch(reinterpret_cast<const char*>(row + 16 * rs + g * NR), _MM_HINT_T0);
+      for (int64_t g = 0; g < count; ++g) {
+        _mm256_store_ps(dst + g * panel_stride + p * NR, _mm256_loadu_ps(row + g * NR));
+        _mm256_store_ps(dst + g * panel_stride + p * NR + 8, _mm256_loadu_ps(row + g * NR + 8));
+      }
+    }
+    return;
+  }
+  for (int64_t g = 0; g < count; ++g) {
+    const int64_t nr = n_valid - g * NR < NR ? n_valid - g * NR : NR;
+    pack_b_panel(nr, kc, b + g * NR * cs, rs, cs, dst + g * panel_stride);
   }
 }
 
@@ -267,7 +291,7 @@ bool sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
     float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
     const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
     float* packed_b =
-        thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * (b_panelwise ? 1 : my_panels_max)));
+        thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * (b_panelwise ? kPanelGroup : my_panels_max)));
     int64_t row_unit_begin, row_unit_end;
     split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
     const int64_t row_end = min64(M, row_unit_end * MR);
@@ -297,10 +321,14 @@ bool sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
           for (int64_t jp = panel_begin; jp < panel_end; ++jp) {
             const int64_t j = jc + jp * NR;
             const int64_t nr = min64(NR, N - j);
-            float* b_panel = b_panelwise ? packed_b : packed_b + (jp - panel_begin) * KC * NR;
-            if (b_panelwise) {
-              pack_b(jp, b_panel);
-              if (jp + 1 < panel_end) prefetch_b_panel(B, pc, kc, j + NR);  // loads while this panel computes
+            const int64_t slot = b_panelwise ? (jp - panel_begin) % kPanelGroup : jp - panel_begin;
+            float* b_panel = packed_b + slot * KC * NR;
+            if (b_panelwise && slot == 0) {  // pack a group of panels, then ask for the next group's rows
+              const int64_t group = min64(kPanelGroup, panel_end - jp);
+              pack_b_panels(group, min64(group * NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, b_panel,
+                            KC * NR);
+              for (int64_t next = jp + group; next < min64(jp + 2 * group, panel_end); ++next)
+                prefetch_b_panel(B, pc, kc, jc + next * NR);  // loads while this group computes
             }
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int64_t mr = min64(MR, mc - ir);
