@@ -16,6 +16,8 @@ namespace py = pybind11;
 using rb::cuda::DeviceArray;
 using rb::cuda::Elementwise;
 
+void register_conv(py::module_& m);  // conv_bindings.cpp
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "rosenblatt CUDA kernels";
   m.def("device_count", &rb::cuda::device_count);
@@ -104,6 +106,7 @@ PYBIND11_MODULE(_cuda, m) {
     return rb::cuda::softmax_backward(dy, y, true);
   });
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
+  register_conv(m);
 
   // The element-wise kernels' layout and offset computation run on the host: for every output
   // element, each input's offset (in elements), as the strided kernel would read it.

@@ -1,0 +1,136 @@
+// Python bindings of the convolution and pooling ops: the names, arguments and result tuples of
+// rosenblatt._C's (csrc/conv/bind_conv.cpp, csrc/pool/bind_pool.cpp), DeviceArrays for arrays.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "conv_kernels.h"
+#include "conv_ops.h"
+
+namespace py = pybind11;
+using rb::cuda::DeviceArray;
+
+namespace {
+
+py::tuple pool_tuple(const rb::cuda::PoolResult& r) {
+  return py::make_tuple(r.first, r.second ? py::cast(*r.second) : py::none());
+}
+
+// The implicit-GEMM kernels run on the host (tests without a GPU). dims: the 16 ints of ConvDims
+// (N, C, H, W, O, kH, kW, OH, OW, sH, sW, pH, pW, dH, dW, groups); in0, in1 as for
+// conv2d_igemm_simulated_on_host. The result starts as NaN, so an element never written shows.
+template <typename T>
+py::array simulate(rb::cuda::ConvPass pass, const py::array& in0_obj, const py::array& in1_obj,
+                   const py::object& bias_obj, const rb::cuda::ConvDims& d, int splits) {
+  using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  const Array in0 = Array::ensure(in0_obj), in1 = Array::ensure(in1_obj);
+  Array bias;
+  if (!bias_obj.is_none()) bias = Array::ensure(bias_obj);
+  const int64_t cg = d.C / d.groups, x_size = int64_t(d.N) * d.C * d.H * d.W;
+  const int64_t w_size = int64_t(d.O) * cg * d.kH * d.kW, y_size = int64_t(d.N) * d.O * d.OH * d.OW;
+  std::vector<py::ssize_t> out_shape;
+  int64_t sizes[3] = {0, 0, 0};  // in0, in1, bias
+  switch (pass) {
+    case rb::cuda::ConvPass::forward:
+      out_shape = {d.N, d.O, d.OH, d.OW};
+      sizes[0] = x_size, sizes[1] = w_size, sizes[2] = d.O;
+      break;
+    case rb::cuda::ConvPass::backward_data:
+      out_shape = {d.N, d.C, d.H, d.W};
+      sizes[0] = y_size, sizes[1] = w_size, sizes[2] = d.C;
+      break;
+    case rb::cuda::ConvPass::backward_weight:
+      out_shape = {d.O, cg, d.kH, d.kW};
+      sizes[0] = x_size, sizes[1] = y_size, sizes[2] = 0;
+      break;
+  }
+  if (in0.size() != sizes[0] || in1.size() != sizes[1] || (!bias_obj.is_none() && bias.size() != sizes[2]))
+    throw py::value_error("_conv2d_host_simulation: array sizes do not match the geometry");
+  py::array_t<T> out(out_shape);
+  std::fill(out.mutable_data(), out.mutable_data() + out.size(), std::numeric_limits<T>::quiet_NaN());
+  rb::cuda::conv2d_igemm_simulated_on_host<T>(pass, d, in0.data(), in1.data(), bias_obj.is_none() ? nullptr : bias.data(),
+                                              out.mutable_data(), splits);
+  return out;
+}
+
+}  // namespace
+
+void register_conv(py::module_& m) {
+  using namespace rb::cuda;
+  // ---- convolution ----
+  m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        "conv2d on NCHW arrays: weight (O, C/groups, kH, kW), bias (O,) or None. Implicit GEMM.");
+  m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("grad_output"), py::arg("weight"),
+        py::arg("input_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        "Gradient of conv2d with respect to its input of spatial size input_size.");
+  m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("input"), py::arg("grad_output"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        "Gradient of conv2d with respect to its weight.");
+  m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("grad_output"),
+        "Gradient of conv2d with respect to its bias: grad_output summed over N, H, W.");
+  m.def("conv_transpose2d_forward", &conv_transpose2d_forward, py::arg("input"), py::arg("weight"), py::arg("bias"),
+        py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation"), py::arg("groups"),
+        "Transposed convolution: weight (C_in, C_out/groups, kH, kW); conv2d's backward-data kernel.");
+
+  // ---- pooling ----
+  m.def("max_pool2d_forward",
+        [](const DeviceArray& x, const Pair& kernel, const Pair& stride, const Pair& padding, const Pair& dilation,
+           bool ceil_mode, bool return_indices) {
+          return pool_tuple(max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode, return_indices));
+        },
+        py::arg("input"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("ceil_mode"), py::arg("return_indices"),
+        "(output, indices or None): max pooling of NCHW input; indices are flat per plane (ih * W + iw).");
+  m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("grad_output"), py::arg("indices"),
+        py::arg("input_size"),
+        "Scatter grad_output to the argmax positions (max and adaptive max pooling); indices outside the plane are skipped.");
+  m.def("avg_pool2d_forward", &avg_pool2d_forward, py::arg("input"), py::arg("kernel_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"));
+  m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("grad_output"), py::arg("input_size"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"),
+        py::arg("count_include_pad"), py::arg("divisor_override"));
+  m.def("adaptive_max_pool2d_forward",
+        [](const DeviceArray& x, const Pair& output_size, bool return_indices) {
+          return pool_tuple(adaptive_max_pool2d_forward(x, output_size, return_indices));
+        },
+        py::arg("input"), py::arg("output_size"), py::arg("return_indices"));
+  m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward, py::arg("input"), py::arg("output_size"));
+  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, py::arg("grad_output"), py::arg("input_size"));
+  m.def("roi_pool_forward",
+        [](const DeviceArray& x, const DeviceArray& boxes, const Pair& output_size, double spatial_scale) {
+          auto [y, argmax] = roi_pool_forward(x, boxes, output_size, spatial_scale);
+          return py::make_tuple(y, argmax);
+        },
+        py::arg("input"), py::arg("boxes"), py::arg("output_size"), py::arg("spatial_scale"),
+        "(output, argmax): torchvision.ops.roi_pool on NCHW input, boxes (K, 5).");
+  m.def("roi_pool_backward", &roi_pool_backward, py::arg("grad_output"), py::arg("boxes"), py::arg("argmax"),
+        py::arg("input_shape"));
+
+  // ---- the implicit-GEMM kernels' code on the host ----
+  m.def("_conv2d_host_simulation",
+        [](const std::string& pass_name, const py::array& in0, const py::array& in1, const py::object& bias,
+           const std::vector<int>& dims, int splits) -> py::array {
+          const ConvPass pass = pass_name == "forward"           ? ConvPass::forward
+                                : pass_name == "backward_data"   ? ConvPass::backward_data
+                                : pass_name == "backward_weight" ? ConvPass::backward_weight
+                                                                 : throw py::value_error(
+                                                                       "_conv2d_host_simulation: pass must be forward, "
+                                                                       "backward_data or backward_weight");
+          if (dims.size() != 16) throw py::value_error("_conv2d_host_simulation: dims must have 16 entries");
+          const ConvDims d{dims[0], dims[1], dims[2],  dims[3],  dims[4],  dims[5],  dims[6],  dims[7],
+                           dims[8], dims[9], dims[10], dims[11], dims[12], dims[13], dims[14], dims[15]};
+          bool ok = splits >= 1 && splits <= 64 && d.groups >= 1 && d.C % d.groups == 0 && d.O % d.groups == 0;
+          for (int v : dims) ok = ok && v >= 0;
+          ok = ok && d.N > 0 && d.C > 0 && d.H > 0 && d.W > 0 && d.O > 0 && d.kH > 0 && d.kW > 0 && d.OH > 0 &&
+               d.OW > 0 && d.sH > 0 && d.sW > 0 && d.dH > 0 && d.dW > 0;
+          if (!ok) throw py::value_error("_conv2d_host_simulation: invalid geometry or splits");
+          const bool f64 = in0.dtype().equal(py::dtype::of<double>());
+          return f64 ? simulate<double>(pass, in0, in1, bias, d, splits) : simulate<float>(pass, in0, in1, bias, d, splits);
+        },
+        py::arg("pass_name"), py::arg("in0"), py::arg("in1"), py::arg("bias"), py::arg("dims"), py::arg("splits") = 1);
+}

@@ -1,0 +1,80 @@
+// Launchers of the convolution and pooling kernels (conv.cu, pool.cu). They take device pointers,
+// geometry and the stream, and check their launches; the op layer (conv_ops.cpp) validates every
+// argument first and refuses arrays of 2^31 elements or more, so the kernels index in 32 bits and
+// form element offsets in 64.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace rb::cuda {
+
+// ---- convolution (conv.cu): implicit GEMM -----------------------------------------------------
+// x (N, C, H, W), w (O, C/groups, kH, kW), y (N, O, OH, OW); as rb::ConvGeometry (csrc/conv/conv.h):
+//   y[n, o, oh, ow] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] x[n, c, oh sH - pH + i dH, ow sW - pW + j dW]
+struct ConvDims {
+  int N, C, H, W;  // input
+  int O, kH, kW;   // weight (O, C / groups, kH, kW)
+  int OH, OW;      // output (may be smaller than the formula's size: backward passes take it from dy)
+  int sH, sW, pH, pW, dH, dW;
+  int groups;
+};
+
+enum class ConvPass { forward, backward_data, backward_weight };
+
+// y = conv(x, w) + bias (bias may be null).
+template <typename T>
+void conv2d_forward_igemm(const ConvDims& d, const T* x, const T* w, const T* bias, T* y, cudaStream_t stream);
+// dx = conv2d's input gradient from dy (N, O, OH, OW); bias (C,) may be null (added per input
+// channel: conv_transpose2d's bias).
+template <typename T>
+void conv2d_backward_data_igemm(const ConvDims& d, const T* dy, const T* w, const T* bias, T* dx, cudaStream_t stream);
+// dw (O, C/groups, kH, kW). The reduction over N*OH*OW is split `splits` ways; with splits > 1
+// each split writes its partial dw into workspace (splits, O, C/groups*kH*kW) and the partials are
+// then summed into dw.
+template <typename T>
+void conv2d_backward_weight_igemm(const ConvDims& d, const T* x, const T* dy, T* dw, T* workspace, int splits,
+                                  cudaStream_t stream);
+// How many ways to split backward-weight's reduction so that about `multiprocessors` x 4 blocks run.
+int conv2d_backward_weight_splits(const ConvDims& d, int multiprocessors);
+
+// The same kernels' code run on the host, barrier phase by barrier phase, with host pointers (tests
+// of the index arithmetic without a GPU; small shapes only). in0, in1 are (x, w) for forward,
+// (dy, w) for backward-data, (x, dy) for backward-weight; bias only for the first two.
+template <typename T>
+void conv2d_igemm_simulated_on_host(ConvPass pass, const ConvDims& d, const T* in0, const T* in1, const T* bias, T* out,
+                                    int splits);
+
+// ---- pooling (pool.cu): planes P = N * C, one thread per output (or per input for gathers) ------
+struct PoolDims {
+  int64_t planes, H, W, OH, OW;
+  int64_t kH, kW, sH, sW, pH, pW, dH, dW;
+};
+
+// idx may be null. adaptive: windows [floor(o H / OH), ceil((o + 1) H / OH)), kernel fields unused.
+template <typename T>
+void max_pool2d_forward_cuda(const PoolDims& g, bool adaptive, const T* x, T* y, int64_t* idx, cudaStream_t stream);
+// dx (P, in_plane) = scatter-add of dy (P, out_plane) through idx; indices outside [0, in_plane) are skipped.
+template <typename T>
+void max_pool2d_backward_cuda(int64_t planes, int64_t in_plane, int64_t out_plane, const T* dy, const int64_t* idx,
+                              T* dx, cudaStream_t stream);
+// divisor_override 0: none.
+template <typename T>
+void avg_pool2d_forward_cuda(const PoolDims& g, bool count_include_pad, int64_t divisor_override, const T* x, T* y,
+                             cudaStream_t stream);
+template <typename T>
+void avg_pool2d_backward_cuda(const PoolDims& g, bool count_include_pad, int64_t divisor_override, const T* dy, T* dx,
+                              cudaStream_t stream);
+template <typename T>
+void adaptive_avg_pool2d_forward_cuda(const PoolDims& g, const T* x, T* y, cudaStream_t stream);
+template <typename T>
+void adaptive_avg_pool2d_backward_cuda(const PoolDims& g, const T* dy, T* dx, cudaStream_t stream);
+// RoI max pooling (torchvision.ops.roi_pool): rois (K, 5) already validated (batch index in range).
+template <typename T>
+void roi_pool_forward_cuda(int64_t N, int64_t C, int64_t H, int64_t W, const T* x, int64_t K, const T* rois,
+                           int64_t PH, int64_t PW, double spatial_scale, T* y, int64_t* argmax, cudaStream_t stream);
+template <typename T>
+void roi_pool_backward_cuda(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, const T* rois, int64_t PH,
+                            int64_t PW, const T* dy, const int64_t* argmax, T* dx, cudaStream_t stream);
+
+}  // namespace rb::cuda

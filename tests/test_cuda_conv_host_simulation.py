@@ -1,0 +1,89 @@
+"""The implicit-GEMM convolution kernel's own code (gathers, shared-memory tiles, arithmetic, output
+stores) run on the host, barrier phase by barrier phase, against the CPU module's kernels: the index
+arithmetic of forward, backward-data (also transposed convolution) and backward-weight (with its
+split reduction) is tested on machines without a GPU. Results start as NaN, so a missed output shows.
+"""
+import numpy as np
+import pytest
+
+from rosenblatt import _C, cuda
+from conftest import assert_close
+
+pytestmark = pytest.mark.skipif(not cuda.is_compiled(), reason="built without CUDA")
+
+# N, C, H, W, O, kernel, stride, padding, dilation, groups: tiles of 64 rows x 128 columns x 8 deep
+# are left partial in every direction, and several cover more than one tile or step.
+CASES = [
+    (1, 3, 7, 9, 5, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (2, 4, 11, 6, 6, (3, 2), (2, 1), (1, 0), (1, 2), 2),
+    (1, 6, 9, 9, 6, (3, 3), (2, 2), (1, 1), (1, 1), 6),      # depthwise
+    (3, 5, 5, 7, 70, (1, 1), (1, 1), (0, 0), (1, 1), 1),     # 1x1, two row tiles
+    (1, 2, 13, 17, 3, (5, 4), (3, 2), (2, 1), (2, 1), 1),    # stride 3 with dilation
+    (2, 16, 12, 12, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),   # 288 columns, 18 reduction steps
+    (1, 4, 6, 5, 4, (2, 2), (2, 2), (1, 1), (1, 1), 4),      # every tap of dx from at most one dy
+]
+
+
+def _out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _dims(N, C, H, W, O, k, s, p, d, groups, out_hw=None):
+    oh, ow = out_hw or (_out(H, k[0], s[0], p[0], d[0]), _out(W, k[1], s[1], p[1], d[1]))
+    return [N, C, H, W, O, k[0], k[1], oh, ow, s[0], s[1], p[0], p[1], d[0], d[1], groups]
+
+
+def _simulate(pass_name, a, b, bias, dims, splits=1):
+    return cuda._cuda._conv2d_host_simulation(pass_name, a, b, bias, dims, splits)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_code_matches_cpu(rng, case, dtype):
+    N, C, H, W, O, k, s, p, d, groups = case
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == np.float32 else dict(atol=1e-12, rtol=1e-12)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((O, C // groups) + k).astype(dtype)
+    bias = rng.standard_normal(O).astype(dtype)
+    dims = _dims(N, C, H, W, O, k, s, p, d, groups)
+    y = _simulate("forward", x, w, bias, dims)
+    assert_close(y, _C.conv2d_forward(x, w, bias, s, p, d, groups), **tol, what=f"forward {case}")
+    y0 = _simulate("forward", x, w, None, dims)
+    assert_close(y0, _C.conv2d_forward(x, w, None, s, p, d, groups), **tol, what=f"forward no bias {case}")
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = _simulate("backward_data", dy, w, None, dims)
+    assert_close(dx, _C.conv2d_backward_data(dy, w, (H, W), s, p, d, groups), **tol, what=f"backward data {case}")
+
+    expected_dw = _C.conv2d_backward_weight(x, dy, k, s, p, d, groups)
+    for splits in (1, 3):
+        dw = _simulate("backward_weight", x, dy, None, dims, splits)
+        assert_close(dw, expected_dw, **tol, what=f"backward weight {case} splits={splits}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_convolution_through_backward_data(rng, dtype):
+    # conv_transpose2d(x) is conv2d's backward-data with dy = x; output_padding makes the output one
+    # larger than the conv2d whose input it is would give, so OH is smaller than the formula's.
+    N, C_in, H, W, C_out, groups = 2, 4, 5, 6, 6, 2
+    k, s, p, op, d = (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)
+    x = rng.standard_normal((N, C_in, H, W)).astype(dtype)
+    w = rng.standard_normal((C_in, C_out // groups) + k).astype(dtype)
+    b = rng.standard_normal(C_out).astype(dtype)
+    expected = _C.conv_transpose2d_forward(x, w, b, s, p, op, d, groups)
+    out_h, out_w = expected.shape[2:]
+    dims = _dims(N, C_out, out_h, out_w, C_in, k, s, p, d, groups, out_hw=(H, W))
+    got = _simulate("backward_data", x, w, b, dims)
+    assert_close(got, expected, atol=1e-5, rtol=1e-5, what="conv_transpose2d")
+
+
+def test_bad_arguments_are_refused():
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    dims = _dims(1, 2, 4, 4, 3, (3, 3), (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match="sizes"):
+        _simulate("forward", x[:, :1], w, None, dims)
+    with pytest.raises(ValueError, match="pass"):
+        _simulate("sideways", x, w, None, dims)
+    with pytest.raises(ValueError, match="geometry"):
+        _simulate("forward", x, w, None, dims[:-1] + [0])
