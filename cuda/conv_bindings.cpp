@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -55,6 +56,45 @@ py::array simulate(rb::cuda::ConvPass pass, const py::array& in0_obj, const py::
   rb::cuda::conv2d_igemm_simulated_on_host<T>(pass, d, in0.data(), in1.data(), bias_obj.is_none() ? nullptr : bias.data(),
                                               out.mutable_data(), splits);
   return out;
+}
+
+template <typename T>
+py::tuple simulate_pool(rb::cuda::PoolPass pass, const py::array& in_obj, const rb::cuda::PoolDims& g,
+                        bool count_include_pad, int64_t divisor_override) {
+  using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  const Array in = Array::ensure(in_obj);
+  const bool backward = pass == rb::cuda::PoolPass::avg_backward || pass == rb::cuda::PoolPass::adaptive_avg_backward;
+  const std::vector<py::ssize_t> in_shape{g.planes, g.H, g.W}, out_shape{g.planes, g.OH, g.OW};
+  const int64_t expected = backward ? g.planes * g.OH * g.OW : g.planes * g.H * g.W;
+  if (in.size() != expected) throw py::value_error("_pool_host_simulation: input size does not match the geometry");
+  py::array_t<T> out(backward ? in_shape : out_shape);
+  std::fill(out.mutable_data(), out.mutable_data() + out.size(), std::numeric_limits<T>::quiet_NaN());
+  py::array_t<int64_t> idx(out_shape);
+  std::fill(idx.mutable_data(), idx.mutable_data() + idx.size(), int64_t(-2));
+  rb::cuda::pool_simulated_on_host<T>(pass, g, count_include_pad, divisor_override, in.data(), out.mutable_data(),
+                                      idx.mutable_data());
+  return py::make_tuple(out, idx);
+}
+
+template <typename T>
+py::tuple simulate_roi_pool(const py::array& x_obj, const py::array& rois_obj, int64_t PH, int64_t PW, double scale) {
+  using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  const Array x = Array::ensure(x_obj), rois = Array::ensure(rois_obj);
+  if (x.ndim() != 4 || rois.ndim() != 2 || rois.shape(1) != 5 || PH < 1 || PW < 1 || !(scale > 0))
+    throw py::value_error("_roi_pool_host_simulation: bad shapes");
+  const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3), K = rois.shape(0);
+  for (int64_t k = 0; k < K; ++k) {
+    for (int j = 0; j < 5; ++j)
+      if (!std::isfinite(double(rois.at(k, j))) || std::fabs(double(rois.at(k, j))) > 1e15)
+        throw py::value_error("_roi_pool_host_simulation: non-finite box");
+    const double b = double(rois.at(k, 0));
+    if (b != std::floor(b) || b < 0 || b >= double(N)) throw py::value_error("_roi_pool_host_simulation: batch index");
+  }
+  py::array_t<T> y({K, C, PH, PW});
+  py::array_t<int64_t> argmax({K, C, PH, PW});
+  rb::cuda::roi_pool_simulated_on_host<T>(C, H, W, x.data(), K, rois.data(), PH, PW, scale, y.mutable_data(),
+                                          argmax.mutable_data());
+  return py::make_tuple(y, argmax);
 }
 
 }  // namespace
@@ -133,4 +173,38 @@ void register_conv(py::module_& m) {
           return f64 ? simulate<double>(pass, in0, in1, bias, d, splits) : simulate<float>(pass, in0, in1, bias, d, splits);
         },
         py::arg("pass_name"), py::arg("in0"), py::arg("in1"), py::arg("bias"), py::arg("dims"), py::arg("splits") = 1);
+
+  // ---- the pooling kernels' per-element code on the host ----
+  // dims: planes, H, W, OH, OW, kH, kW, sH, sW, pH, pW, dH, dW. Returns (out, idx): out starts as
+  // NaN and idx as -2, so an element never written shows.
+  m.def("_pool_host_simulation",
+        [](const std::string& pass_name, const py::array& input, const std::vector<int64_t>& dims,
+           bool count_include_pad, int64_t divisor_override) -> py::tuple {
+          static const std::pair<const char*, PoolPass> passes[] = {
+              {"max", PoolPass::max}, {"adaptive_max", PoolPass::adaptive_max}, {"avg", PoolPass::avg},
+              {"avg_backward", PoolPass::avg_backward}, {"adaptive_avg", PoolPass::adaptive_avg},
+              {"adaptive_avg_backward", PoolPass::adaptive_avg_backward}};
+          const auto* found = std::find_if(std::begin(passes), std::end(passes),
+                                           [&](const auto& p) { return pass_name == p.first; });
+          if (found == std::end(passes)) throw py::value_error("_pool_host_simulation: unknown pass " + pass_name);
+          if (dims.size() != 13) throw py::value_error("_pool_host_simulation: dims must have 13 entries");
+          const PoolDims g{dims[0], dims[1], dims[2], dims[3],  dims[4],  dims[5], dims[6],
+                           dims[7], dims[8], dims[9], dims[10], dims[11], dims[12]};
+          bool ok = g.pH >= 0 && g.pW >= 0;
+          for (int64_t v : {g.planes, g.H, g.W, g.OH, g.OW, g.kH, g.kW, g.sH, g.sW, g.dH, g.dW}) ok = ok && v > 0 && v < 100000;
+          if (!ok) throw py::value_error("_pool_host_simulation: invalid geometry");
+          const bool f64 = input.dtype().equal(py::dtype::of<double>());
+          return f64 ? simulate_pool<double>(found->second, input, g, count_include_pad, divisor_override)
+                     : simulate_pool<float>(found->second, input, g, count_include_pad, divisor_override);
+        },
+        py::arg("pass_name"), py::arg("input"), py::arg("dims"), py::arg("count_include_pad") = true,
+        py::arg("divisor_override") = 0);
+  m.def("_roi_pool_host_simulation",
+        [](const py::array& x, const py::array& rois, const Pair& output_size, double scale) -> py::tuple {
+          if (output_size.size() != 2) throw py::value_error("_roi_pool_host_simulation: output_size has 2 entries");
+          const bool f64 = x.dtype().equal(py::dtype::of<double>());
+          return f64 ? simulate_roi_pool<double>(x, rois, output_size[0], output_size[1], scale)
+                     : simulate_roi_pool<float>(x, rois, output_size[0], output_size[1], scale);
+        },
+        py::arg("input"), py::arg("boxes"), py::arg("output_size"), py::arg("spatial_scale"));
 }

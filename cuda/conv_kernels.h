@@ -77,4 +77,15 @@ template <typename T>
 void roi_pool_backward_cuda(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, const T* rois, int64_t PH,
                             int64_t PW, const T* dy, const int64_t* argmax, T* dx, cudaStream_t stream);
 
+// The per-element code of the kernels above run on the host for every output (or input, for the
+// gathers), with host pointers: tests of the window arithmetic without a GPU. For the backward
+// passes `in` is dy and `out` is dx; idx is used by the max passes only (may be null).
+enum class PoolPass { max, adaptive_max, avg, avg_backward, adaptive_avg, adaptive_avg_backward };
+template <typename T>
+void pool_simulated_on_host(PoolPass pass, const PoolDims& g, bool count_include_pad, int64_t divisor_override,
+                            const T* in, T* out, int64_t* idx);
+template <typename T>
+void roi_pool_simulated_on_host(int64_t C, int64_t H, int64_t W, const T* x, int64_t K, const T* rois, int64_t PH,
+                                int64_t PW, double spatial_scale, T* y, int64_t* argmax);
+
 }  // namespace rb::cuda

@@ -87,3 +87,89 @@ def test_bad_arguments_are_refused():
         _simulate("sideways", x, w, None, dims)
     with pytest.raises(ValueError, match="geometry"):
         _simulate("forward", x, w, None, dims[:-1] + [0])
+
+
+# ---- pooling: each kernel's per-element function run for every element on the host ----------------
+def _pool_dims(shape, out_hw, k=(1, 1), s=(1, 1), p=(0, 0), d=(1, 1)):
+    return [shape[0] * shape[1], shape[2], shape[3], out_hw[0], out_hw[1], *k, *s, *p, *d]
+
+
+def _simulate_pool(pass_name, array, dims, count_include_pad=True, divisor_override=0):
+    out, idx = cuda._cuda._pool_host_simulation(pass_name, array, dims, count_include_pad, divisor_override)
+    return out, idx
+
+
+# shape, kernel, stride, padding, dilation, ceil_mode
+MAX_CASES = [
+    ((2, 3, 9, 11), (3, 3), (2, 2), (1, 1), (1, 1), True),
+    ((1, 2, 13, 10), (3, 2), (2, 3), (1, 1), (2, 1), True),
+    ((1, 1, 5, 4), (2, 2), (2, 2), (0, 0), (1, 1), False),
+]
+
+
+@pytest.mark.parametrize("case", MAX_CASES)
+def test_max_pool_code_matches_cpu(rng, case):
+    shape, k, s, p, d, ceil = case
+    x = rng.standard_normal(shape)
+    x.flat[7] = np.nan
+    y_ref, idx_ref = _C.max_pool2d_forward(x, k, s, p, d, ceil, True)
+    y, idx = _simulate_pool("max", x, _pool_dims(shape, y_ref.shape[2:], k, s, p, d))
+    assert_close(y.reshape(y_ref.shape), y_ref, atol=0, rtol=0)
+    np.testing.assert_array_equal(idx.reshape(idx_ref.shape), idx_ref)
+
+
+# shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+AVG_CASES = [
+    ((2, 3, 9, 11), (3, 3), (2, 2), (1, 1), True, True, None),
+    ((2, 3, 9, 11), (3, 3), (2, 2), (1, 1), True, False, None),
+    ((1, 2, 13, 10), (4, 3), (3, 2), (2, 1), True, False, 5),
+    ((1, 2, 8, 8), (3, 3), (1, 1), (1, 1), False, True, -3),
+    ((3, 4, 7, 6), (2, 4), (1, 3), (1, 2), False, False, None),
+    ((1, 1, 10, 10), (2, 2), (3, 3), (1, 0), True, True, None),  # stride > kernel: inputs in no window
+]
+
+
+@pytest.mark.parametrize("case", AVG_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_pool_code_matches_cpu(rng, case, dtype):
+    shape, k, s, p, ceil, include_pad, divisor = case
+    x = rng.standard_normal(shape).astype(dtype)
+    expected = _C.avg_pool2d_forward(x, k, s, p, ceil, include_pad, divisor)
+    dims = _pool_dims(shape, expected.shape[2:], k, s, p)
+    y, _ = _simulate_pool("avg", x, dims, include_pad, divisor or 0)
+    assert_close(y.reshape(expected.shape), expected, atol=1e-6, rtol=1e-6, what=f"avg {case}")
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    expected_dx = _C.avg_pool2d_backward(dy, shape[2:], k, s, p, ceil, include_pad, divisor)
+    dx, _ = _simulate_pool("avg_backward", dy, dims, include_pad, divisor or 0)
+    assert_close(dx.reshape(expected_dx.shape), expected_dx, atol=1e-6, rtol=1e-6, what=f"avg backward {case}")
+
+
+@pytest.mark.parametrize("case", [((2, 3, 9, 11), (4, 5)), ((1, 2, 7, 5), (3, 8)), ((1, 1, 3, 2), (7, 5)),
+                                  ((1, 3, 5, 13), (5, 13)), ((2, 2, 6, 6), (1, 1))])
+def test_adaptive_pool_code_matches_cpu(rng, case):
+    shape, size = case
+    x = rng.standard_normal(shape)
+    dims = _pool_dims(shape, size)
+    y_ref, idx_ref = _C.adaptive_max_pool2d_forward(x, size, True)
+    y, idx = _simulate_pool("adaptive_max", x, dims)
+    assert_close(y.reshape(y_ref.shape), y_ref, atol=0, rtol=0)
+    np.testing.assert_array_equal(idx.reshape(idx_ref.shape), idx_ref)
+    expected = _C.adaptive_avg_pool2d_forward(x, size)
+    y, _ = _simulate_pool("adaptive_avg", x, dims)
+    assert_close(y.reshape(expected.shape), expected, atol=1e-12, rtol=1e-12)
+    dy = rng.standard_normal(expected.shape)
+    expected_dx = _C.adaptive_avg_pool2d_backward(dy, shape[2:])
+    dx, _ = _simulate_pool("adaptive_avg_backward", dy, dims)
+    assert_close(dx.reshape(expected_dx.shape), expected_dx, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_roi_pool_code_matches_cpu(rng, dtype):
+    x = rng.standard_normal((2, 3, 12, 15)).astype(dtype)
+    boxes = np.array([[0, 1, 1, 10, 8], [1, 0, 0, 29, 23], [1, 5.6, 3.2, 7.1, 4.4], [0, 20, 20, 40, 40],
+                      [0, -4, -2, 3, 5], [1, 9, 2, 2, 9]], dtype)
+    for size, scale in (((3, 4), 0.5), ((2, 2), 1.0), ((5, 3), 0.25)):
+        y_ref, arg_ref = _C.roi_pool_forward(x, boxes, size, scale)
+        y, arg = cuda._cuda._roi_pool_host_simulation(x, boxes, size, scale)
+        assert_close(y, y_ref, atol=0, rtol=0)
+        np.testing.assert_array_equal(arg, arg_ref)
