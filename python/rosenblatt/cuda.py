@@ -120,6 +120,25 @@ _KERNELS = {
     "log_softmax_backward": "(grad, y=log_softmax(x)) -> grad of x",
     "matmul": "(a, b) -> a @ b, float32, 2-D or batched 3-D; transposed views are read in place",
 }
+# The convolution family: the names, arguments and results of rosenblatt._C's kernels.
+_KERNELS.update({
+    "conv2d_forward": "(input, weight, bias, stride, padding, dilation, groups) -> output, implicit GEMM",
+    "conv2d_backward_data": "(grad_output, weight, input_size, stride, padding, dilation, groups) -> grad_input",
+    "conv2d_backward_weight": "(input, grad_output, kernel_size, stride, padding, dilation, groups) -> grad_weight",
+    "conv2d_backward_bias": "(grad_output) -> grad_bias, summed over N, H, W",
+    "conv_transpose2d_forward": "(input, weight, bias, stride, padding, output_padding, dilation, groups) -> output",
+    "max_pool2d_forward": "(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices) -> "
+                          "(output, indices or None)",
+    "max_pool2d_backward": "(grad_output, indices, input_size) -> grad_input (also adaptive max pooling's)",
+    "avg_pool2d_forward": "(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)",
+    "avg_pool2d_backward": "(grad_output, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, "
+                           "divisor_override) -> grad_input",
+    "adaptive_max_pool2d_forward": "(input, output_size, return_indices) -> (output, indices or None)",
+    "adaptive_avg_pool2d_forward": "(input, output_size) -> output",
+    "adaptive_avg_pool2d_backward": "(grad_output, input_size) -> grad_input",
+    "roi_pool_forward": "(input, boxes (K, 5), output_size, spatial_scale) -> (output, argmax)",
+    "roi_pool_backward": "(grad_output, boxes, argmax, input_shape) -> grad_input",
+})
 
 
 def _kernel(name: str, doc: str):
