@@ -72,6 +72,8 @@ def run() -> bool:
 
     c = dev(a)
     ok &= _close("DLPack round trip", cuda.from_dlpack(c).to_numpy(), a, 0)
+    from .cuda_smoke_conv import run as run_conv
+    ok &= run_conv(_close)
     cuda.synchronize()
     return ok
 
