@@ -151,6 +151,32 @@ void register_conv(py::module_& m) {
   m.def("roi_pool_backward", &roi_pool_backward, py::arg("grad_output"), py::arg("boxes"), py::arg("argmax"),
         py::arg("input_shape"));
 
+  // ---- up-sampling (F.interpolate, modes nearest and bilinear) ----
+  m.def("upsample2d_forward", &upsample2d_forward, py::arg("input"), py::arg("output_size"), py::arg("scales"),
+        py::arg("mode"), py::arg("align_corners"),
+        "F.interpolate of NCHW input to output_size; scales = torch's input / output ratio per axis "
+        "(1 / scale_factor when a factor was given); mode 'nearest' or 'bilinear'.");
+  m.def("upsample2d_backward", &upsample2d_backward, py::arg("grad_output"), py::arg("input_size"),
+        py::arg("scales"), py::arg("mode"), py::arg("align_corners"), "Gradient of upsample2d_forward.");
+  m.def("_upsample_host_simulation",
+        [](const py::array& x_obj, const py::array& dy_obj, const Pair& output_size, const std::vector<double>& scales,
+           bool bilinear, bool align_corners) -> py::tuple {
+          using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+          const Array x = Array::ensure(x_obj), dy = Array::ensure(dy_obj);
+          if (x.ndim() != 4 || output_size.size() != 2 || output_size[0] < 1 || output_size[1] < 1 ||
+              scales.size() != 2 || dy.ndim() != 4 || dy.shape(0) != x.shape(0) || dy.shape(1) != x.shape(1) ||
+              dy.shape(2) != output_size[0] || dy.shape(3) != output_size[1] || x.size() == 0)
+            throw py::value_error("_upsample_host_simulation: bad shapes");
+          const UpsampleDims g{x.shape(0) * x.shape(1), x.shape(2), x.shape(3), output_size[0], output_size[1],
+                               scales[0], scales[1], bilinear, align_corners};
+          py::array_t<double> y(std::vector<py::ssize_t>(dy.shape(), dy.shape() + 4));
+          py::array_t<double> dx(std::vector<py::ssize_t>(x.shape(), x.shape() + 4));
+          upsample2d_simulated_on_host<double>(g, x.data(), y.mutable_data(), dy.data(), dx.mutable_data());
+          return py::make_tuple(y, dx);
+        },
+        py::arg("input"), py::arg("grad_output"), py::arg("output_size"), py::arg("scales"), py::arg("bilinear"),
+        py::arg("align_corners"));
+
   // ---- the implicit-GEMM kernels' code on the host ----
   m.def("_conv2d_host_simulation",
         [](const std::string& pass_name, const py::array& in0, const py::array& in1, const py::object& bias,

@@ -77,6 +77,20 @@ template <typename T>
 void roi_pool_backward_cuda(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, const T* rois, int64_t PH,
                             int64_t PW, const T* dy, const int64_t* argmax, T* dx, cudaStream_t stream);
 
+// ---- up-sampling (upsample.cu): nearest or bilinear, torch's source-index rules -----------------
+struct UpsampleDims {
+  int64_t planes, H, W, OH, OW;
+  double scale_h, scale_w;  // torch's in / out ratios (1 / scale_factor when a factor was given)
+  bool bilinear, align_corners;
+};
+template <typename T>
+void upsample2d_forward_cuda(const UpsampleDims& g, const T* x, T* y, cudaStream_t stream);
+template <typename T>
+void upsample2d_backward_cuda(const UpsampleDims& g, const T* dy, T* dx, cudaStream_t stream);
+// Both kernels' per-element code on the host: y from x, and dx from dy.
+template <typename T>
+void upsample2d_simulated_on_host(const UpsampleDims& g, const T* x, T* y, const T* dy, T* dx);
+
 // The per-element code of the kernels above run on the host for every output (or input, for the
 // gathers), with host pointers: tests of the window arithmetic without a GPU. For the backward
 // passes `in` is dy and `out` is dx; idx is used by the max passes only (may be null).

@@ -267,6 +267,18 @@ void require_rois(const DeviceArray& rois, const char* op, const DeviceArray& x)
   require_like(x, "input", rois, "boxes", op);
 }
 
+UpsampleDims upsample_geometry(const char* op, const std::vector<int64_t>& xs, const Pair& out_hw,
+                               const std::vector<double>& scales, const std::string& mode, bool align_corners) {
+  const std::string context = cat(" (input ", shape_str(xs), ")");
+  check_pair(out_hw, op, "output size", 1, context);
+  if (mode != "nearest" && mode != "bilinear")
+    value_error(op, ": mode must be 'nearest' or 'bilinear', got '", mode, "'", context);
+  if (scales.size() != 2 || !std::isfinite(scales[0]) || !std::isfinite(scales[1]) || scales[0] <= 0 || scales[1] <= 0)
+    value_error(op, ": scales must be two positive numbers (input / output size per axis)", context);
+  return UpsampleDims{xs[0] * xs[1], xs[2], xs[3], out_hw[0], out_hw[1], scales[0], scales[1], mode == "bilinear",
+                      align_corners};
+}
+
 }  // namespace
 
 // ---- convolution ---------------------------------------------------------------------------------
@@ -549,6 +561,46 @@ DeviceArray roi_pool_backward(const DeviceArray& dy_in, const DeviceArray& rois_
     using T = std::remove_pointer_t<decltype(type)>;
     roi_pool_backward_cuda<T>(xs[0], xs[1], xs[2], xs[3], dy.shape()[0], cptr<T>(rois), dy.shape()[2], dy.shape()[3],
                               cptr<T>(dy), cptr<int64_t>(argmax), mptr<T>(dx), s);
+  });
+  return dx;
+}
+
+}  // namespace rb::cuda
+
+namespace rb::cuda {
+
+// ---- up-sampling ---------------------------------------------------------------------------------
+
+DeviceArray upsample2d_forward(const DeviceArray& x_in, const Pair& output_size, const std::vector<double>& scales,
+                               const std::string& mode, bool align_corners) {
+  const char* op = "upsample2d";
+  require_pool_input(x_in, op, "input");
+  const UpsampleDims g = upsample_geometry(op, x_in.shape(), output_size, scales, mode, align_corners);
+  const DeviceArray x = contiguous(x_in);
+  DeviceArray y = DeviceArray::empty({x.shape()[0], x.shape()[1], g.OH, g.OW}, x.dtype(), x.device(), op);
+  DeviceGuard guard(x.device(), op);
+  cudaStream_t s = stream(x.device(), op);
+  dispatch_float(x.dtype(), [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    upsample2d_forward_cuda<T>(g, cptr<T>(x), mptr<T>(y), s);
+  });
+  return y;
+}
+
+DeviceArray upsample2d_backward(const DeviceArray& dy_in, const Pair& input_size, const std::vector<double>& scales,
+                                const std::string& mode, bool align_corners) {
+  const char* op = "upsample2d_backward";
+  require_pool_input(dy_in, op, "grad_output");
+  check_pair(input_size, op, "input_size", 1, cat(" (grad_output ", shape_str(dy_in.shape()), ")"));
+  const std::vector<int64_t> xs{dy_in.shape()[0], dy_in.shape()[1], input_size[0], input_size[1]};
+  const UpsampleDims g = upsample_geometry(op, xs, {dy_in.shape()[2], dy_in.shape()[3]}, scales, mode, align_corners);
+  const DeviceArray dy = contiguous(dy_in);
+  DeviceArray dx = DeviceArray::empty(xs, dy.dtype(), dy.device(), op);
+  DeviceGuard guard(dy.device(), op);
+  cudaStream_t s = stream(dy.device(), op);
+  dispatch_float(dy.dtype(), [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    upsample2d_backward_cuda<T>(g, cptr<T>(dy), mptr<T>(dx), s);
   });
   return dx;
 }

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -44,5 +45,12 @@ std::pair<DeviceArray, DeviceArray> roi_pool_forward(const DeviceArray& input, c
                                                      const Pair& output_size, double spatial_scale);
 DeviceArray roi_pool_backward(const DeviceArray& grad_output, const DeviceArray& boxes, const DeviceArray& argmax,
                               const std::vector<int64_t>& input_shape);
+
+// Up-sampling, nearest or bilinear (F.interpolate): scales are torch's in / out ratios per axis
+// (1 / scale_factor when a factor was given, else in / out), mode "nearest" or "bilinear".
+DeviceArray upsample2d_forward(const DeviceArray& input, const Pair& output_size, const std::vector<double>& scales,
+                               const std::string& mode, bool align_corners);
+DeviceArray upsample2d_backward(const DeviceArray& grad_output, const Pair& input_size,
+                                const std::vector<double>& scales, const std::string& mode, bool align_corners);
 
 }  // namespace rb::cuda

@@ -314,3 +314,34 @@ def test_max_pool2d_backward_skips_indices_outside_the_plane(rng):
     idx = np.array([[[[0, -1], [99, 3]]]], np.int64)  # -1: no tap; 99: outside a 2 x 2 plane
     dx = _cuda.max_pool2d_backward(dev(dy), dev(idx), (2, 2)).to_numpy()
     np.testing.assert_array_equal(dx.ravel(), [dy[0, 0, 0, 0], 0, 0, dy[0, 0, 1, 1]])
+
+
+# ---- up-sampling -----------------------------------------------------------------------------------
+from test_cuda_conv_host_simulation import UPSAMPLE_CASES, interpolate_reference, upsample_geometry  # noqa: E402
+
+
+@pytest.mark.parametrize("case", UPSAMPLE_CASES + [((4, 16, 28, 28), None, 2, "bilinear", False)],
+                         ids=[f"upsample{i}" for i in range(len(UPSAMPLE_CASES) + 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_upsample2d(rng, case, dtype):
+    shape, size, factor, mode, align = case
+    x = rng.standard_normal(shape).astype(dtype)
+    out_hw, scales = upsample_geometry(shape[2:], size, factor)
+    dy = rng.standard_normal(shape[:2] + out_hw).astype(dtype)
+    y_ref, dx_ref = interpolate_reference(x, dy, size, factor, mode, align)
+    poisoned(y_ref.nbytes)
+    y = _cuda.upsample2d_forward(dev(x), out_hw, scales, mode, bool(align)).to_numpy()
+    assert_close(y, y_ref, **tolerance(dtype, 4), what=f"upsample2d {case}")
+    poisoned(dx_ref.nbytes)
+    dx = _cuda.upsample2d_backward(dev(dy), shape[2:], scales, mode, bool(align)).to_numpy()
+    assert_close(dx, dx_ref, **tolerance(dtype, 16), what=f"upsample2d_backward {case}")
+
+
+def test_upsample2d_arguments_are_checked():
+    x = dev(np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="upsample2d: mode must be 'nearest' or 'bilinear'"):
+        _cuda.upsample2d_forward(x, (8, 8), [0.5, 0.5], "bicubic", False)
+    with pytest.raises(ValueError, match="upsample2d: scales must be two positive numbers"):
+        _cuda.upsample2d_forward(x, (8, 8), [0.5], "nearest", False)
+    with pytest.raises(ValueError, match="upsample2d: output size must be >= 1"):
+        _cuda.upsample2d_forward(x, (0, 8), [0.5, 0.5], "nearest", False)

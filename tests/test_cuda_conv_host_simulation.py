@@ -173,3 +173,47 @@ def test_roi_pool_code_matches_cpu(rng, dtype):
         y, arg = cuda._cuda._roi_pool_host_simulation(x, boxes, size, scale)
         assert_close(y, y_ref, atol=0, rtol=0)
         np.testing.assert_array_equal(arg, arg_ref)
+
+
+# ---- up-sampling: the kernels' per-element code against the CPU path (interpolation matrices) ------
+def upsample_geometry(in_hw, size=None, scale_factor=None):
+    """(output size, scales) as F.interpolate computes them; scales are torch's in / out ratios."""
+    if size is not None:
+        out_hw = (size, size) if isinstance(size, int) else tuple(size)
+        return out_hw, [i / o for i, o in zip(in_hw, out_hw)]
+    factors = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else tuple(scale_factor)
+    return tuple(int(np.floor(i * f)) for i, f in zip(in_hw, factors)), [1.0 / f for f in factors]
+
+
+def interpolate_reference(x, dy, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """(y, dx) from rosenblatt's CPU F.interpolate and its backward."""
+    from rosenblatt import nn
+    from rosenblatt.tensor import Tensor
+    t = Tensor(x, requires_grad=True)
+    y = nn.functional.interpolate(t, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners)
+    y.backward(dy)
+    return y.data, np.asarray(getattr(t.grad, "data", t.grad))
+
+
+# input shape, size, scale_factor, mode, align_corners
+UPSAMPLE_CASES = [
+    ((2, 3, 5, 7), None, 2, "nearest", None),
+    ((1, 2, 5, 7), (11, 4), None, "nearest", None),
+    ((2, 3, 5, 7), None, (2, 3), "bilinear", False),
+    ((1, 2, 6, 5), (13, 9), None, "bilinear", True),
+    ((1, 2, 9, 8), (4, 3), None, "bilinear", False),   # down-sampling
+    ((1, 1, 4, 4), (1, 5), None, "bilinear", True),    # one output row with align_corners
+    ((1, 2, 5, 7), None, 1.5, "bilinear", False),
+]
+
+
+@pytest.mark.parametrize("case", UPSAMPLE_CASES)
+def test_upsample_code_matches_cpu(rng, case):
+    shape, size, factor, mode, align = case
+    x = rng.standard_normal(shape)
+    out_hw, scales = upsample_geometry(shape[2:], size, factor)
+    dy = rng.standard_normal(shape[:2] + out_hw)
+    y_ref, dx_ref = interpolate_reference(x, dy, size, factor, mode, align)
+    y, dx = cuda._cuda._upsample_host_simulation(x, dy, out_hw, scales, mode == "bilinear", bool(align))
+    assert_close(y, y_ref, atol=1e-12, rtol=1e-12, what=f"upsample {case}")
+    assert_close(dx, dx_ref, atol=1e-12, rtol=1e-12, what=f"upsample backward {case}")

@@ -58,5 +58,17 @@ def run(close) -> bool:
     gr = f32(*y_ref.shape)
     ok &= close("roi_pool backward", _cuda.roi_pool_backward(dev(gr), dev(boxes), arg, list(p.shape)).to_numpy(),
                 _C.roi_pool_backward(gr, boxes, arg_ref, list(p.shape)), 1e-5)
+    # Up-sampling against the CPU path (interpolation matrices), forward and backward.
+    from rosenblatt import nn
+    from rosenblatt.tensor import Tensor
+    u = Tensor(f32(2, 3, 5, 7), requires_grad=True)
+    yu = nn.functional.interpolate(u, size=(11, 9), mode="bilinear", align_corners=False)
+    gu = f32(2, 3, 11, 9)
+    yu.backward(gu)
+    scales = [5 / 11, 7 / 9]
+    ok &= close("upsample2d bilinear", _cuda.upsample2d_forward(dev(u.data), (11, 9), scales, "bilinear", False)
+                .to_numpy(), yu.data, 1e-5)
+    ok &= close("upsample2d bilinear backward", _cuda.upsample2d_backward(dev(gu), (5, 7), scales, "bilinear", False)
+                .to_numpy(), np.asarray(getattr(u.grad, "data", u.grad)), 1e-5)
     cuda.synchronize()
     return bool(ok)
