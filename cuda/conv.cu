@@ -61,19 +61,65 @@ struct TileMap {
 // Column of a thread's q-th output (q < 8) within the 128-wide tile.
 RB_HD int tile_column(int tx, int q) { return (q / 4) * 64 + tx * 4 + q % 4; }
 
+// ---- digits: reduction indices advanced without divisions ------------------------------------------
+// The gathers split a reduction index into digits ((c, i, j) of a tap, (n, oh, ow) of a pixel).
+// A thread's indices advance by constants (kBK per step, the spacing between its loads), so the
+// split is done once per block and then carried forward by additions: one carry at most per digit.
+
+struct Digits {  // value = (hi * mids + mid) * los + lo
+  int hi, mid, lo;
+};
+
+RB_HD Digits split(int value, int mids, int los) {
+  Digits d;
+  d.lo = value % los;
+  value /= los;
+  d.mid = value % mids;
+  d.hi = value / mids;
+  return d;
+}
+
+struct DigitStep {  // a constant step, split once on the host
+  int mids, los;
+  int hi, mid, lo;
+  static DigitStep of(int step, int mids, int los) {
+    const Digits d = split(step, mids, los);
+    return DigitStep{mids, los, d.hi, d.mid, d.lo};
+  }
+};
+
+// d += step. Each digit stays below its radix before and after, so each sum carries at most once.
+RB_HD void advance(Digits& d, const DigitStep& step) {
+  d.lo += step.lo;
+  const int carry_lo = d.lo >= step.los ? 1 : 0;
+  d.lo -= carry_lo * step.los;
+  d.mid += step.mid + carry_lo;
+  const int carry_mid = d.mid >= step.mids ? 1 : 0;
+  d.mid -= carry_mid * step.mids;
+  d.hi += step.hi + carry_mid;
+}
+
 // ---- the three problems: sizes, per-thread cursor, gathers and output stores ----------------------
 // Each defines rows() (M), columns() (N), depth() (K) per grid.z index, and z_count() of them.
+// cursor() places a thread at the first reduction step of its block; fetch() gathers the step at
+// k0 (the cursor's step: steps are fetched in order) into registers and moves the cursor on.
 
 template <typename T>
 struct ForwardProblem {
   using Scalar = T;
   using AMap = TileMap<kBM, true>;   // weights: contiguous along (c, i, j)
   using BMap = TileMap<kBN, false>;  // image taps: neighbouring output pixels read neighbouring inputs
+  static constexpr int kBSpacing = kThreads / kBN;  // between a thread's B loads along k
   ConvDims d;
   const T* x;
   const T* w;
   const T* bias;  // may be null
   T* y;
+  DigitStep tap_step, tap_spacing;  // kBK and kBSpacing as (c, i, j) steps
+
+  ForwardProblem(const ConvDims& dims, const T* x_, const T* w_, const T* bias_, T* y_)
+      : d(dims), x(x_), w(w_), bias(bias_), y(y_), tap_step(DigitStep::of(kBK, dims.kH, dims.kW)),
+        tap_spacing(DigitStep::of(kBSpacing, dims.kH, dims.kW)) {}
 
   RB_HD int rows() const { return d.O / d.groups; }
   RB_HD int columns() const { return d.N * d.OH * d.OW; }
@@ -85,6 +131,8 @@ struct ForwardProblem {
     const T* x_column;  // this thread's image, first channel of the group
     int ih0, iw0;       // top-left tap of its column's window
     bool column_ok;
+    int b_k;            // the reduction index of this thread's first B load in the next step
+    Digits b_tap;       // the same as (c, i, j)
   };
   RB_HD Cursor cursor(int t, int z, int m0, int n0) const {
     Cursor c{};
@@ -100,30 +148,32 @@ struct ForwardProblem {
     c.x_column = x + (int64_t(image) * d.C + int64_t(z) * (d.C / d.groups)) * d.H * d.W;
     c.ih0 = oh * d.sH - d.pH;
     c.iw0 = ow * d.sW - d.pW;
+    c.b_k = c.k_begin + BMap::k(t, 0);
+    c.b_tap = split(c.b_k, d.kH, d.kW);
     return c;
   }
-  RB_HD void fetch_a(const Cursor& c, int t, int k0, T (&r)[AMap::kLoads]) const {
+  RB_HD void fetch(Cursor& c, int t, int k0, T (&a)[AMap::kLoads], T (&b)[BMap::kLoads]) const {
     const int M = rows(), K = depth();
     const T* w_group = w + int64_t(c.group) * M * K;
 #pragma unroll
     for (int j = 0; j < AMap::kLoads; ++j) {
       const int m = c.m0 + AMap::row(t, j), k = k0 + AMap::k(t, j);
-      r[j] = (m < M && k < c.k_end) ? w_group[int64_t(m) * K + k] : T(0);
+      a[j] = (m < M && k < c.k_end) ? w_group[int64_t(m) * K + k] : T(0);
     }
-  }
-  RB_HD void fetch_b(const Cursor& c, int t, int k0, T (&r)[BMap::kLoads]) const {
-    const int taps = d.kH * d.kW;
+    Digits tap = c.b_tap;
+    int k = c.b_k;
 #pragma unroll
     for (int j = 0; j < BMap::kLoads; ++j) {
-      const int k = k0 + BMap::k(t, j);
-      T v = T(0);
-      if (c.column_ok && k < c.k_end) {
-        const int ch = k / taps, tap = k - ch * taps, i = tap / d.kW, jj = tap - i * d.kW;
-        const int ih = c.ih0 + i * d.dH, iw = c.iw0 + jj * d.dW;
-        if (ih >= 0 && ih < d.H && iw >= 0 && iw < d.W) v = c.x_column[(int64_t(ch) * d.H + ih) * d.W + iw];
+      if (j > 0) {
+        advance(tap, tap_spacing);
+        k += kBSpacing;
       }
-      r[j] = v;
+      const int ih = c.ih0 + tap.mid * d.dH, iw = c.iw0 + tap.lo * d.dW;
+      const bool inside = c.column_ok && k < c.k_end && ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+      b[j] = inside ? c.x_column[(int64_t(tap.hi) * d.H + ih) * d.W + iw] : T(0);
     }
+    advance(c.b_tap, tap_step);
+    c.b_k += kBK;
   }
   RB_HD void store(const Cursor& c, int m, int n, T v) const {
     const int plane = d.OH * d.OW, image = n / plane, p = n - image * plane;
@@ -137,11 +187,18 @@ struct BackwardDataProblem {
   using Scalar = T;
   using AMap = TileMap<kBM, true>;   // weights: contiguous along (i, j) within an o
   using BMap = TileMap<kBN, false>;  // dy taps of neighbouring input pixels are neighbours (stride 1)
+  static constexpr int kBSpacing = kThreads / kBN;
   ConvDims d;
   const T* dy;
   const T* w;
   const T* bias;  // (C,) or null: conv_transpose2d's bias
   T* dx;
+  DigitStep a_step;                 // kBK as an (o, -, tap) step
+  DigitStep tap_step, tap_spacing;  // kBK and kBSpacing as (o, i, j) steps
+
+  BackwardDataProblem(const ConvDims& dims, const T* dy_, const T* w_, const T* bias_, T* dx_)
+      : d(dims), dy(dy_), w(w_), bias(bias_), dx(dx_), a_step(DigitStep::of(kBK, 1, dims.kH * dims.kW)),
+        tap_step(DigitStep::of(kBK, dims.kH, dims.kW)), tap_spacing(DigitStep::of(kBSpacing, dims.kH, dims.kW)) {}
 
   RB_HD int rows() const { return d.C / d.groups; }
   RB_HD int columns() const { return d.N * d.H * d.W; }
@@ -153,6 +210,8 @@ struct BackwardDataProblem {
     const T* dy_column;  // this thread's image, first output channel of the group
     int th0, tw0;        // h + pH, w + pW of its column
     bool column_ok;
+    int a_k, b_k;        // reduction indices of this thread's A and first B loads in the next step
+    Digits a_tap, b_tap; // the same as (o, 0, tap) and (o, i, j)
   };
   RB_HD Cursor cursor(int t, int z, int m0, int n0) const {
     Cursor c{};
@@ -168,39 +227,41 @@ struct BackwardDataProblem {
     c.dy_column = dy + (int64_t(image) * d.O + int64_t(z) * (d.O / d.groups)) * d.OH * d.OW;
     c.th0 = h + d.pH;
     c.tw0 = w_ + d.pW;
+    c.a_k = c.k_begin + AMap::k(t, 0);
+    c.a_tap = split(c.a_k, 1, d.kH * d.kW);
+    c.b_k = c.k_begin + BMap::k(t, 0);
+    c.b_tap = split(c.b_k, d.kH, d.kW);
     return c;
   }
-  RB_HD void fetch_a(const Cursor& c, int t, int k0, T (&r)[AMap::kLoads]) const {
+  RB_HD void fetch(Cursor& c, int t, int k0, T (&a)[AMap::kLoads], T (&b)[BMap::kLoads]) const {
     const int M = rows(), taps = d.kH * d.kW;
     const T* w_group = w + int64_t(c.group) * (d.O / d.groups) * M * taps;
 #pragma unroll
-    for (int j = 0; j < AMap::kLoads; ++j) {
-      const int m = c.m0 + AMap::row(t, j), k = k0 + AMap::k(t, j);
-      T v = T(0);
-      if (m < M && k < c.k_end) {
-        const int o = k / taps, tap = k - o * taps;
-        v = w_group[(int64_t(o) * M + m) * taps + tap];
-      }
-      r[j] = v;
+    for (int j = 0; j < AMap::kLoads; ++j) {  // the same k for every A load (K_FAST)
+      const int m = c.m0 + AMap::row(t, j);
+      a[j] = (m < M && c.a_k < c.k_end) ? w_group[(int64_t(c.a_tap.hi) * M + m) * taps + c.a_tap.lo] : T(0);
     }
-  }
-  RB_HD void fetch_b(const Cursor& c, int t, int k0, T (&r)[BMap::kLoads]) const {
-    const int taps = d.kH * d.kW;
+    advance(c.a_tap, a_step);
+    c.a_k += kBK;
+    Digits tap = c.b_tap;
+    int k = c.b_k;
 #pragma unroll
     for (int j = 0; j < BMap::kLoads; ++j) {
-      const int k = k0 + BMap::k(t, j);
-      T v = T(0);
-      if (c.column_ok && k < c.k_end) {
-        const int o = k / taps, tap = k - o * taps, i = tap / d.kW, jj = tap - i * d.kW;
-        const int th = c.th0 - i * d.dH, tw = c.tw0 - jj * d.dW;
-        if (th >= 0 && tw >= 0) {
-          const int oh = th / d.sH, ow = tw / d.sW;
-          if (oh * d.sH == th && ow * d.sW == tw && oh < d.OH && ow < d.OW)
-            v = c.dy_column[(int64_t(o) * d.OH + oh) * d.OW + ow];
-        }
+      if (j > 0) {
+        advance(tap, tap_spacing);
+        k += kBSpacing;
       }
-      r[j] = v;
+      T v = T(0);
+      const int th = c.th0 - tap.mid * d.dH, tw = c.tw0 - tap.lo * d.dW;
+      if (c.column_ok && k < c.k_end && th >= 0 && tw >= 0) {
+        const int oh = th / d.sH, ow = tw / d.sW;
+        if (oh * d.sH == th && ow * d.sW == tw && oh < d.OH && ow < d.OW)
+          v = c.dy_column[(int64_t(tap.hi) * d.OH + oh) * d.OW + ow];
+      }
+      b[j] = v;
     }
+    advance(c.b_tap, tap_step);
+    c.b_k += kBK;
   }
   RB_HD void store(const Cursor& c, int m, int n, T v) const {
     const int plane = d.H * d.W, image = n / plane, p = n - image * plane;
@@ -219,6 +280,10 @@ struct BackwardWeightProblem {
   const T* dy;
   T* out;  // dw (O, Cg*kH*kW) when splits == 1, else the partials (splits, O, Cg*kH*kW)
   int splits;
+  DigitStep pixel_step;  // kBK as an (n, oh, ow) step
+
+  BackwardWeightProblem(const ConvDims& dims, const T* x_, const T* dy_, T* out_, int splits_)
+      : d(dims), x(x_), dy(dy_), out(out_), splits(splits_), pixel_step(DigitStep::of(kBK, dims.OH, dims.OW)) {}
 
   RB_HD int rows() const { return d.O / d.groups; }
   RB_HD int columns() const { return d.C / d.groups * d.kH * d.kW; }
@@ -231,6 +296,8 @@ struct BackwardWeightProblem {
     // For each of this thread's B rows (weight taps (c, i, j)): c*H*W and the tap's offsets.
     int x_offset[BMap::kLoads], di[BMap::kLoads], dj[BMap::kLoads];
     bool tap_ok[BMap::kLoads];
+    int q;         // the pixel this thread reads (A and B alike, K_FAST) in the next step
+    Digits pixel;  // the same as (n, oh, ow)
   };
   RB_HD Cursor cursor(int t, int z, int m0, int n0) const {
     Cursor c{};
@@ -252,31 +319,31 @@ struct BackwardWeightProblem {
       c.di[j] = i * d.dH - d.pH;
       c.dj[j] = jj * d.dW - d.pW;
     }
+    c.q = c.k_begin + BMap::k(t, 0);  // AMap::k(t, j) == BMap::k(t, j) == t % kBK
+    c.pixel = split(c.q, d.OH, d.OW);
     return c;
   }
-  RB_HD void fetch_a(const Cursor& c, int t, int k0, T (&r)[AMap::kLoads]) const {
-    const int q = k0 + AMap::k(t, 0), plane = d.OH * d.OW, M = rows();  // the same k for every load (K_FAST)
-    const bool q_ok = q < c.k_end;
-    const int image = q_ok ? q / plane : 0, p = q_ok ? q - image * plane : 0;
-    const T* dy_pixel = dy + (int64_t(image) * d.O + int64_t(c.group) * M) * plane + p;
+  RB_HD void fetch(Cursor& c, int t, int k0, T (&a)[AMap::kLoads], T (&b)[BMap::kLoads]) const {
+    const int plane = d.OH * d.OW, M = rows();
+    const bool q_ok = c.q < c.k_end;
+    const int image = q_ok ? c.pixel.hi : 0;
+    const T* dy_pixel =
+        dy + (int64_t(image) * d.O + int64_t(c.group) * M) * plane + (q_ok ? c.pixel.mid * d.OW + c.pixel.lo : 0);
 #pragma unroll
     for (int j = 0; j < AMap::kLoads; ++j) {
       const int m = c.m0 + AMap::row(t, j);
-      r[j] = (q_ok && m < M) ? dy_pixel[int64_t(m) * plane] : T(0);
+      a[j] = (q_ok && m < M) ? dy_pixel[int64_t(m) * plane] : T(0);
     }
-  }
-  RB_HD void fetch_b(const Cursor& c, int t, int k0, T (&r)[BMap::kLoads]) const {
-    const int q = k0 + BMap::k(t, 0), plane = d.OH * d.OW;
-    const bool q_ok = q < c.k_end;
-    const int image = q_ok ? q / plane : 0, p = q_ok ? q - image * plane : 0;
-    const int oh = p / d.OW, ow = p - oh * d.OW;
     const T* x_group = x + (int64_t(image) * d.C + int64_t(c.group) * (d.C / d.groups)) * d.H * d.W;
+    const int ih0 = c.pixel.mid * d.sH, iw0 = c.pixel.lo * d.sW;
 #pragma unroll
     for (int j = 0; j < BMap::kLoads; ++j) {
-      const int ih = oh * d.sH + c.di[j], iw = ow * d.sW + c.dj[j];
+      const int ih = ih0 + c.di[j], iw = iw0 + c.dj[j];
       const bool inside = q_ok && c.tap_ok[j] && ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
-      r[j] = inside ? x_group[c.x_offset[j] + int64_t(ih) * d.W + iw] : T(0);
+      b[j] = inside ? x_group[c.x_offset[j] + int64_t(ih) * d.W + iw] : T(0);
     }
+    advance(c.pixel, pixel_step);
+    c.q += kBK;
   }
   RB_HD void store(const Cursor& c, int m, int n, T v) const {
     out[(int64_t(c.split) * d.O + int64_t(c.group) * rows() + m) * columns() + n] = v;
@@ -292,9 +359,8 @@ struct Staging {  // one step's gathered values, between the global loads and th
 };
 
 template <class P>
-RB_HD void fetch_step(const P& p, const typename P::Cursor& c, int t, int k0, Staging<P>& r) {
-  p.fetch_a(c, t, k0, r.a);
-  p.fetch_b(c, t, k0, r.b);
+RB_HD void fetch_step(const P& p, typename P::Cursor& c, int t, int k0, Staging<P>& r) {
+  p.fetch(c, t, k0, r.a, r.b);
 }
 
 template <class P>
@@ -353,7 +419,7 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename P::Scalar) == 4 ? 2 
   __shared__ __align__(16) Tile<T, kBM> a_tiles[2];
   __shared__ __align__(16) Tile<T, kBN> b_tiles[2];
   const int t = threadIdx.x;
-  const typename P::Cursor c =
+  typename P::Cursor c =
       p.cursor(t, static_cast<int>(blockIdx.z) + z_offset, static_cast<int>(blockIdx.y) * kBM,
                static_cast<int>(blockIdx.x) * kBN);
   T acc[4][8];

@@ -21,6 +21,8 @@ CASES = [
     (1, 2, 13, 17, 3, (5, 4), (3, 2), (2, 1), (2, 1), 1),    # stride 3 with dilation
     (2, 16, 12, 12, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),   # 288 columns, 18 reduction steps
     (1, 4, 6, 5, 4, (2, 2), (2, 2), (1, 1), (1, 1), 4),      # every tap of dx from at most one dy
+    (3, 3, 10, 1, 4, (3, 1), (1, 1), (1, 0), (1, 1), 1),     # width 1: radices of 1 in the digit counters
+    (1, 2, 9, 9, 3, (7, 7), (2, 2), (3, 3), (1, 1), 1),      # more taps than a reduction step
 ]
 
 
