@@ -117,6 +117,11 @@ void register_conv(py::module_& m) {
         py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation"), py::arg("groups"),
         "Transposed convolution: weight (C_in, C_out/groups, kH, kW); conv2d's backward-data kernel.");
 
+  m.def("im2col", &im2col, py::arg("input"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), "unfold: (N, C, H, W) -> (N, C*kH*kW, OH*OW).");
+  m.def("col2im", &col2im, py::arg("input"), py::arg("output_size"), py::arg("kernel_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), "fold: (N, C*kH*kW, L) -> (N, C, H, W), overlapping blocks summed.");
+
   // ---- pooling ----
   m.def("max_pool2d_forward",
         [](const DeviceArray& x, const Pair& kernel, const Pair& stride, const Pair& padding, const Pair& dilation,
@@ -176,6 +181,27 @@ void register_conv(py::module_& m) {
         },
         py::arg("input"), py::arg("grad_output"), py::arg("output_size"), py::arg("scales"), py::arg("bilinear"),
         py::arg("align_corners"));
+
+  // im2col and col2im on the host: (cols of x, x folded from cols_in) for the geometry of x and dims.
+  m.def("_unfold_host_simulation",
+        [](const py::array& x_obj, const py::array& cols_obj, const std::vector<int>& dims) -> py::tuple {
+          using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+          const Array x = Array::ensure(x_obj), cols_in = Array::ensure(cols_obj);
+          if (dims.size() != 16) throw py::value_error("_unfold_host_simulation: dims must have 16 entries");
+          const ConvDims d{dims[0], dims[1], dims[2],  dims[3],  dims[4],  dims[5],  dims[6],  dims[7],
+                           dims[8], dims[9], dims[10], dims[11], dims[12], dims[13], dims[14], dims[15]};
+          bool ok = d.N > 0 && d.C > 0 && d.H > 0 && d.W > 0 && d.kH > 0 && d.kW > 0 && d.OH > 0 && d.OW > 0 &&
+                    d.sH > 0 && d.sW > 0 && d.pH >= 0 && d.pW >= 0 && d.dH > 0 && d.dW > 0;
+          const int64_t x_size = int64_t(d.N) * d.C * d.H * d.W;
+          const int64_t cols_size = int64_t(d.N) * d.C * d.kH * d.kW * d.OH * d.OW;
+          if (!ok || x.size() != x_size || cols_in.size() != cols_size)
+            throw py::value_error("_unfold_host_simulation: sizes do not match the geometry");
+          py::array_t<double> cols({int64_t(d.N), int64_t(d.C) * d.kH * d.kW, int64_t(d.OH) * d.OW});
+          py::array_t<double> x_out({d.N, d.C, d.H, d.W});
+          unfold_simulated_on_host<double>(d, x.data(), cols.mutable_data(), cols_in.data(), x_out.mutable_data());
+          return py::make_tuple(cols, x_out);
+        },
+        py::arg("input"), py::arg("cols"), py::arg("dims"));
 
   // ---- the implicit-GEMM kernels' code on the host ----
   m.def("_conv2d_host_simulation",

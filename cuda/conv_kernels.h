@@ -45,6 +45,16 @@ template <typename T>
 void conv2d_igemm_simulated_on_host(ConvPass pass, const ConvDims& d, const T* in0, const T* in1, const T* bias, T* out,
                                     int splits);
 
+// im2col / col2im of a batch (unfold.cu): x (N, C, H, W) <-> cols (N, C*kH*kW, OH*OW), with O = 1
+// and groups = 1 in d. col2im writes every element of x (sums of the columns holding it).
+template <typename T>
+void im2col_cuda(const ConvDims& d, const T* x, T* cols, cudaStream_t stream);
+template <typename T>
+void col2im_cuda(const ConvDims& d, const T* cols, T* x, cudaStream_t stream);
+// Both kernels' per-element code on the host: cols from x, and x_out from cols_in.
+template <typename T>
+void unfold_simulated_on_host(const ConvDims& d, const T* x, T* cols, const T* cols_in, T* x_out);
+
 // ---- pooling (pool.cu): planes P = N * C, one thread per output (or per input for gathers) ------
 struct PoolDims {
   int64_t planes, H, W, OH, OW;

@@ -408,6 +408,58 @@ DeviceArray conv_transpose2d_forward(const DeviceArray& x, const DeviceArray& w,
   return backward_data(x, w, bias, g, op);
 }
 
+// ---- im2col / col2im (unfold / fold) --------------------------------------------------------------
+
+DeviceArray im2col(const DeviceArray& x_in, const Pair& kernel_size, const Pair& stride, const Pair& padding,
+                   const Pair& dilation) {
+  const char* op = "unfold";
+  require_4d(x_in, op, "input");
+  require_float(x_in, op, "input");
+  check_pair(kernel_size, op, "kernel_size", 1);
+  const ConvGeometry g = make_geometry(op, x_in.shape(), {1, x_in.shape()[1], kernel_size[0], kernel_size[1]},
+                                       stride, padding, dilation, 1);
+  const int64_t rows = g.C * g.kH * g.kW, L = g.OH * g.OW;
+  require_int32_size(g.N * rows * L, {g.N, rows, L}, op, "output");
+  const DeviceArray x = contiguous(x_in);
+  DeviceArray cols = DeviceArray::empty({g.N, rows, L}, x.dtype(), x.device(), op);
+  DeviceGuard guard(x.device(), op);
+  cudaStream_t s = stream(x.device(), op);
+  dispatch_float(x.dtype(), [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    im2col_cuda<T>(dims_of(g), cptr<T>(x), mptr<T>(cols), s);
+  });
+  return cols;
+}
+
+DeviceArray col2im(const DeviceArray& cols_in, const Pair& output_size, const Pair& kernel_size, const Pair& stride,
+                   const Pair& padding, const Pair& dilation) {
+  const char* op = "fold";
+  if (cols_in.ndim() != 3)
+    value_error(op, ": input must be 3-D (N, C*kH*kW, L), got ", shape_str(cols_in.shape()));
+  require_float(cols_in, op, "input");
+  check_pair(kernel_size, op, "kernel_size", 1);
+  check_pair(output_size, op, "output_size", 1);
+  const int64_t taps = kernel_size[0] * kernel_size[1];
+  if (cols_in.shape()[1] % taps != 0)
+    value_error(op, ": input ", shape_str(cols_in.shape()), " dim 1 is not a multiple of kH*kW = ", taps);
+  const int64_t C = cols_in.shape()[1] / taps;
+  const ConvGeometry g = make_geometry(op, {cols_in.shape()[0], C, output_size[0], output_size[1]},
+                                       {1, C, kernel_size[0], kernel_size[1]}, stride, padding, dilation, 1);
+  if (g.OH * g.OW != cols_in.shape()[2])
+    value_error(op, ": input ", shape_str(cols_in.shape()), " has ", cols_in.shape()[2], " columns, expected ",
+                g.OH * g.OW, " blocks for output_size ", shape_str(output_size));
+  require_int32_size(cols_in.numel(), cols_in.shape(), op, "input");
+  const DeviceArray cols = contiguous(cols_in);
+  DeviceArray x = DeviceArray::empty({g.N, g.C, g.H, g.W}, cols.dtype(), cols.device(), op);
+  DeviceGuard guard(cols.device(), op);
+  cudaStream_t s = stream(cols.device(), op);
+  dispatch_float(cols.dtype(), [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    col2im_cuda<T>(dims_of(g), cptr<T>(cols), mptr<T>(x), s);
+  });
+  return x;
+}
+
 // ---- pooling -------------------------------------------------------------------------------------
 
 PoolResult max_pool2d_forward(const DeviceArray& x, const Pair& kernel_size, const Pair& stride, const Pair& padding,

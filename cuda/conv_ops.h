@@ -25,6 +25,11 @@ DeviceArray conv2d_backward_bias(const DeviceArray& grad_output);
 DeviceArray conv_transpose2d_forward(const DeviceArray& input, const DeviceArray& weight,
                                      const std::optional<DeviceArray>& bias, const Pair& stride, const Pair& padding,
                                      const Pair& output_padding, const Pair& dilation, int64_t groups);
+// unfold / fold: (N, C, H, W) -> (N, C*kH*kW, L) and back, overlapping values summed.
+DeviceArray im2col(const DeviceArray& input, const Pair& kernel_size, const Pair& stride, const Pair& padding,
+                   const Pair& dilation);
+DeviceArray col2im(const DeviceArray& input, const Pair& output_size, const Pair& kernel_size, const Pair& stride,
+                   const Pair& padding, const Pair& dilation);
 
 // (output, indices or nothing)
 using PoolResult = std::pair<DeviceArray, std::optional<DeviceArray>>;

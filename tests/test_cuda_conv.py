@@ -168,6 +168,28 @@ def test_conv2d_arguments_are_checked(rng):
         _cuda.conv2d_forward(np.zeros((2, 4, 8, 8), np.float32), w, None, *ok, 2)  # a NumPy array is not on the device
 
 
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] == 1], ids=lambda c: f"unfold{c[:4]}")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unfold_and_fold(rng, case, dtype):
+    N, C, H, W, _, k, s, p, d, _ = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    expected = _C.im2col(x, k, s, p, d)
+    poisoned(expected.nbytes)
+    assert_close(_cuda.im2col(dev(x), k, s, p, d).to_numpy(), expected, atol=0, rtol=0, what=f"unfold {case}")
+    cols = rng.standard_normal(expected.shape).astype(dtype)
+    expected_x = _C.col2im(cols, (H, W), k, s, p, d)
+    poisoned(expected_x.nbytes)
+    assert_close(_cuda.col2im(dev(cols), (H, W), k, s, p, d).to_numpy(), expected_x, **tolerance(dtype, 9),
+                 what=f"fold {case}")
+
+
+def test_fold_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"fold: input .* has 10 columns, expected 9 blocks"):
+        _cuda.col2im(dev(np.zeros((1, 18, 10), np.float32)), (5, 5), (3, 3), (1, 1), (0, 0), (1, 1))
+    with pytest.raises(ValueError, match=r"fold: input .* dim 1 is not a multiple of kH\*kW = 9"):
+        _cuda.col2im(dev(np.zeros((1, 17, 9), np.float32)), (5, 5), (3, 3), (1, 1), (0, 0), (1, 1))
+
+
 # ---- pooling ---------------------------------------------------------------------------------------
 # shape, kernel, stride, padding, dilation, ceil_mode
 MAX_CASES = [

@@ -219,3 +219,16 @@ def test_upsample_code_matches_cpu(rng, case):
     y, dx = cuda._cuda._upsample_host_simulation(x, dy, out_hw, scales, mode == "bilinear", bool(align))
     assert_close(y, y_ref, atol=1e-12, rtol=1e-12, what=f"upsample {case}")
     assert_close(dx, dx_ref, atol=1e-12, rtol=1e-12, what=f"upsample backward {case}")
+
+
+# ---- im2col / col2im (unfold / fold) -----------------------------------------------------------------
+@pytest.mark.parametrize("case", [c for c in CASES if c[-1] == 1])
+def test_unfold_code_matches_cpu(rng, case):
+    N, C, H, W, _, k, s, p, d, _ = case
+    x = rng.standard_normal((N, C, H, W))
+    expected_cols = _C.im2col(x, k, s, p, d)
+    cols_in = rng.standard_normal(expected_cols.shape)
+    dims = _dims(N, C, H, W, 1, k, s, p, d, 1)
+    cols, folded = cuda._cuda._unfold_host_simulation(x, cols_in, dims)
+    assert_close(cols, expected_cols, atol=0, rtol=0, what=f"im2col {case}")
+    assert_close(folded, _C.col2im(cols_in, (H, W), k, s, p, d), atol=1e-12, rtol=1e-12, what=f"col2im {case}")

@@ -127,6 +127,8 @@ _KERNELS.update({
     "conv2d_backward_weight": "(input, grad_output, kernel_size, stride, padding, dilation, groups) -> grad_weight",
     "conv2d_backward_bias": "(grad_output) -> grad_bias, summed over N, H, W",
     "conv_transpose2d_forward": "(input, weight, bias, stride, padding, output_padding, dilation, groups) -> output",
+    "im2col": "(input, kernel_size, stride, padding, dilation) -> (N, C*kH*kW, L): unfold",
+    "col2im": "(input, output_size, kernel_size, stride, padding, dilation) -> (N, C, H, W): fold, overlaps summed",
     "max_pool2d_forward": "(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices) -> "
                           "(output, indices or None)",
     "max_pool2d_backward": "(grad_output, indices, input_size) -> grad_input (also adaptive max pooling's)",
@@ -138,6 +140,9 @@ _KERNELS.update({
     "adaptive_avg_pool2d_backward": "(grad_output, input_size) -> grad_input",
     "roi_pool_forward": "(input, boxes (K, 5), output_size, spatial_scale) -> (output, argmax)",
     "roi_pool_backward": "(grad_output, boxes, argmax, input_shape) -> grad_input",
+    "upsample2d_forward": "(input, output_size, scales, mode, align_corners) -> output: F.interpolate, 'nearest' or "
+                          "'bilinear'; scales = torch's input/output size ratio per axis",
+    "upsample2d_backward": "(grad_output, input_size, scales, mode, align_corners) -> grad_input",
 })
 
 

@@ -31,6 +31,11 @@ def run(close) -> bool:
     ok &= close("conv_transpose2d", _cuda.conv_transpose2d_forward(dev(xt), dev(wt), None, (2, 2), (1, 1), (1, 1),
                                                                     (1, 1), 1).to_numpy(),
                 _C.conv_transpose2d_forward(xt, wt, None, (2, 2), (1, 1), (1, 1), (1, 1), 1), 1e-4)
+    unfold = ((3, 2), (2, 1), (1, 1), (1, 2))
+    cols = _C.im2col(x, *unfold)
+    ok &= close("unfold (im2col)", _cuda.im2col(dev(x), *unfold).to_numpy(), cols, 0)
+    ok &= close("fold (col2im)", _cuda.col2im(dev(cols), (40, 30), *unfold).to_numpy(),
+                _C.col2im(cols, (40, 30), *unfold), 1e-5)
 
     p = f32(2, 3, 9, 11)
     window = ((3, 3), (2, 2), (1, 1))
