@@ -232,3 +232,35 @@ def test_unfold_code_matches_cpu(rng, case):
     cols, folded = cuda._cuda._unfold_host_simulation(x, cols_in, dims)
     assert_close(cols, expected_cols, atol=0, rtol=0, what=f"im2col {case}")
     assert_close(folded, _C.col2im(cols_in, (H, W), k, s, p, d), atol=1e-12, rtol=1e-12, what=f"col2im {case}")
+
+
+# ---- the interface rule: each _cuda twin of a _C kernel takes the same arguments ---------------------
+TWINS = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_backward_bias",
+         "conv_transpose2d_forward", "im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
+         "avg_pool2d_forward", "avg_pool2d_backward", "adaptive_max_pool2d_forward", "adaptive_avg_pool2d_forward",
+         "adaptive_avg_pool2d_backward", "roi_pool_forward", "roi_pool_backward"]
+
+
+def _arguments(function):
+    """[(name, has_default)] from a pybind11 signature line: name(a: type, b: type = default) -> result."""
+    line = function.__doc__.splitlines()[0]
+    inner, depth, parts, current = line[line.index("(") + 1:], 0, [], ""
+    for ch in inner:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            if depth == 0:
+                break
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [(p.split(":")[0].split("=")[0].strip(), "=" in p) for p in parts if p.strip()]
+
+
+@pytest.mark.parametrize("name", TWINS)
+def test_cuda_twin_has_the_cpu_kernels_arguments(name):
+    assert _arguments(getattr(cuda._cuda, name)) == _arguments(getattr(_C, name))
