@@ -26,7 +26,7 @@ py::tuple pool_tuple(const rb::cuda::PoolResult& r) {
 // conv2d_igemm_simulated_on_host. The result starts as NaN, so an element never written shows.
 template <typename T>
 py::array simulate(rb::cuda::ConvPass pass, const py::array& in0_obj, const py::array& in1_obj,
-                   const py::object& bias_obj, const rb::cuda::ConvDims& d, int splits) {
+                   const py::object& bias_obj, const rb::cuda::ConvDims& d, int splits, bool direct) {
   using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
   const Array in0 = Array::ensure(in0_obj), in1 = Array::ensure(in1_obj);
   Array bias;
@@ -53,8 +53,11 @@ py::array simulate(rb::cuda::ConvPass pass, const py::array& in0_obj, const py::
     throw py::value_error("_conv2d_host_simulation: array sizes do not match the geometry");
   py::array_t<T> out(out_shape);
   std::fill(out.mutable_data(), out.mutable_data() + out.size(), std::numeric_limits<T>::quiet_NaN());
-  rb::cuda::conv2d_igemm_simulated_on_host<T>(pass, d, in0.data(), in1.data(), bias_obj.is_none() ? nullptr : bias.data(),
-                                              out.mutable_data(), splits);
+  const T* b = bias_obj.is_none() ? nullptr : bias.data();
+  if (direct)
+    rb::cuda::conv2d_depthwise_simulated_on_host<T>(pass, d, in0.data(), in1.data(), b, out.mutable_data());
+  else
+    rb::cuda::conv2d_igemm_simulated_on_host<T>(pass, d, in0.data(), in1.data(), b, out.mutable_data(), splits);
   return out;
 }
 
@@ -117,6 +120,9 @@ void register_conv(py::module_& m) {
         py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation"), py::arg("groups"),
         "Transposed convolution: weight (C_in, C_out/groups, kH, kW); conv2d's backward-data kernel.");
 
+  m.def("conv_last_impl", &conv_last_impl, py::arg("op"),
+        "The kernel the last call of op ('conv2d', 'conv2d_backward_data', 'conv2d_backward_weight', "
+        "'conv_transpose2d') ran: 'implicit_gemm' or 'depthwise_direct' (ROSENBLATT_CUDA_CONV=igemm forces the first).");
   m.def("im2col", &im2col, py::arg("input"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), "unfold: (N, C, H, W) -> (N, C*kH*kW, OH*OW).");
   m.def("col2im", &col2im, py::arg("input"), py::arg("output_size"), py::arg("kernel_size"), py::arg("stride"),
@@ -206,7 +212,7 @@ void register_conv(py::module_& m) {
   // ---- the implicit-GEMM kernels' code on the host ----
   m.def("_conv2d_host_simulation",
         [](const std::string& pass_name, const py::array& in0, const py::array& in1, const py::object& bias,
-           const std::vector<int>& dims, int splits) -> py::array {
+           const std::vector<int>& dims, int splits, bool direct) -> py::array {
           const ConvPass pass = pass_name == "forward"           ? ConvPass::forward
                                 : pass_name == "backward_data"   ? ConvPass::backward_data
                                 : pass_name == "backward_weight" ? ConvPass::backward_weight
@@ -220,11 +226,14 @@ void register_conv(py::module_& m) {
           for (int v : dims) ok = ok && v >= 0;
           ok = ok && d.N > 0 && d.C > 0 && d.H > 0 && d.W > 0 && d.O > 0 && d.kH > 0 && d.kW > 0 && d.OH > 0 &&
                d.OW > 0 && d.sH > 0 && d.sW > 0 && d.dH > 0 && d.dW > 0;
-          if (!ok) throw py::value_error("_conv2d_host_simulation: invalid geometry or splits");
+          if (!ok || (direct && !conv2d_is_depthwise(d)))
+            throw py::value_error("_conv2d_host_simulation: invalid geometry or splits");
           const bool f64 = in0.dtype().equal(py::dtype::of<double>());
-          return f64 ? simulate<double>(pass, in0, in1, bias, d, splits) : simulate<float>(pass, in0, in1, bias, d, splits);
+          return f64 ? simulate<double>(pass, in0, in1, bias, d, splits, direct)
+                     : simulate<float>(pass, in0, in1, bias, d, splits, direct);
         },
-        py::arg("pass_name"), py::arg("in0"), py::arg("in1"), py::arg("bias"), py::arg("dims"), py::arg("splits") = 1);
+        py::arg("pass_name"), py::arg("in0"), py::arg("in1"), py::arg("bias"), py::arg("dims"), py::arg("splits") = 1,
+        py::arg("direct") = false);
 
   // ---- the pooling kernels' per-element code on the host ----
   // dims: planes, H, W, OH, OW, kH, kW, sH, sW, pH, pW, dH, dW. Returns (out, idx): out starts as

@@ -45,6 +45,21 @@ template <typename T>
 void conv2d_igemm_simulated_on_host(ConvPass pass, const ConvDims& d, const T* in0, const T* in1, const T* bias, T* out,
                                     int splits);
 
+// Direct kernels for one input channel per group (depthwise, any multiplier; conv_depthwise.cu).
+// The op layer runs them instead of the implicit GEMM when conv2d_is_depthwise, unless the
+// environment variable ROSENBLATT_CUDA_CONV is "igemm".
+bool conv2d_is_depthwise(const ConvDims& d);
+template <typename T>
+void conv2d_depthwise_forward(const ConvDims& d, const T* x, const T* w, const T* bias, T* y, cudaStream_t stream);
+template <typename T>
+void conv2d_depthwise_backward_data(const ConvDims& d, const T* dy, const T* w, const T* bias, T* dx,
+                                    cudaStream_t stream);
+template <typename T>
+void conv2d_depthwise_backward_weight(const ConvDims& d, const T* x, const T* dy, T* dw, cudaStream_t stream);
+template <typename T>
+void conv2d_depthwise_simulated_on_host(ConvPass pass, const ConvDims& d, const T* in0, const T* in1, const T* bias,
+                                        T* out);
+
 // im2col / col2im of a batch (unfold.cu): x (N, C, H, W) <-> cols (N, C*kH*kW, OH*OW), with O = 1
 // and groups = 1 in d. col2im writes every element of x (sums of the columns holding it).
 template <typename T>

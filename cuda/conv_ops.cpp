@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <map>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -136,6 +138,22 @@ ConvGeometry make_geometry(const char* op, const std::vector<int64_t>& xs, const
   return g;
 }
 
+// ---- which convolution kernel runs ----
+
+std::map<std::string, std::string>& last_impls() {  // written with the GIL held
+  static std::map<std::string, std::string> impls;
+  return impls;
+}
+
+// The direct depthwise kernels where they apply, unless ROSENBLATT_CUDA_CONV=igemm asks for the
+// implicit GEMM (so tests reach both on one machine); records the choice under `op`.
+bool use_depthwise(const ConvDims& d, const char* op) {
+  const char* forced = std::getenv("ROSENBLATT_CUDA_CONV");
+  const bool direct = conv2d_is_depthwise(d) && !(forced && std::string(forced) == "igemm");
+  last_impls()[op] = direct ? "depthwise_direct" : "implicit_gemm";
+  return direct;
+}
+
 ConvDims dims_of(const ConvGeometry& g) {
   auto i = [](int64_t v) { return static_cast<int>(v); };
   return ConvDims{i(g.N), i(g.C), i(g.H), i(g.W), i(g.O), i(g.kH), i(g.kW), i(g.OH), i(g.OW),
@@ -171,9 +189,14 @@ DeviceArray backward_data(const DeviceArray& dy_in, const DeviceArray& w_in, con
   DeviceArray dx = DeviceArray::empty({g.N, g.C, g.H, g.W}, dy.dtype(), dy.device(), op);
   DeviceGuard guard(dy.device(), op);
   cudaStream_t s = stream(dy.device(), op);
+  const ConvDims d = dims_of(g);
+  const bool direct = use_depthwise(d, op);
   dispatch_float(dy.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    conv2d_backward_data_igemm<T>(dims_of(g), cptr<T>(dy), cptr<T>(w), b ? cptr<T>(*b) : nullptr, mptr<T>(dx), s);
+    if (direct)
+      conv2d_depthwise_backward_data<T>(d, cptr<T>(dy), cptr<T>(w), b ? cptr<T>(*b) : nullptr, mptr<T>(dx), s);
+    else
+      conv2d_backward_data_igemm<T>(d, cptr<T>(dy), cptr<T>(w), b ? cptr<T>(*b) : nullptr, mptr<T>(dx), s);
   });
   return dx;
 }
@@ -283,6 +306,11 @@ UpsampleDims upsample_geometry(const char* op, const std::vector<int64_t>& xs, c
 
 // ---- convolution ---------------------------------------------------------------------------------
 
+std::string conv_last_impl(const std::string& op) {
+  const auto found = last_impls().find(op);
+  return found == last_impls().end() ? std::string() : found->second;
+}
+
 DeviceArray conv2d_forward(const DeviceArray& x_in, const DeviceArray& w_in, const std::optional<DeviceArray>& bias,
                            const Pair& stride, const Pair& padding, const Pair& dilation, int64_t groups) {
   const char* op = "conv2d";
@@ -297,9 +325,14 @@ DeviceArray conv2d_forward(const DeviceArray& x_in, const DeviceArray& w_in, con
   DeviceArray y = DeviceArray::empty({g.N, g.O, g.OH, g.OW}, x.dtype(), x.device(), op);
   DeviceGuard guard(x.device(), op);
   cudaStream_t s = stream(x.device(), op);
+  const ConvDims d = dims_of(g);
+  const bool direct = use_depthwise(d, op);
   dispatch_float(x.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    conv2d_forward_igemm<T>(dims_of(g), cptr<T>(x), cptr<T>(w), b ? cptr<T>(*b) : nullptr, mptr<T>(y), s);
+    if (direct)
+      conv2d_depthwise_forward<T>(d, cptr<T>(x), cptr<T>(w), b ? cptr<T>(*b) : nullptr, mptr<T>(y), s);
+    else
+      conv2d_forward_igemm<T>(d, cptr<T>(x), cptr<T>(w), b ? cptr<T>(*b) : nullptr, mptr<T>(y), s);
   });
   return y;
 }
@@ -335,12 +368,19 @@ DeviceArray conv2d_backward_weight(const DeviceArray& x_in, const DeviceArray& d
   const DeviceArray x = contiguous(x_in), dy = contiguous(dy_in);
   DeviceArray dw = DeviceArray::empty(ws, x.dtype(), x.device(), op);
   DeviceGuard guard(x.device(), op);
+  cudaStream_t s = stream(x.device(), op);
+  if (use_depthwise(d, op)) {
+    dispatch_float(x.dtype(), [&](auto* type) {
+      using T = std::remove_pointer_t<decltype(type)>;
+      conv2d_depthwise_backward_weight<T>(d, cptr<T>(x), cptr<T>(dy), mptr<T>(dw), s);
+    });
+    return dw;
+  }
   int multiprocessors = 0;
   RB_CUDA_CHECK(op, cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, x.device()));
   const int splits = conv2d_backward_weight_splits(d, multiprocessors);
   std::optional<DeviceArray> workspace;
   if (splits > 1) workspace = DeviceArray::empty({splits, dw.numel()}, x.dtype(), x.device(), op);
-  cudaStream_t s = stream(x.device(), op);
   dispatch_float(x.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     conv2d_backward_weight_igemm<T>(d, cptr<T>(x), cptr<T>(dy), mptr<T>(dw), workspace ? mptr<T>(*workspace) : nullptr,

@@ -31,6 +31,9 @@ DeviceArray im2col(const DeviceArray& input, const Pair& kernel_size, const Pair
 DeviceArray col2im(const DeviceArray& input, const Pair& output_size, const Pair& kernel_size, const Pair& stride,
                    const Pair& padding, const Pair& dilation);
 
+// The convolution kernel the last call of `op` ran ("implicit_gemm" or "depthwise_direct"; "" before any).
+std::string conv_last_impl(const std::string& op);
+
 // (output, indices or nothing)
 using PoolResult = std::pair<DeviceArray, std::optional<DeviceArray>>;
 

@@ -52,13 +52,23 @@ CONV_CASES = [
     (2, 32, 17, 17, 32, (3, 3), (2, 2), (1, 1), (1, 1), 32),  # depthwise, strided
     (3, 64, 9, 9, 130, (1, 1), (1, 1), (0, 0), (1, 1), 1),    # 1x1, O over two tiles
     (1, 5, 23, 19, 7, (5, 4), (3, 2), (2, 1), (2, 1), 1),     # stride 3, dilation 2
+    (3, 4, 19, 21, 12, (5, 3), (1, 2), (2, 1), (1, 2), 4),    # depthwise, channel multiplier 3
     (1, 3, 224, 224, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # the benchmark's first layer
 ]
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=[f"conv{i}" for i in range(len(CONV_CASES))])
-def test_conv2d_forward_and_backward(rng, case):
+# (case, kernel choice): depthwise cases run the direct kernels and, forced, the implicit GEMM.
+CONV_RUNS = [(c, None) for c in CONV_CASES] + [(c, "igemm") for c in CONV_CASES if c[1] == c[-1]]
+
+
+@pytest.mark.parametrize("case,forced", CONV_RUNS, ids=[f"conv{i}" for i in range(len(CONV_RUNS))])
+def test_conv2d_forward_and_backward(rng, monkeypatch, case, forced):
     N, C, H, W, O, k, s, p, d, groups = case
+    if forced:
+        monkeypatch.setenv("ROSENBLATT_CUDA_CONV", forced)
+    else:
+        monkeypatch.delenv("ROSENBLATT_CUDA_CONV", raising=False)
+    expected_impl = "depthwise_direct" if C == groups and not forced else "implicit_gemm"
     for dtype in (np.float32, np.float64):
         if dtype == np.float64 and N * C * H * W > 100_000:
             continue  # float64 runs the same kernel; the large case is covered once
@@ -70,6 +80,7 @@ def test_conv2d_forward_and_backward(rng, case):
         poisoned(expected.nbytes)
         y = _cuda.conv2d_forward(dev(x), dev(w), dev(b), s, p, d, groups).to_numpy()
         assert_close(y, expected, **tolerance(dtype, depth), what=f"conv2d {case} {dtype.__name__}")
+        assert _cuda.conv_last_impl("conv2d") == expected_impl
         y0 = _cuda.conv2d_forward(dev(x), dev(w), None, s, p, d, groups).to_numpy()
         assert_close(y0, _C.conv2d_forward(x, w, None, s, p, d, groups), **tolerance(dtype, depth),
                      what=f"conv2d without bias {case}")
@@ -84,6 +95,8 @@ def test_conv2d_forward_and_backward(rng, case):
         poisoned(expected_dw.nbytes)
         dw = _cuda.conv2d_backward_weight(dev(x), dev(dy), k, s, p, d, groups).to_numpy()
         assert_close(dw, expected_dw, **tolerance(dtype, N * y.shape[2] * y.shape[3]), what=f"backward weight {case}")
+        assert _cuda.conv_last_impl("conv2d_backward_data") == _cuda.conv_last_impl("conv2d_backward_weight") \
+            == expected_impl
 
         expected_db = _C.conv2d_backward_bias(dy)
         poisoned(expected_db.nbytes)

@@ -23,6 +23,7 @@ CASES = [
     (1, 4, 6, 5, 4, (2, 2), (2, 2), (1, 1), (1, 1), 4),      # every tap of dx from at most one dy
     (3, 3, 10, 1, 4, (3, 1), (1, 1), (1, 0), (1, 1), 1),     # width 1: radices of 1 in the digit counters
     (1, 2, 9, 9, 3, (7, 7), (2, 2), (3, 3), (1, 1), 1),      # more taps than a reduction step
+    (2, 3, 7, 8, 6, (3, 3), (2, 1), (1, 1), (1, 2), 3),      # depthwise with channel multiplier 2
 ]
 
 
@@ -35,8 +36,8 @@ def _dims(N, C, H, W, O, k, s, p, d, groups, out_hw=None):
     return [N, C, H, W, O, k[0], k[1], oh, ow, s[0], s[1], p[0], p[1], d[0], d[1], groups]
 
 
-def _simulate(pass_name, a, b, bias, dims, splits=1):
-    return cuda._cuda._conv2d_host_simulation(pass_name, a, b, bias, dims, splits)
+def _simulate(pass_name, a, b, bias, dims, splits=1, direct=False):
+    return cuda._cuda._conv2d_host_simulation(pass_name, a, b, bias, dims, splits, direct)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
@@ -61,6 +62,27 @@ def test_kernel_code_matches_cpu(rng, case, dtype):
     for splits in (1, 3):
         dw = _simulate("backward_weight", x, dy, None, dims, splits)
         assert_close(dw, expected_dw, **tol, what=f"backward weight {case} splits={splits}")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] == c[-1]], ids=lambda c: f"depthwise{c[:5]}")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_direct_code_matches_cpu(rng, case, dtype):
+    N, C, H, W, O, k, s, p, d, groups = case
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == np.float32 else dict(atol=1e-12, rtol=1e-12)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((O, 1) + k).astype(dtype)
+    bias = rng.standard_normal(O).astype(dtype)
+    dims = _dims(N, C, H, W, O, k, s, p, d, groups)
+    y = _simulate("forward", x, w, bias, dims, direct=True)
+    assert_close(y, _C.conv2d_forward(x, w, bias, s, p, d, groups), **tol, what=f"forward {case}")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = _simulate("backward_data", dy, w, None, dims, direct=True)
+    assert_close(dx, _C.conv2d_backward_data(dy, w, (H, W), s, p, d, groups), **tol, what=f"backward data {case}")
+    dw = _simulate("backward_weight", x, dy, None, dims, direct=True)
+    assert_close(dw, _C.conv2d_backward_weight(x, dy, k, s, p, d, groups), **tol, what=f"backward weight {case}")
+    b_c = rng.standard_normal(C).astype(dtype)  # backward-data with a bias: conv_transpose2d's
+    dx_b = _simulate("backward_data", dy, w, b_c, dims, direct=True)
+    assert_close(dx_b, dx + b_c[None, :, None, None], **tol, what=f"backward data + bias {case}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

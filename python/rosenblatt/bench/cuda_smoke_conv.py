@@ -31,6 +31,15 @@ def run(close) -> bool:
     ok &= close("conv_transpose2d", _cuda.conv_transpose2d_forward(dev(xt), dev(wt), None, (2, 2), (1, 1), (1, 1),
                                                                     (1, 1), 1).to_numpy(),
                 _C.conv_transpose2d_forward(xt, wt, None, (2, 2), (1, 1), (1, 1), (1, 1), 1), 1e-4)
+    xd, wd = f32(2, 4, 9, 7), f32(8, 1, 3, 3)  # depthwise, multiplier 2: the direct kernels
+    dconv = ((1, 2), (1, 1), (1, 1), 4)
+    yd = _C.conv2d_forward(xd, wd, None, *dconv)
+    ok &= close("depthwise forward", _cuda.conv2d_forward(dev(xd), dev(wd), None, *dconv).to_numpy(), yd, 1e-5)
+    gd = f32(*yd.shape)
+    ok &= close("depthwise backward data", _cuda.conv2d_backward_data(dev(gd), dev(wd), (9, 7), *dconv).to_numpy(),
+                _C.conv2d_backward_data(gd, wd, (9, 7), *dconv), 1e-5)
+    ok &= close("depthwise backward weight", _cuda.conv2d_backward_weight(dev(xd), dev(gd), (3, 3), *dconv).to_numpy(),
+                _C.conv2d_backward_weight(xd, gd, (3, 3), *dconv), 1e-4)
     unfold = ((3, 2), (2, 1), (1, 1), (1, 2))
     cols = _C.im2col(x, *unfold)
     ok &= close("unfold (im2col)", _cuda.im2col(dev(x), *unfold).to_numpy(), cols, 0)
