@@ -7,6 +7,7 @@
 //   backward-weight  one block per (o, i, j): a block-wide sum over N * OH * OW pixels (deterministic)
 #include <cstdint>
 
+#include "block_reduce.cuh"
 #include "check.h"
 #include "conv_kernels.h"
 #include "launch.cuh"
@@ -91,16 +92,10 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) depthwise_backward_weight_kernel(ConvDims d, const T* __restrict__ x,
                                                                              const T* __restrict__ dy,
                                                                              T* __restrict__ dw, int64_t total) {
-  __shared__ T partial[kThreads];
   for (int64_t e = blockIdx.x; e < total; e += gridDim.x) {  // uniform across the block: barriers stay uniform
-    partial[threadIdx.x] = depthwise_weight_partial(d, x, dy, e, static_cast<int>(threadIdx.x), kThreads);
-    __syncthreads();
-    for (int half = kThreads / 2; half > 0; half /= 2) {
-      if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) dw[e] = partial[0];
-    __syncthreads();  // partial[0] is read before the next element overwrites it
+    const T partial = depthwise_weight_partial(d, x, dy, e, static_cast<int>(threadIdx.x), kThreads);
+    const T sum = blockwise::block_reduce(partial, blockwise::Sum{}, T(0));
+    if (threadIdx.x == 0) dw[e] = sum;
   }
 }
 

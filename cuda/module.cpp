@@ -16,6 +16,7 @@ namespace py = pybind11;
 using rb::cuda::DeviceArray;
 using rb::cuda::Elementwise;
 
+void register_train(py::module_& m);  // train_bindings.cpp
 void register_conv(py::module_& m);  // conv_bindings.cpp
 
 PYBIND11_MODULE(_cuda, m) {
@@ -106,6 +107,7 @@ PYBIND11_MODULE(_cuda, m) {
     return rb::cuda::softmax_backward(dy, y, true);
   });
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
+  register_train(m);
   register_conv(m);
 
   // The element-wise kernels' layout and offset computation run on the host: for every output

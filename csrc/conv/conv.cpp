@@ -48,28 +48,35 @@ bool split_batch(int64_t N, int threads) { return threads > 1 && (N % threads ==
 // x (C, H, W) -> col rows (c, i, j) = tap (i, j) of channel c, for output rows [oh0, oh1); row stride ld.
 template <typename T>
 void im2col(const ConvGeometry& g, const T* x, int64_t oh0, int64_t oh1, T* col, int64_t ld) {
-  const int64_t rows = g.C * g.kH * g.kW;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t c = r / g.taps(), i = (r / g.kW) % g.kH, j = r % g.kW;
+  // The output rows / columns whose tap lands inside the image depend on the tap, not on the
+  // channel: found once per call (small images have thousands of rows of a few floats each, where
+  // per-row index arithmetic would cost more than the copy).
+  std::vector<int64_t> h_range(2 * g.kH), w_range(2 * g.kW);
+  for (int64_t i = 0; i < g.kH; ++i) valid_range(i * g.dH - g.pH, g.sH, g.H, g.OH, &h_range[2 * i], &h_range[2 * i + 1]);
+  for (int64_t j = 0; j < g.kW; ++j) valid_range(j * g.dW - g.pW, g.sW, g.W, g.OW, &w_range[2 * j], &w_range[2 * j + 1]);
+  T* dst = col - oh0 * g.OW;  // row r indexed by absolute output position oh * OW + ow
+  for (int64_t c = 0; c < g.C; ++c) {
     const T* plane = x + c * g.H * g.W;
-    T* dst = col + r * ld - oh0 * g.OW;  // indexed by absolute output position oh * OW + ow
-    int64_t oh_lo, oh_hi, ow_lo, ow_hi;
-    valid_range(i * g.dH - g.pH, g.sH, g.H, g.OH, &oh_lo, &oh_hi);
-    valid_range(j * g.dW - g.pW, g.sW, g.W, g.OW, &ow_lo, &ow_hi);
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      T* out = dst + oh * g.OW;
-      if (oh < oh_lo || oh >= oh_hi) {  // the whole row of taps is in the padding
-        for (int64_t ow = 0; ow < g.OW; ++ow) out[ow] = T(0);
-        continue;
+    for (int64_t i = 0; i < g.kH; ++i) {
+      const int64_t oh_lo = h_range[2 * i], oh_hi = h_range[2 * i + 1];
+      for (int64_t j = 0; j < g.kW; ++j, dst += ld) {
+        const int64_t ow_lo = w_range[2 * j], ow_hi = w_range[2 * j + 1];
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          T* out = dst + oh * g.OW;
+          if (oh < oh_lo || oh >= oh_hi) {  // the whole row of taps is in the padding
+            for (int64_t ow = 0; ow < g.OW; ++ow) out[ow] = T(0);
+            continue;
+          }
+          const T* src = plane + (oh * g.sH - g.pH + i * g.dH) * g.W + (j * g.dW - g.pW);
+          for (int64_t ow = 0; ow < ow_lo; ++ow) out[ow] = T(0);
+          if (g.sW == 1 && ow_hi - ow_lo >= 16) {
+            std::memcpy(out + ow_lo, src + ow_lo, sizeof(T) * (ow_hi - ow_lo));
+          } else {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) out[ow] = src[ow * g.sW];
+          }
+          for (int64_t ow = ow_hi; ow < g.OW; ++ow) out[ow] = T(0);
+        }
       }
-      const T* src = plane + (oh * g.sH - g.pH + i * g.dH) * g.W + (j * g.dW - g.pW);
-      for (int64_t ow = 0; ow < ow_lo; ++ow) out[ow] = T(0);
-      if (g.sW == 1) {
-        std::memcpy(out + ow_lo, src + ow_lo, sizeof(T) * (ow_hi - ow_lo));
-      } else {
-        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) out[ow] = src[ow * g.sW];
-      }
-      for (int64_t ow = ow_hi; ow < g.OW; ++ow) out[ow] = T(0);
     }
   }
 }

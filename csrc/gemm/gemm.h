@@ -32,4 +32,16 @@ void gemm_ref(int64_t M, int64_t N, int64_t K, T alpha, MatView<const T> A, MatV
 const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A,
                        MatView<const float> B, float beta, MatView<float> C);
 
+// ---- a right-hand operand packed once (AVX2 float32, single-threaded) --------------------------
+// For products repeated with the same B, such as a recurrent weight at every time step: B is
+// packed once and each product then packs only A. B may be several segments of the same shape
+// (K x N), segment s at B.data + s * b_segment_stride; the product of segment s is written to
+// C.data + s * c_segment_stride: C_s (M x N) = alpha * A . B_s + beta * C_s. A is packed once for
+// all segments. Both functions run on the calling thread (use them inside a parallel region).
+int64_t packed_b_floats(int64_t K, int64_t N, int64_t segments);
+void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B, int64_t b_segment_stride,
+                 float* packed);
+void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, float alpha, MatView<const float> A,
+                         const float* packed_b, float beta, MatView<float> C, int64_t c_segment_stride);
+
 }  // namespace rb

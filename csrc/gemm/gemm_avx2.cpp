@@ -355,39 +355,60 @@ void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const 
   }
 }
 
-// Dot product of two contiguous float vectors, 4 accumulators.
-float dot_contiguous(const float* x, const float* y, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+
+// Dot products of four contiguous rows with one contiguous vector x: x is loaded once for all
+// four, and two accumulators per row (eight chains) hide the FMA latency. Lane i is row i's sum.
+__m128 dot4_contiguous(const float* const rows[4], const float* x, int64_t n) {
+  __m256 s[8];
+  for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
   int64_t p = 0;
-  for (; p + 32 <= n; p += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 8), _mm256_loadu_ps(y + p + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 16), _mm256_loadu_ps(y + p + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 24), _mm256_loadu_ps(y + p + 24), s3);
+  for (; p + 16 <= n; p += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + p), x1 = _mm256_loadu_ps(x + p + 8);
+    for (int i = 0; i < 4; ++i) {
+      s[2 * i] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[i] + p), x0, s[2 * i]);
+      s[2 * i + 1] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[i] + p + 8), x1, s[2 * i + 1]);
+    }
   }
-  for (; p + 8 <= n; p += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p), s0);
-  __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  float total = _mm_cvtss_f32(h);
-  for (; p < n; ++p) total += x[p] * y[p];
-  return total;
+  for (; p + 8 <= n; p += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + p);
+    for (int i = 0; i < 4; ++i) s[2 * i] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[i] + p), x0, s[2 * i]);
+  }
+  // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | same for lanes 4-7]: two rounds leave row i's
+  // partial sums in lanes i and i + 4.
+  const __m256 r01 = _mm256_hadd_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
+  const __m256 r23 = _mm256_hadd_ps(_mm256_add_ps(s[4], s[5]), _mm256_add_ps(s[6], s[7]));
+  const __m256 r = _mm256_hadd_ps(r01, r23);
+  __m128 sums = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+  if (p < n) {
+    alignas(16) float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (; p < n; ++p)
+      for (int i = 0; i < 4; ++i) tail[i] += rows[i][p] * x[p];
+    sums = _mm_add_ps(sums, _mm_load_ps(tail));
+  }
+  return sums;
 }
 
 // N is tiny and A has unit column stride: C[i, j] = dot(A[i, :], B[:, j]), with each
-// column of B copied to a contiguous buffer first (matrix-vector products).
+// column of B copied to a contiguous buffer first (matrix-vector products), rows four at a time.
 void sgemm_few_cols(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                     float beta, MatView<float> C, int nthreads) {
   float* columns = thread_scratch_of<float>(ScratchSlot::gemm_misc, size_t(N * K));
   for (int64_t j = 0; j < N; ++j)
     for (int64_t p = 0; p < K; ++p) columns[j * K + p] = B.data[p * B.rs + j * B.cs];
+  const int64_t groups = ceil_div(M, 4);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (M * N * K > 65536)
-  for (int64_t i = 0; i < M; ++i) {
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t i0 = 4 * g, count = min64(4, M - i0);
+    const float* rows[4];
+    for (int64_t i = 0; i < 4; ++i) rows[i] = A.data + (i0 + min64(i, count - 1)) * A.rs;  // a short group repeats its last row
     for (int64_t j = 0; j < N; ++j) {
-      const float v = alpha * dot_contiguous(A.data + i * A.rs, columns + j * K, K);
-      float* cij = C.data + i * C.rs + j * C.cs;
-      *cij = beta == 0.0f ? v : v + beta * *cij;
+      alignas(16) float dots[4];
+      _mm_store_ps(dots, dot4_contiguous(rows, columns + j * K, K));
+      for (int64_t i = 0; i < count; ++i) {
+        float* cij = C.data + (i0 + i) * C.rs + j * C.cs;
+        const float v = alpha * dots[i];
+        *cij = beta == 0.0f ? v : v + beta * *cij;
+      }
     }
   }
 }
@@ -408,6 +429,62 @@ inline int64_t padded_work(int64_t M, int64_t N) {
 }
 
 }  // namespace
+
+// ---- a right-hand operand packed once, reused by many products ------------------------
+//
+// Layout, for each KC block of rows: segment 0's 16-column panels, then segment 1's, ...
+// (each panel kc x 16, zero-padded past the segment's N columns). Segment s of B starts
+// `b_segment_stride` elements after segment 0; its product goes `c_segment_stride` elements
+// along C. A recurrent step uses one segment per gate: one packing of h serves all gates.
+
+int64_t packed_b_floats(int64_t K, int64_t N, int64_t segments) { return segments * K * ceil_div(N, NR) * NR; }
+
+void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B, int64_t b_segment_stride,
+                 float* packed) {
+  const int64_t panels = ceil_div(N, NR);
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = min64(KC, K - pc);
+    float* block = packed + pc * segments * panels * NR;
+    for (int64_t s = 0; s < segments; ++s)
+      for (int64_t jp = 0; jp < panels; ++jp) {
+        const int64_t j = jp * NR;
+        pack_b_panel(min64(NR, N - j), kc, B.data + s * b_segment_stride + pc * B.rs + j * B.cs, B.rs, B.cs,
+                     block + (s * panels + jp) * kc * NR);
+      }
+  }
+}
+
+void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, float alpha, MatView<const float> A,
+                         const float* packed_b, float beta, MatView<float> C, int64_t c_segment_stride) {
+  if (M == 0 || N == 0 || segments == 0) return;
+  if (K == 0) {
+    for (int64_t s = 0; s < segments; ++s) scale_c(M, N, beta, MatView<float>{C.data + s * c_segment_stride, C.rs, C.cs});
+    return;
+  }
+  const int64_t panels = ceil_div(N, NR);
+  float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = min64(KC, K - pc);
+    const float beta_here = pc == 0 ? beta : 1.0f;
+    const float* block = packed_b + pc * segments * panels * NR;
+    for (int64_t ic = 0; ic < M; ic += MC) {
+      const int64_t mc = min64(MC, M - ic);
+      for (int64_t ir = 0; ir < mc; ir += MR)
+        pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+      for (int64_t s = 0; s < segments; ++s)
+        for (int64_t jp = 0; jp < panels; ++jp) {
+          const int64_t j = jp * NR, nr = min64(NR, N - j);
+          const float* b_panel = block + (s * panels + jp) * kc * NR;
+          const auto kernel = nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
+            kernel(kc, packed_a + ir * kc, 0, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, min64(MR, mc - ir),
+                   nr);
+          }
+        }
+    }
+  }
+}
 
 const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A,
                        MatView<const float> B, float beta, MatView<float> C) {

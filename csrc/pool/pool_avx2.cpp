@@ -82,6 +82,33 @@ inline float max_window_value(const PoolGeometry& g, const float* plane, int64_t
   return saw_nan ? __builtin_nanf("") : best;
 }
 
+// One output with the flat index of its maximum, branch-free on the data: the reference's rule
+// (the first tap, then v > best or v is NaN) with selects instead of its data-dependent branch.
+// Images narrower than 8 outputs (4x4 after a 2x2 pool of 8x8) run every output through here.
+inline void max_window_with_index(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow, float* out,
+                                  int64_t* idx) {
+  // (Written with SSE compares and masks: from plain `take ? v : best` GCC emits the branch.)
+  __m128 best = _mm_set_ss(-__builtin_inff());
+  int64_t best_index = -1;
+  for (int64_t i = 0; i < g.kH; ++i) {
+    const int64_t ih = oh * g.sH - g.pH + i * g.dH;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t j = 0; j < g.kW; ++j) {
+      const int64_t iw = ow * g.sW - g.pW + j * g.dW;
+      if (iw < 0 || iw >= g.W) continue;
+      const int64_t tap = ih * g.W + iw;
+      const __m128 v = _mm_load_ss(plane + tap);
+      const int take = (_mm_movemask_ps(_mm_or_ps(_mm_cmpgt_ss(v, best), _mm_cmpunord_ss(v, v))) & 1) |
+                       int(best_index < 0);
+      const int64_t keep_tap = -int64_t(take);  // all ones when taken
+      best = _mm_blendv_ps(best, v, _mm_castsi128_ps(_mm_set1_epi32(-take)));
+      best_index = (tap & keep_tap) | (best_index & ~keep_tap);
+    }
+  }
+  *out = _mm_cvtss_f32(best);
+  *idx = best_index;
+}
+
 // 8 outputs with the flat index of each maximum: the reference's rule (v > best or v is NaN) per tap.
 inline void max_block_with_index(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow,
                                  __m256i lane_offsets, float* out, int64_t* idx) {
@@ -128,7 +155,7 @@ void max_pool_plane(const PoolGeometry& g, const float* plane, float* out, int64
     int64_t ow = 0;
     const auto border = [&](int64_t o) {
       if (kWithIndex)
-        max_pool2d_window(g, plane, oh, o, out_row + o, idx_row + o);
+        max_window_with_index(g, plane, oh, o, out_row + o, idx_row + o);
       else
         out_row[o] = max_window_value(g, plane, oh, o);
     };

@@ -5,15 +5,16 @@
 //   2. per step: gates_t += h_{t-1} . W_hh^T, then a fused pass (bias, activations, state update)
 // Backward (BPTT over the saved activations, reverse order):
 //   per step: fused pass -> dgates_t; dh_{t-1} = dgates_t . W_hh (+ the direct terms)
-//   then dX = dgates . W_ih, dW_ih = dgates^T . X, dW_hh = dgates^T . H_prev, biases as column sums:
+//   then dX = dgates . W_ih, [dW_ih | dW_hh] = dgates^T . [X | H_prev], biases as column sums:
 //   one large GEMM each over all T*B rows.
 //
 // The steps run inside one OpenMP region: each thread owns a slice of hidden units (8-aligned),
 // computes the recurrent GEMM for its rows of W_hh (its columns of dh in backward) and the fused
 // pass for its units, and the team meets at one barrier per step (two for Cho's GRU). The GEMM
-// runs single-threaded inside the region. Per-step products are arranged so that the weight is
-// the operand with unit column stride: at batch <= 4 rb::gemm then takes its direct (no-packing)
-// path, a dot product per weight row; backward uses a transposed copy of W_hh for that.
+// runs single-threaded inside the region. Above batch 4 each thread packs its slice of W_hh into
+// the GEMM's panel layout once per call (StepWeight), so a step packs only h (or dgates). At batch
+// <= 4 the weight is the operand with unit column stride instead: rb::gemm then takes its direct
+// (no-packing) path, a dot product per weight row; backward uses a transposed copy of W_hh for that.
 //
 // The per-step barrier spins briefly and then yields the CPU: on a machine shared with other
 // processes, a thread that spins for its whole time slice while its partner waits to be scheduled
@@ -24,10 +25,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <memory>
 #include <vector>
 
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "dispatch/dispatch.h"
 #include "gemm/gemm.h"
 #include "rnn/rnn.h"
@@ -150,6 +151,17 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
   {
     const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
     const int64_t j0 = u.j0, n = u.j1 - u.j0;
+    // This thread's rows of W_hh as the right-hand side of h . W_hh^T, one segment per gate: `first`
+    // covers the gates added into `gates` (all, or GRU's r and z), `second` GRU's n rows.
+    const int64_t first_gates = gru ? 2 : G;
+    const bool pack = prepacked_steps(B) && n > 0;
+    const int64_t first_floats = pack ? packed_b_floats(H, n, first_gates) : 0;
+    const int64_t second_floats = pack && gru ? packed_b_floats(H, n, 1) : 0;
+    float* packed = pack ? thread_scratch_of<float>(ScratchSlot::rnn, size_t(first_floats + second_floats)) : nullptr;
+    const MatView<const float> w_rows_t{a.w_hh + j0 * H, 1, H};  // (K = H) x n: W_hh rows j0.. transposed
+    const StepWeight first(H, n, first_gates, w_rows_t, H * H, packed);
+    const StepWeight second(H, n, 1, MatView<const float>{a.w_hh + (2 * H + j0) * H, 1, H}, 0,
+                            second_floats ? packed + first_floats : nullptr);
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = a.reverse ? T - 1 - s : s;
       const int64_t t_next = a.reverse ? t - 1 : t + 1;
@@ -166,33 +178,28 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
       step.y = a.y + t * B * a.ldy, step.ldy = a.ldy;
 
       if (n > 0) {
+        // gates[:, k*H + j0 : k*H + j0 + n] += h_prev . W_hh[k*H + j0 : ..., :]^T for the first gates
+        first.multiply(B, h_prev, H, 1.0f, gates + j0, GH, H);
         if (lstm) {
           step.c_prev = a.aux + t * B * H;
           step.c_next = last ? a.c_n : a.aux + t_next * B * H;
           step.tanh_c = a.aux2 + t * B * H;
-          for (int64_t k = 0; k < 4; ++k)
-            gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (k * H + j0) * H, H, 1.0f, gates + k * H + j0, GH);
           lstm_step_forward_avx2(step);
         } else if (gru && !cho) {
           step.hn = a.aux + t * B * H, step.b_hn = b_hn.data();
-          for (int64_t k = 0; k < 2; ++k)
-            gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (k * H + j0) * H, H, 1.0f, gates + k * H + j0, GH);
-          gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (2 * H + j0) * H, H, 0.0f, step.hn + j0, H);
+          second.multiply(B, h_prev, H, 0.0f, step.hn + j0, H, 0);
           gru_step_forward_avx2(step);
         } else if (cho) {
           step.rh = a.aux + t * B * H;
-          for (int64_t k = 0; k < 2; ++k)
-            gemm_h_wT(B, n, H, h_prev, H, a.w_hh + (k * H + j0) * H, H, 1.0f, gates + k * H + j0, GH);
           gru_cho_step_gates_avx2(step);
         } else {
-          gemm_h_wT(B, n, H, h_prev, H, a.w_hh + j0 * H, H, 1.0f, gates + j0, GH);
           rnn_step_forward_avx2(step, a.cell == RnnCell::rnn_relu);
         }
       }
       if (cho) {
         barrier.wait();  // n needs r * h of every unit
         if (n > 0) {
-          gemm_h_wT(B, n, H, step.rh, H, a.w_hh + (2 * H + j0) * H, H, 1.0f, gates + 2 * H + j0, GH);
+          second.multiply(B, step.rh, H, 1.0f, gates + 2 * H + j0, GH, 0);
           gru_cho_step_output_avx2(step);
         }
       }
@@ -206,8 +213,10 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   const bool lstm = a.cell == RnnCell::lstm, gru = a.cell == RnnCell::gru;
   const bool lbr = gru && a.linear_before_reset, cho = gru && !a.linear_before_reset;
 
-  // Every element of dgates / dhn is written by the step passes: no zero-fill.
-  std::unique_ptr<float[]> dgates(new float[T * B * GH]), dhn(new float[lbr ? T * B * H : 0]);
+  // Every element of dgates / dhn is written by the step passes: no zero-fill. They live in the
+  // calling thread's scratch (kept between calls: a training loop does not fault in fresh pages).
+  float* const dgates = thread_scratch_of<float>(ScratchSlot::rnn_grad, size_t(T * B * (GH + (lbr ? H : 0))));
+  float* const dhn = lbr ? dgates + T * B * GH : nullptr;
   std::vector<float> db(GH, 0.0f);  // gradient of the combined bias (b_ih; b_hh's r, z rows)
   std::vector<float> db_hn(lbr ? H : 0, 0.0f);
   std::vector<float> dh_a(B * H, 0.0f), dh_b(B * H, 0.0f), dc(lstm ? B * H : 0, 0.0f), drh(cho ? B * H : 0);
@@ -222,30 +231,43 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   const bool transposed = B <= 4 && T >= 4;
   std::vector<float> w_hh_t(transposed ? GH * H : 0);
   if (transposed) {
+    // In 32 x 32 tiles, so reads and writes both stay within a few cache lines per row.
+    constexpr int64_t tile = 32;
 #pragma omp parallel for schedule(static) num_threads(available_threads())
-    for (int64_t k = 0; k < H; ++k)
-      for (int64_t r = 0; r < GH; ++r) w_hh_t[k * GH + r] = a.w_hh[r * H + k];
+    for (int64_t k0 = 0; k0 < H; k0 += tile)
+      for (int64_t r0 = 0; r0 < GH; r0 += tile)
+        for (int64_t r = r0; r < std::min(GH, r0 + tile); ++r)
+          for (int64_t k = k0; k < std::min(H, k0 + tile); ++k) w_hh_t[k * GH + r] = a.w_hh[r * H + k];
   }
-  auto through_w_hh = [&](int64_t n, int64_t j0, int64_t r0, int64_t K, const float* dg, int64_t lddg, float beta,
-                          float* out) {
-    if (transposed)
-      gemm(n, B, K, 1.0f, MatView<const float>{w_hh_t.data() + j0 * GH + r0, GH, 1},
-           MatView<const float>{dg, 1, lddg}, beta, MatView<float>{out + j0, 1, H});
-    else
-      gemm_dg_w(B, n, K, dg, lddg, a.w_hh + r0 * H + j0, H, beta, out + j0, H);
-  };
-
   const int team = step_team(H);
   StepBarrier barrier(team);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
     const int64_t j0 = u.j0, n = u.j1 - u.j0;
+    // dh_prev[:, j0:j0+n] (+)= dg . W_hh[r0:r0+K, j0:j0+n] for the rows that multiply h (all, or GRU's
+    // r and z: `h_rows`) and GRU's n rows (`n_rows`); above batch 4 each thread packs its columns once.
+    const int64_t main_rows = gru ? 2 * H : GH;
+    const bool pack = prepacked_steps(B) && n > 0;
+    const int64_t main_floats = pack ? packed_b_floats(main_rows, n, 1) : 0;
+    const int64_t n_floats = pack && gru ? packed_b_floats(H, n, 1) : 0;
+    float* packed = pack ? thread_scratch_of<float>(ScratchSlot::rnn, size_t(main_floats + n_floats)) : nullptr;
+    const StepWeight h_rows(main_rows, n, 1, MatView<const float>{a.w_hh + j0, H, 1}, 0, packed);
+    const StepWeight n_rows(H, n, 1, MatView<const float>{a.w_hh + 2 * H * H + j0, H, 1}, 0,
+                            n_floats ? packed + main_floats : nullptr);
+    auto through_w_hh = [&](const StepWeight& w, int64_t r0, int64_t K, const float* dg, int64_t lddg, float beta,
+                            float* out) {
+      if (transposed)
+        gemm(n, B, K, 1.0f, MatView<const float>{w_hh_t.data() + j0 * GH + r0, GH, 1},
+             MatView<const float>{dg, 1, lddg}, beta, MatView<float>{out + j0, 1, H});
+      else
+        w.multiply(B, dg, lddg, beta, out + j0, H, 0);
+    };
     float* dh = dh_a.data();       // dL/dh' of this step (from later steps)
     float* dh_prev = dh_b.data();  // dL/dh of the state entering it
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = a.reverse ? s : T - 1 - s;
-      float* dg = dgates.get() + t * B * GH;
+      float* dg = dgates + t * B * GH;
 
       StepBackward step{};
       step.B = B, step.H = H, step.j0 = u.j0, step.j1 = u.j1;
@@ -257,7 +279,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
       step.dh = dh;
       step.dy = a.dy ? a.dy + t * B * a.ldy : nullptr, step.ldy = a.ldy;
       step.dgates = dg;
-      step.dhn = lbr ? dhn.get() + t * B * H : nullptr;
+      step.dhn = lbr ? dhn + t * B * H : nullptr;
       step.dh_prev = dh_prev;
       step.dc = lstm ? dc.data() : nullptr;
       step.clip = a.cell_grad_clip;
@@ -272,17 +294,17 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
       barrier.wait();  // dgates_t complete
       if (cho) {
         if (n > 0) {
-          through_w_hh(n, j0, 2 * H, H, dg + 2 * H, GH, 0.0f, drh.data());
+          through_w_hh(n_rows, 2 * H, H, dg + 2 * H, GH, 0.0f, drh.data());
           gru_cho_step_reset_avx2(step);
         }
         barrier.wait();  // dr complete
       }
       if (n > 0) {
         if (lbr) {
-          through_w_hh(n, j0, 0, 2 * H, dg, GH, 1.0f, dh_prev);
-          through_w_hh(n, j0, 2 * H, H, step.dhn, H, 1.0f, dh_prev);
+          through_w_hh(h_rows, 0, 2 * H, dg, GH, 1.0f, dh_prev);
+          through_w_hh(n_rows, 2 * H, H, step.dhn, H, 1.0f, dh_prev);
         } else {
-          through_w_hh(n, j0, 0, cho ? 2 * H : GH, dg, GH, 1.0f, dh_prev);
+          through_w_hh(h_rows, 0, main_rows, dg, GH, 1.0f, dh_prev);
         }
         add_bias_grad(B, H, G, j0, u.j1, dg, GH, db.data());
         if (lbr) add_bias_grad(B, H, 1, j0, u.j1, step.dhn, H, db_hn.data());
@@ -296,19 +318,37 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
 
   // Gradients of the inputs and weights: one GEMM each over all T*B rows.
   const int64_t rows = T * B;
-  gemm(rows, I, GH, 1.0f, MatView<const float>{dgates.get(), GH, 1}, MatView<const float>{a.w_ih, I, 1},
+  gemm(rows, I, GH, 1.0f, MatView<const float>{dgates, GH, 1}, MatView<const float>{a.w_ih, I, 1},
        a.accumulate_dx ? 1.0f : 0.0f, MatView<float>{a.dx, I, 1});
-  gemm(GH, I, rows, 1.0f, MatView<const float>{dgates.get(), 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
-       MatView<float>{a.dw_ih, I, 1});
-  // W_hh rows that multiply h (all, or GRU's r and z), then GRU's n rows.
-  const int64_t h_rows = gru ? 2 * H : GH;
-  gemm(h_rows, H, rows, 1.0f, MatView<const float>{dgates.get(), 1, GH}, MatView<const float>{a.h_prev, H, 1},
-       0.0f, MatView<float>{a.dw_hh, H, 1});
+  if (!gru) {
+    // [dW_ih | dW_hh] = dgates^T . [X | H_prev] as one product: dgates^T, the large operand, is then
+    // packed once instead of twice, and the wider right-hand side uses the kernel better.
+    const int64_t IH = I + H;
+    // (The step loop's packed weights are dead now: their scratch slot holds [X | H_prev] and the result.)
+    float* const xh = thread_scratch_of<float>(ScratchSlot::rnn, size_t((rows + GH) * IH));
+    float* const dw = xh + rows * IH;
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy(a.x + r * I, a.x + (r + 1) * I, xh + r * IH);
+      std::copy(a.h_prev + r * H, a.h_prev + (r + 1) * H, xh + r * IH + I);
+    }
+    gemm(GH, IH, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{xh, IH, 1}, 0.0f,
+         MatView<float>{dw, IH, 1});
+    for (int64_t r = 0; r < GH; ++r) {
+      std::copy(dw + r * IH, dw + r * IH + I, a.dw_ih + r * I);
+      std::copy(dw + r * IH + I, dw + (r + 1) * IH, a.dw_hh + r * H);
+    }
+  } else {
+    gemm(GH, I, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
+         MatView<float>{a.dw_ih, I, 1});
+    // W_hh rows that multiply h (GRU's r and z), then GRU's n rows.
+    gemm(2 * H, H, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.h_prev, H, 1},
+         0.0f, MatView<float>{a.dw_hh, H, 1});
+  }
   if (lbr)
-    gemm(H, H, rows, 1.0f, MatView<const float>{dhn.get(), 1, H}, MatView<const float>{a.h_prev, H, 1}, 0.0f,
+    gemm(H, H, rows, 1.0f, MatView<const float>{dhn, 1, H}, MatView<const float>{a.h_prev, H, 1}, 0.0f,
          MatView<float>{a.dw_hh + 2 * H * H, H, 1});
   if (cho)  // n rows multiply r * h
-    gemm(H, H, rows, 1.0f, MatView<const float>{dgates.get() + 2 * H, 1, GH}, MatView<const float>{a.aux, H, 1},
+    gemm(H, H, rows, 1.0f, MatView<const float>{dgates + 2 * H, 1, GH}, MatView<const float>{a.aux, H, 1},
          0.0f, MatView<float>{a.dw_hh + 2 * H * H, H, 1});
 
   // b_ih and b_hh enter the same sums, except GRU(linear_before_reset)'s b_hn (inside r * (...)).

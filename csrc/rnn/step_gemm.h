@@ -1,4 +1,4 @@
-// The two per-step products of a recurrence, written for rb::gemm (baseline translation units only).
+// The per-step products of a recurrence, written for rb::gemm (baseline translation units only).
 #pragma once
 #include <cstdint>
 
@@ -22,5 +22,43 @@ inline void gemm_dg_w(int64_t B, int64_t n, int64_t K, const float* dg, int64_t 
   gemm(B, n, K, 1.0f, MatView<const float>{dg, lddg, 1}, MatView<const float>{w_cols, ldw, 1}, beta,
        MatView<float>{c, ldc, 1});
 }
+
+// Above batch 4 a step's product goes through packed panels; packing the weight once per
+// sequence instead of once per step saves a pass over it every step. At batch <= 4 rb::gemm's
+// direct path reads the weight in place, with nothing to pack.
+inline bool prepacked_steps(int64_t batch) { return batch > 4; }
+
+// The weight operand of one thread's per-step product: segments B_s (K x n), s < segments, at
+// b.data + s * segment_stride with b's strides (one segment per gate, say). Packed once into
+// `packed` (AVX2 path only; packed_b_floats(K, n, segments) floats), or read in place by rb::gemm
+// when `packed` is null.
+class StepWeight {
+ public:
+  StepWeight(int64_t K, int64_t n, int64_t segments, MatView<const float> b, int64_t segment_stride, float* packed)
+      : K_(K), n_(n), segments_(segments), b_(b), segment_stride_(segment_stride), packed_(packed) {
+    if (packed_) pack_b_avx2(K, n, segments, b, segment_stride, packed);
+  }
+
+  // C_s (M x n) = A (M x K) . B_s + beta C_s for every segment; C_s at c + s * c_segment_stride,
+  // rows ldc apart, unit column stride; A rows lda apart, unit column stride.
+  void multiply(int64_t M, const float* a, int64_t lda, float beta, float* c, int64_t ldc,
+                int64_t c_segment_stride) const {
+    if (packed_) {
+      sgemm_packed_b_avx2(M, n_, K_, segments_, 1.0f, MatView<const float>{a, lda, 1}, packed_, beta,
+                          MatView<float>{c, ldc, 1}, c_segment_stride);
+      return;
+    }
+    for (int64_t s = 0; s < segments_; ++s)
+      gemm(M, n_, K_, 1.0f, MatView<const float>{a, lda, 1},
+           MatView<const float>{b_.data + s * segment_stride_, b_.rs, b_.cs}, beta,
+           MatView<float>{c + s * c_segment_stride, ldc, 1});
+  }
+
+ private:
+  int64_t K_, n_, segments_;
+  MatView<const float> b_;
+  int64_t segment_stride_;
+  const float* packed_;
+};
 
 }  // namespace rb

@@ -119,6 +119,38 @@ _KERNELS = {
     "softmax_backward": "(grad, y=softmax(x)) -> grad of x",
     "log_softmax_backward": "(grad, y=log_softmax(x)) -> grad of x",
     "matmul": "(a, b) -> a @ b, float32, 2-D or batched 3-D; transposed views are read in place",
+    # ---- training (cuda/dropout.cu, embedding.cu, batch_norm.cu, optim.cu, nll.cu; train_ops.h) ----
+    "dropout_forward": "(x, p, seed, offset=0, plane=1) -> x * keep / (1 - p); keep is a pure function of "
+                       "(seed, offset, element // plane) (Philox-4x32-10), so nothing is stored: plane=1 is dropout, "
+                       "plane=H*W dropout2d; advance offset for every call that needs fresh numbers",
+    "dropout_backward": "(grad, p, seed, offset=0, plane=1) -> grad * keep / (1 - p), the forward call's mask",
+    "embedding_forward": "(weight (num, dim), indices int64 (*)) -> weight[indices] (*, dim); IndexError on a bad "
+                         "index (one stream synchronisation to read the device-side flag)",
+    "embedding_backward": "(grad (*, dim), indices (*), num_embeddings, padding_idx=None) -> grad_weight "
+                          "(num, dim): rows scatter-added with atomicAdd (summation order varies between runs); "
+                          "the padding row stays 0",
+    "batch_norm_forward": "(x (N, C, ...), weight=None, bias=None, running_mean=None, running_var=None, "
+                          "training=False, momentum=0.1, eps=1e-5) -> (y, save_mean, save_invstd); training "
+                          "updates running_mean/var in place (unbiased var) as torch",
+    "batch_norm_backward": "(grad, x, weight, save_mean, save_invstd, training) -> (dx, dweight, dbias); "
+                           "dweight = sum(grad * x_hat), dbias = sum(grad) per channel, also without weight",
+    "sgd_step_": "(param, grad, momentum_buffer=None, *, lr, momentum=0, dampening=0, weight_decay=0, "
+                 "nesterov=False, maximize=False, first_step=False): torch.optim.SGD's update in place; "
+                 "first_step=True starts the buffer as the gradient (it may then be uninitialised, e.g. empty())",
+    "adam_step_": "(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr, beta1=0.9, beta2=0.999, "
+                  "eps=1e-8, weight_decay=0, amsgrad=False, maximize=False, decoupled_weight_decay=False): "
+                  "Adam (AdamW with decoupled_weight_decay) in place; step counts from 1, already incremented",
+    "grad_norm": "(arrays, norm_type=2.0) -> float32 array of shape (): the norm of all entries together "
+                 "(inf: max |x|), reduced in a fixed order; no host synchronisation",
+    "clip_by_total_norm_": "(arrays, total_norm, max_norm): arrays *= min(max_norm / (total_norm + 1e-6), 1) in "
+                           "place, the coefficient read on the device (clip_grad_norm_ without a synchronisation)",
+    "scale_": "(x, factor): x *= factor in place",
+    "nll_gather": "(log_probs (N, C, d...) or (C,), target int64 (N, d...) or (), weight=None, ignore_index=-100) "
+                  "-> (picked, element_weight) of the target's shape: log_probs at the target class and "
+                  "weight[target] (or 1), both 0 where ignored; IndexError on a bad target",
+    "nll_scatter": "(coef, target, num_classes, ignore_index=-100) -> zeros (N, C, d...) with coef at each "
+                   "position's target class: nll's backward given coef = -grad * element_weight (/ total)",
+    "max_last_axis": "(x) -> (values, int64 indices) over the last axis; first index on ties, NaN wins, as NumPy",
 }
 # The convolution family: the names, arguments and results of rosenblatt._C's kernels.
 _KERNELS.update({

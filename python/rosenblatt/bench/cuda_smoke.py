@@ -70,6 +70,9 @@ def run() -> bool:
     A3, B3 = f32(3, 20, 9), f32(3, 9, 5)
     ok &= _close("matmul batched", cuda.matmul(dev(A3), dev(B3)).to_numpy(), A3 @ B3, 1e-5)
 
+    from .cuda_smoke_train import run as run_train
+    ok &= run_train(cuda, _close, rng)
+
     c = dev(a)
     ok &= _close("DLPack round trip", cuda.from_dlpack(c).to_numpy(), a, 0)
     from .cuda_smoke_conv import run as run_conv

@@ -140,19 +140,28 @@ def main(argv=()) -> int:
     print_table(["op", "ours GB/s", "torch GB/s", "ours/torch", "ours / copy ceiling"],
                 [[r["name"], f"{r['ours_gbs']:.0f}", f"{r['torch_gbs']:.0f}", f"{r['ratio']:.2f}",
                   f"{r['fraction_of_copy']:.2f}"] for r in memory])
+    from .gpu_train import bench as bench_train
+    try:  # untried on a GPU when written: a failure here must not lose the numbers above
+        train = bench_train(torch, cuda, repeat, quick)
+        print("\nTraining-step kernels, GB/s (minimum bytes read + written)")
+        print_table(["op", "ours GB/s", "torch GB/s", "ours/torch"],
+                    [[r["name"], f"{r['ours_gbs']:.0f}", f"{r['torch_gbs']:.0f}", f"{r['ratio']:.2f}"] for r in train])
+    except Exception as error:  # noqa: BLE001
+        print(f"\ntraining-kernel benchmark failed: {error!r}")
+        train = [{"kind": "train", "error": repr(error)}]
     from . import gpu_conv
     try:  # a failure here must not lose the sections above
         conv = gpu_conv.bench(torch, cuda, repeat, quick)
         gpu_conv.report(conv)
     except Exception as error:  # noqa: BLE001
         print(f"\nconvolution benchmark failed: {error!r}")
-        conv = []
-
+        conv = [{"kind": "conv", "error": repr(error)}]
     stats = cuda.memory_stats()
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "conv": conv, "allocator": stats}, fh, indent=1)
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "conv": conv,
+                       "allocator": stats}, fh, indent=1)
         print(f"full results: {out}")
     return 0
 
