@@ -1,16 +1,16 @@
-// Argument checks, output allocation and launches of the convolution and pooling ops. The checks
-// follow the CPU bindings (csrc/conv/bind_conv.cpp, csrc/pool/bind_pool.cpp) rule for rule, with
-// the same messages, so that both modules refuse the same calls in the same words.
+// Argument checks, output allocation and launches of the convolution family's ops (convolution,
+// unfold / fold, pooling, up-sampling). The checks follow the CPU bindings (csrc/conv/bind_conv.cpp,
+// csrc/pool/bind_pool.cpp) rule for rule, with the same messages, so that both modules refuse the
+// same calls in the same words; this file also chooses between the implicit GEMM and the direct
+// depthwise kernels (use_depthwise).
 #include "conv_ops.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
-#include <limits>
 #include <string>
 #include <type_traits>
 

@@ -1,4 +1,4 @@
-// Convolution and pooling ops on DeviceArrays, with the names, arguments and results of the CPU
+// Convolution, unfold / fold and pooling ops on DeviceArrays, with the names, arguments and results of the CPU
 // module's kernels (csrc/conv/bind_conv.cpp, csrc/pool/bind_pool.cpp), so that the Python layer can
 // call rosenblatt._C or rosenblatt._cuda alike. Every argument is checked here (ValueError /
 // TypeError naming the op and the shapes) before any launch; results are fresh C-contiguous arrays.
