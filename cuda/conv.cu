@@ -12,11 +12,12 @@
 // over N * OH * OW is long and its output small, so the reduction is split over grid.z and the
 // partial products summed by sum_axis (deterministic, no atomics).
 //
-// One kernel serves the three passes and both dtypes: a block of 256 threads computes a 64 x 128
-// tile of the output, walking K in steps of 8; each step's 64 x 8 and 8 x 128 slices are staged in
-// shared memory k-major (S[k][row]) with double buffering (the next step's gather is in registers
-// during the current step's arithmetic: one barrier per step). Thread (tx, ty) = (t % 16, t / 16)
-// owns rows ty*4 + {0..3} and columns 64 q/4 + tx*4 + q%4, q < 8, read from shared memory as vectors.
+// One kernel serves the three passes and both dtypes: a block of 256 threads computes a BM x 128
+// tile of the output (BM = 64, or 32 for small row counts), walking K in steps of 8; each step's
+// BM x 8 and 8 x 128 slices are staged in shared memory k-major (S[k][row]) with double buffering
+// (the next step's gather is in registers during the current step's arithmetic: one barrier per
+// step). Thread (tx, ty) = (t % 16, t / 16) owns rows ty*R + {0..R-1}, R = BM / 16, and columns
+// 64 q/4 + tx*4 + q%4, q < 8, read from shared memory as vectors.
 //
 // The pieces are functions of the thread index, callable on the host: simulate_on_host runs them
 // for every thread phase by phase, so the index arithmetic is tested without a GPU.
@@ -36,7 +37,9 @@ namespace {
 
 #define RB_HD __host__ __device__ __forceinline__
 
-constexpr int kBM = 64;        // output rows per block
+// Output rows per block: 64, or 32 when a group has at most 32 rows (few output channels, or few
+// input channels for backward-data), so that small problems waste less of the tile.
+constexpr int kBMLarge = 64, kBMSmall = 32;
 constexpr int kBN = 128;       // output columns per block
 constexpr int kBK = 8;         // reduction step
 constexpr int kThreads = 256;  // 16 x 16 threads, 4 x 8 outputs each
@@ -104,10 +107,11 @@ RB_HD void advance(Digits& d, const DigitStep& step) {
 // cursor() places a thread at the first reduction step of its block; fetch() gathers the step at
 // k0 (the cursor's step: steps are fetched in order) into registers and moves the cursor on.
 
-template <typename T>
+template <typename T, int BM>
 struct ForwardProblem {
   using Scalar = T;
-  using AMap = TileMap<kBM, true>;   // weights: contiguous along (c, i, j)
+  static constexpr int kBM = BM;
+  using AMap = TileMap<BM, true>;   // weights: contiguous along (c, i, j)
   using BMap = TileMap<kBN, false>;  // image taps: neighbouring output pixels read neighbouring inputs
   static constexpr int kBSpacing = kThreads / kBN;  // between a thread's B loads along k
   ConvDims d;
@@ -182,10 +186,11 @@ struct ForwardProblem {
   }
 };
 
-template <typename T>
+template <typename T, int BM>
 struct BackwardDataProblem {
   using Scalar = T;
-  using AMap = TileMap<kBM, true>;   // weights: contiguous along (i, j) within an o
+  static constexpr int kBM = BM;
+  using AMap = TileMap<BM, true>;   // weights: contiguous along (i, j) within an o
   using BMap = TileMap<kBN, false>;  // dy taps of neighbouring input pixels are neighbours (stride 1)
   static constexpr int kBSpacing = kThreads / kBN;
   ConvDims d;
@@ -270,10 +275,11 @@ struct BackwardDataProblem {
   }
 };
 
-template <typename T>
+template <typename T, int BM>
 struct BackwardWeightProblem {
   using Scalar = T;
-  using AMap = TileMap<kBM, true>;  // dy: contiguous along the reduction (pixels)
+  static constexpr int kBM = BM;
+  using AMap = TileMap<BM, true>;  // dy: contiguous along the reduction (pixels)
   using BMap = TileMap<kBN, true>;  // x taps: likewise
   ConvDims d;
   const T* x;
@@ -364,7 +370,7 @@ RB_HD void fetch_step(const P& p, typename P::Cursor& c, int t, int k0, Staging<
 }
 
 template <class P>
-RB_HD void store_step(int t, Tile<typename P::Scalar, kBM>& as, Tile<typename P::Scalar, kBN>& bs, const Staging<P>& r) {
+RB_HD void store_step(int t, Tile<typename P::Scalar, P::kBM>& as, Tile<typename P::Scalar, kBN>& bs, const Staging<P>& r) {
 #pragma unroll
   for (int j = 0; j < P::AMap::kLoads; ++j) as[P::AMap::k(t, j)][P::AMap::row(t, j)] = r.a[j];
 #pragma unroll
@@ -380,29 +386,42 @@ RB_HD void load4(const double* p, double* v) {
   const double2 lo = *reinterpret_cast<const double2*>(p), hi = *reinterpret_cast<const double2*>(p + 2);
   v[0] = lo.x; v[1] = lo.y; v[2] = hi.x; v[3] = hi.y;
 }
+RB_HD void load2(const float* p, float* v) {  // 8-byte aligned
+  const float2 f = *reinterpret_cast<const float2*>(p);
+  v[0] = f.x; v[1] = f.y;
+}
+RB_HD void load2(const double* p, double* v) {  // 16-byte aligned
+  const double2 f = *reinterpret_cast<const double2*>(p);
+  v[0] = f.x; v[1] = f.y;
+}
 
-template <typename T>
-RB_HD void accumulate_step(int t, const Tile<T, kBM>& as, const Tile<T, kBN>& bs, T (&acc)[4][8]) {
+template <typename T, int BM>
+RB_HD void accumulate_step(int t, const Tile<T, BM>& as, const Tile<T, kBN>& bs, T (&acc)[BM / 16][8]) {
+  constexpr int R = BM / 16;  // rows per thread
+  static_assert(R == 2 || R == 4, "tiles of 32 or 64 rows");
   const int tx = t % 16, ty = t / 16;
 #pragma unroll
   for (int kk = 0; kk < kBK; ++kk) {
-    T a[4], b[8];
-    load4(&as[kk][ty * 4], a);
+    T a[R], b[8];
+    if constexpr (R == 4) load4(&as[kk][ty * 4], a);
+    else load2(&as[kk][ty * 2], a);
     load4(&bs[kk][tx * 4], b);
     load4(&bs[kk][64 + tx * 4], b + 4);
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < R; ++i)
 #pragma unroll
       for (int q = 0; q < 8; ++q) acc[i][q] += a[i] * b[q];
   }
 }
 
 template <class P>
-RB_HD void write_outputs(const P& p, const typename P::Cursor& c, int t, const typename P::Scalar (&acc)[4][8]) {
+RB_HD void write_outputs(const P& p, const typename P::Cursor& c, int t,
+                         const typename P::Scalar (&acc)[P::kBM / 16][8]) {
+  constexpr int R = P::kBM / 16;
   const int tx = t % 16, ty = t / 16, M = p.rows(), N = p.columns();
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int m = c.m0 + ty * 4 + i;
+  for (int i = 0; i < R; ++i) {
+    const int m = c.m0 + ty * R + i;
     if (m >= M) continue;
 #pragma unroll
     for (int q = 0; q < 8; ++q) {
@@ -416,15 +435,16 @@ template <class P>
 __global__ void __launch_bounds__(kThreads, sizeof(typename P::Scalar) == 4 ? 2 : 1)
     igemm_kernel(P p, int z_offset) {
   using T = typename P::Scalar;
-  __shared__ __align__(16) Tile<T, kBM> a_tiles[2];
+  constexpr int R = P::kBM / 16;
+  __shared__ __align__(16) Tile<T, P::kBM> a_tiles[2];
   __shared__ __align__(16) Tile<T, kBN> b_tiles[2];
   const int t = threadIdx.x;
   typename P::Cursor c =
-      p.cursor(t, static_cast<int>(blockIdx.z) + z_offset, static_cast<int>(blockIdx.y) * kBM,
+      p.cursor(t, static_cast<int>(blockIdx.z) + z_offset, static_cast<int>(blockIdx.y) * P::kBM,
                static_cast<int>(blockIdx.x) * kBN);
-  T acc[4][8];
+  T acc[R][8];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma unroll
     for (int q = 0; q < 8; ++q) acc[i][q] = T(0);
 
@@ -439,7 +459,7 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename P::Scalar) == 4 ? 2 
     const int cur = step & 1;
     const bool has_next = step + 1 < steps;
     if (has_next) fetch_step(p, c, t, c.k_begin + (step + 1) * kBK, r);  // in flight during the arithmetic
-    accumulate_step<T>(t, a_tiles[cur], b_tiles[cur], acc);
+    accumulate_step<T, P::kBM>(t, a_tiles[cur], b_tiles[cur], acc);
     if (has_next) store_step<P>(t, a_tiles[cur ^ 1], b_tiles[cur ^ 1], r);  // buffer cur^1 is free since the last barrier
     __syncthreads();
   }
@@ -448,7 +468,7 @@ __global__ void __launch_bounds__(kThreads, sizeof(typename P::Scalar) == 4 ? 2 
 
 template <class P>
 void launch_igemm(const P& p, cudaStream_t stream, const char* op) {
-  const int64_t grid_x = (int64_t(p.columns()) + kBN - 1) / kBN, grid_y = (int64_t(p.rows()) + kBM - 1) / kBM;
+  const int64_t grid_x = (int64_t(p.columns()) + kBN - 1) / kBN, grid_y = (int64_t(p.rows()) + P::kBM - 1) / P::kBM;
   if (grid_x == 0 || grid_y == 0) return;
   if (grid_y > kMaxGridYZ)
     throw std::runtime_error(std::string(op) + ": " + std::to_string(p.rows()) +
@@ -470,21 +490,21 @@ void simulate_on_host(const P& p) {
   struct Thread {
     typename P::Cursor cursor;
     Staging<P> staging;
-    T acc[4][8];
+    T acc[P::kBM / 16][8];
   };
   struct alignas(16) Shared {
-    Tile<T, kBM> a[2];
+    Tile<T, P::kBM> a[2];
     Tile<T, kBN> b[2];
   };
   std::vector<Thread> threads(kThreads);
   auto shared = std::make_unique<Shared>();
-  const int grid_x = (p.columns() + kBN - 1) / kBN, grid_y = (p.rows() + kBM - 1) / kBM;
+  const int grid_x = (p.columns() + kBN - 1) / kBN, grid_y = (p.rows() + P::kBM - 1) / P::kBM;
   for (int z = 0; z < p.z_count(); ++z)
     for (int by = 0; by < grid_y; ++by)
       for (int bx = 0; bx < grid_x; ++bx) {
         for (int t = 0; t < kThreads; ++t) {
-          threads[t].cursor = p.cursor(t, z, by * kBM, bx * kBN);
-          std::fill(&threads[t].acc[0][0], &threads[t].acc[0][0] + 32, T(0));
+          threads[t].cursor = p.cursor(t, z, by * P::kBM, bx * kBN);
+          std::fill(&threads[t].acc[0][0], &threads[t].acc[0][0] + P::kBM / 16 * 8, T(0));
         }
         const typename P::Cursor& c0 = threads[0].cursor;
         const int steps = (c0.k_end - c0.k_begin + kBK - 1) / kBK;
@@ -500,7 +520,8 @@ void simulate_on_host(const P& p) {
             fetch_step(p, th.cursor, t, th.cursor.k_begin + (step + 1) * kBK, th.staging);
             store_step<P>(t, shared->a[cur ^ 1], shared->b[cur ^ 1], th.staging);
           }
-          for (int t = 0; t < kThreads; ++t) accumulate_step<T>(t, shared->a[cur], shared->b[cur], threads[t].acc);
+          for (int t = 0; t < kThreads; ++t)
+            accumulate_step<T, P::kBM>(t, shared->a[cur], shared->b[cur], threads[t].acc);
         }
         for (int t = 0; t < kThreads; ++t) write_outputs(p, threads[t].cursor, t, threads[t].acc);
       }
@@ -508,30 +529,46 @@ void simulate_on_host(const P& p) {
 
 int conv_columns_per_weight(const ConvDims& d) { return d.C / d.groups * d.kH * d.kW; }
 
+// The tile height for a problem whose groups have `rows` output rows (or the one asked for).
+int tile_rows(int rows, int asked = 0) { return asked ? asked : rows <= kBMSmall ? kBMSmall : kBMLarge; }
+
+// Runs run(Problem<T, BM>{args...}) with the tile height for `rows`.
+template <template <typename, int> class Problem, typename T, class Run, typename... Args>
+void with_tile(int rows, int asked, Run&& run, const Args&... args) {
+  if (tile_rows(rows, asked) == kBMSmall) run(Problem<T, kBMSmall>(args...));
+  else run(Problem<T, kBMLarge>(args...));
+}
+
 }  // namespace
 
 template <typename T>
 void conv2d_forward_igemm(const ConvDims& d, const T* x, const T* w, const T* bias, T* y, cudaStream_t stream) {
-  launch_igemm(ForwardProblem<T>{d, x, w, bias, y}, stream, "conv2d");
+  with_tile<ForwardProblem, T>(d.O / d.groups, 0, [&](const auto& p) { launch_igemm(p, stream, "conv2d"); }, d, x, w,
+                               bias, y);
 }
 
 template <typename T>
 void conv2d_backward_data_igemm(const ConvDims& d, const T* dy, const T* w, const T* bias, T* dx, cudaStream_t stream) {
-  launch_igemm(BackwardDataProblem<T>{d, dy, w, bias, dx}, stream, "conv2d_backward_data");
+  with_tile<BackwardDataProblem, T>(d.C / d.groups, 0,
+                                    [&](const auto& p) { launch_igemm(p, stream, "conv2d_backward_data"); }, d, dy, w,
+                                    bias, dx);
 }
 
 template <typename T>
 void conv2d_backward_weight_igemm(const ConvDims& d, const T* x, const T* dy, T* dw, T* workspace, int splits,
                                   cudaStream_t stream) {
-  launch_igemm(BackwardWeightProblem<T>{d, x, dy, splits > 1 ? workspace : dw, splits}, stream,
-               "conv2d_backward_weight");
+  T* out = splits > 1 ? workspace : dw;
+  with_tile<BackwardWeightProblem, T>(d.O / d.groups, 0,
+                                      [&](const auto& p) { launch_igemm(p, stream, "conv2d_backward_weight"); }, d, x,
+                                      dy, out, splits);
   if (splits > 1) sum_axis<T>(workspace, dw, 1, splits, int64_t(d.O) * conv_columns_per_weight(d), stream);
 }
 
 int conv2d_backward_weight_splits(const ConvDims& d, int multiprocessors) {
   const int64_t rows = d.O / d.groups, columns = conv_columns_per_weight(d);
   const int64_t depth = int64_t(d.N) * d.OH * d.OW;
-  const int64_t tiles = ((rows + kBM - 1) / kBM) * ((columns + kBN - 1) / kBN) * d.groups;
+  const int64_t bm = tile_rows(static_cast<int>(rows));
+  const int64_t tiles = ((rows + bm - 1) / bm) * ((columns + kBN - 1) / kBN) * d.groups;
   const int64_t wanted = (int64_t(4) * std::max(multiprocessors, 1) + tiles - 1) / tiles;
   const int64_t by_depth = std::max<int64_t>(depth / 512, 1);  // at least 512 products per split
   const int64_t by_memory = std::max<int64_t>((int64_t(1) << 28) / (int64_t(d.O) * columns), 1);  // partials <= 1 GiB (fp32)
@@ -540,18 +577,20 @@ int conv2d_backward_weight_splits(const ConvDims& d, int multiprocessors) {
 
 template <typename T>
 void conv2d_igemm_simulated_on_host(ConvPass pass, const ConvDims& d, const T* in0, const T* in1, const T* bias, T* out,
-                                    int splits) {
+                                    int splits, int rows_per_tile) {
+  auto simulate = [](const auto& p) { simulate_on_host(p); };
   switch (pass) {
     case ConvPass::forward:
-      simulate_on_host(ForwardProblem<T>{d, in0, in1, bias, out});
+      with_tile<ForwardProblem, T>(d.O / d.groups, rows_per_tile, simulate, d, in0, in1, bias, out);
       break;
     case ConvPass::backward_data:
-      simulate_on_host(BackwardDataProblem<T>{d, in0, in1, bias, out});
+      with_tile<BackwardDataProblem, T>(d.C / d.groups, rows_per_tile, simulate, d, in0, in1, bias, out);
       break;
     case ConvPass::backward_weight: {
       const int64_t size = int64_t(d.O) * conv_columns_per_weight(d);
       std::vector<T> partials(static_cast<std::size_t>(size * splits));
-      simulate_on_host(BackwardWeightProblem<T>{d, in0, in1, partials.data(), splits});
+      T* partial_data = partials.data();
+      with_tile<BackwardWeightProblem, T>(d.O / d.groups, rows_per_tile, simulate, d, in0, in1, partial_data, splits);
       for (int64_t e = 0; e < size; ++e) {
         T sum = T(0);
         for (int s = 0; s < splits; ++s) sum += partials[static_cast<std::size_t>(s * size + e)];
@@ -566,7 +605,7 @@ void conv2d_igemm_simulated_on_host(ConvPass pass, const ConvDims& d, const T* i
   template void conv2d_forward_igemm<T>(const ConvDims&, const T*, const T*, const T*, T*, cudaStream_t);          \
   template void conv2d_backward_data_igemm<T>(const ConvDims&, const T*, const T*, const T*, T*, cudaStream_t);    \
   template void conv2d_backward_weight_igemm<T>(const ConvDims&, const T*, const T*, T*, T*, int, cudaStream_t);   \
-  template void conv2d_igemm_simulated_on_host<T>(ConvPass, const ConvDims&, const T*, const T*, const T*, T*, int);
+  template void conv2d_igemm_simulated_on_host<T>(ConvPass, const ConvDims&, const T*, const T*, const T*, T*, int, int);
 RB_CONV_INSTANTIATE(float)
 RB_CONV_INSTANTIATE(double)
 #undef RB_CONV_INSTANTIATE

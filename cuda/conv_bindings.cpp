@@ -26,7 +26,7 @@ py::tuple pool_tuple(const rb::cuda::PoolResult& r) {
 // conv2d_igemm_simulated_on_host. The result starts as NaN, so an element never written shows.
 template <typename T>
 py::array simulate(rb::cuda::ConvPass pass, const py::array& in0_obj, const py::array& in1_obj,
-                   const py::object& bias_obj, const rb::cuda::ConvDims& d, int splits, bool direct) {
+                   const py::object& bias_obj, const rb::cuda::ConvDims& d, int splits, bool direct, int rows_per_tile) {
   using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
   const Array in0 = Array::ensure(in0_obj), in1 = Array::ensure(in1_obj);
   Array bias;
@@ -57,7 +57,8 @@ py::array simulate(rb::cuda::ConvPass pass, const py::array& in0_obj, const py::
   if (direct)
     rb::cuda::conv2d_depthwise_simulated_on_host<T>(pass, d, in0.data(), in1.data(), b, out.mutable_data());
   else
-    rb::cuda::conv2d_igemm_simulated_on_host<T>(pass, d, in0.data(), in1.data(), b, out.mutable_data(), splits);
+    rb::cuda::conv2d_igemm_simulated_on_host<T>(pass, d, in0.data(), in1.data(), b, out.mutable_data(), splits,
+                                                rows_per_tile);
   return out;
 }
 
@@ -212,7 +213,7 @@ void register_conv(py::module_& m) {
   // ---- the implicit-GEMM kernels' code on the host ----
   m.def("_conv2d_host_simulation",
         [](const std::string& pass_name, const py::array& in0, const py::array& in1, const py::object& bias,
-           const std::vector<int>& dims, int splits, bool direct) -> py::array {
+           const std::vector<int>& dims, int splits, bool direct, int rows_per_tile) -> py::array {
           const ConvPass pass = pass_name == "forward"           ? ConvPass::forward
                                 : pass_name == "backward_data"   ? ConvPass::backward_data
                                 : pass_name == "backward_weight" ? ConvPass::backward_weight
@@ -226,14 +227,15 @@ void register_conv(py::module_& m) {
           for (int v : dims) ok = ok && v >= 0;
           ok = ok && d.N > 0 && d.C > 0 && d.H > 0 && d.W > 0 && d.O > 0 && d.kH > 0 && d.kW > 0 && d.OH > 0 &&
                d.OW > 0 && d.sH > 0 && d.sW > 0 && d.dH > 0 && d.dW > 0;
+          ok = ok && (rows_per_tile == 0 || rows_per_tile == 32 || rows_per_tile == 64);
           if (!ok || (direct && !conv2d_is_depthwise(d)))
             throw py::value_error("_conv2d_host_simulation: invalid geometry or splits");
           const bool f64 = in0.dtype().equal(py::dtype::of<double>());
-          return f64 ? simulate<double>(pass, in0, in1, bias, d, splits, direct)
-                     : simulate<float>(pass, in0, in1, bias, d, splits, direct);
+          return f64 ? simulate<double>(pass, in0, in1, bias, d, splits, direct, rows_per_tile)
+                     : simulate<float>(pass, in0, in1, bias, d, splits, direct, rows_per_tile);
         },
         py::arg("pass_name"), py::arg("in0"), py::arg("in1"), py::arg("bias"), py::arg("dims"), py::arg("splits") = 1,
-        py::arg("direct") = false);
+        py::arg("direct") = false, py::arg("rows_per_tile") = 0);
 
   // ---- the pooling kernels' per-element code on the host ----
   // dims: planes, H, W, OH, OW, kH, kW, sH, sW, pH, pW, dH, dW. Returns (out, idx): out starts as

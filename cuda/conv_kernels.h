@@ -41,9 +41,10 @@ int conv2d_backward_weight_splits(const ConvDims& d, int multiprocessors);
 // The same kernels' code run on the host, barrier phase by barrier phase, with host pointers (tests
 // of the index arithmetic without a GPU; small shapes only). in0, in1 are (x, w) for forward,
 // (dy, w) for backward-data, (x, dy) for backward-weight; bias only for the first two.
+// rows_per_tile: 32 or 64 forces that tile height; 0 chooses as the launchers do.
 template <typename T>
 void conv2d_igemm_simulated_on_host(ConvPass pass, const ConvDims& d, const T* in0, const T* in1, const T* bias, T* out,
-                                    int splits);
+                                    int splits, int rows_per_tile = 0);
 
 // Direct kernels for one input channel per group (depthwise, any multiplier; conv_depthwise.cu).
 // The op layer runs them instead of the implicit GEMM when conv2d_is_depthwise, unless the

@@ -24,6 +24,7 @@ CASES = [
     (3, 3, 10, 1, 4, (3, 1), (1, 1), (1, 0), (1, 1), 1),     # width 1: radices of 1 in the digit counters
     (1, 2, 9, 9, 3, (7, 7), (2, 2), (3, 3), (1, 1), 1),      # more taps than a reduction step
     (2, 3, 7, 8, 6, (3, 3), (2, 1), (1, 1), (1, 2), 3),      # depthwise with channel multiplier 2
+    (1, 40, 5, 6, 36, (3, 3), (1, 1), (1, 1), (1, 1), 1),    # over 32 rows in every pass
 ]
 
 
@@ -36,31 +37,32 @@ def _dims(N, C, H, W, O, k, s, p, d, groups, out_hw=None):
     return [N, C, H, W, O, k[0], k[1], oh, ow, s[0], s[1], p[0], p[1], d[0], d[1], groups]
 
 
-def _simulate(pass_name, a, b, bias, dims, splits=1, direct=False):
-    return cuda._cuda._conv2d_host_simulation(pass_name, a, b, bias, dims, splits, direct)
+def _simulate(pass_name, a, b, bias, dims, splits=1, direct=False, rows_per_tile=0):
+    return cuda._cuda._conv2d_host_simulation(pass_name, a, b, bias, dims, splits, direct, rows_per_tile)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_code_matches_cpu(rng, case, dtype):
+@pytest.mark.parametrize("rows_per_tile", [32, 64])
+def test_kernel_code_matches_cpu(rng, case, dtype, rows_per_tile):
     N, C, H, W, O, k, s, p, d, groups = case
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == np.float32 else dict(atol=1e-12, rtol=1e-12)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     w = rng.standard_normal((O, C // groups) + k).astype(dtype)
     bias = rng.standard_normal(O).astype(dtype)
     dims = _dims(N, C, H, W, O, k, s, p, d, groups)
-    y = _simulate("forward", x, w, bias, dims)
+    y = _simulate("forward", x, w, bias, dims, rows_per_tile=rows_per_tile)
     assert_close(y, _C.conv2d_forward(x, w, bias, s, p, d, groups), **tol, what=f"forward {case}")
-    y0 = _simulate("forward", x, w, None, dims)
+    y0 = _simulate("forward", x, w, None, dims, rows_per_tile=rows_per_tile)
     assert_close(y0, _C.conv2d_forward(x, w, None, s, p, d, groups), **tol, what=f"forward no bias {case}")
 
     dy = rng.standard_normal(y.shape).astype(dtype)
-    dx = _simulate("backward_data", dy, w, None, dims)
+    dx = _simulate("backward_data", dy, w, None, dims, rows_per_tile=rows_per_tile)
     assert_close(dx, _C.conv2d_backward_data(dy, w, (H, W), s, p, d, groups), **tol, what=f"backward data {case}")
 
     expected_dw = _C.conv2d_backward_weight(x, dy, k, s, p, d, groups)
     for splits in (1, 3):
-        dw = _simulate("backward_weight", x, dy, None, dims, splits)
+        dw = _simulate("backward_weight", x, dy, None, dims, splits, rows_per_tile=rows_per_tile)
         assert_close(dw, expected_dw, **tol, what=f"backward weight {case} splits={splits}")
 
 
@@ -97,8 +99,9 @@ def test_transposed_convolution_through_backward_data(rng, dtype):
     expected = _C.conv_transpose2d_forward(x, w, b, s, p, op, d, groups)
     out_h, out_w = expected.shape[2:]
     dims = _dims(N, C_out, out_h, out_w, C_in, k, s, p, d, groups, out_hw=(H, W))
-    got = _simulate("backward_data", x, w, b, dims)
-    assert_close(got, expected, atol=1e-5, rtol=1e-5, what="conv_transpose2d")
+    for rows_per_tile in (0, 32, 64):
+        got = _simulate("backward_data", x, w, b, dims, rows_per_tile=rows_per_tile)
+        assert_close(got, expected, atol=1e-5, rtol=1e-5, what=f"conv_transpose2d, {rows_per_tile} rows per tile")
 
 
 def test_bad_arguments_are_refused():
@@ -111,6 +114,8 @@ def test_bad_arguments_are_refused():
         _simulate("sideways", x, w, None, dims)
     with pytest.raises(ValueError, match="geometry"):
         _simulate("forward", x, w, None, dims[:-1] + [0])
+    with pytest.raises(ValueError, match="geometry"):
+        _simulate("forward", x, w, None, dims, rows_per_tile=16)
 
 
 # ---- pooling: each kernel's per-element function run for every element on the host ----------------
