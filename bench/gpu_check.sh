@@ -2,8 +2,8 @@
 # GPU check for the CUDA backend, for a machine with an NVIDIA GPU and no network (PyTorch with
 # CUDA, pybind11, scikit-build-core, CMake, ninja and NumPy already installed):
 #
-#   1. environment (nvidia-smi, versions)       4. compute-sanitizer memcheck and racecheck
-#   2. build and install (sm_90 only)           5. timing table against PyTorch
+#   1. environment (nvidia-smi, versions)       4. timing table against PyTorch
+#   2. build and install (sm_90 only)           5. compute-sanitizer memcheck and racecheck
 #   3. the CUDA and DLPack tests
 #
 # Each stage runs under `timeout`; a failing stage is reported and the script goes on. The whole
@@ -123,9 +123,11 @@ fi
 stage "installed module" 30 show_install
 stage "cuda_smoke" 60 "$PY" -m rosenblatt.bench.cuda_smoke
 stage "tests (cuda, dlpack)" 180 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda*.py tests/test_dlpack.py
+# The timing table before the sanitizers: it is what a short GPU session most needs, and the
+# sanitizer stages (each capped) then take whatever time is left.
+stage "benchmark" 150 "$PY" -m rosenblatt.bench.gpu --out "$RESULTS/gpu_bench.json"
 stage "sanitizer memcheck" 90 sanitizer memcheck
 stage "sanitizer racecheck" 90 sanitizer racecheck
-stage "benchmark" 150 "$PY" -m rosenblatt.bench.gpu --out "$RESULTS/gpu_bench.json"
 
 {
   echo

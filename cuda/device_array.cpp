@@ -8,13 +8,20 @@
 
 namespace rb::cuda {
 
-std::size_t itemsize(DType dtype) { return dtype == DType::float32 ? 4 : 8; }
+std::size_t itemsize(DType dtype) {
+  switch (dtype) {
+    case DType::float32: return 4;
+    case DType::bool_: return 1;
+    default: return 8;
+  }
+}
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
     case DType::float32: return "float32";
     case DType::float64: return "float64";
     case DType::int64: return "int64";
+    case DType::bool_: return "bool";
   }
   return "?";
 }
@@ -23,7 +30,8 @@ DType dtype_from_name(const std::string& name, const char* op) {
   if (name == "float32") return DType::float32;
   if (name == "float64") return DType::float64;
   if (name == "int64") return DType::int64;
-  throw pybind11::type_error(std::string(op) + ": unsupported dtype " + name + " (float32, float64 or int64)");
+  if (name == "bool") return DType::bool_;
+  throw pybind11::type_error(std::string(op) + ": unsupported dtype " + name + " (float32, float64, int64 or bool)");
 }
 
 Storage::~Storage() {

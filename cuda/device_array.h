@@ -11,7 +11,7 @@
 
 namespace rb::cuda {
 
-enum class DType { float32, float64, int64 };
+enum class DType { float32, float64, int64, bool_ };  // bool_: one byte, 0 or 1
 
 std::size_t itemsize(DType dtype);
 const char* dtype_name(DType dtype);
@@ -42,6 +42,7 @@ class DeviceArray {
   DType dtype() const { return dtype_; }
   int device() const { return storage_->device; }
   int ndim() const { return static_cast<int>(shape_.size()); }
+  int64_t offset() const { return offset_; }  // in elements, from storage()->data
   int64_t numel() const;
   bool is_contiguous() const;  // C order (dimensions of size 1 may have any stride)
   bool read_only() const { return read_only_; }

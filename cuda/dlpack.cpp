@@ -20,6 +20,7 @@ DLDataType dl_dtype(DType dtype) {
     case DType::float32: return {kDLFloat, 32, 1};
     case DType::float64: return {kDLFloat, 64, 1};
     case DType::int64: return {kDLInt, 64, 1};
+    case DType::bool_: return {kDLBool, 8, 1};
   }
   return {};
 }
@@ -97,11 +98,11 @@ void check_import(const DLTensor& t, const char* op) {
                            std::to_string(t.device.device_type) + ", not CUDA (2)");
   const DLDataType d = t.dtype;
   const bool supported = d.lanes == 1 && ((d.code == kDLFloat && (d.bits == 32 || d.bits == 64)) ||
-                                          (d.code == kDLInt && d.bits == 64));
+                                          (d.code == kDLInt && d.bits == 64) || (d.code == kDLBool && d.bits == 8));
   if (!supported)
     throw py::type_error(std::string(op) + ": unsupported DLPack dtype (code " + std::to_string(d.code) + ", " +
                          std::to_string(d.bits) + " bits, " + std::to_string(d.lanes) +
-                         " lanes); float32, float64 or int64");
+                         " lanes); float32, float64, int64 or bool");
   if (t.ndim < 0 || t.ndim > 64) throw py::value_error(std::string(op) + ": bad ndim " + std::to_string(t.ndim));
   for (int d = 0; d < t.ndim; ++d)
     if (t.shape[d] < 0) throw py::value_error(std::string(op) + ": negative dimension in the DLPack tensor");
@@ -109,6 +110,7 @@ void check_import(const DLTensor& t, const char* op) {
 
 DType dtype_of(DLDataType d) {
   if (d.code == kDLInt) return DType::int64;
+  if (d.code == kDLBool) return DType::bool_;
   return d.bits == 32 ? DType::float32 : DType::float64;
 }
 
@@ -214,7 +216,7 @@ DeviceArray from_dlpack(py::object producer) {
 }
 
 py::dict cuda_array_interface(const DeviceArray& x) {
-  static const char* typestr[] = {"<f4", "<f8", "<i8"};
+  static const char* typestr[] = {"<f4", "<f8", "<i8", "|b1"};  // indexed by DType
   py::tuple shape(x.ndim());
   for (int d = 0; d < x.ndim(); ++d) shape[d] = x.shape()[d];
   py::object strides = py::none();

@@ -1,6 +1,5 @@
 // Element-wise ops with NumPy broadcasting: out[i] = f(in0[off0(i)], in1[off1(i)], in2[off2(i)]).
 #include <stdexcept>
-#include <type_traits>
 
 #include "check.h"
 #include "kernels.h"
@@ -11,7 +10,9 @@ namespace rb::cuda {
 int arity(Elementwise op) {
   switch (op) {
     case Elementwise::copy: case Elementwise::neg: case Elementwise::exp: case Elementwise::log:
-    case Elementwise::tanh: case Elementwise::sigmoid: case Elementwise::relu:
+    case Elementwise::tanh: case Elementwise::sigmoid: case Elementwise::relu: case Elementwise::sqrt:
+    case Elementwise::abs: case Elementwise::sign: case Elementwise::log1p: case Elementwise::sin:
+    case Elementwise::cos:
       return 1;
     case Elementwise::div_backward_b:
       return 3;
@@ -21,25 +22,6 @@ int arity(Elementwise op) {
 }
 
 namespace {
-
-// The one broadcasting index helper: element i of the C-contiguous output, decomposed over the
-// dimensions (layout dimension 0 is the innermost), gives each input's offset through its strides.
-// The loop is unrolled over kMaxDims so the layout's arrays are indexed by constants.
-// Host-callable too, for broadcast_offsets_on_host (tests without a GPU).
-template <int N>
-__host__ __device__ inline void broadcast_offsets(const BroadcastLayout& layout, int64_t i, int64_t (&offset)[kMaxInputs]) {
-#pragma unroll
-  for (int k = 0; k < N; ++k) offset[k] = 0;
-#pragma unroll
-  for (int d = 0; d < kMaxDims; ++d) {
-    if (d < layout.ndim) {
-      const int64_t index = i % layout.shape[d];
-      i /= layout.shape[d];
-#pragma unroll
-      for (int k = 0; k < N; ++k) offset[k] += index * layout.strides[k][d];
-    }
-  }
-}
 
 // The ops. Backward ops take the upstream gradient g first.
 struct Copy { template <typename T> __device__ T operator()(T a, T, T) const { return a; } };
@@ -52,6 +34,21 @@ struct Sigmoid {
 };
 struct Relu {  // NaN passes through, as np.maximum(x, 0)
   template <typename T> __device__ T operator()(T a, T, T) const { return a < T(0) ? T(0) : a; }
+};
+struct Sqrt { template <typename T> __device__ T operator()(T a, T, T) const { return sqrt_of(a); } };
+struct Abs { template <typename T> __device__ T operator()(T a, T, T) const { return a < T(0) ? -a : a; } };
+struct Sign {  // NaN stays NaN, as np.sign
+  template <typename T> __device__ T operator()(T a, T, T) const { return a > T(0) ? T(1) : a < T(0) ? T(-1) : a; }
+};
+struct Log1p { template <typename T> __device__ T operator()(T a, T, T) const { return log1p_of(a); } };
+struct Sin { template <typename T> __device__ T operator()(T a, T, T) const { return sin_of(a); } };
+struct Cos { template <typename T> __device__ T operator()(T a, T, T) const { return cos_of(a); } };
+struct Pow { template <typename T> __device__ T operator()(T a, T b, T) const { return pow_of(a, b); } };
+struct Maximum {  // a NaN on either side gives NaN
+  template <typename T> __device__ T operator()(T a, T b, T) const { return (a > b || a != a) ? a : b; }
+};
+struct Minimum {
+  template <typename T> __device__ T operator()(T a, T b, T) const { return (a < b || a != a) ? a : b; }
 };
 struct Add { template <typename T> __device__ T operator()(T a, T b, T) const { return a + b; } };
 struct Sub { template <typename T> __device__ T operator()(T a, T b, T) const { return a - b; } };
@@ -79,30 +76,35 @@ struct DivBackwardB {  // out = a / b: db = -g * a / b^2
 // The one place that maps an op to its functor at run time (used by the strided kernels).
 template <typename T>
 __device__ T apply(Elementwise op, T a, T b, T c) {
-  if constexpr (std::is_integral_v<T>) {
-    return a;  // integers are only copied
-  } else {
-    switch (op) {
-      case Elementwise::copy: return Copy{}(a, b, c);
-      case Elementwise::neg: return Neg{}(a, b, c);
-      case Elementwise::exp: return Exp{}(a, b, c);
-      case Elementwise::log: return Log{}(a, b, c);
-      case Elementwise::tanh: return Tanh{}(a, b, c);
-      case Elementwise::sigmoid: return Sigmoid{}(a, b, c);
-      case Elementwise::relu: return Relu{}(a, b, c);
-      case Elementwise::add: return Add{}(a, b, c);
-      case Elementwise::sub: return Sub{}(a, b, c);
-      case Elementwise::mul: return Mul{}(a, b, c);
-      case Elementwise::div: return Div{}(a, b, c);
-      case Elementwise::exp_backward: return ExpBackward{}(a, b, c);
-      case Elementwise::tanh_backward: return TanhBackward{}(a, b, c);
-      case Elementwise::sigmoid_backward: return SigmoidBackward{}(a, b, c);
-      case Elementwise::log_backward: return LogBackward{}(a, b, c);
-      case Elementwise::relu_backward: return ReluBackward{}(a, b, c);
-      case Elementwise::div_backward_b: return DivBackwardB{}(a, b, c);
-    }
-    return T(0);
+  switch (op) {
+    case Elementwise::copy: return Copy{}(a, b, c);
+    case Elementwise::neg: return Neg{}(a, b, c);
+    case Elementwise::exp: return Exp{}(a, b, c);
+    case Elementwise::log: return Log{}(a, b, c);
+    case Elementwise::tanh: return Tanh{}(a, b, c);
+    case Elementwise::sigmoid: return Sigmoid{}(a, b, c);
+    case Elementwise::relu: return Relu{}(a, b, c);
+    case Elementwise::sqrt: return Sqrt{}(a, b, c);
+    case Elementwise::abs: return Abs{}(a, b, c);
+    case Elementwise::sign: return Sign{}(a, b, c);
+    case Elementwise::log1p: return Log1p{}(a, b, c);
+    case Elementwise::sin: return Sin{}(a, b, c);
+    case Elementwise::cos: return Cos{}(a, b, c);
+    case Elementwise::pow: return Pow{}(a, b, c);
+    case Elementwise::maximum: return Maximum{}(a, b, c);
+    case Elementwise::minimum: return Minimum{}(a, b, c);
+    case Elementwise::add: return Add{}(a, b, c);
+    case Elementwise::sub: return Sub{}(a, b, c);
+    case Elementwise::mul: return Mul{}(a, b, c);
+    case Elementwise::div: return Div{}(a, b, c);
+    case Elementwise::exp_backward: return ExpBackward{}(a, b, c);
+    case Elementwise::tanh_backward: return TanhBackward{}(a, b, c);
+    case Elementwise::sigmoid_backward: return SigmoidBackward{}(a, b, c);
+    case Elementwise::log_backward: return LogBackward{}(a, b, c);
+    case Elementwise::relu_backward: return ReluBackward{}(a, b, c);
+    case Elementwise::div_backward_b: return DivBackwardB{}(a, b, c);
   }
+  return T(0);
 }
 
 template <typename T>
@@ -170,6 +172,15 @@ void launch_elementwise(Elementwise op, const BroadcastLayout& l, const T* const
     case Elementwise::tanh: return launch<1>(Tanh{}, op, l, in, out, n, s, "tanh");
     case Elementwise::sigmoid: return launch<1>(Sigmoid{}, op, l, in, out, n, s, "sigmoid");
     case Elementwise::relu: return launch<1>(Relu{}, op, l, in, out, n, s, "relu");
+    case Elementwise::sqrt: return launch<1>(Sqrt{}, op, l, in, out, n, s, "sqrt");
+    case Elementwise::abs: return launch<1>(Abs{}, op, l, in, out, n, s, "abs");
+    case Elementwise::sign: return launch<1>(Sign{}, op, l, in, out, n, s, "sign");
+    case Elementwise::log1p: return launch<1>(Log1p{}, op, l, in, out, n, s, "log1p");
+    case Elementwise::sin: return launch<1>(Sin{}, op, l, in, out, n, s, "sin");
+    case Elementwise::cos: return launch<1>(Cos{}, op, l, in, out, n, s, "cos");
+    case Elementwise::pow: return launch<2>(Pow{}, op, l, in, out, n, s, "pow");
+    case Elementwise::maximum: return launch<2>(Maximum{}, op, l, in, out, n, s, "maximum");
+    case Elementwise::minimum: return launch<2>(Minimum{}, op, l, in, out, n, s, "minimum");
     case Elementwise::add: return launch<2>(Add{}, op, l, in, out, n, s, "add");
     case Elementwise::sub: return launch<2>(Sub{}, op, l, in, out, n, s, "sub");
     case Elementwise::mul: return launch<2>(Mul{}, op, l, in, out, n, s, "mul");
@@ -182,13 +193,6 @@ void launch_elementwise(Elementwise op, const BroadcastLayout& l, const T* const
     case Elementwise::div_backward_b: return launch<3>(DivBackwardB{}, op, l, in, out, n, s, "div_backward_b");
   }
   throw std::logic_error("elementwise: unknown op");
-}
-
-template <>
-void launch_elementwise<int64_t>(Elementwise op, const BroadcastLayout& l, const int64_t* const* in, int64_t* out,
-                                 int64_t n, cudaStream_t s) {
-  if (op != Elementwise::copy) throw std::logic_error("elementwise: only copy is built for int64");
-  launch<1>(Copy{}, op, l, in, out, n, s, "copy");
 }
 
 template void launch_elementwise<float>(Elementwise, const BroadcastLayout&, const float* const*, float*, int64_t, cudaStream_t);

@@ -12,7 +12,9 @@ namespace rb::cuda {
 // ---- element-wise (elementwise.cu) ---------------------------------------------------------
 enum class Elementwise {
   copy, neg, exp, log, tanh, sigmoid, relu,              // one input
+  sqrt, abs, sign, log1p, sin, cos,
   add, sub, mul, div,                                    // two inputs
+  pow, maximum, minimum,                                 // maximum / minimum propagate NaN, as NumPy
   exp_backward, tanh_backward, sigmoid_backward,         // (grad, forward output)
   log_backward, relu_backward,                           // (grad, forward input)
   div_backward_b,                                        // (grad, a, b): d(a/b)/db * grad
@@ -39,13 +41,37 @@ BroadcastLayout broadcast_layout(const std::vector<std::vector<int64_t>>& shapes
 // The kernels' own offset computation, run on the host (tests without a GPU).
 void broadcast_offsets_on_host(const BroadcastLayout& layout, int n_inputs, int64_t i, int64_t* offsets);
 
+// Floating T only (integer and bool arrays are copied and converted by launch_cast).
 template <typename T>
 void launch_elementwise(Elementwise op, const BroadcastLayout& layout, const T* const* inputs, T* out, int64_t n,
                         cudaStream_t stream);
-// Integer arrays are only ever copied (made contiguous, or on their way to the host): op must be copy.
-template <>
-void launch_elementwise<int64_t>(Elementwise op, const BroadcastLayout& layout, const int64_t* const* inputs,
-                                 int64_t* out, int64_t n, cudaStream_t stream);
+
+// ---- the device tensor layer's kernels (tensor_ops.cu) -------------------------------------
+// Layouts as for launch_elementwise; bool arrays are uint8_t holding 0 or 1.
+enum class Compare { eq, ne, lt, le, gt, ge, logical_and, logical_or, logical_xor };
+// out (bool) = a <op> b, broadcasting.
+template <typename T>
+void launch_compare(Compare op, const BroadcastLayout& layout, const T* a, const T* b, uint8_t* out, int64_t n,
+                    cudaStream_t stream);
+// out = cond ? a : b, broadcasting (layout inputs: cond, a, b).
+template <typename T>
+void launch_where(const BroadcastLayout& layout, const uint8_t* cond, const T* a, const T* b, T* out, int64_t n,
+                  cudaStream_t stream);
+// out (C-contiguous) = x read through the layout's strides, converted (to bool: x != 0).
+template <typename From, typename To>
+void launch_cast(const BroadcastLayout& layout, const From* x, To* out, int64_t n, cudaStream_t stream);
+// dst[offset0(i)] = src[offset1(i)] for the n elements of dst (layout inputs: dst, src broadcast to dst).
+// T is an unsigned integer of the element's size: assignment moves bits.
+template <typename T>
+void launch_assign(const BroadcastLayout& layout, T* dst, const T* src, int64_t n, cudaStream_t stream);
+// out[0..n) = value.
+template <typename T>
+void launch_fill(T* out, T value, int64_t n, cudaStream_t stream);
+// x is C-contiguous (outer, n, inner), n >= 1: values and indices (outer, inner) of the max (or min)
+// over n; the first extreme wins ties, and a NaN wins over numbers (as np.argmax / np.max).
+template <typename T>
+void extreme_axis(const T* x, T* values, int64_t* indices, int64_t outer, int64_t n, int64_t inner, bool minimum,
+                  cudaStream_t stream);
 
 // ---- reductions and softmax (reduce.cu) ----------------------------------------------------
 // x is C-contiguous (outer, n, inner); out (outer, inner) = sum over n.

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels.h"
+
 namespace rb::cuda {
 
 // Blocks for a grid-stride loop over `items` work items of `per_block` each: one item per block up
@@ -28,5 +30,34 @@ __device__ inline float log_of(float x) { return logf(x); }
 __device__ inline double log_of(double x) { return log(x); }
 __device__ inline float tanh_of(float x) { return tanhf(x); }
 __device__ inline double tanh_of(double x) { return tanh(x); }
+__device__ inline float sqrt_of(float x) { return sqrtf(x); }
+__device__ inline double sqrt_of(double x) { return sqrt(x); }
+__device__ inline float log1p_of(float x) { return log1pf(x); }
+__device__ inline double log1p_of(double x) { return log1p(x); }
+__device__ inline float sin_of(float x) { return sinf(x); }
+__device__ inline double sin_of(double x) { return sin(x); }
+__device__ inline float cos_of(float x) { return cosf(x); }
+__device__ inline double cos_of(double x) { return cos(x); }
+__device__ inline float pow_of(float x, float y) { return powf(x, y); }
+__device__ inline double pow_of(double x, double y) { return pow(x, y); }
+
+// The one broadcasting index helper: element i of the C-contiguous output, decomposed over the
+// dimensions (layout dimension 0 is the innermost), gives each of the first N inputs' offsets
+// through its strides. The loop is unrolled over kMaxDims so the layout's arrays are indexed by
+// constants. Host-callable too, for broadcast_offsets_on_host (tests without a GPU).
+template <int N>
+__host__ __device__ inline void broadcast_offsets(const BroadcastLayout& layout, int64_t i, int64_t (&offset)[kMaxInputs]) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) offset[k] = 0;
+#pragma unroll
+  for (int d = 0; d < kMaxDims; ++d) {
+    if (d < layout.ndim) {
+      const int64_t index = i % layout.shape[d];
+      i /= layout.shape[d];
+#pragma unroll
+      for (int k = 0; k < N; ++k) offset[k] += index * layout.strides[k][d];
+    }
+  }
+}
 
 }  // namespace rb::cuda

@@ -17,6 +17,8 @@ using rb::cuda::DeviceArray;
 using rb::cuda::Elementwise;
 
 void register_train(py::module_& m);  // train_bindings.cpp
+void register_rnn(py::module_& m);  // rnn_bindings.cpp
+void register_tensor(py::module_& m);  // tensor_bindings.cpp
 void register_conv(py::module_& m);  // conv_bindings.cpp
 
 PYBIND11_MODULE(_cuda, m) {
@@ -45,7 +47,7 @@ PYBIND11_MODULE(_cuda, m) {
       .def_property_readonly("shape", [](const DeviceArray& x) { return py::tuple(py::cast(x.shape())); })
       .def_property_readonly("strides", [](const DeviceArray& x) { return py::tuple(py::cast(x.strides())); },
                              "strides in elements")
-      .def_property_readonly("dtype", [](const DeviceArray& x) { return rb::cuda::dtype_name(x.dtype()); })
+      .def_property_readonly("dtype", [](const DeviceArray& x) { return py::dtype(rb::cuda::dtype_name(x.dtype())); })
       .def_property_readonly("device", &DeviceArray::device)
       .def_property_readonly("ndim", &DeviceArray::ndim)
       .def_property_readonly("size", &DeviceArray::numel)
@@ -108,6 +110,7 @@ PYBIND11_MODULE(_cuda, m) {
   });
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
   register_train(m);
+  register_tensor(m);
   register_conv(m);
 
   // The element-wise kernels' layout and offset computation run on the host: for every output
@@ -153,4 +156,6 @@ PYBIND11_MODULE(_cuda, m) {
      py::arg("ldb"), py::arg("ldc"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("alpha") = 1.0f,
      py::arg("beta") = 0.0f, py::arg("batch") = 1, py::arg("stride_a") = 0, py::arg("stride_b") = 0,
      py::arg("stride_c") = 0);
+
+  register_rnn(m);
 }

@@ -6,6 +6,7 @@
 
 #include "allocator.h"
 #include "check.h"
+#include "tensor_ops.h"
 
 namespace py = pybind11;
 
@@ -17,6 +18,7 @@ std::optional<DType> dtype_of(const py::dtype& dt) {
   if (dt.kind() == 'f' && dt.itemsize() == 4) return DType::float32;
   if (dt.kind() == 'f' && dt.itemsize() == 8) return DType::float64;
   if (dt.kind() == 'i' && dt.itemsize() == 8) return DType::int64;
+  if (dt.kind() == 'b') return DType::bool_;
   return std::nullopt;
 }
 
@@ -26,7 +28,7 @@ void require_same_device(const DeviceArray& a, const DeviceArray& b, const char*
 }
 
 void require_float(const DeviceArray& x, const char* op) {
-  if (x.dtype() == DType::int64)
+  if (x.dtype() != DType::float32 && x.dtype() != DType::float64)
     throw py::type_error(std::string(op) + ": expected a float32 or float64 array, got " + x.describe());
 }
 
@@ -43,7 +45,7 @@ DeviceArray from_host(const py::array& array, int device) {
   const auto dtype = dtype_of(array.dtype());
   if (!dtype)
     throw py::type_error("from_numpy: unsupported dtype " + std::string(py::str(array.dtype())) +
-                         " (float32, float64 or int64)");
+                         " (float32, float64, int64 or bool)");
   py::array c = py::array::ensure(array, py::array::c_style);
   std::vector<int64_t> shape(c.shape(), c.shape() + c.ndim());
   DeviceArray out = DeviceArray::empty(shape, *dtype, device, "from_numpy");
@@ -73,7 +75,7 @@ py::array to_host(const DeviceArray& x) {
 
 DeviceArray contiguous(const DeviceArray& x) {
   if (x.is_contiguous()) return x;
-  return elementwise(Elementwise::copy, {x}, "contiguous");
+  return cast(x, x.dtype());
 }
 
 BroadcastLayout broadcast_layout(const std::vector<std::vector<int64_t>>& shapes,
@@ -127,6 +129,7 @@ DeviceArray elementwise(Elementwise op, const std::vector<DeviceArray>& inputs, 
       throw py::type_error(std::string(name) + ": dtypes differ: " + first.describe() + " and " + x.describe());
     if (op != Elementwise::copy) require_float(x, name);
   }
+  if (op == Elementwise::copy) return cast(first, first.dtype());  // any dtype
 
   std::vector<std::vector<int64_t>> shapes, strides;
   for (const DeviceArray& x : inputs) {
@@ -153,11 +156,8 @@ DeviceArray elementwise(Elementwise op, const std::vector<DeviceArray>& inputs, 
       launch_elementwise<double>(op, layout, in, static_cast<double*>(out.data()), n, s);
       break;
     }
-    case DType::int64: {
-      const int64_t* in[kMaxInputs] = {static_cast<const int64_t*>(inputs[0].data())};
-      launch_elementwise<int64_t>(op, layout, in, static_cast<int64_t*>(out.data()), n, s);
-      break;
-    }
+    default:
+      break;  // not reached: require_float above
   }
   return out;
 }
@@ -290,6 +290,50 @@ DeviceArray matmul(const DeviceArray& a, const DeviceArray& b) {
   DeviceGuard guard(a.device(), "matmul");
   sgemm(p, stream(a.device(), "matmul"));
   return out;
+}
+
+DeviceArray gemm(const DeviceArray& a, const DeviceArray& b, bool trans_a, bool trans_b, double alpha, double beta,
+                 const std::optional<DeviceArray>& out) {
+  require_same_device(a, b, "gemm");
+  if (a.ndim() != 2 || b.ndim() != 2)
+    throw py::value_error("gemm: expected 2-D arrays, got shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  const int64_t m = a.shape()[trans_a ? 1 : 0], k = a.shape()[trans_a ? 0 : 1];
+  const int64_t kb = b.shape()[trans_b ? 1 : 0], n = b.shape()[trans_b ? 0 : 1];
+  if (k != kb)
+    throw py::value_error("gemm: op(a) of shape " + shape_str({m, k}) + " and op(b) of shape " + shape_str({kb, n}) +
+                          " do not multiply (a " + shape_str(a.shape()) + ", b " + shape_str(b.shape()) + ")");
+  if (a.dtype() != DType::float32 || b.dtype() != DType::float32)
+    throw py::type_error("gemm: the CUDA GEMM is float32 only, got " + a.describe() + " and " + b.describe());
+  DeviceArray c = out ? *out : DeviceArray::empty({m, n}, DType::float32, a.device(), "gemm");
+  if (out) {
+    require_same_device(a, c, "gemm");
+    if (c.shape() != std::vector<int64_t>{m, n} || c.dtype() != DType::float32 || !c.is_contiguous() || c.read_only())
+      throw py::value_error("gemm: out must be a writable C-contiguous float32 array of shape " + shape_str({m, n}) +
+                            ", got " + c.describe());
+    if (c.storage() == a.storage() || c.storage() == b.storage())
+      throw py::value_error("gemm: out shares memory with an operand");
+  } else {
+    beta = 0.0;  // nothing to accumulate into
+  }
+  // Each operand as stored (row- or column-major); a stored transposition flips the requested one.
+  const Operand oa = gemm_operand(a), ob = gemm_operand(b);
+  GemmProblem p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.a = static_cast<const float*>(oa.array.data());
+  p.b = static_cast<const float*>(ob.array.data());
+  p.c = static_cast<float*>(c.data());
+  p.trans_a = oa.layout.trans != trans_a;
+  p.trans_b = ob.layout.trans != trans_b;
+  p.lda = oa.layout.ld;
+  p.ldb = ob.layout.ld;
+  p.ldc = n;
+  p.alpha = static_cast<float>(alpha);
+  p.beta = static_cast<float>(beta);
+  DeviceGuard guard(a.device(), "gemm");
+  sgemm(p, stream(a.device(), "gemm"));
+  return c;
 }
 
 void synchronize(int device) {

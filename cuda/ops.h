@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <optional>
 #include <vector>
 
 #include "device_array.h"
@@ -21,6 +22,11 @@ DeviceArray sum(const DeviceArray& x, int axis, bool keepdims);
 DeviceArray softmax(const DeviceArray& x, bool log);
 DeviceArray softmax_backward(const DeviceArray& dy, const DeviceArray& y, bool log);
 DeviceArray matmul(const DeviceArray& a, const DeviceArray& b);  // (M,K)@(K,N) or batched (B,M,K)@(B,K,N), float32
+
+// alpha * op(a) @ op(b) + beta * out, as rosenblatt._C.gemm: 2-D float32; out (when given) is
+// C-contiguous (M, N) and is written and returned.
+DeviceArray gemm(const DeviceArray& a, const DeviceArray& b, bool trans_a, bool trans_b, double alpha, double beta,
+                 const std::optional<DeviceArray>& out);
 
 void synchronize(int device);
 

@@ -68,3 +68,15 @@ def test_allocator_size_classes():
     assert round_size(0) == 512 and round_size(1) == 512 and round_size(512) == 512 and round_size(513) == 1024
     assert round_size(1 << 20) == 1 << 20
     assert round_size((1 << 20) + 1) == 2 << 20 and round_size(5 << 20) == 6 << 20
+
+
+@no_gpu
+def test_tensor_to_cuda_without_a_gpu_is_a_clear_runtime_error():
+    match = "no CUDA device" if cuda.is_compiled() else "built without CUDA"
+    with pytest.raises(RuntimeError, match=match):
+        rosenblatt.tensor([1.0, 2.0]).to("cuda")
+    with pytest.raises(RuntimeError, match=match):
+        rosenblatt.zeros(3, device="cuda")
+    with pytest.raises(RuntimeError, match=match):
+        rosenblatt.nn.Linear(2, 2).cuda()
+    assert rosenblatt.tensor([1.0]).device == rosenblatt.device("cpu")

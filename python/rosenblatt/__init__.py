@@ -4,6 +4,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import _C
+from .device import device
 from .tensor import (Tensor, bool_, enable_grad, float32, float64, from_dlpack, int32, int64, is_grad_enabled,
                      no_grad, set_grad_enabled, tensor)
 from . import ops  # noqa: F401  (installs the Tensor operators)

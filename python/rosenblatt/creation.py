@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _device
+from .device import device as _device_type
 from .ops import _shape_args
 from .random import default_generator
 from .tensor import Tensor, _to_dtype, float32, int64
 
 
 def _make(array: np.ndarray, requires_grad: bool, device) -> Tensor:
-    if device not in (None, "cpu"):
-        raise RuntimeError(f"device {device!r} is not available for Tensors (CPU storage only)")
+    """The Tensor of a freshly made host array, copied to `device` when that is a CUDA device
+    (random numbers are drawn on the host, so a seed gives the same values on every device)."""
+    if device is not None and device != "cpu":
+        target = _device_type(device)
+        if target.type == "cuda":
+            return Tensor(_device.to_device(array, target, "tensor factory"), requires_grad=requires_grad)
     return Tensor(array, requires_grad=requires_grad)
 
 
@@ -60,24 +66,29 @@ def _like(x: Tensor, dtype):
     return x.shape, _to_dtype(dtype) or x.dtype
 
 
+def _like_device(x: Tensor, device):
+    """*_like factories follow x's device unless told otherwise, as torch."""
+    return device if device is not None or isinstance(x.data, np.ndarray) else x.device
+
+
 def zeros_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     shape, dtype = _like(x, dtype)
-    return _make(np.zeros(shape, dtype), requires_grad, device)
+    return _make(np.zeros(shape, dtype), requires_grad, _like_device(x, device))
 
 
 def ones_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     shape, dtype = _like(x, dtype)
-    return _make(np.ones(shape, dtype), requires_grad, device)
+    return _make(np.ones(shape, dtype), requires_grad, _like_device(x, device))
 
 
 def full_like(x: Tensor, fill_value, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     shape, dtype = _like(x, dtype)
-    return _make(np.full(shape, fill_value, dtype), requires_grad, device)
+    return _make(np.full(shape, fill_value, dtype), requires_grad, _like_device(x, device))
 
 
 def empty_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     shape, dtype = _like(x, dtype)
-    return _make(np.empty(shape, dtype), requires_grad, device)
+    return _make(np.empty(shape, dtype), requires_grad, _like_device(x, device))
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False, device=None) -> Tensor:

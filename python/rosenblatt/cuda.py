@@ -151,6 +151,32 @@ _KERNELS = {
     "nll_scatter": "(coef, target, num_classes, ignore_index=-100) -> zeros (N, C, d...) with coef at each "
                    "position's target class: nll's backward given coef = -grad * element_weight (/ total)",
     "max_last_axis": "(x) -> (values, int64 indices) over the last axis; first index on ties, NaN wins, as NumPy",
+    "rnn_forward": "(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, linear_before_reset, out=None) "
+                   "-> (y, h_n, c_n, saved): one recurrent layer and direction over a (T, B, I) sequence, "
+                   "as rosenblatt._C.rnn_forward",
+    "rnn_backward": "(cell, x, w_ih, w_hh, has_bias, lengths, reverse, linear_before_reset, saved, dy, dh_n, dc_n, "
+                    "cell_grad_clip=0.0, dx=None) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh): back-propagation "
+                    "through time, as rosenblatt._C.rnn_backward",
+    "grid_rnn_forward": "(x, w_ih, w_left, w_up, bias) -> h: the grid recurrence over x (R, C, B, I), "
+                        "as rosenblatt._C.grid_rnn_forward",
+    "grid_rnn_backward": "(x, w_ih, w_left, w_up, has_bias, h, dh) -> (dx, dw_ih, dw_left, dw_up, db), "
+                         "as rosenblatt._C.grid_rnn_backward",
+    # the device tensor layer's kernels (tensor_bindings.cpp; rosenblatt._device uses them)
+    "sqrt": "sqrt(a)", "abs": "|a|", "sign": "sign(a) (NaN stays NaN)", "log1p": "log(1 + a)", "sin": "sin(a)",
+    "cos": "cos(a)", "pow": "a ** b (broadcasting)", "maximum": "max(a, b), NaN-propagating (broadcasting)",
+    "minimum": "min(a, b), NaN-propagating (broadcasting)",
+    "eq": "a == b -> bool (broadcasting, any dtype)", "ne": "a != b -> bool", "lt": "a < b -> bool",
+    "le": "a <= b -> bool", "gt": "a > b -> bool", "ge": "a >= b -> bool", "logical_and": "a and b -> bool",
+    "logical_or": "a or b -> bool", "logical_xor": "a xor b -> bool",
+    "where": "(condition (bool), a, b) -> condition ? a : b (broadcasting)",
+    "astype": "(x, dtype) -> a C-contiguous copy converted to dtype (float32, float64, int64, bool)",
+    "full": "(shape, value, dtype='float32', device=0) -> a new array filled with value",
+    "assign": "(dst, src) -> None: dst[...] = src in place (src broadcasts; dst may be a strided view)",
+    "as_strided": "(x, shape, strides, offset=0) -> a view of x's memory (refused outside x's span)",
+    "max": "(x, axis, keepdims=False) -> (values, int64 indices) of the max over one axis",
+    "min": "(x, axis, keepdims=False) -> (values, int64 indices) of the min over one axis",
+    "gemm": "(a, b, trans_a=False, trans_b=False, alpha=1, beta=0, out=None) -> alpha op(a) op(b) + beta out, "
+            "as rosenblatt._C.gemm (float32)",
 }
 # The convolution family: the names, arguments and results of rosenblatt._C's kernels.
 _KERNELS.update({

@@ -14,7 +14,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _C
+from . import _C, _device
+from .device import device as _device_type
 from .tensor import _KIND_CATEGORY, Tensor, as_tensor, float32, result, unbroadcast
 
 # (values, indices) pair returned by max/min along a dim, as torch.return_types.max
@@ -55,11 +56,22 @@ def _broadcast_op(op: str, fn, a: Tensor, b: Tensor) -> np.ndarray:
     try:
         return fn(x, y)
     except ValueError as error:
+        _check_same_device(op, a, b)
         try:
             np.broadcast_shapes(a.shape, b.shape)
         except ValueError:
             raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
         raise ValueError(f"{op}: {error} (shapes {a.shape} and {b.shape})") from None  # e.g. int ** -1
+
+
+def _check_same_device(op: str, *tensors) -> None:
+    """ValueError naming the op and two devices when the tensors do not share one (called on error
+    paths, where a device mix shows up as a failed NumPy call)."""
+    devices = {str(t.device) for t in tensors}
+    if len(devices) > 1:
+        first, second = sorted(devices)[:2]
+        raise ValueError(f"{op}: expected all tensors to be on the same device, but found at least two devices, "
+                         f"{first} and {second}")
 
 
 def _float_data(x: Tensor) -> np.ndarray:
@@ -255,7 +267,7 @@ def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 def _arg_extreme(x, dim, keepdim, fn, op):
     if dim is None:
-        return Tensor(np.asarray(fn(x.data), dtype=np.int64))
+        return Tensor(fn(x.data).astype(np.int64))
     axis = _dim(dim, x.ndim, op, x.shape)
     return Tensor(fn(x.data, axis=axis, keepdims=keepdim).astype(np.int64))
 
@@ -333,9 +345,15 @@ def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, all_fn, op: str):
         raise IndexError(f"{op}: cannot reduce over dim {dim} of size 0 (shape {x.shape})")
     data = x.data.reshape(1) if x.ndim == 0 else x.data
     index = np.expand_dims(arg_fn(data, axis=axis), axis)
-    values = np.take_along_axis(data, index, axis=axis)
+    if isinstance(data, np.ndarray):
+        values = np.take_along_axis(data, index, axis=axis)
+    else:  # on a device: the values come with the indices; the backward scatters through a mask
+        values = (data.min if arg_fn is np.argmin else data.max)(axis=axis, keepdims=True)
 
     def backward(g):
+        if not isinstance(g, np.ndarray):
+            return (np.where(_device.one_hot_along(index, axis, data.shape[axis]),
+                             g if keepdim else np.expand_dims(g, axis), 0).reshape(x.shape),)
         grad = np.zeros(data.shape, dtype=g.dtype)
         np.put_along_axis(grad, index, g if keepdim else np.expand_dims(g, axis), axis=axis)
         return (grad.reshape(x.shape),)
@@ -478,7 +496,7 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
 def contiguous(x: Tensor) -> Tensor:
     if x.data.flags.c_contiguous:
         return x
-    return result(np.ascontiguousarray(x.data), (x,), lambda g: (g,), "CloneBackward")
+    return result(_device.ascontiguousarray(x.data), (x,), lambda g: (g,), "CloneBackward")
 
 
 def clone(x: Tensor) -> Tensor:
@@ -500,14 +518,25 @@ _DTYPE_NAMES = {"float": "float32", "double": "float64", "long": "int64", "int":
 
 
 def to(x: Tensor, *args, dtype=None, device=None, **kwargs) -> Tensor:
-    """to(dtype), to(device), to(device, dtype): Tensors live on the CPU, so only the dtype can change."""
+    """to(dtype), to(device), to(device, dtype), to(other_tensor), as torch: x itself when nothing
+    changes; otherwise a copy that stays in the graph (the gradient goes back to x's device)."""
     for arg in args:
-        if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda"):
+        if isinstance(arg, Tensor):
+            device, dtype = arg.device, arg.dtype
+        elif isinstance(arg, _device_type) or (isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda")):
+            device = arg
+        elif isinstance(arg, int) and not isinstance(arg, bool):
             device = arg
         else:
             dtype = arg
-    if device is not None and str(device).split(":")[0] != "cpu":
-        raise RuntimeError(f"to: device {device!r} is not supported for Tensors (CPU storage only)")
+    if device is not None:
+        target = _device_type(device)
+        source = x.device
+        if target.type != source.type or (target.type == "cuda" and target.index not in (None, source.index)):
+            moved = _device.to_device(x.data, target, "to")
+            back = source
+            out = result(moved, (x,), lambda g: (_device.to_device(g, back, "to"),), "ToCopyBackward")
+            return out if dtype is None else astype(out, dtype)
     return x if dtype is None else astype(x, dtype)
 
 
@@ -603,7 +632,7 @@ def getitem(x: Tensor, index) -> Tensor:
     advanced = _is_advanced(index)
 
     def backward(g):
-        grad = np.zeros(x.shape, dtype=g.dtype)
+        grad = np.zeros(x.shape, dtype=g.dtype) if isinstance(g, np.ndarray) else _device.full(x.shape, 0, g.dtype, g)
         if advanced:
             np.add.at(grad, _integer_index(index), g)  # repeated indices accumulate
         else:
@@ -641,6 +670,8 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
         raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
     if index.ndim != x.ndim:
         raise ValueError(f"gather: index shape {index.shape} and input shape {x.shape} differ in their number of dims")
+    if not isinstance(x.data, np.ndarray):
+        return _device_gather(x, axis, index)
     out = np.take_along_axis(x.data, index, axis=axis)
 
     def backward(g):
@@ -649,6 +680,29 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
         positions[axis] = index
         np.add.at(grad, tuple(positions), g)
         return (grad,)
+
+    return result(out, (x,), backward, "GatherBackward")
+
+
+def _device_gather(x: Tensor, axis: int, index) -> Tensor:
+    """gather on a device through a one-hot mask of the indices, index.shape + (n,): the forward is a
+    masked sum over the new last axis, the backward the same mask summed back (memory index.size * n)."""
+    _device.same_device("gather", x.data, index)
+    n = x.shape[axis]
+    index = np.where(index < 0, index + n, index)  # negative indices count from the end, as on the CPU
+    if index.size and bool(((index < 0) | (index >= n)).any()):  # waits for the device
+        raise IndexError(f"gather: an index is out of bounds for dim {axis} of size {n} (input shape {x.shape})")
+    mask = _device.one_hot_along(np.expand_dims(index, -1), index.ndim, n)
+    moved = np.expand_dims(np.moveaxis(x.data, axis, -1), axis)  # x's dims, axis kept with size 1, then n
+    try:
+        out = np.where(mask, moved, 0).sum(axis=-1)
+    except ValueError:
+        raise ValueError(f"gather: index shape {index.shape} does not match input shape {x.shape} outside dim "
+                         f"{axis}") from None
+
+    def backward(g):
+        spread = unbroadcast(np.where(mask, np.expand_dims(g, -1), 0), moved.shape)
+        return (np.moveaxis(spread.squeeze(axis), -1, axis),)
 
     return result(out, (x,), backward, "GatherBackward")
 
@@ -669,6 +723,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
     try:
         out = np.concatenate([t.data for t in tensors], axis=axis)
     except ValueError:
+        _check_same_device("cat", *tensors)
         raise ValueError(f"cat: shapes {[t.shape for t in tensors]} cannot be concatenated along dim {dim}") from None
     splits = np.cumsum([t.shape[axis] for t in tensors])[:-1]
     return result(out, tuple(tensors), lambda g: tuple(np.split(g, splits, axis=axis)), "CatBackward")
@@ -739,6 +794,7 @@ def where(condition, a=None, b=None):
     try:
         out = np.where(cond, a.data.astype(common, copy=False), b.data.astype(common, copy=False))
     except ValueError:
+        _check_same_device("where", Tensor(cond), a, b)
         raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot be broadcast together") from None
 
     def backward(g):
@@ -803,11 +859,11 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
     float_bound = isinstance(min, float) or isinstance(max, float)
     dtype = float32 if float_bound and x.dtype.kind != "f" else x.dtype  # int tensor, float bound: float32
     out = np.clip(x.data, min, max).astype(dtype, copy=False)
-    inside = np.ones(x.shape, dtype=bool)
+    inside = None
     if min is not None:
-        inside &= x.data >= min
+        inside = x.data >= min
     if max is not None:
-        inside &= x.data <= max
+        inside = x.data <= max if inside is None else inside & (x.data <= max)
     return result(out, (x,), lambda g: (np.where(inside, g, 0),), "ClampBackward")
 
 
@@ -848,6 +904,8 @@ def _zero_where_not(g: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 def relu(x: Tensor) -> Tensor:
     out = np.maximum(x.data, 0)
+    if not isinstance(out, np.ndarray):
+        return result(out, (x,), lambda g: (np.where(out > 0, g, 0),), "ReluBackward")
     return result(out, (x,), lambda g: (_zero_where_not(np.asarray(g, out.dtype), out > 0),), "ReluBackward")
 
 
@@ -873,6 +931,8 @@ def _softmax_dim(x: Tensor, dim, op: str) -> int:
 
 def softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
     axis = _softmax_dim(x, dim, "softmax")
+    if not isinstance(x.data, np.ndarray):
+        return _device_softmax(x, axis, dtype, log=False)
     data = (x.data.astype(dtype) if dtype is not None else _float_data(x)).reshape(x.shape or (1,))
     e = np.exp(data - data.max(axis=axis, keepdims=True))
     out = (e / e.sum(axis=axis, keepdims=True)).reshape(x.shape)
@@ -885,6 +945,8 @@ def softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
 
 def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
     axis = _softmax_dim(x, dim, "log_softmax")
+    if not isinstance(x.data, np.ndarray):
+        return _device_softmax(x, axis, dtype, log=True)
     data = (x.data.astype(dtype) if dtype is not None else _float_data(x)).reshape(x.shape or (1,))
     shifted = data - data.max(axis=axis, keepdims=True)
     out = (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).reshape(x.shape)
@@ -893,6 +955,26 @@ def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
         return (g - np.exp(out) * g.sum(axis=axis if x.ndim else None, keepdims=True),)
 
     return result(out, (x,), backward, "LogSoftmaxBackward")
+
+
+def _device_softmax(x: Tensor, axis: int, dtype, log: bool) -> Tensor:
+    """softmax / log_softmax of a CUDA tensor: the row kernels work on the last axis, so another axis
+    is swapped there and back (the kernels make their inputs contiguous)."""
+    data = x.data.astype(dtype) if dtype is not None else _float_data(x)
+    data = data.reshape(1) if x.ndim == 0 else data
+    last = data.ndim - 1
+    kernels = _device.backend("log_softmax" if log else "softmax")
+    rows = data if axis == last else data.swapaxes(axis, last)
+    out_rows = (kernels.log_softmax if log else kernels.softmax)(rows)
+    out = (out_rows if axis == last else out_rows.swapaxes(axis, last)).reshape(x.shape)
+
+    def backward(g):
+        g_rows = g.reshape(data.shape)
+        g_rows = g_rows if axis == last else g_rows.swapaxes(axis, last)
+        grad = (kernels.log_softmax_backward if log else kernels.softmax_backward)(g_rows, out_rows)
+        return ((grad if axis == last else grad.swapaxes(axis, last)).reshape(x.shape),)
+
+    return result(out, (x,), backward, "LogSoftmaxBackward" if log else "SoftmaxBackward")
 
 
 # ---- matrix products through the GEMM kernel ----------------------------------------------
@@ -914,6 +996,7 @@ def matmul(a, b) -> Tensor:
                          "together") from None
     if a.dtype != b.dtype:
         raise TypeError(f"matmul: dtypes differ: {a.dtype} and {b.dtype} (shapes {a.shape} and {b.shape})")
+    _device.same_device("matmul", a.data, b.data)
     if a.dtype.kind not in "fc":  # integer products take no gradient and no kernel
         return Tensor(np.matmul(a.data, b.data))
     if a.dtype not in (np.float32, np.float64):
@@ -945,13 +1028,14 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
 
 def _matmul_2d_or_batched(a: Tensor, b: Tensor) -> Tensor:
     """a (..., M, K) @ b (..., K, N), both at least 2-D, shapes already checked."""
+    kernels = _C if isinstance(a.data, np.ndarray) else _device.backend("matmul")
     if a.ndim == 2 and b.ndim == 2:
         def backward(g):
-            grad_a = _C.gemm(g, b.data, trans_b=True) if a.requires_grad else None  # g @ b^T
-            grad_b = _C.gemm(a.data, g, trans_a=True) if b.requires_grad else None  # a^T @ g
+            grad_a = kernels.gemm(g, b.data, trans_b=True) if a.requires_grad else None  # g @ b^T
+            grad_b = kernels.gemm(a.data, g, trans_a=True) if b.requires_grad else None  # a^T @ g
             return grad_a, grad_b
 
-        return result(_C.gemm(a.data, b.data), (a, b), backward, "MmBackward")
+        return result(kernels.gemm(a.data, b.data), (a, b), backward, "MmBackward")
 
     if b.ndim == 2:
         # (..., M, K) @ (K, N) is one GEMM on the rows of a: (B*M, K) @ (K, N)
@@ -959,11 +1043,14 @@ def _matmul_2d_or_batched(a: Tensor, b: Tensor) -> Tensor:
 
         def backward(g):
             g2 = g.reshape(-1, n)
-            grad_a = _C.gemm(g2, b.data, trans_b=True).reshape(a.shape) if a.requires_grad else None
-            grad_b = _C.gemm(rows, g2, trans_a=True) if b.requires_grad else None
+            grad_a = kernels.gemm(g2, b.data, trans_b=True).reshape(a.shape) if a.requires_grad else None
+            grad_b = kernels.gemm(rows, g2, trans_a=True) if b.requires_grad else None
             return grad_a, grad_b
 
-        return result(_C.gemm(rows, b.data).reshape(a.shape[:-1] + (n,)), (a, b), backward, "MmBackward")
+        return result(kernels.gemm(rows, b.data).reshape(a.shape[:-1] + (n,)), (a, b), backward, "MmBackward")
+
+    if kernels is not _C:
+        return _device_batched_matmul(a, b, kernels)
 
     # general case: one GEMM per (broadcast) batch entry, written into slices of the result
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
@@ -988,6 +1075,24 @@ def _matmul_2d_or_batched(a: Tensor, b: Tensor) -> Tensor:
     return result(out, (a, b), backward, "BmmBackward")
 
 
+def _device_batched_matmul(a: Tensor, b: Tensor, kernels) -> Tensor:
+    """a (..., M, K) @ b (..., K, N) on a device: the batch dims broadcast and flatten into one batched
+    GEMM (B, M, K) @ (B, K, N); the backward reads the transposed operands in place."""
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    a3 = np.broadcast_to(a.data, batch + (m, k)).reshape(-1, m, k)
+    b3 = np.broadcast_to(b.data, batch + (k, n)).reshape(-1, k, n)
+
+    def backward(g):
+        g3 = g.reshape(-1, m, n)
+        grad_a = kernels.matmul(g3, b3.swapaxes(1, 2)).reshape(batch + (m, k)) if a.requires_grad else None
+        grad_b = kernels.matmul(a3.swapaxes(1, 2), g3).reshape(batch + (k, n)) if b.requires_grad else None
+        return (None if grad_a is None else unbroadcast(grad_a, a.shape),
+                None if grad_b is None else unbroadcast(grad_b, b.shape))
+
+    return result(kernels.matmul(a3, b3).reshape(batch + (m, n)), (a, b), backward, "BmmBackward")
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight^T + bias with weight (out_features, in_features): one GEMM with trans_b and the bias
     as its beta term, over all leading dims of x at once."""
@@ -1005,7 +1110,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise TypeError(f"linear: expected one floating dtype, got input {x.dtype}, weight {weight.dtype}"
                         + (f", bias {bias.dtype}" if bias is not None else "") + f" (input shape {x.shape})")
     rows = x.data.reshape(-1, in_features)
-    if bias is None:
+    kernels = _C
+    if not isinstance(rows, np.ndarray) or not isinstance(weight.data, np.ndarray):
+        kernels = _device.kernels("linear", rows, weight.data, None if bias is None else bias.data)
+    if kernels is not _C:  # on a device: the bias is added after the GEMM
+        out = kernels.gemm(rows, weight.data, trans_b=True)
+        if bias is not None:
+            out = out + bias.data
+    elif bias is None:
         out = _C.gemm(rows, weight.data, trans_b=True)
     else:
         out = np.empty((rows.shape[0], out_features), dtype=x.dtype)
@@ -1014,8 +1126,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
     def backward(g):
         g2 = g.reshape(-1, out_features)
-        grad_x = _C.gemm(g2, weight.data).reshape(x.shape) if x.requires_grad else None
-        grad_w = _C.gemm(g2, rows, trans_a=True) if weight.requires_grad else None
+        grad_x = kernels.gemm(g2, weight.data).reshape(x.shape) if x.requires_grad else None
+        grad_w = kernels.gemm(g2, rows, trans_a=True) if weight.requires_grad else None
         grad_b = g2.sum(axis=0) if bias is not None and bias.requires_grad else None
         return grad_x, grad_w, grad_b
 
@@ -1124,7 +1236,6 @@ def _install_methods():
     T.long = lambda self: astype(self, np.int64)
     T.int = lambda self: astype(self, np.int32)
     T.bool = lambda self: astype(self, np.bool_)
-    T.cpu = lambda self: self
     T.type_as = lambda self, other: astype(self, other.dtype)
     T.view_as = lambda self, other: view(self, other.shape)
     T.expand_as = lambda self, other: expand(self, other.shape)

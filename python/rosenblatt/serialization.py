@@ -40,7 +40,7 @@ class CheckpointError(ValueError):
 # ---- flattening: structure -> (JSON skeleton, {name: array}) --------------------------------------
 def _flatten(value, path: list, arrays: dict):
     if isinstance(value, (Tensor, np.ndarray)):
-        array = value.data if isinstance(value, Tensor) else value
+        array = value.cpu().data if isinstance(value, Tensor) else value  # CUDA tensors are saved from the host
         name = ".".join(path) if path else "tensor"
         if name in arrays:
             raise ValueError(f"rosenblatt.save: two entries flatten to the same tensor name {name!r}")

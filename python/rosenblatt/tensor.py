@@ -1,7 +1,8 @@
 """Tensor and reverse-mode autograd.
 
-A Tensor wraps a NumPy array (CPU storage). An op that produces a Tensor from
-Tensors that require grad records its parents and a backward closure
+A Tensor wraps a NumPy array (CPU storage) or a DeviceArray of the CUDA backend (see
+rosenblatt._device, which makes a DeviceArray behave as the ndarray the ops expect). An op
+that produces a Tensor from Tensors that require grad records its parents and a backward closure
 
     backward(grad_out: np.ndarray) -> tuple of np.ndarray | None, one per parent
 
@@ -15,6 +16,9 @@ import contextlib
 import threading
 
 import numpy as np
+
+from . import _device
+from .device import CPU, device as _device_type
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -88,6 +92,8 @@ def _as_array(data, dtype=None) -> np.ndarray:
     dtype = _to_dtype(dtype)
     if isinstance(data, np.ndarray):
         array = data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    elif isinstance(data, _device.DeviceArray):
+        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
     elif isinstance(data, np.generic):
         array = np.asarray(data, dtype=dtype)
     else:
@@ -108,7 +114,8 @@ def _as_array(data, dtype=None) -> np.ndarray:
 
 
 class Tensor:
-    """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU."""
+    """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU or as a
+    DeviceArray on a CUDA device."""
 
     __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "_version", "_saved_versions",
                  "__weakref__")
@@ -141,8 +148,22 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> _device_type:
+        return CPU if isinstance(self.data, np.ndarray) else _device.device_of(self.data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return not isinstance(self.data, np.ndarray)
+
+    def cuda(self, device=None) -> "Tensor":
+        """This tensor on a CUDA device (cuda:0 unless given); itself when already there."""
+        target = _device_type("cuda") if device is None else _device_type(device)
+        if target.type != "cuda":
+            raise ValueError(f"cuda: expected a CUDA device, got {target}")
+        return self.to(target)
+
+    def cpu(self) -> "Tensor":
+        return self if isinstance(self.data, np.ndarray) else self.to(CPU)
 
     @property
     def is_leaf(self) -> bool:
@@ -163,15 +184,20 @@ class Tensor:
         return self.data.shape[0]
 
     def numpy(self) -> np.ndarray:
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"numpy: can't convert {self.device} device type tensor to numpy; use Tensor.cpu() to "
+                            "copy the tensor to host memory first")
         return self.data
 
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item: only one-element tensors can be converted, got shape {self.shape}")
+        if not isinstance(self.data, np.ndarray):
+            return self.data.to_numpy().reshape(()).item()  # waits for the device, as torch
         return self.data.reshape(()).item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.data.tolist() if isinstance(self.data, np.ndarray) else self.data.to_numpy().tolist()
 
     def detach(self) -> "Tensor":
         return Tensor(self.data)
@@ -183,12 +209,17 @@ class Tensor:
         return self
 
     def __array__(self, dtype=None, copy=None):
+        if not isinstance(self.data, np.ndarray):
+            self.numpy()  # raises: a CUDA tensor is never converted implicitly
         return self.data if dtype is None else self.data.astype(dtype)
 
     # ---- DLPack: zero-copy exchange with PyTorch, NumPy, JAX, CuPy -------------------------
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         """Export the storage as a DLPack capsule (versioned when max_version >= (1, 0)).
-        The storage is a NumPy array, whose exporter already implements the protocol."""
+        The storage (a NumPy array or a DeviceArray) already implements the protocol; a CUDA
+        tensor makes the consumer's `stream` wait for its own stream."""
+        if not isinstance(self.data, np.ndarray):
+            return self.data.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
         if stream is not None:  # the DLPack spec: CPU producers take no stream
             raise BufferError(f"__dlpack__: a CPU tensor takes stream=None, got {stream!r}")
         return self.data.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
@@ -196,9 +227,18 @@ class Tensor:
     def __dlpack_device__(self) -> tuple:
         return self.data.__dlpack_device__()
 
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        """Version 3 of the CUDA array interface (CUDA tensors only, as torch)."""
+        if isinstance(self.data, np.ndarray):
+            raise AttributeError("__cuda_array_interface__: a CPU tensor has no CUDA array interface; use .cuda()")
+        return self.data.__cuda_array_interface__
+
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        extra = "" if self.dtype == float32 else f", dtype={self.dtype}"
+        host = self.data if isinstance(self.data, np.ndarray) else self.data.to_numpy()
+        body = np.array2string(host, separator=", ", prefix="tensor(")
+        extra = "" if isinstance(self.data, np.ndarray) else f", device='{self.device}'"
+        extra += "" if self.dtype == float32 else f", dtype={self.dtype}"
         if self.requires_grad:
             extra += f", grad_fn=<{self._op}>" if self._op else ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -213,6 +253,7 @@ class Tensor:
             seed = np.ones_like(self.data)
         else:
             seed = _as_array(gradient, self.dtype)
+            _device.same_device("backward", self.data, seed)
             if seed.shape != self.shape:
                 raise ValueError(f"backward: gradient has shape {seed.shape}, expected {self.shape}")
 
@@ -223,10 +264,17 @@ class Tensor:
             if grad is None:
                 continue
             if node._backward is None:  # a leaf: accumulate, like torch
-                grad = np.asarray(grad, dtype=node.dtype)
-                if grad.shape != node.shape:
-                    grad = np.broadcast_to(grad, node.shape)
-                node.grad = Tensor(np.array(grad)) if node.grad is None else Tensor(node.grad.data + grad)
+                if isinstance(grad, np.ndarray) or not isinstance(node.data, _device.DeviceArray):
+                    grad = np.asarray(grad, dtype=node.dtype)
+                    if grad.shape != node.shape:
+                        grad = np.broadcast_to(grad, node.shape)
+                    node.grad = Tensor(np.array(grad)) if node.grad is None else Tensor(node.grad.data + grad)
+                else:  # on a device: a fresh array of the leaf's dtype and shape
+                    _device.same_device("backward", node.data, grad)
+                    grad = grad.astype(node.dtype, copy=False)
+                    if grad.shape != node.shape:
+                        grad = np.broadcast_to(grad, node.shape)
+                    node.grad = Tensor(grad.copy()) if node.grad is None else Tensor(node.grad.data + grad)
                 continue
             _check_not_modified(node)
             parent_grads = node._backward(grad)
@@ -272,11 +320,18 @@ def _check_not_modified(node: Tensor) -> None:
 
 
 def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
-    """Create a Tensor from data (copied), as torch.tensor."""
-    if device not in (None, "cpu"):
-        raise RuntimeError(f"tensor: device {device!r} is not available in this build (only 'cpu')")
+    """Create a Tensor from data (copied), as torch.tensor; device="cuda" puts it on a CUDA device."""
+    target = None if device is None else _device_type(device)
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, _device.DeviceArray):
+        array = data.astype(_to_dtype(dtype) or data.dtype, copy=True)
+        return Tensor(array if target is None else _device.to_device(array, target, "tensor"),
+                      requires_grad=requires_grad)
     array = _as_array(data, dtype)
-    if isinstance(data, (np.ndarray, Tensor)) and array is (data.data if isinstance(data, Tensor) else data):
+    if target is not None and target.type == "cuda":
+        return Tensor(_device.to_device(array, target, "tensor"), requires_grad=requires_grad)
+    if isinstance(data, np.ndarray) and array is data:
         array = array.copy()
     return Tensor(array, requires_grad=requires_grad)
 
@@ -286,18 +341,18 @@ _DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
 
 
 def from_dlpack(obj) -> Tensor:
-    """A Tensor sharing memory with any CPU producer of the DLPack protocol (a PyTorch CPU
-    tensor, a NumPy array, ...): a write through either side is seen by the other."""
+    """A Tensor sharing memory with any producer of the DLPack protocol (a PyTorch tensor on the
+    CPU or CUDA, a NumPy array, CuPy, ...): a write through either side is seen by the other."""
     if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
         raise TypeError(f"from_dlpack: {type(obj).__name__} does not implement __dlpack__ and __dlpack_device__")
     device_type, device_id = obj.__dlpack_device__()
     if device_type in (_DL_CUDA, _DL_CUDA_MANAGED):
-        from . import cuda
-        if not cuda.is_available():
+        try:
+            module = _device.backend("from_dlpack")
+        except RuntimeError as error:
             raise RuntimeError(f"from_dlpack: {type(obj).__name__} lives on CUDA device {device_id}, but the "
-                               "rosenblatt CUDA backend is not available here (no CUDA device or a CPU-only build)")
-        raise RuntimeError(f"from_dlpack: {type(obj).__name__} lives on CUDA device {device_id}; Tensor holds CPU "
-                           "storage only, so use rosenblatt.cuda.from_dlpack for a zero-copy DeviceArray")
+                               f"rosenblatt CUDA backend is not available here ({error})") from None
+        return Tensor(module.from_dlpack(obj))
     if device_type not in (_DL_CPU, _DL_CUDA_HOST):
         raise RuntimeError(f"from_dlpack: unsupported DLPack device type {device_type} of {type(obj).__name__}")
     return Tensor(np.from_dlpack(obj))
@@ -341,6 +396,8 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
             dtype = like.dtype
         else:
             dtype = float32 if category == 2 else int64
+        if not isinstance(like.data, np.ndarray):
+            return Tensor(_device.full((), value, dtype, like.data))
         return Tensor(np.asarray(value, dtype=dtype))
     return Tensor(value)
 

@@ -4,7 +4,8 @@ Each epoch trains on every batch of `train_loader` (forward, loss, backward, opt
 clipping, optimizer step), then evaluates on `val_loader` without recording a graph, steps the
 scheduler, records the epoch's numbers in the History and calls the callbacks (EarlyStopping,
 Checkpoint, or your own). A batch is a tuple `(input, ..., target)`: the model gets every
-element but the last, the loss function gets the model's output and the target.
+element but the last, the loss function gets the model's output and the target. A model on a
+CUDA device gets its batches moved there (Tensors in the batch; the loader itself stays on the CPU).
 """
 from __future__ import annotations
 
@@ -167,7 +168,7 @@ class EarlyStopping(Callback, _Monitor):
         if self.improved(logs):
             self.wait = 0
             if self.restore_best_weights:
-                self.best_weights = {k: np.array(v.data) for k, v in run.model.state_dict().items()}
+                self.best_weights = {k: np.array(v.cpu().data) for k, v in run.model.state_dict().items()}
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -229,10 +230,20 @@ class FitRun:
 
 
 # ---- the loop ------------------------------------------------------------------------------------
-def _split(batch, where: str):
+def _split(batch, where: str, device=None):
+    """(inputs, target) of a batch; moved to `device` when the model lives on a CUDA device."""
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise TypeError(f"{where}: a batch must be a tuple (input, ..., target), got {type(batch).__name__}")
-    return batch[:-1], batch[-1]
+    if device is not None:
+        batch = [value.to(device) if isinstance(value, Tensor) else value for value in batch]
+    return tuple(batch[:-1]), batch[-1]
+
+
+def _model_device(model):
+    """The CUDA device of the model's parameters, or None for a model on the CPU."""
+    for param in model.parameters():
+        return param.device if param.is_cuda else None
+    return None
 
 
 def _batch_size(target) -> int:
@@ -249,10 +260,11 @@ def _evaluate(model, loss_fn, loader, functions: dict) -> dict:
     was_training = model.training
     model.eval()
     totals, count = defaultdict(float), 0
+    device = _model_device(model)
     try:
         with no_grad():
             for batch in loader:
-                inputs, target = _split(batch, "evaluate")
+                inputs, target = _split(batch, "evaluate", device)
                 outputs = model(*inputs)
                 n = _batch_size(target)
                 totals["loss"] += float(loss_fn(outputs, target).item()) * n
@@ -316,12 +328,13 @@ def _train_epoch(model, loss_fn, optimizer, loader, functions, clip_grad_norm, p
 
     model.train()
     totals, count = defaultdict(float), 0
+    device = _model_device(model)
     start = time.perf_counter()
     total_batches = len(loader) if hasattr(loader, "__len__") else None
     with tqdm(loader, total=total_batches, desc=description, unit="batch", disable=not progress,
               leave=False, dynamic_ncols=True) as bar:
         for batch in bar:
-            inputs, target = _split(batch, "fit")
+            inputs, target = _split(batch, "fit", device)
             optimizer.zero_grad()
             outputs = model(*inputs)
             loss = loss_fn(outputs, target)

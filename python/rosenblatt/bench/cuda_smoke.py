@@ -72,9 +72,42 @@ def run() -> bool:
 
     from .cuda_smoke_train import run as run_train
     ok &= run_train(cuda, _close, rng)
+    # the device tensor layer's kernels (tensor_ops.cu)
+    ok &= _close("pow (broadcast)", cuda.pow(dev(x), dev(b)).to_numpy(), x ** b, 1e-5)
+    ok &= _close("maximum (broadcast)", cuda.maximum(dev(a), dev(b)).to_numpy(), np.maximum(a, b), 0)
+    ok &= _close("gt -> bool (broadcast)", cuda.gt(dev(a), dev(b)).to_numpy(), a > b, 0)
+    ok &= _close("eq int64", cuda.eq(dev(i), dev(i.T.copy().T)).to_numpy(), np.ones(i.shape, bool), 0)
+    mask = a > 0
+    ok &= _close("where (3 inputs, broadcast)", cuda.where(dev(mask), dev(a), dev(b)).to_numpy(),
+                 np.where(mask, a, b), 0)
+    for dtype in ("float64", "int64", "bool", "float32"):
+        ok &= _close(f"astype float32 -> {dtype} (transposed)", cuda.astype(dev(a).transpose(0, 1), dtype).to_numpy(),
+                     a.T.astype(dtype), 0)
+    ok &= _close("astype bool -> float32", cuda.astype(dev(mask), "float32").to_numpy(), mask.astype(np.float32), 0)
+    ok &= _close("full", cuda.full([3, 5], 2.5).to_numpy(), np.full((3, 5), 2.5), 0)
+    target, expected = dev(np.zeros((37, 19), np.float32)), np.zeros((37, 19), np.float32)
+    view = cuda.as_strided(target, [12, 6], [57, -3], 1 * 19 + 18)  # rows 1, 4, ..., columns 18, 15, ... 3
+    cuda.assign(view, dev(b[:6]))
+    expected[1::3, 18::-3][:, :6] = b[:6]
+    ok &= _close("assign into a strided view (broadcast source)", target.to_numpy(), expected, 0)
+    for axis in (0, 1, -1):
+        values, indices = cuda.max(dev(s), axis)
+        ok &= _close(f"max over axis {axis}", values.to_numpy(), s.max(axis), 0)
+        ok &= _close(f"argmax over axis {axis}", indices.to_numpy(), s.argmax(axis), 0)
+    values, indices = cuda.min(dev(s), 1, True)
+    ok &= _close("min over axis 1, keepdims", values.to_numpy(), s.min(1, keepdims=True), 0)
+    A, B, C0 = f32(m, k), f32(k, n), f32(m, n)
+    out = dev(C0)
+    cuda.gemm(dev(np.ascontiguousarray(A.T)), dev(B), trans_a=True, alpha=0.5, beta=2.0, out=out)
+    ok &= _close("gemm trans_a, alpha, beta, out", out.to_numpy(), 0.5 * A @ B + 2.0 * C0, 1e-5)
+    ok &= _close("gemm trans_b of a transposed view", cuda.gemm(dev(A), dev(B).transpose(0, 1), trans_b=True)
+                 .to_numpy(), A @ B, 1e-5)
 
     c = dev(a)
     ok &= _close("DLPack round trip", cuda.from_dlpack(c).to_numpy(), a, 0)
+
+    from . import cuda_smoke_rnn
+    ok &= cuda_smoke_rnn.run(cuda, _close)
     from .cuda_smoke_conv import run as run_conv
     ok &= run_conv(_close)
     cuda.synchronize()

@@ -2,7 +2,8 @@
 
 SGEMM GFLOP/s against torch.mm (cuBLAS, TF32 off on both sides) at 1024^3 .. 8192^3 and the DL
 shapes of the CPU GEMM benchmark; element-wise, reduction and softmax GB/s against the measured
-device-to-device copy bandwidth (torch's copy_, counting bytes read plus written). Each time is the
+device-to-device copy bandwidth (torch's copy_, counting bytes read plus written); one training step
+of an MLP on CUDA tensors beside torch's. Each time is the
 median of several samples after a warm-up, synchronising before reading the host clock. Inputs are
 made on the GPU by torch and shared with our kernels through DLPack (no copies).
 
@@ -103,6 +104,106 @@ def bench_memory(torch, cuda, repeat: int, quick: bool) -> list:
     return records
 
 
+def bench_train_step(torch, cuda, repeat: int, quick: bool) -> dict:
+    """One SGD-with-momentum step of an MLP (784-1024-1024-10, batch 256, cross-entropy) on the GPU:
+    rosenblatt's CUDA tensors (every op through the device layer) beside torch, and the cudaMalloc
+    calls our timed steps made (the caching allocator should make none)."""
+    import numpy as np
+
+    import rosenblatt as rb
+    from rosenblatt import nn
+    import rosenblatt.nn.functional as F
+
+    sizes, batch = [784, 1024, 1024, 10], 256
+    rng = np.random.default_rng(0)
+    x_host = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y_host = rng.integers(0, sizes[-1], batch)
+
+    rb.manual_seed(0)
+    model = nn.Sequential(nn.Linear(sizes[0], sizes[1]), nn.ReLU(), nn.Linear(sizes[1], sizes[2]), nn.ReLU(),
+                          nn.Linear(sizes[2], sizes[3])).cuda()
+    optimizer = rb.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = rb.tensor(x_host, device="cuda"), rb.tensor(y_host, device="cuda")
+
+    def ours():
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    tmodel = torch.nn.Sequential(torch.nn.Linear(sizes[0], sizes[1]), torch.nn.ReLU(),
+                                 torch.nn.Linear(sizes[1], sizes[2]), torch.nn.ReLU(),
+                                 torch.nn.Linear(sizes[2], sizes[3])).cuda()
+    toptimizer = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
+    tx, ty = torch.from_numpy(x_host).cuda(), torch.from_numpy(y_host).cuda()
+
+    def theirs():
+        toptimizer.zero_grad()
+        torch.nn.functional.cross_entropy(tmodel(tx), ty).backward()
+        toptimizer.step()
+
+    ours()  # the first step makes the optimizer state
+    cuda.synchronize()
+    mallocs = cuda.memory_stats()["malloc_calls"]
+    t_ours = _median_time(ours, cuda.synchronize, repeat)
+    mallocs = cuda.memory_stats()["malloc_calls"] - mallocs
+    t_torch = _median_time(theirs, torch.cuda.synchronize, repeat)
+    return {"kind": "train_step", "model": f"MLP {'-'.join(map(str, sizes))}, batch {batch}, SGD momentum",
+            "ours_s": t_ours, "torch_s": t_torch, "ratio": t_torch / t_ours, "malloc_calls_while_timed": mallocs}
+
+
+def bench_case_steps(torch, cuda, repeat: int) -> list:
+    """Training steps of the CPU train benchmark's case-study models, on the GPU: the charlm LSTM
+    (2 x 512, batch 64, 100 steps of BPTT, clipping, Adam) and the digits CNN (batch 32, Adam), ours
+    on CUDA tensors beside torch (cuDNN) with the same weights. One failing model does not stop the
+    other: its record carries the error."""
+    import numpy as np
+
+    import rosenblatt as rb
+    from rosenblatt.examples.charlm import CharLM
+    from rosenblatt.examples.digits import build_model
+    from . import train as cpu_bench
+
+    records = []
+    rng = np.random.default_rng(0)
+
+    def charlm():
+        vocab, embedding, hidden, layers, batch, seq_len = 65, 64, 512, 2, 64, 100
+        ids = rng.integers(0, vocab, size=(seq_len + 1, batch))
+        model = CharLM(vocab, embedding, hidden, layers)
+        twin = cpu_bench.torch_charlm(torch, vocab, embedding, hidden, layers)
+        cpu_bench.copy_weights(torch, model, twin)
+        model.cuda(), twin.cuda()
+        ours = cpu_bench.our_charlm_step(model, rb.tensor(ids[:-1], device="cuda"), rb.tensor(ids[1:], device="cuda"),
+                                         vocab)
+        theirs = cpu_bench.torch_charlm_step(torch, twin, torch.from_numpy(ids[:-1]).cuda(),
+                                             torch.from_numpy(ids[1:]).cuda(), vocab)
+        return f"charlm LSTM {layers}x{hidden}, B={batch}, T={seq_len}", ours, theirs
+
+    def digits_cnn():
+        images = rng.uniform(size=(32, 1, 8, 8)).astype(np.float32)
+        labels = rng.integers(0, 10, size=32)
+        model = build_model("cnn", "relu", dropout=0.0, hidden=128, shift=0, batch_norm=True)
+        twin = cpu_bench.torch_digits(torch, "cnn")
+        cpu_bench.copy_weights(torch, model, twin)
+        model.cuda(), twin.cuda()
+        ours = cpu_bench.our_classifier_step(model, rb.tensor(images, device="cuda"), rb.tensor(labels, device="cuda"))
+        theirs = cpu_bench.torch_classifier_step(torch, twin, torch.from_numpy(images).cuda(),
+                                                 torch.from_numpy(labels).cuda())
+        return "digits CNN, 1x8x8, B=32", ours, theirs
+
+    for build in (charlm, digits_cnn):
+        try:
+            name, ours, theirs = build()
+            first_ours, first_theirs = ours(), theirs()  # the same weights: the first losses agree
+            t_ours = _median_time(ours, cuda.synchronize, repeat, min_time=0.2)
+            t_torch = _median_time(theirs, torch.cuda.synchronize, repeat, min_time=0.2)
+            records.append({"kind": "case_step", "model": name, "ours_s": t_ours, "torch_s": t_torch,
+                            "ratio": t_torch / t_ours, "first_loss": [first_ours, first_theirs]})
+        except Exception as error:  # noqa: BLE001 - report, keep the other model's numbers
+            records.append({"kind": "case_step", "model": build.__name__, "error": f"{type(error).__name__}: {error}"})
+    return records
+
+
 def main(argv=()) -> int:
     argv = list(argv)
     quick = "--quick" in argv
@@ -149,6 +250,31 @@ def main(argv=()) -> int:
     except Exception as error:  # noqa: BLE001
         print(f"\ntraining-kernel benchmark failed: {error!r}")
         train = [{"kind": "train", "error": repr(error)}]
+    from . import gpu_rnn
+    try:
+        rnn = gpu_rnn.bench(torch, cuda, repeat, quick)
+    except Exception as error:  # noqa: BLE001 - a failure in this section must not lose the rest
+        print(f"\nrnn benchmark failed: {error!r}")
+        rnn = []
+    print("\nLSTM / GRU, one layer and direction, fp32; torch = torch.nn.LSTM / GRU (cuDNN)")
+    print_table(["cell", "T, N, I, H", "pass", "ours ms", "torch ms", "ours/torch", "rel err"],
+                [[r["cell"], ", ".join(map(str, r["shape"])), r["pass"], f"{r['ours_s'] * 1e3:.2f}",
+                  f"{r['torch_s'] * 1e3:.2f}", f"{r['ratio']:.2f}", f"{r['rel_error']:.1e}"] for r in rnn])
+
+    try:
+        step = bench_train_step(torch, cuda, repeat, quick)
+        print(f"\nTraining step on the GPU, {step['model']}: ours {step['ours_s'] * 1e3:.2f} ms, torch "
+              f"{step['torch_s'] * 1e3:.2f} ms, ours/torch {step['ratio']:.2f}; cudaMalloc calls while timed: "
+              f"{step['malloc_calls_while_timed']}")
+    except Exception as error:  # noqa: BLE001 - report and keep the numbers above
+        step = {"kind": "train_step", "error": f"{type(error).__name__}: {error}"}
+        print(f"\nTraining step on the GPU: FAILED: {step['error']}")
+    cases = bench_case_steps(torch, cuda, repeat)
+    print("\nCase-study training steps on the GPU (target: charlm >= 1.0x torch)")
+    print_table(["model", "ours ms", "torch ms", "torch/ours", "first loss ours / torch"],
+                [[r["model"], f"{r['ours_s'] * 1e3:.1f}", f"{r['torch_s'] * 1e3:.1f}", f"{r['ratio']:.2f}",
+                  f"{r['first_loss'][0]:.4f} / {r['first_loss'][1]:.4f}"] if "error" not in r
+                 else [r["model"], "FAILED", r["error"][:60], "", ""] for r in cases])
     from . import gpu_conv
     try:  # a failure here must not lose the sections above
         conv = gpu_conv.bench(torch, cuda, repeat, quick)
@@ -160,8 +286,8 @@ def main(argv=()) -> int:
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "conv": conv,
-                       "allocator": stats}, fh, indent=1)
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "train_step": step,
+                       "cases": cases, "conv": conv, "allocator": stats}, fh, indent=1)
         print(f"full results: {out}")
     return 0
 

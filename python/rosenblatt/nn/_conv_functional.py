@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from .. import _C
+from .. import _device
+from .._device import kernel_module as _kernels
 from ..random import default_generator
 from ..tensor import Tensor, as_tensor, is_grad_enabled, result
 
@@ -85,19 +86,19 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     if extra != (0, 0):
         x_data = np.pad(x_data, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
     groups = int(groups)
-    y = _C.conv2d_forward(x_data, w.data, None if b is None else b.data, stride, padding, dilation, groups)
+    y = _kernels.conv2d_forward(x_data, w.data, None if b is None else b.data, stride, padding, dilation, groups)
     padded_hw = x_data.shape[2:]
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
         dx = dw = db = None
         if x.requires_grad:
-            dx = _C.conv2d_backward_data(grad, w.data, padded_hw, stride, padding, dilation, groups)
+            dx = _kernels.conv2d_backward_data(grad, w.data, padded_hw, stride, padding, dilation, groups)
             dx = _unbatch(dx[:, :, : dx.shape[2] - extra[0], : dx.shape[3] - extra[1]], unbatched)
         if w.requires_grad:
-            dw = _C.conv2d_backward_weight(x_data, grad, w.shape[2:], stride, padding, dilation, groups)
+            dw = _kernels.conv2d_backward_weight(x_data, grad, w.shape[2:], stride, padding, dilation, groups)
         if b is not None and b.requires_grad:
-            db = _C.conv2d_backward_bias(grad)
+            db = _kernels.conv2d_backward_bias(grad)
         return (dx, dw) if b is None else (dx, dw, db)
 
     parents = (x, w) if b is None else (x, w, b)
@@ -117,20 +118,20 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     output_padding, dilation = _pair(output_padding, op, "output_padding"), _pair(dilation, op, "dilation")
     groups = int(groups)
     x_data, unbatched = _batched(x, op)
-    y = _C.conv_transpose2d_forward(x_data, w.data, None if b is None else b.data, stride, padding, output_padding,
-                                    dilation, groups)
+    y = _kernels.conv_transpose2d_forward(x_data, w.data, None if b is None else b.data, stride, padding,
+                                          output_padding, dilation, groups)
     in_h, in_w = x_data.shape[2:]
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
         dx = dw = db = None
         if x.requires_grad:  # conv2d forward; output_padding >= stride leaves extra rows to drop
-            dx = _C.conv2d_forward(grad, w.data, None, stride, padding, dilation, groups)[:, :, :in_h, :in_w]
-            dx = _unbatch(np.ascontiguousarray(dx), unbatched)
+            dx = _kernels.conv2d_forward(grad, w.data, None, stride, padding, dilation, groups)[:, :, :in_h, :in_w]
+            dx = _unbatch(_device.ascontiguousarray(dx), unbatched)
         if w.requires_grad:  # conv2d's weight gradient with the roles of input and output swapped
-            dw = _C.conv2d_backward_weight(grad, x_data, w.shape[2:], stride, padding, dilation, groups)
+            dw = _kernels.conv2d_backward_weight(grad, x_data, w.shape[2:], stride, padding, dilation, groups)
         if b is not None and b.requires_grad:
-            db = _C.conv2d_backward_bias(grad)
+            db = _kernels.conv2d_backward_bias(grad)
         return (dx, dw) if b is None else (dx, dw, db)
 
     parents = (x, w) if b is None else (x, w, b)
@@ -144,12 +145,12 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
     k, d = _pair(kernel_size, op, "kernel_size"), _pair(dilation, op, "dilation")
     p, s = _pair(padding, op, "padding"), _pair(stride, op, "stride")
     x_data, unbatched = _batched(x, op)
-    cols = _C.im2col(x_data, k, s, p, d)
+    cols = _kernels.im2col(x_data, k, s, p, d)
     hw = x_data.shape[2:]
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
-        return (_unbatch(_C.col2im(np.ascontiguousarray(grad), hw, k, s, p, d), unbatched),)
+        return (_unbatch(_kernels.col2im(_device.ascontiguousarray(grad), hw, k, s, p, d), unbatched),)
 
     return result(_unbatch(cols, unbatched), (x,), backward, "Im2ColBackward0")
 
@@ -162,11 +163,11 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Te
     d, p, s = _pair(dilation, op, "dilation"), _pair(padding, op, "padding"), _pair(stride, op, "stride")
     unbatched = cols.ndim == 2
     data = cols.data[None] if unbatched else cols.data
-    x = _C.col2im(data, size, k, s, p, d)
+    x = _kernels.col2im(data, size, k, s, p, d)
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
-        return (_unbatch(_C.im2col(np.ascontiguousarray(grad), k, s, p, d), unbatched),)
+        return (_unbatch(_kernels.im2col(_device.ascontiguousarray(grad), k, s, p, d), unbatched),)
 
     return result(_unbatch(x, unbatched), (cols,), backward, "Col2ImBackward0")
 
@@ -188,7 +189,7 @@ def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=
     OH, OW, O, C, kH, kW = w.shape
     if C != x_data.shape[1]:
         raise ValueError(f"{op}: weight {w.shape} expects {C} input channels, input has shape {x.shape}")
-    cols = _C.im2col(x_data, (kH, kW), s, p, d)  # (N, K, L)
+    cols = _kernels.im2col(x_data, (kH, kW), s, p, d)  # (N, K, L)
     L, K = OH * OW, C * kH * kW
     if cols.shape[2] != L:
         raise ValueError(f"{op}: weight {w.shape} has {OH}x{OW} positions but the input {x.shape} gives "
@@ -208,7 +209,8 @@ def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=
         dx = dw = db = None
         if x.requires_grad:
             dcols = np.matmul(w_pos.transpose(0, 2, 1), g_pos)  # (L, K, N)
-            dx = _unbatch(_C.col2im(np.ascontiguousarray(dcols.transpose(2, 1, 0)), hw, (kH, kW), s, p, d), unbatched)
+            dcols = _device.ascontiguousarray(dcols.transpose(2, 1, 0))
+            dx = _unbatch(_kernels.col2im(dcols, hw, (kH, kW), s, p, d), unbatched)
         if w.requires_grad:
             dw = np.matmul(g_pos, cols.transpose(2, 0, 1)).reshape(w.shape)  # (L, O, N) @ (L, N, K)
         if b is not None and b.requires_grad:
@@ -216,7 +218,7 @@ def locally_connected2d(input, weight, bias=None, stride=1, padding=0, dilation=
         return (dx, dw) if b is None else (dx, dw, db)
 
     parents = (x, w) if b is None else (x, w, b)
-    return result(_unbatch(np.ascontiguousarray(y), unbatched), parents, backward, "LocallyConnected2dBackward")
+    return result(_unbatch(_device.ascontiguousarray(y), unbatched), parents, backward, "LocallyConnected2dBackward")
 
 
 # ---- pooling ---------------------------------------------------------------------------------------
@@ -230,7 +232,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     padding, dilation = _pair(padding, op, "padding"), _pair(dilation, op, "dilation")
     x_data, unbatched = _batched(x, op)
     keep_indices = return_indices or _needs_grad(x)
-    y, indices = _C.max_pool2d_forward(x_data, kernel, stride, padding, dilation, bool(ceil_mode), keep_indices)
+    y, indices = _kernels.max_pool2d_forward(x_data, kernel, stride, padding, dilation, bool(ceil_mode), keep_indices)
     return _max_pool_result(x, x_data, y, indices, unbatched, return_indices, "MaxPool2DWithIndicesBackward0")
 
 
@@ -240,7 +242,7 @@ def _max_pool_result(x, x_data, y, indices, unbatched, return_indices, name):
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
-        return (_unbatch(_C.max_pool2d_backward(grad, indices, hw), unbatched),)
+        return (_unbatch(_kernels.max_pool2d_backward(grad, indices, hw), unbatched),)
 
     out = result(_unbatch(y, unbatched), (x,), backward, name)
     return (out, Tensor(_unbatch(indices, unbatched))) if return_indices else out
@@ -255,12 +257,12 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     padding = _pair(padding, op, "padding")
     x_data, unbatched = _batched(x, op)
     options = (bool(ceil_mode), bool(count_include_pad), divisor_override)
-    y = _C.avg_pool2d_forward(x_data, kernel, stride, padding, *options)
+    y = _kernels.avg_pool2d_forward(x_data, kernel, stride, padding, *options)
     hw = x_data.shape[2:]
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
-        return (_unbatch(_C.avg_pool2d_backward(grad, hw, kernel, stride, padding, *options), unbatched),)
+        return (_unbatch(_kernels.avg_pool2d_backward(grad, hw, kernel, stride, padding, *options), unbatched),)
 
     return result(_unbatch(y, unbatched), (x,), backward, "AvgPool2DBackward0")
 
@@ -281,7 +283,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     x_data, unbatched = _batched(x, op)
     size = _adaptive_size(output_size, x_data.shape[2:], op)
     keep_indices = return_indices or _needs_grad(x)
-    y, indices = _C.adaptive_max_pool2d_forward(x_data, size, keep_indices)
+    y, indices = _kernels.adaptive_max_pool2d_forward(x_data, size, keep_indices)
     return _max_pool_result(x, x_data, y, indices, unbatched, return_indices, "AdaptiveMaxPool2DBackward0")
 
 
@@ -290,12 +292,12 @@ def adaptive_avg_pool2d(input, output_size) -> Tensor:
     x = as_tensor(input)
     x_data, unbatched = _batched(x, op)
     size = _adaptive_size(output_size, x_data.shape[2:], op)
-    y = _C.adaptive_avg_pool2d_forward(x_data, size)
+    y = _kernels.adaptive_avg_pool2d_forward(x_data, size)
     hw = x_data.shape[2:]
 
     def backward(grad):
         grad = grad[None] if unbatched else grad
-        return (_unbatch(_C.adaptive_avg_pool2d_backward(np.ascontiguousarray(grad), hw), unbatched),)
+        return (_unbatch(_kernels.adaptive_avg_pool2d_backward(_device.ascontiguousarray(grad), hw), unbatched),)
 
     return result(_unbatch(y, unbatched), (x,), backward, "AdaptiveAvgPool2DBackward0")
 
@@ -316,10 +318,10 @@ def spp(input, levels=(1, 2, 4), mode: str = "max") -> Tensor:
     pooled, saved = [], []
     for level in levels:
         if mode == "max":
-            y, indices = _C.adaptive_max_pool2d_forward(x.data, (level, level), _needs_grad(x))
+            y, indices = _kernels.adaptive_max_pool2d_forward(x.data, (level, level), _needs_grad(x))
             saved.append(indices)
         else:
-            y = _C.adaptive_avg_pool2d_forward(x.data, (level, level))
+            y = _kernels.adaptive_avg_pool2d_forward(x.data, (level, level))
         pooled.append(y.reshape(N, -1))
     out = np.concatenate(pooled, axis=1)
 
@@ -327,10 +329,10 @@ def spp(input, levels=(1, 2, 4), mode: str = "max") -> Tensor:
         dx, start = None, 0
         for i, level in enumerate(levels):
             width = pooled[i].shape[1]
-            g = np.ascontiguousarray(grad[:, start:start + width]).reshape(N, -1, level, level)
+            g = _device.ascontiguousarray(grad[:, start:start + width]).reshape(N, -1, level, level)
             start += width
-            part = (_C.max_pool2d_backward(g, saved[i], hw) if mode == "max"
-                    else _C.adaptive_avg_pool2d_backward(g, hw))
+            part = (_kernels.max_pool2d_backward(g, saved[i], hw) if mode == "max"
+                    else _kernels.adaptive_avg_pool2d_backward(g, hw))
             dx = part if dx is None else dx + part
         return (dx,)
 
@@ -348,7 +350,7 @@ def _roi_boxes(boxes, dtype, op):
             parts.append(np.concatenate([np.full((len(b), 1), i, dtype=dtype), b], axis=1))
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, 5), dtype)
     b = boxes.data if isinstance(boxes, Tensor) else boxes
-    return np.ascontiguousarray(np.asarray(b, dtype=dtype))
+    return _device.ascontiguousarray(np.asarray(b, dtype=dtype))
 
 
 def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
@@ -360,11 +362,11 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
         raise ValueError(f"{op}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
     rois = _roi_boxes(boxes, x.dtype, op)
     size = _pair(output_size, op, "output_size")
-    y, argmax = _C.roi_pool_forward(x.data, rois, size, float(spatial_scale))
+    y, argmax = _kernels.roi_pool_forward(x.data, rois, size, float(spatial_scale))
     shape = list(x.shape)
 
     def backward(grad):
-        return (_C.roi_pool_backward(np.ascontiguousarray(grad), rois, argmax, shape),)
+        return (_kernels.roi_pool_backward(_device.ascontiguousarray(grad), rois, argmax, shape),)
 
     return result(y, (x,), backward, "RoIPoolBackward")
 
@@ -420,14 +422,14 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         scales = [1.0 / f for f in factors]
     if min(out_hw) < 1:
         raise ValueError(f"{op}: output size {out_hw} must be positive (input {x.shape})")
-    a_h, a_w = (_interpolation_matrix(i, o, s, mode, bool(align_corners), x.dtype)
+    a_h, a_w = (_device.on_device_of(_interpolation_matrix(i, o, s, mode, bool(align_corners), x.dtype), x.data)
                 for i, o, s in zip(in_hw, out_hw, scales))
     y = np.matmul(np.matmul(a_h, x.data), a_w.T)
 
     def backward(grad):
         return (np.matmul(np.matmul(a_h.T, grad), a_w),)
 
-    return result(np.ascontiguousarray(y), (x,), backward, "UpsampleBackward")
+    return result(_device.ascontiguousarray(y), (x,), backward, "UpsampleBackward")
 
 
 def upsample(input, size=None, scale_factor=None, mode: str = "nearest", align_corners=None) -> Tensor:
@@ -452,6 +454,7 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
     else:
         keep = default_generator().random(mask_shape) >= p
         mask = (keep / (1.0 - p)).astype(x.dtype)
+    mask = _device.on_device_of(mask, x.data)
     y = x.data * mask
 
     def backward(grad):
@@ -463,7 +466,11 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
 def _channel_sum(subscripts: str, *operands: np.ndarray) -> np.ndarray:
     """Per-channel sums over (N, C, L) arrays: einsum sums each (n, c) row of L values in the
     arrays' dtype (with several partial sums, as NumPy's own sums), then the N row sums are added
-    in float64. Twice as fast as one float64 reduction over axes (0, 2), which casts every element."""
+    in float64. Twice as fast as one float64 reduction over axes (0, 2), which casts every element.
+    On a device: the product, then float64 sums over L and N."""
+    if not isinstance(operands[0], np.ndarray):
+        product = operands[0] if len(operands) == 1 else operands[0] * operands[1]
+        return product.astype(np.float64).sum(axis=2).sum(axis=0)
     return np.add.reduce(np.einsum(subscripts, *operands), axis=0, dtype=np.float64)
 
 
@@ -488,7 +495,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     N = x.shape[0]
     x3 = x.data.reshape(N, C, -1)
     count = x3.shape[0] * x3.shape[2]
-    per_channel = lambda v: np.asarray(v, x.dtype).reshape(1, C, 1)  # noqa: E731
+    per_channel = lambda v: _device.asarray(v).astype(x.dtype, copy=False).reshape(1, C, 1)  # noqa: E731
     if training:
         if count <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
@@ -506,8 +513,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed in evaluation mode (input {x.shape})")
-        mean = np.asarray(running_mean.data if isinstance(running_mean, Tensor) else running_mean, np.float64)
-        var = np.asarray(running_var.data if isinstance(running_var, Tensor) else running_var, np.float64)
+        mean = _device.asarray(running_mean.data if isinstance(running_mean, Tensor) else running_mean)
+        var = _device.asarray(running_var.data if isinstance(running_var, Tensor) else running_var)
+        mean, var = mean.astype(np.float64, copy=False), var.astype(np.float64, copy=False)
         x_hat = x3 - per_channel(mean)
     inv_std = 1.0 / np.sqrt(var + eps)
     x_hat *= per_channel(inv_std)

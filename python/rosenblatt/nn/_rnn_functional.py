@@ -2,8 +2,8 @@
 two-dimensional grid recurrence.
 
 A recurrent layer is ONE autograd node per layer (both directions): its forward runs the
-whole-sequence kernel (`rosenblatt._C.rnn_forward`) once per direction, its backward runs
-back-propagation through time (`_C.rnn_backward`) over the activations the kernel saved. The node's
+whole-sequence kernel (`rosenblatt._kernels.rnn_forward`) once per direction, its backward runs
+back-propagation through time (`_kernels.rnn_backward`) over the activations the kernel saved. The node's
 value packs the output and the final states in one flat array; `output`, `h_n` and `c_n` are views
 of it, so gradients from any of them reach the same backward call.
 """
@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from .. import _C
+from .. import _device
+from .._device import kernel_module as _kernels
 from ..random import default_generator
 from ..tensor import Tensor, result
 
@@ -28,7 +29,7 @@ def _piece(packed: Tensor, start: int, shape: tuple) -> Tensor:
     stop = start + math.prod(shape)
 
     def backward(g):
-        full = np.zeros(packed.shape, packed.dtype)
+        full = _device.full(packed.shape, 0, packed.dtype, g)
         full[start:stop] = g.reshape(-1)
         return (full,)
 
@@ -41,8 +42,8 @@ def _reshape(x: Tensor, shape: tuple) -> Tensor:
 
 def _swap01(x: Tensor) -> Tensor:
     """(A, B, ...) -> (B, A, ...), contiguous (batch_first <-> time-major)."""
-    return result(np.ascontiguousarray(x.data.swapaxes(0, 1)), (x,),
-                  lambda g: (np.ascontiguousarray(g.swapaxes(0, 1)),), "TransposeBackward")
+    return result(_device.ascontiguousarray(x.data.swapaxes(0, 1)), (x,),
+                  lambda g: (_device.ascontiguousarray(g.swapaxes(0, 1)),), "TransposeBackward")
 
 
 def _concat0(tensors: list) -> Tensor:
@@ -59,7 +60,7 @@ def _concat0(tensors: list) -> Tensor:
 
 def _dropout(x: Tensor, p: float) -> Tensor:
     """Inverted dropout with the library's random stream (between stacked recurrent layers)."""
-    keep = (default_generator().random(x.shape) >= p).astype(x.dtype) / (1.0 - p)
+    keep = _device.on_device_of((default_generator().random(x.shape) >= p).astype(x.dtype) / (1.0 - p), x.data)
     return result(x.data * keep, (x,), lambda g: (g * keep,), "DropoutBackward")
 
 
@@ -82,18 +83,22 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
     H = weights[0][1].shape[1]
     dtype = x.dtype
     has_bias = weights[0][2] is not None
-    xs = np.ascontiguousarray(x.data)
-    h0s = np.zeros((D, B, H), dtype) if h0 is None else np.ascontiguousarray(h0.data)
-    c0s = (np.zeros((D, B, H), dtype) if c0 is None else np.ascontiguousarray(c0.data)) if lstm else None
+    xs = _device.ascontiguousarray(x.data)
+    h0s = _device.full((D, B, H), 0, dtype, xs) if h0 is None else _device.ascontiguousarray(h0.data)
+    c0s = None
+    if lstm:
+        c0s = _device.full((D, B, H), 0, dtype, xs) if c0 is None else _device.ascontiguousarray(c0.data)
+    if lengths is not None:
+        lengths = _device.on_device_of(lengths, xs)  # the kernels take every array on one device
 
     n_out, n_state = T * B * D * H, D * B * H
-    packed = np.empty(n_out + n_state * (2 if lstm else 1), dtype)
+    packed = _device.empty(n_out + n_state * (2 if lstm else 1), dtype, xs)
     y = packed[:n_out].reshape(T, B, D * H)
     h_n = packed[n_out:n_out + n_state].reshape(D, B, H)
     c_n = packed[n_out + n_state:].reshape(D, B, H) if lstm else None
     saved = []
     for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-        _, h_last, c_last, kept = _C.rnn_forward(
+        _, h_last, c_last, kept = _kernels.rnn_forward(
             cell, xs, h0s[d], c0s[d] if lstm else None, w_ih.data, w_hh.data,
             None if b_ih is None else b_ih.data, None if b_hh is None else b_hh.data,
             lengths, d == 1, linear_before_reset, y[:, :, d * H:(d + 1) * H])
@@ -112,14 +117,14 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
         dh_n = g[n_out:n_out + n_state].reshape(D, B, H)
         dc_n = g[n_out + n_state:].reshape(D, B, H) if lstm else None
         dx = None
-        dh0 = np.empty((D, B, H), dtype)
-        dc0 = np.empty((D, B, H), dtype) if lstm else None
+        dh0 = _device.empty((D, B, H), dtype, xs)
+        dc0 = _device.empty((D, B, H), dtype, xs) if lstm else None
         weight_grads = []
         for d, (w_ih, w_hh, _, _) in enumerate(weights):
-            dx_d, dh0[d], dc0_d, dw_ih, dw_hh, db_ih, db_hh = _C.rnn_backward(
+            dx_d, dh0[d], dc0_d, dw_ih, dw_hh, db_ih, db_hh = _kernels.rnn_backward(
                 cell, xs, w_ih.data, w_hh.data, has_bias, lengths, d == 1, linear_before_reset, saved[d],
-                dy[:, :, d * H:(d + 1) * H], np.ascontiguousarray(dh_n[d]),
-                np.ascontiguousarray(dc_n[d]) if lstm else None, cell_grad_clip, dx)
+                dy[:, :, d * H:(d + 1) * H], _device.ascontiguousarray(dh_n[d]),
+                _device.ascontiguousarray(dc_n[d]) if lstm else None, cell_grad_clip, dx)
             dx = dx_d  # the second direction accumulates into the first one's dx
             if lstm:
                 dc0[d] = dc0_d
@@ -138,6 +143,8 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
 def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     """Rows of `weight` (num_embeddings, dim) picked by the integer indices in `input`, as
     torch.nn.functional.embedding. The row at padding_idx receives no gradient."""
+    if not isinstance(weight.data, np.ndarray):
+        return _device_embedding(input, weight, padding_idx)
     indices = np.asarray(input.data if isinstance(input, Tensor) else input)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype} (shape {indices.shape})")
@@ -158,6 +165,33 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     return result(weight.data[indices], (weight,), backward, "EmbeddingBackward")
 
 
+def _device_embedding(input, weight: Tensor, padding_idx: int | None) -> Tensor:
+    """embedding on a device as one-hot rows times the table, (N, V) @ (V, D): two GEMMs and no
+    gather or scatter-add kernel (exact: each one-hot row has a single 1). Memory N * V, so meant for
+    small vocabularies until an embedding kernel replaces it."""
+    indices = input.data if isinstance(input, Tensor) else _device.asarray(input)
+    _device.same_device("embedding", weight.data, indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype} (shape {indices.shape})")
+    num, dim = weight.shape
+    if indices.size and bool(((indices < 0) | (indices >= num)).any()):  # waits for the device
+        raise IndexError(f"embedding: index out of range [0, {num}) in indices of shape {indices.shape}; "
+                         f"weight has shape {weight.shape}")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += num
+    kernels = _device.backend("embedding")
+    one_hot = _device.one_hot_along(indices.reshape(-1, 1), 1, num).astype(weight.dtype)  # (N, V)
+
+    def backward(g):
+        grad = kernels.gemm(one_hot, g.reshape(-1, dim), trans_a=True)
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        return (grad,)
+
+    out = kernels.gemm(one_hot, weight.data).reshape(tuple(indices.shape) + (dim,))
+    return result(out, (weight,), backward, "EmbeddingBackward")
+
+
 # ---- two-dimensional grid recurrence -----------------------------------------------------------------
 def grid_rnn2d(input: Tensor, weight_ih: Tensor, weight_left: Tensor, weight_up: Tensor,
                bias: Tensor | None = None) -> Tensor:
@@ -166,17 +200,17 @@ def grid_rnn2d(input: Tensor, weight_ih: Tensor, weight_left: Tensor, weight_up:
     One autograd node: the kernel runs the raster scan forward and its reverse for the gradients."""
     # (N, C, R, W) <-> (R, W, N, C): the kernel's position-major layout; the permutation is its own inverse.
     to_grid = (2, 3, 0, 1)
-    xs = np.ascontiguousarray(input.data.transpose(to_grid))
+    xs = _device.ascontiguousarray(input.data.transpose(to_grid))
     weights = [weight_ih, weight_left, weight_up] + ([bias] if bias is not None else [])
-    h = _C.grid_rnn_forward(xs, weight_ih.data, weight_left.data, weight_up.data,
+    h = _kernels.grid_rnn_forward(xs, weight_ih.data, weight_left.data, weight_up.data,
                             None if bias is None else bias.data)
 
     def backward(g):
-        dh = np.ascontiguousarray(g.transpose(to_grid))
-        dx, dw_ih, dw_left, dw_up, db = _C.grid_rnn_backward(xs, weight_ih.data, weight_left.data, weight_up.data,
+        dh = _device.ascontiguousarray(g.transpose(to_grid))
+        dx, dw_ih, dw_left, dw_up, db = _kernels.grid_rnn_backward(xs, weight_ih.data, weight_left.data, weight_up.data,
                                                              bias is not None, h, dh)
-        grads = [np.ascontiguousarray(dx.transpose(to_grid)), dw_ih, dw_left, dw_up]
+        grads = [_device.ascontiguousarray(dx.transpose(to_grid)), dw_ih, dw_left, dw_up]
         return tuple(grads + ([db] if bias is not None else []))
 
-    out = np.ascontiguousarray(h.transpose(to_grid))
+    out = _device.ascontiguousarray(h.transpose(to_grid))
     return result(out, (input, *weights), backward, "GridRNN2dBackward")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _device, ops
 from ..ops import leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
 from ..random import default_generator
 from ..tensor import Tensor, as_tensor, result
@@ -29,7 +29,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return ops.mul(input, 0.0)
     dtype = input.dtype if input.dtype.kind == "f" else np.dtype(np.float32)
     keep = default_generator().random(input.shape, dtype=np.float32) >= p
-    return ops.mul(input, Tensor(keep.astype(dtype) / (1.0 - p)))
+    return ops.mul(input, Tensor(_device.on_device_of(keep.astype(dtype) / (1.0 - p), input.data)))
 
 
 def maxout(input: Tensor, pieces: int) -> Tensor:
@@ -64,7 +64,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
-    return Tensor((labels[..., None] == np.arange(num_classes)).astype(np.int64))
+    classes = _device.on_device_of(np.arange(num_classes), labels)
+    return Tensor((labels[..., None] == classes).astype(np.int64))
 
 
 # ---- losses ----------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def _class_targets(input: Tensor, target, op: str) -> np.ndarray:
     """Check integer class targets against input (N, C, d1, ...) or (C,); returns the target array."""
-    target_data = target.data if isinstance(target, Tensor) else np.asarray(target)
+    target_data = target.data if isinstance(target, Tensor) else _device.asarray(target)
     if target_data.dtype.kind not in "iu":
         raise TypeError(f"{op}: expected integer class targets, got dtype {target_data.dtype} "
                         f"(input shape {input.shape}, target shape {target_data.shape})")
@@ -98,6 +99,8 @@ def _nll(log_probs: Tensor, target: np.ndarray, weight, ignore_index: int, reduc
     """-weight[t] * log_probs[n, t, ...] per element; 'mean' divides by the summed weights of the
     elements not ignored (torch's rule). One graph node whose backward scatters into the class dim."""
     classes = log_probs.shape[1] if log_probs.ndim >= 2 else log_probs.shape[0]
+    if not isinstance(log_probs.data, np.ndarray):
+        return _device_nll(log_probs, target, weight, ignore_index, reduction, op, classes)
     scores = log_probs.data if log_probs.ndim >= 2 else log_probs.data[None]
     target = target if log_probs.ndim >= 2 else target[None]
     valid = target != ignore_index
@@ -133,6 +136,45 @@ def _nll(log_probs: Tensor, target: np.ndarray, weight, ignore_index: int, reduc
     return result(np.asarray(out, dtype=scores.dtype), (log_probs,), backward, "NllLossBackward")
 
 
+def _device_nll(log_probs: Tensor, target, weight, ignore_index: int, reduction: str, op: str, classes: int):
+    """_nll on a device: the picked log-probabilities come from a one-hot mask of the targets (a
+    comparison with the class positions), so forward and backward are element-wise kernels and sums."""
+    _device.same_device(op, log_probs.data, target)
+    scores = log_probs.data if log_probs.ndim >= 2 else log_probs.data[None]
+    target = target if log_probs.ndim >= 2 else target[None]
+    valid = target != ignore_index
+    safe_target = np.where(valid, target, 0)
+    if bool(((safe_target < 0) | (safe_target >= classes)).any()):  # waits for the device, once per call
+        raise IndexError(f"{op}: a target is out of bounds for {classes} classes (input shape {log_probs.shape})")
+    picked_mask = _device.one_hot_along(np.expand_dims(safe_target, 1), 1, classes)  # (N, C, d1, ...)
+    if weight is not None:
+        weight = as_tensor(weight).data
+        _device.same_device(op, scores, weight)
+        if weight.shape != (classes,):
+            raise ValueError(f"{op}: weight shape {weight.shape} does not match {classes} classes "
+                             f"(input shape {log_probs.shape})")
+        column = weight.astype(scores.dtype).reshape((1, classes) + (1,) * (scores.ndim - 2))
+        element_weight = np.where(valid, np.where(picked_mask, column, 0).sum(axis=1), 0)
+    else:
+        element_weight = valid.astype(scores.dtype)
+    picked = np.where(picked_mask, scores, 0).sum(axis=1)
+    losses = -element_weight * picked
+    if reduction == "none":
+        out, scale = losses, element_weight
+    else:
+        total = element_weight.sum() if reduction == "mean" else 1
+        out = losses.sum() / total
+        scale = element_weight / total
+
+    def backward(g):
+        grad = np.where(picked_mask, np.expand_dims(-scale * g, 1), 0).astype(scores.dtype)
+        return (grad.reshape(log_probs.shape),)
+
+    if log_probs.ndim < 2 and reduction == "none":
+        out = out.reshape(())
+    return result(out.astype(scores.dtype, copy=False), (log_probs,), backward, "NllLossBackward")
+
+
 def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
              reduction: str = "mean") -> Tensor:
     """Negative log likelihood of integer class targets, input (N, C, d1, ...) or (C,) of log-probabilities."""
@@ -158,7 +200,7 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
                         f"{getattr(input, 'dtype', type(input).__name__)}")
     class_dim = 1 if input.ndim >= 2 else 0
     log_probs = log_softmax(input, class_dim)
-    target_data = target.data if isinstance(target, Tensor) else np.asarray(target)
+    target_data = target.data if isinstance(target, Tensor) else _device.asarray(target)
     if target_data.dtype.kind == "f":
         return _soft_cross_entropy(input, log_probs, as_tensor(target), weight, reduction, label_smoothing, class_dim)
     target_data = _class_targets(input, target_data, "cross_entropy")

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .. import _device
 from ..random import default_generator
 from ..tensor import Tensor
 
@@ -57,6 +58,12 @@ def _fill(tensor: Tensor, values) -> Tensor:
     """Write values into the tensor's own storage (so views and optimisers holding it see them)."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init: expected a Tensor, got {type(tensor).__name__}")
+    if not isinstance(tensor.data, np.ndarray):  # values drawn on the host, written into device memory
+        if np.ndim(values) and not isinstance(values, _device.DeviceArray):
+            values = _device.on_device_of(np.asarray(values), tensor.data)
+        tensor.data[...] = values
+        tensor._version += 1
+        return tensor
     if not tensor.data.flags.writeable:
         tensor.data = np.array(tensor.data)
     tensor.data[...] = values

@@ -1,10 +1,12 @@
 """Gradient clipping, as torch.nn.utils."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
+from .. import _device
 from ..tensor import Tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
@@ -30,6 +32,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not grads:
         return Tensor(np.zeros((), np.float32))
+    if not isinstance(grads[0], np.ndarray):
+        return _clip_grad_norm_on_device(grads, max_norm, norm_type, error_if_nonfinite)
     # The norm of the per-tensor norms is the norm of all entries together.
     if norm_type == math.inf:
         norms = [np.max(np.abs(g)) if g.size else np.float32(0) for g in grads]
@@ -48,6 +52,29 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     for g in grads:
         g *= scale
     return Tensor(np.asarray(total, dtype=np.float32))
+
+
+def _clip_grad_norm_on_device(grads, max_norm: float, norm_type: float, error_if_nonfinite: bool) -> Tensor:
+    """clip_grad_norm_ for gradients on a device: the per-tensor parts are reduced there and one number,
+    the total norm, comes back to the host (the CPU path needs it too, for the scale)."""
+    for g in grads:
+        _device.same_device("clip_grad_norm_", grads[0], g)
+    if norm_type == math.inf:
+        parts = [np.abs(g).max() for g in grads if g.size]
+        total = float(functools.reduce(np.maximum, parts)) if parts else 0.0
+    elif norm_type > 0:
+        parts = [(g * g).sum() if norm_type == 2 else (np.abs(g) ** norm_type).sum() for g in grads if g.size]
+        total = float(functools.reduce(np.add, parts)) ** (1.0 / norm_type) if parts else 0.0
+    else:
+        raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
+    total = float(np.float32(total))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
+                           f"{total}, so they cannot be clipped; set error_if_nonfinite=False to skip this check")
+    scale = float(np.float32(min(max_norm / (total + 1e-6), 1.0)))
+    for g in grads:
+        g *= scale
+    return Tensor(_device.full((), total, np.float32, grads[0]))
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:

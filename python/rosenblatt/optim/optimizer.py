@@ -11,6 +11,7 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
+from .. import _device
 from ..tensor import Tensor, no_grad
 
 
@@ -128,7 +129,11 @@ class Optimizer:
                                      f"for a parameter of shape {param.shape}")
                 if group.get("maximize", False):
                     grad = -grad
-                self._update(group, param, grad, self.state.setdefault(param, {}))
+                state = self.state.setdefault(param, {})
+                for value in state.values():  # state follows its parameter to another device (Module.to)
+                    if isinstance(value, Tensor) and type(value.data) is not type(param.data):
+                        value.data = _device.to_device(value.data, param.device, f"{type(self).__name__}.step")
+                self._update(group, param, grad, state)
         return loss
 
     def _update(self, group: dict, param: Tensor, grad: np.ndarray, state: dict) -> None:
@@ -188,7 +193,9 @@ def _cast_state(value, param: Tensor, what: str):
             return array.item()
         if array.shape != param.shape:
             raise ValueError(f"{what} has shape {array.shape}, the parameter has shape {param.shape}")
-        return Tensor(np.array(array, dtype=param.dtype))
+        if not isinstance(array, np.ndarray):
+            array = array.to_numpy()
+        return Tensor(_device.on_device_of(np.array(array, dtype=param.dtype), param.data))
     return copy.deepcopy(value)
 
 

@@ -9,7 +9,6 @@ with torch.optim.SGD's update rule:
 """
 from __future__ import annotations
 
-import numpy as np
 
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter
@@ -34,7 +33,7 @@ class SGD(Optimizer):
         if momentum != 0:
             buffer = state.get("momentum_buffer")
             if buffer is None:
-                buffer = state["momentum_buffer"] = Tensor(np.array(grad, dtype=param.dtype))
+                buffer = state["momentum_buffer"] = Tensor(grad.astype(param.dtype, copy=True))
             else:
                 buffer.data *= momentum
                 buffer.data += (1 - group["dampening"]) * grad

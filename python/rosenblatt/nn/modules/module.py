@@ -5,7 +5,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ...tensor import Tensor
+from ... import _device
+from ...device import device as _device_type
+from ...tensor import Tensor, _to_dtype
 
 
 class Parameter(Tensor):
@@ -17,8 +19,9 @@ class Parameter(Tensor):
         data = np.zeros(0, np.float32) if data is None else data
         if isinstance(data, Tensor):
             data = data.data
-        super().__init__(np.array(data, copy=True) if not isinstance(data, np.ndarray) else data,
-                         requires_grad=requires_grad)
+        if not isinstance(data, (np.ndarray, _device.DeviceArray)):
+            data = np.array(data, copy=True)
+        super().__init__(data, requires_grad=requires_grad)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -141,6 +144,41 @@ class Module:
         for _, buf in self.named_buffers():
             yield buf
 
+    # ---- devices and dtypes ------------------------------------------------------------------
+    def to(self, *args, device=None, dtype=None, **kwargs) -> "Module":
+        """Move (and/or cast floating point) parameters and buffers in place, as torch.nn.Module.to:
+        the Parameter objects stay the same (an optimizer built on them follows), their .data and
+        .grad move. to(device), to(dtype), to(device, dtype), to(tensor)."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif isinstance(arg, (_device_type, int)) or (isinstance(arg, str)
+                                                          and arg.split(":")[0] in ("cpu", "cuda")):
+                device = arg
+            else:
+                dtype = arg
+        target = None if device is None else _device_type(device)
+        dtype = _to_dtype(dtype)
+        for module in self.modules():
+            for table in (module._parameters, module._buffers):
+                for value in table.values():
+                    if value is None:
+                        continue
+                    for tensor in (value, value.grad):
+                        if tensor is None:
+                            continue
+                        if dtype is not None and tensor.dtype.kind == "f":
+                            tensor.data = tensor.data.astype(dtype)
+                        if target is not None:
+                            tensor.data = _device.to_device(tensor.data, target, f"{type(self).__name__}.to")
+        return self
+
+    def cuda(self, device=None) -> "Module":
+        return self.to(_device_type("cuda") if device is None else _device_type(device))
+
+    def cpu(self) -> "Module":
+        return self.to("cpu")
+
     # ---- modes and gradients ------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         for module in self.modules():
@@ -202,7 +240,10 @@ class Module:
             if array.shape != target.shape:
                 raise ValueError(f"load_state_dict: {key} has shape {array.shape} in the checkpoint, "
                                  f"{target.shape} in the model")
-            target.data = np.array(array, dtype=target.dtype)
+            if isinstance(target.data, np.ndarray):
+                target.data = np.array(array, dtype=target.dtype)
+            else:  # a parameter on a device stays there
+                target.data = _device.to_device(np.array(array, dtype=target.dtype), target.device, "load_state_dict")
         return missing, unexpected
 
     # ---- printing -----------------------------------------------------------------------------
@@ -219,7 +260,7 @@ class Module:
 
 def _to_numpy(value) -> np.ndarray:
     if isinstance(value, Tensor):
-        return value.data
+        return value.cpu().data
     if isinstance(value, np.ndarray):
         return value
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ... import _device
 from ...random import default_generator
 from ...tensor import Tensor
 from .. import _rnn_functional as RF
@@ -54,7 +55,7 @@ def _rows(t: Tensor, start: int, stop: int) -> Tensor:
     from ...tensor import result
 
     def backward(g):
-        full = np.zeros(t.shape, t.dtype)
+        full = _device.full(t.shape, 0, t.dtype, g)
         full[start:stop] = g
         return (full,)
 
@@ -102,7 +103,8 @@ class RNNBase(Module):
         """Every weight and bias ~ U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, param in self.named_parameters():
-            param.data = default_generator().uniform(-bound, bound, param.shape).astype(param.dtype)
+            param.data = _device.on_device_of(default_generator().uniform(-bound, bound, param.shape)
+                                              .astype(param.dtype), param.data)
 
     def _layer_weights(self, layer: int) -> list:
         out = []
@@ -258,7 +260,8 @@ class RNNCellBase(Module):
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)
         for param in self.parameters():
-            param.data = default_generator().uniform(-bound, bound, param.shape).astype(param.dtype)
+            param.data = _device.on_device_of(default_generator().uniform(-bound, bound, param.shape)
+                                              .astype(param.dtype), param.data)
 
     def _step(self, input, hx):
         name = type(self).__name__
@@ -356,7 +359,8 @@ class Embedding(Module):
         return cls(array.shape[0], array.shape[1], padding_idx, _weight=array, _freeze=freeze)
 
     def reset_parameters(self) -> None:
-        self.weight.data = default_generator().standard_normal(self.weight.shape).astype(self.weight.dtype)
+        self.weight.data = _device.on_device_of(
+            default_generator().standard_normal(self.weight.shape).astype(self.weight.dtype), self.weight.data)
         if self.padding_idx is not None:
             self.weight.data[self.padding_idx] = 0
 

@@ -1,0 +1,373 @@
+"""A NumPy stand-in for the CUDA backend `rosenblatt._cuda`, so the Python device layer (Tensor.to,
+dispatch, the DeviceArray protocols, autograd on device) runs on a machine without a GPU.
+
+    previous = rosenblatt._device.set_backend(fake_cuda)   # then .to("cuda") gives FakeDeviceArrays
+    ...
+    rosenblatt._device.set_backend(previous)
+
+It is strict where the real backend is, so that a wrong device layer fails here: each kernel takes
+only FakeDeviceArrays (a NumPy array reaching a kernel is a device mix-up), dtypes are float32,
+float64, int64 or bool, element-wise kernels want equal dtypes and floats, GEMM is float32 only,
+results are fresh C-contiguous arrays, and views stay inside the memory they come from. Installing
+the backend gives FakeDeviceArray the same NumPy protocols as the real DeviceArray, including the
+refusal of `__array__`: an op that silently fell back to NumPy raises TypeError.
+Kernels of `_C` not written out below (conv, pooling, RNN, ...) are forwarded to `_C` with the arrays
+unwrapped and the results wrapped, as the real backend mirrors `_C`'s names and signatures.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from rosenblatt import _C
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_))
+device_count_value = 1
+calls: list = []  # names of the kernels called, for tests that check what ran
+
+
+def device_count() -> int:
+    return device_count_value
+
+
+class DeviceArray:
+    """A view (shape, strides in elements, offset) of a flat NumPy buffer standing for device memory."""
+
+    __slots__ = ("_buffer", "_offset", "_shape", "_strides", "device", "read_only", "__weakref__")
+
+    def __init__(self, buffer: np.ndarray, offset: int, shape, strides, device: int = 0, read_only: bool = False):
+        assert buffer.ndim == 1 and buffer.flags.c_contiguous
+        self._buffer, self._offset = buffer, int(offset)
+        self._shape, self._strides = tuple(int(n) for n in shape), tuple(int(s) for s in strides)
+        self.device, self.read_only = device, read_only
+
+    @classmethod
+    def fresh(cls, array: np.ndarray, device: int = 0) -> "DeviceArray":
+        array = np.asarray(array)
+        if array.dtype not in _DTYPES:
+            raise TypeError(f"fake _cuda: unsupported dtype {array.dtype}")
+        flat = np.array(array, order="C", copy=True).reshape(-1)
+        return cls(flat, 0, array.shape, _contiguous_strides(array.shape), device)
+
+    @property
+    def _view(self) -> np.ndarray:
+        """The NumPy view of the device memory (the fake's kernels compute on it)."""
+        item = self._buffer.itemsize
+        if builtin_any(n == 0 for n in self._shape):
+            return np.empty(self._shape, self._buffer.dtype)
+        return np.ndarray(self._shape, self._buffer.dtype, buffer=self._buffer, offset=self._offset * item,
+                          strides=tuple(s * item for s in self._strides))
+
+    shape = property(lambda self: self._shape)
+    strides = property(lambda self: self._strides)
+    dtype = property(lambda self: self._buffer.dtype)
+    ndim = property(lambda self: len(self._shape))
+    size = property(lambda self: int(np.prod(self._shape, dtype=np.int64)))
+    data_ptr = property(lambda self: self._buffer.ctypes.data + self._offset * self._buffer.itemsize)
+
+    def is_contiguous(self) -> bool:
+        expected = 1
+        for n, s in zip(reversed(self._shape), reversed(self._strides)):
+            if n != 1 and s != expected:
+                return False
+            expected *= n
+        return True
+
+    def contiguous(self) -> "DeviceArray":
+        return self if self.is_contiguous() else _wrap(self._view, self.device)
+
+    def transpose(self, dim0: int, dim1: int) -> "DeviceArray":
+        shape, strides = list(self._shape), list(self._strides)
+        shape[dim0], shape[dim1] = shape[dim1], shape[dim0]
+        strides[dim0], strides[dim1] = strides[dim1], strides[dim0]
+        return DeviceArray(self._buffer, self._offset, shape, strides, self.device, self.read_only)
+
+    def to_numpy(self) -> np.ndarray:
+        return np.array(self._view, copy=True)
+
+    def synchronize(self) -> None:
+        pass
+
+    def __dlpack_device__(self):
+        return (2, self.device)
+
+    def __repr__(self) -> str:
+        return f"FakeDeviceArray({self.dtype}{list(self._shape)} on cuda:{self.device})"
+
+
+builtin_any = any
+
+
+def _contiguous_strides(shape) -> tuple:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= builtins.max(int(n), 1)
+    return tuple(reversed(strides))
+
+
+def _wrap(array, device: int = 0) -> DeviceArray:
+    return DeviceArray.fresh(array, device)
+
+
+def _arrays(name: str, *xs):
+    """The NumPy views of the kernel's array arguments, all FakeDeviceArrays on one device."""
+    for x in xs:
+        if not isinstance(x, DeviceArray):
+            raise TypeError(f"fake _cuda.{name}: expected a DeviceArray, got {type(x).__name__}")
+        if x.device != xs[0].device:
+            raise ValueError(f"fake _cuda.{name}: arrays on different devices")
+    calls.append(name)
+    return [x._view for x in xs]
+
+
+def _floats(name: str, *xs):
+    views = _arrays(name, *xs)
+    for v in views:
+        if v.dtype.kind != "f":
+            raise TypeError(f"fake _cuda.{name}: expected a float32 or float64 array, got {v.dtype}")
+        if v.dtype != views[0].dtype:
+            raise TypeError(f"fake _cuda.{name}: dtypes differ: {views[0].dtype} and {v.dtype}")
+    return views
+
+
+# ---- arrays ----------------------------------------------------------------------------------------
+def from_numpy(array, device: int = 0) -> DeviceArray:
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"fake _cuda.from_numpy: expected a NumPy array, got {type(array).__name__}")
+    if device >= device_count_value:
+        raise RuntimeError(f"fake _cuda.from_numpy: no CUDA device {device}")
+    return _wrap(array, device)
+
+
+def empty(shape, dtype="float32", device: int = 0) -> DeviceArray:
+    return _wrap(np.full(tuple(shape), np.nan if np.dtype(dtype).kind == "f" else 0, np.dtype(dtype)), device)
+
+
+def full(shape, value, dtype="float32", device: int = 0) -> DeviceArray:
+    dtype = np.dtype(dtype)
+    if dtype not in _DTYPES:
+        raise TypeError(f"fake _cuda.full: unsupported dtype {dtype}")
+    calls.append("full")
+    return _wrap(np.full(tuple(shape), value, dtype), device)
+
+
+def astype(x, dtype) -> DeviceArray:
+    (v,) = _arrays("astype", x)
+    dtype = np.dtype(dtype)
+    if dtype not in _DTYPES:
+        raise TypeError(f"fake _cuda.astype: unsupported dtype {dtype}")
+    return _wrap(v.astype(dtype), x.device)
+
+
+def as_strided(x, shape, strides, offset: int = 0) -> DeviceArray:
+    _arrays("as_strided", x)
+    if len(shape) != len(strides) or builtin_any(n < 0 for n in shape):
+        raise ValueError(f"fake _cuda.as_strided: bad shape {shape} / strides {strides}")
+
+    def span(shp, st):
+        if builtin_any(n == 0 for n in shp):
+            return 0, -1
+        lo = builtins.sum((n - 1) * s for n, s in zip(shp, st) if s < 0)
+        hi = builtins.sum((n - 1) * s for n, s in zip(shp, st) if s > 0)
+        return lo, hi
+
+    lo, hi = span(shape, strides)
+    if lo <= hi:
+        x_lo, x_hi = span(x.shape, x.strides)
+        if x_lo > x_hi or offset + lo < x_lo or offset + hi > x_hi:
+            raise ValueError(f"fake _cuda.as_strided: view {shape}/{strides}@{offset} reaches outside {x!r}")
+    else:
+        offset = 0
+    return DeviceArray(x._buffer, x._offset + offset, shape, strides, x.device, x.read_only)
+
+
+def assign(dst, src) -> None:
+    d, s = _arrays("assign", dst, src)
+    if dst.read_only:
+        raise ValueError("fake _cuda.assign: read-only destination")
+    if d.dtype != s.dtype:
+        raise TypeError(f"fake _cuda.assign: dtypes differ: {d.dtype} and {s.dtype}")
+    if builtin_any(n > 1 and st == 0 for n, st in zip(dst.shape, dst.strides)):
+        raise ValueError("fake _cuda.assign: the destination is a broadcast view")
+    if np.broadcast_shapes(d.shape, s.shape) != d.shape:
+        raise ValueError(f"fake _cuda.assign: cannot assign shape {s.shape} to {d.shape}")
+    d[...] = s.copy()
+
+
+def from_dlpack(obj) -> DeviceArray:
+    raise RuntimeError("fake _cuda.from_dlpack: the fake backend has no DLPack import")
+
+
+# ---- element-wise ----------------------------------------------------------------------------------
+def _unary(name, fn):
+    def kernel(a):
+        (v,) = _floats(name, a)
+        with np.errstate(all="ignore"):
+            return _wrap(np.asarray(fn(v), dtype=v.dtype), a.device)
+    kernel.__name__ = name
+    return kernel
+
+
+def _binary(name, fn):
+    def kernel(a, b):
+        x, y = _floats(name, a, b)
+        with np.errstate(all="ignore"):
+            return _wrap(np.asarray(fn(x, y), dtype=x.dtype), a.device)
+    kernel.__name__ = name
+    return kernel
+
+
+for _name, _fn in {"neg": np.negative, "exp": np.exp, "log": np.log, "tanh": np.tanh,
+                   "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "relu": lambda v: np.maximum(v, 0),
+                   "sqrt": np.sqrt, "abs": np.abs, "sign": np.sign, "log1p": np.log1p, "sin": np.sin,
+                   "cos": np.cos}.items():
+    globals()[_name] = _unary(_name, _fn)
+for _name, _fn in {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+                   "pow": np.power, "maximum": np.maximum, "minimum": np.minimum,
+                   "relu_backward": lambda g, x: np.where(x > 0, g, 0)}.items():
+    globals()[_name] = _binary(_name, _fn)
+
+
+def _compare(name, fn):
+    def kernel(a, b):
+        x, y = _arrays(name, a, b)
+        if x.dtype != y.dtype:
+            raise TypeError(f"fake _cuda.{name}: dtypes differ: {x.dtype} and {y.dtype}")
+        return _wrap(fn(x, y), a.device)
+    kernel.__name__ = name
+    return kernel
+
+
+for _name, _fn in {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+                   "ge": np.greater_equal, "logical_and": np.logical_and, "logical_or": np.logical_or,
+                   "logical_xor": np.logical_xor}.items():
+    globals()[_name] = _compare(_name, _fn)
+del _name, _fn
+
+
+def where(condition, a, b) -> DeviceArray:
+    c, x, y = _arrays("where", condition, a, b)
+    if c.dtype != np.bool_ or x.dtype != y.dtype:
+        raise TypeError(f"fake _cuda.where: condition {c.dtype}, a {x.dtype}, b {y.dtype}")
+    return _wrap(np.where(c, x, y), a.device)
+
+
+# ---- reductions, softmax, GEMM ----------------------------------------------------------------------
+def _axis(x, axis: int, name: str) -> int:
+    if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"fake _cuda.{name}: axis {axis} is out of range for shape {x.shape}")
+    return axis % x.ndim
+
+
+def sum(x, axis: int, keepdims: bool = False) -> DeviceArray:  # noqa: A001 - the backend's name
+    (v,) = _floats("sum", x)
+    return _wrap(v.sum(axis=_axis(x, axis, "sum"), keepdims=keepdims), x.device)
+
+
+def _extreme(name, arg_fn):
+    def kernel(x, axis: int, keepdims: bool = False):
+        (v,) = _floats(name, x)
+        a = _axis(x, axis, name)
+        if v.shape[a] == 0:
+            raise ValueError(f"fake _cuda.{name}: cannot reduce over an axis of size 0")
+        index = np.expand_dims(arg_fn(v, axis=a), a)
+        values = np.take_along_axis(v, index, axis=a)
+        if not keepdims:
+            values, index = values.squeeze(a), index.squeeze(a)
+        return _wrap(values, x.device), _wrap(index.astype(np.int64), x.device)
+    kernel.__name__ = name
+    return kernel
+
+
+max = _extreme("max", np.argmax)  # noqa: A001
+min = _extreme("min", np.argmin)  # noqa: A001
+
+
+def _softmax_rows(v, log):
+    shifted = v - v.max(axis=-1, keepdims=True)
+    if log:
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax(x):
+    (v,) = _floats("softmax", x)
+    return _wrap(_softmax_rows(v, False), x.device)
+
+
+def log_softmax(x):
+    (v,) = _floats("log_softmax", x)
+    return _wrap(_softmax_rows(v, True), x.device)
+
+
+def softmax_backward(dy, y):
+    g, out = _floats("softmax_backward", dy, y)
+    return _wrap(out * (g - (g * out).sum(axis=-1, keepdims=True)), dy.device)
+
+
+def log_softmax_backward(dy, y):
+    g, out = _floats("log_softmax_backward", dy, y)
+    return _wrap(g - np.exp(out) * g.sum(axis=-1, keepdims=True), dy.device)
+
+
+def matmul(a, b):
+    x, y = _arrays("matmul", a, b)
+    if x.dtype != np.float32 or y.dtype != np.float32:
+        raise TypeError("fake _cuda.matmul: the CUDA GEMM is float32 only")
+    if x.ndim not in (2, 3) or x.ndim != y.ndim:
+        raise ValueError(f"fake _cuda.matmul: shapes {x.shape} and {y.shape}")
+    return _wrap(np.matmul(x, y), a.device)
+
+
+def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
+    x, y = _arrays("gemm", a, b)
+    if x.dtype != np.float32 or y.dtype != np.float32:
+        raise TypeError("fake _cuda.gemm: the CUDA GEMM is float32 only")
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(f"fake _cuda.gemm: expected 2-D arrays, got {x.shape} and {y.shape}")
+    product = alpha * ((x.T if trans_a else x) @ (y.T if trans_b else y))
+    if out is None:
+        return _wrap(product.astype(np.float32), a.device)
+    (o,) = _arrays("gemm", out)
+    o[...] = product + beta * o
+    return out
+
+
+# ---- everything else of _C: forwarded with the arrays unwrapped -------------------------------------
+def _unwrap(value):
+    if isinstance(value, DeviceArray):
+        return value._view
+    if isinstance(value, np.ndarray):
+        raise TypeError("fake _cuda: a NumPy array reached a CUDA kernel (device mix-up)")
+    if isinstance(value, (tuple, list)):
+        return type(value)(_unwrap(v) for v in value)
+    return value
+
+
+def _rewrap(value, device):
+    if isinstance(value, np.ndarray):
+        return _wrap(value, device)
+    if isinstance(value, tuple):
+        return tuple(_rewrap(v, device) for v in value)
+    if isinstance(value, list):
+        return [_rewrap(v, device) for v in value]
+    return value
+
+
+def __getattr__(name: str):
+    cpu = getattr(_C, name, None)
+    if cpu is None or name.startswith("_"):
+        raise AttributeError(name)
+
+    def kernel(*args, **kwargs):
+        devices = [a.device for a in list(args) + list(kwargs.values()) if isinstance(a, DeviceArray)]
+        calls.append(name)
+        # Outputs passed as arguments (out=, a slice of a result) are written through the views.
+        result = cpu(*[_unwrap(a) for a in args], **{k: _unwrap(v) for k, v in kwargs.items()})
+        return _rewrap(result, devices[0] if devices else 0)
+
+    kernel.__name__ = name
+    return kernel
