@@ -19,6 +19,7 @@ using rb::cuda::Elementwise;
 void register_train(py::module_& m);  // train_bindings.cpp
 void register_rnn(py::module_& m);  // rnn_bindings.cpp
 void register_tensor(py::module_& m);  // tensor_bindings.cpp
+void register_conv(py::module_& m);  // conv_bindings.cpp
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "rosenblatt CUDA kernels";
@@ -110,6 +111,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("matmul", &rb::cuda::matmul, py::arg("a"), py::arg("b"));
   register_train(m);
   register_tensor(m);
+  register_conv(m);
 
   // The element-wise kernels' layout and offset computation run on the host: for every output
   // element, each input's offset (in elements), as the strided kernel would read it.

@@ -178,6 +178,30 @@ _KERNELS = {
     "gemm": "(a, b, trans_a=False, trans_b=False, alpha=1, beta=0, out=None) -> alpha op(a) op(b) + beta out, "
             "as rosenblatt._C.gemm (float32)",
 }
+# The convolution family: the names, arguments and results of rosenblatt._C's kernels.
+_KERNELS.update({
+    "conv2d_forward": "(input, weight, bias, stride, padding, dilation, groups) -> output, implicit GEMM",
+    "conv2d_backward_data": "(grad_output, weight, input_size, stride, padding, dilation, groups) -> grad_input",
+    "conv2d_backward_weight": "(input, grad_output, kernel_size, stride, padding, dilation, groups) -> grad_weight",
+    "conv2d_backward_bias": "(grad_output) -> grad_bias, summed over N, H, W",
+    "conv_transpose2d_forward": "(input, weight, bias, stride, padding, output_padding, dilation, groups) -> output",
+    "im2col": "(input, kernel_size, stride, padding, dilation) -> (N, C*kH*kW, L): unfold",
+    "col2im": "(input, output_size, kernel_size, stride, padding, dilation) -> (N, C, H, W): fold, overlaps summed",
+    "max_pool2d_forward": "(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices) -> "
+                          "(output, indices or None)",
+    "max_pool2d_backward": "(grad_output, indices, input_size) -> grad_input (also adaptive max pooling's)",
+    "avg_pool2d_forward": "(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)",
+    "avg_pool2d_backward": "(grad_output, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, "
+                           "divisor_override) -> grad_input",
+    "adaptive_max_pool2d_forward": "(input, output_size, return_indices) -> (output, indices or None)",
+    "adaptive_avg_pool2d_forward": "(input, output_size) -> output",
+    "adaptive_avg_pool2d_backward": "(grad_output, input_size) -> grad_input",
+    "roi_pool_forward": "(input, boxes (K, 5), output_size, spatial_scale) -> (output, argmax)",
+    "roi_pool_backward": "(grad_output, boxes, argmax, input_shape) -> grad_input",
+    "upsample2d_forward": "(input, output_size, scales, mode, align_corners) -> output: F.interpolate, 'nearest' or "
+                          "'bilinear'; scales = torch's input/output size ratio per axis",
+    "upsample2d_backward": "(grad_output, input_size, scales, mode, align_corners) -> grad_input",
+})
 
 
 def _kernel(name: str, doc: str):

@@ -108,6 +108,8 @@ def run() -> bool:
 
     from . import cuda_smoke_rnn
     ok &= cuda_smoke_rnn.run(cuda, _close)
+    from .cuda_smoke_conv import run as run_conv
+    ok &= run_conv(_close)
     cuda.synchronize()
     return ok
 

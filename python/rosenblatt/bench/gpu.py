@@ -275,12 +275,19 @@ def main(argv=()) -> int:
                 [[r["model"], f"{r['ours_s'] * 1e3:.1f}", f"{r['torch_s'] * 1e3:.1f}", f"{r['ratio']:.2f}",
                   f"{r['first_loss'][0]:.4f} / {r['first_loss'][1]:.4f}"] if "error" not in r
                  else [r["model"], "FAILED", r["error"][:60], "", ""] for r in cases])
+    from . import gpu_conv
+    try:  # a failure here must not lose the sections above
+        conv = gpu_conv.bench(torch, cuda, repeat, quick)
+        gpu_conv.report(conv)
+    except Exception as error:  # noqa: BLE001
+        print(f"\nconvolution benchmark failed: {error!r}")
+        conv = [{"kind": "conv", "error": repr(error)}]
     stats = cuda.memory_stats()
     print(f"\nallocator: {stats}")
     if out:
         with open(out, "w") as fh:
-            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "train_step": step, "cases": cases,
-                       "allocator": stats}, fh, indent=1)
+            json.dump({"info": info, "gemm": gemm, "memory": memory, "train": train, "rnn": rnn, "train_step": step,
+                       "cases": cases, "conv": conv, "allocator": stats}, fh, indent=1)
         print(f"full results: {out}")
     return 0
 
