@@ -122,7 +122,13 @@ elif ! stage "build+install (pip)" 300 install_package; then
 fi
 stage "installed module" 30 show_install
 stage "cuda_smoke" 60 "$PY" -m rosenblatt.bench.cuda_smoke
-stage "tests (cuda, dlpack)" 180 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda*.py tests/test_dlpack.py
+# The tests that need the GPU: every tests/test_cuda*.py but the host simulations and Philox's
+# known answers, which run on the CPU (CI runs them on every push).
+GPU_TESTS=()
+for f in tests/test_cuda*.py tests/test_dlpack.py; do
+  case "$f" in *host*|*philox*) ;; *) GPU_TESTS+=("$f") ;; esac
+done
+stage "tests (cuda, dlpack)" 180 "$PY" -m pytest -q -p no:cacheprovider -rs "${GPU_TESTS[@]}"
 # The timing table before the sanitizers: it is what a short GPU session most needs, and the
 # sanitizer stages (each capped) then take whatever time is left.
 stage "benchmark" 150 "$PY" -m rosenblatt.bench.gpu --out "$RESULTS/gpu_bench.json"
