@@ -26,7 +26,6 @@ constexpr int64_t NR = 16;
 constexpr int64_t MC = 144;   // MR multiple: A block 144 x 256 floats = 144 KiB, fits L2 (512 KiB)
 constexpr int64_t KC = 256;   // one B micro-panel 256 x 16 floats = 16 KiB, half of L1D
 constexpr int64_t NC = 4080;  // NR multiple: B block 256 x 4080 floats = 4 MiB, fits L3
-constexpr int kMaxKSplit = 64;  // threads that may split K
 constexpr int64_t kPanelGroup = 4;  // B panels packed together right before use (see pack_b_panels)
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -231,8 +230,7 @@ inline void split_range(int64_t units, int64_t parts, int64_t k, int64_t* begin,
   *end = units * (k + 1) / parts;
 }
 
-// Returns whether threads split K.
-bool sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                    float beta, MatView<float> C, int nthreads) {
   const int64_t nc_max = min64(N, NC);
   // Thread grid tm x tn: of the splits that give every thread work, take the one whose
@@ -247,19 +245,7 @@ bool sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
     const double cost = double(M) / cand_m + double(nc_max) / cand_n;
     if (best_cost < 0 || cost < best_cost) best_cost = cost, tm = cand_m, tn = cand_n;
   }
-  // Or split K: each thread multiplies a slice of A's columns by the same slice of B's rows into
-  // its own copy of C (the first thread into C itself), and the copies are summed at the end.
-  // Every thread then packs 1/tk of both operands, (M + N) / tk per unit of K, instead of all of
-  // one of them: less for a deep product with small M and N (a late convolution layer's GEMM).
-  // Only for a deep product: summing the copies costs M * N per thread, small against K / tk.
-  int64_t tk = 1;
-  if (nthreads > 1 && nthreads <= kMaxKSplit && K >= 2 * KC * nthreads && K / nthreads >= (M > N ? M : N) &&
-      N <= NC) {
-    const double cost = double(M + N) / nthreads;
-    if (best_cost < 0 || cost < 0.8 * best_cost) tk = nthreads, tm = tn = 1;
-  }
-  const int team = int(tm * tn * tk);
-  float* partial_c[kMaxKSplit] = {};  // thread t > 0's copy of C when K is split
+  const int team = int(tm * tn);
 
   // Where the micro-kernel's operands come from:
   // - A is packed into an MC x KC block per thread (each value then serves every B panel
@@ -276,18 +262,7 @@ bool sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
 #pragma omp parallel num_threads(team)
   {
     const int tid = omp_get_thread_num();
-    const int64_t my_m = tk > 1 ? 0 : tid / tn, my_n = tk > 1 ? 0 : tid % tn;
-    int64_t k_begin = 0, k_end = K;
-    MatView<float> my_c = C;
-    float my_beta = beta;
-    if (tk > 1) {
-      split_range(ceil_div(K, KC), tk, tid, &k_begin, &k_end);  // whole KC blocks per thread
-      k_begin *= KC, k_end = min64(K, k_end * KC);
-      if (tid > 0) {
-        partial_c[tid] = thread_scratch_of<float>(ScratchSlot::gemm_misc, size_t(M * N));
-        my_c = MatView<float>{partial_c[tid], N, 1}, my_beta = 0.0f;
-      }
-    }
+    const int64_t my_m = tid / tn, my_n = tid % tn;
     float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
     const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
     float* packed_b =
@@ -301,9 +276,9 @@ bool sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
       int64_t panel_begin, panel_end;
       split_range(ceil_div(nc, NR), tn, my_n, &panel_begin, &panel_end);
 
-      for (int64_t pc = k_begin; pc < k_end; pc += KC) {
-        const int64_t kc = min64(KC, k_end - pc);
-        const float beta_here = pc == k_begin ? my_beta : 1.0f;
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = min64(KC, K - pc);
+        const float beta_here = pc == 0 ? beta : 1.0f;
         auto pack_b = [&](int64_t jp, float* dst) {
           const int64_t j = jc + jp * NR;
           pack_b_panel(min64(NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs, dst);
@@ -332,22 +307,18 @@ bool sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
             }
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int64_t mr = min64(MR, mc - ir);
-              float* c_tile = my_c.data + (ic + ir) * my_c.rs + j * my_c.cs;
+              float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
               const bool in_place = a_in_place && mr == MR;
               const float* a_panel = in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
               const auto kernel = in_place ? (nr > 8 ? kernel_6x16<true, 16> : kernel_6x16<true, 8>)
                                            : (nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>);
-              kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, my_c.rs, my_c.cs, alpha, beta_here, mr, nr);
+              kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
             }
           }
         }
       }
     }
   }
-  for (int64_t t = 1; t < tk; ++t)  // C += the other threads' partial products
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C.data[i * C.rs + j * C.cs] += partial_c[t][i * N + j];
-  return tk > 1;
 }
 
 // ---- direct paths for skinny products ---------------------------------------------------
@@ -577,10 +548,12 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
   // the cache), so a column-major C is computed transposed. Where C has no unit stride,
   // take the orientation that pads clearly less (transposed operands pack more slowly).
   const bool transpose = C.cs == 1 ? false : C.rs == 1 ? true : padded_work(N, M) * 10 < padded_work(M, N) * 9;
-  if (transpose)
-    return sgemm_blocked(N, M, K, alpha, Bt, At, beta, Ct, nthreads) ? "avx2_packed_6x16_transposed_split_k"
-                                                                       : "avx2_packed_6x16_transposed";
-  return sgemm_blocked(M, N, K, alpha, A, B, beta, C, nthreads) ? "avx2_packed_6x16_split_k" : "avx2_packed_6x16";
+  if (transpose) {
+    sgemm_blocked(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
+    return "avx2_packed_6x16_transposed";
+  }
+  sgemm_blocked(M, N, K, alpha, A, B, beta, C, nthreads);
+  return "avx2_packed_6x16";
 }
 
 }  // namespace rb
