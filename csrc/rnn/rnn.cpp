@@ -320,9 +320,11 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   const int64_t rows = T * B;
   gemm(rows, I, GH, 1.0f, MatView<const float>{dgates, GH, 1}, MatView<const float>{a.w_ih, I, 1},
        a.accumulate_dx ? 1.0f : 0.0f, MatView<float>{a.dx, I, 1});
-  if (!gru) {
+  if (!gru && rows > 2 * (I + H)) {
     // [dW_ih | dW_hh] = dgates^T . [X | H_prev] as one product: dgates^T, the large operand, is then
-    // packed once instead of twice, and the wider right-hand side uses the kernel better.
+    // packed once instead of twice, and the wider right-hand side uses the kernel better. That saves
+    // a pass over GH x rows and costs copies of GH x (I + H): worth it over many rows, not for a
+    // single cell step (where it doubled the time of writing the weight gradients).
     const int64_t IH = I + H;
     // (The step loop's packed weights are dead now: their scratch slot holds [X | H_prev] and the result.)
     float* const xh = thread_scratch_of<float>(ScratchSlot::rnn, size_t((rows + GH) * IH));
@@ -340,8 +342,8 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   } else {
     gemm(GH, I, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
          MatView<float>{a.dw_ih, I, 1});
-    // W_hh rows that multiply h (GRU's r and z), then GRU's n rows.
-    gemm(2 * H, H, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.h_prev, H, 1},
+    // W_hh rows that multiply h (all, or GRU's r and z), then GRU's n rows.
+    gemm(gru ? 2 * H : GH, H, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.h_prev, H, 1},
          0.0f, MatView<float>{a.dw_hh, H, 1});
   }
   if (lbr)
