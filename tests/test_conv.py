@@ -105,6 +105,9 @@ TRANSPOSED = [  # N, C_in, H, W, C_out, kernel, stride, padding, output_padding,
     (1, 2, 4, 4, 2, (3, 3), (1, 1), (2, 0), (1, 1), (2, 2), 2),  # output_padding >= stride (< dilation)
     (2, 4, 1, 1, 4, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 4),
     (1, 16, 6, 23, 16, (3, 3), (1, 1), (1, 0), (0, 0), (1, 1), 1),  # Winograd backward-data
+    # stride 2 along W: col2im adds taps in even/odd pairs; odd kernels leave a last tap alone
+    (1, 3, 5, 7, 2, (4, 4), (2, 2), (0, 2), (1, 1), (1, 1), 1),
+    (2, 2, 4, 5, 3, (5, 5), (2, 2), (1, 2), (0, 1), (1, 1), 1),
 ]
 
 

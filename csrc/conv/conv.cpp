@@ -95,6 +95,29 @@ void col2im(const ConvGeometry& g, const T* col, int64_t ld, T* x) {
         int64_t oh_lo, oh_hi, ow_lo, ow_hi;
         valid_range(i * g.dH - g.pH, g.sH, g.H, g.OH, &oh_lo, &oh_hi);
         valid_range(j * g.dW - g.pW, g.sW, g.W, g.OW, &ow_lo, &ow_hi);
+        if (g.sW == 2 && g.dW == 1 && j + 1 < g.kW) {
+          // Stride 2: taps j and j + 1 fill the even and odd columns of the same span, so they are
+          // added together, one contiguous pair per output column (the transposed convolution's
+          // up-sampling case, where a stride-2 scatter one tap at a time cost as much as the GEMM).
+          const T* src_next = src + ld;
+          int64_t next_lo, next_hi;
+          valid_range(j + 1 - g.pW, 2, g.W, g.OW, &next_lo, &next_hi);
+          const int64_t both_lo = std::max(ow_lo, next_lo), both_hi = std::min(ow_hi, next_hi);
+          for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+            T* dst = plane + (oh * g.sH - g.pH + i * g.dH) * g.W + (j - g.pW);
+            const T *row = src + oh * g.OW, *row_next = src_next + oh * g.OW;
+            for (int64_t ow = ow_lo; ow < std::min(ow_hi, both_lo); ++ow) dst[2 * ow] += row[ow];
+            for (int64_t ow = next_lo; ow < std::min(next_hi, both_lo); ++ow) dst[2 * ow + 1] += row_next[ow];
+            for (int64_t ow = both_lo; ow < both_hi; ++ow) {
+              dst[2 * ow] += row[ow];
+              dst[2 * ow + 1] += row_next[ow];
+            }
+            for (int64_t ow = std::max(both_hi, ow_lo); ow < ow_hi; ++ow) dst[2 * ow] += row[ow];
+            for (int64_t ow = std::max(both_hi, next_lo); ow < next_hi; ++ow) dst[2 * ow + 1] += row_next[ow];
+          }
+          ++j;  // (both taps share their rows: the row range depends on i only)
+          continue;
+        }
         for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
           T* dst = plane + (oh * g.sH - g.pH + i * g.dH) * g.W + (j * g.dW - g.pW);
           const T* row = src + oh * g.OW;
