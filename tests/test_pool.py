@@ -52,6 +52,22 @@ def test_max_pool2d_propagates_nan(isa):
     assert not np.isnan(np.delete(y[0, 0, 0], 2)).any()
 
 
+@pytest.mark.parametrize("k,s,p", [((3, 3), (2, 2), (1, 1)), ((2, 2), (2, 2), (0, 0)), ((5, 3), (1, 2), (2, 1))])
+def test_max_pool2d_values_only_nan_and_signed_zero(isa, rng, k, s, p):
+    """Without indices, stride 2 along W takes the row maxima once per input row: the same values,
+    NaN and the sign of zero included, as the path with indices (which follows the reference)."""
+    x = rng.standard_normal((2, 3, 15, 41)).astype(np.float32)
+    x[0, 0, 4, 10] = np.nan
+    x[1, 2, :, :] = 0.0
+    x[1, 2, ::2, ::3] = -0.0  # ties between -0 and +0: the first in row-major window order wins
+    with_index, _ = _C.max_pool2d_forward(x, k, s, p, (1, 1), False, True)
+    values, none = _C.max_pool2d_forward(x, k, s, p, (1, 1), False, False)
+    assert none is None
+    np.testing.assert_array_equal(values, with_index)
+    np.testing.assert_array_equal(np.signbit(values), np.signbit(with_index))
+    assert np.isnan(values[0, 0]).any()
+
+
 AVG_CONFIGS = [  # shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
     ((2, 3, 11, 37), (2, 2), (2, 2), (0, 0), False, True, None),
     ((1, 2, 13, 41), (3, 3), (2, 2), (1, 1), True, False, None),

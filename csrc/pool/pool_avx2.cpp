@@ -5,6 +5,7 @@
 // The tap order and the comparison (v > best or v is NaN) are the reference's, so results are identical.
 #include <immintrin.h>
 
+#include "common/scratch.h"
 #include "pool/pool.h"
 
 namespace rb {
@@ -200,11 +201,78 @@ void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* p
 }  // namespace
 
 // x (P, H, W) -> y, idx (P, OH, OW) for planes [p0, p1); idx may be null
+namespace {
+
+// Max pooling without indices at stride 2 along W, by rows: the maximum of each window row (its kW
+// taps) is taken once per input row and kept in a ring of kH rows; an output is then the maximum of
+// its window's kH row maxima. With 3x3 windows at stride 2 each input row serves two output rows,
+// so the strided loads happen a third less often than with all kH x kW taps per output. Maxima and
+// NaN flags combine as in max_block (first of equal values kept, row-major), so results are identical.
+constexpr int64_t kRowRingMax = 8;  // kH up to this many rows
+bool rows_apply(const PoolGeometry& g, int64_t first, int64_t end) {
+  return g.sW == 2 && g.dW == 1 && g.dH == 1 && g.kH <= kRowRingMax && end - first >= 8;
+}
+
+// r[o] for o in [first, end) = max over the kW taps of window column o in this input row (NaN if any
+// tap is NaN), in output order.
+void window_row_maxima(const PoolGeometry& g, const float* row, float* r, int64_t first, int64_t end) {
+  for_each_block(first, end, [&](int64_t o) {
+    __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
+    for (int64_t j = 0; j < g.kW; ++j) {
+      const __m256 v = load_strided(row + o * 2 - g.pW + j, 2);
+      best = _mm256_max_ps(v, best);
+      saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    _mm256_storeu_ps(r + o, in_output_order(_mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan), 2));
+  });
+}
+
+void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* out, float* ring, int64_t first,
+                            int64_t end) {
+  int64_t held[kRowRingMax];  // input row whose maxima slot k holds (-1: none)
+  for (int64_t k = 0; k < g.kH; ++k) held[k] = -1;
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    float* out_row = out + oh * g.OW;
+    for (int64_t ow = 0; ow < first; ++ow) out_row[ow] = max_window_value(g, plane, oh, ow);
+    for (int64_t ow = end; ow < g.OW; ++ow) out_row[ow] = max_window_value(g, plane, oh, ow);
+    const float* rows[kRowRingMax];
+    int64_t count = 0;
+    for (int64_t i = 0; i < g.kH; ++i) {
+      const int64_t ih = oh * g.sH - g.pH + i;
+      if (ih < 0 || ih >= g.H) continue;
+      const int64_t slot = ih % g.kH;  // the kH rows of a window are consecutive: distinct slots
+      float* r = ring + slot * g.OW;
+      if (held[slot] != ih) {
+        window_row_maxima(g, plane + ih * g.W, r, first, end);
+        held[slot] = ih;
+      }
+      rows[count++] = r;
+    }
+    for_each_block(first, end, [&](int64_t o) {
+      __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
+      for (int64_t c = 0; c < count; ++c) {
+        const __m256 v = _mm256_loadu_ps(rows[c] + o);
+        best = _mm256_max_ps(v, best);
+        saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      }
+      _mm256_storeu_ps(out_row + o, _mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan));
+    });
+  }
+}
+
+}  // namespace
+
 void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, int64_t* idx) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  int64_t first, end;
+  interior_columns(g, &first, &end);
+  const bool by_rows = !idx && rows_apply(g, first, end);
+  float* ring = by_rows ? thread_scratch_of<float>(ScratchSlot::pool, size_t(g.kH * g.OW)) : nullptr;
   for (int64_t p = p0; p < p1; ++p) {
     if (idx)
       max_pool_plane<true>(g, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
+    else if (by_rows)
+      max_pool_plane_by_rows(g, x + p * in_plane, y + p * out_plane, ring, first, end);
     else
       max_pool_plane<false>(g, x + p * in_plane, y + p * out_plane, nullptr);
   }
