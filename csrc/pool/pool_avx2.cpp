@@ -48,20 +48,27 @@ inline int64_t for_each_block(int64_t first, int64_t end, Block block) {
   return end;
 }
 
+// The maximum of 8 lanes over a sequence of vectors, NaN in a lane that saw a NaN: max_ps keeps the
+// earlier value on ties (as the reference), and the NaN mask keeps the dependency chain one max long.
+struct RunningMax8 {
+  __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
+  void add(__m256 v) {
+    best = _mm256_max_ps(v, best);  // v > best ? v : best
+    saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  __m256 result() const { return _mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan); }
+};
+
 // 8 outputs (oh, ow .. ow + 7) without indices: a running max_ps (which keeps the earlier value on
 // ties, as the reference) plus a mask of lanes that saw a NaN, so the dependency chain is one max.
 inline void max_block(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow, float* out) {
-  __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
+  RunningMax8 m;
   for (int64_t i = 0; i < g.kH; ++i) {
     const int64_t ih = oh * g.sH - g.pH + i * g.dH;
     if (ih < 0 || ih >= g.H) continue;
-    for (int64_t j = 0; j < g.kW; ++j) {
-      const __m256 v = load_strided(plane + ih * g.W + ow * g.sW - g.pW + j * g.dW, g.sW);
-      best = _mm256_max_ps(v, best);  // v > best ? v : best
-      saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    }
+    for (int64_t j = 0; j < g.kW; ++j) m.add(load_strided(plane + ih * g.W + ow * g.sW - g.pW + j * g.dW, g.sW));
   }
-  _mm256_storeu_ps(out, in_output_order(_mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan), g.sW));
+  _mm256_storeu_ps(out, in_output_order(m.result(), g.sW));
 }
 
 // One output without its index, branch-free (the reference's data-dependent branch mispredicts
@@ -200,14 +207,14 @@ void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* p
 
 }  // namespace
 
-// x (P, H, W) -> y, idx (P, OH, OW) for planes [p0, p1); idx may be null
 namespace {
 
 // Max pooling without indices at stride 2 along W, by rows: the maximum of each window row (its kW
 // taps) is taken once per input row and kept in a ring of kH rows; an output is then the maximum of
 // its window's kH row maxima. With 3x3 windows at stride 2 each input row serves two output rows,
 // so the strided loads happen a third less often than with all kH x kW taps per output. Maxima and
-// NaN flags combine as in max_block (first of equal values kept, row-major), so results are identical.
+// NaN flags combine through RunningMax8 as in max_block (first of equal values kept, row-major), so
+// results are identical.
 constexpr int64_t kRowRingMax = 8;  // kH up to this many rows
 bool rows_apply(const PoolGeometry& g, int64_t first, int64_t end) {
   return g.sW == 2 && g.dW == 1 && g.dH == 1 && g.kH <= kRowRingMax && end - first >= 8;
@@ -217,13 +224,9 @@ bool rows_apply(const PoolGeometry& g, int64_t first, int64_t end) {
 // tap is NaN), in output order.
 void window_row_maxima(const PoolGeometry& g, const float* row, float* r, int64_t first, int64_t end) {
   for_each_block(first, end, [&](int64_t o) {
-    __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
-    for (int64_t j = 0; j < g.kW; ++j) {
-      const __m256 v = load_strided(row + o * 2 - g.pW + j, 2);
-      best = _mm256_max_ps(v, best);
-      saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    }
-    _mm256_storeu_ps(r + o, in_output_order(_mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan), 2));
+    RunningMax8 m;
+    for (int64_t j = 0; j < g.kW; ++j) m.add(load_strided(row + o * 2 - g.pW + j, 2));
+    _mm256_storeu_ps(r + o, in_output_order(m.result(), 2));
   });
 }
 
@@ -249,19 +252,16 @@ void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* ou
       rows[count++] = r;
     }
     for_each_block(first, end, [&](int64_t o) {
-      __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
-      for (int64_t c = 0; c < count; ++c) {
-        const __m256 v = _mm256_loadu_ps(rows[c] + o);
-        best = _mm256_max_ps(v, best);
-        saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      }
-      _mm256_storeu_ps(out_row + o, _mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan));
+      RunningMax8 m;
+      for (int64_t c = 0; c < count; ++c) m.add(_mm256_loadu_ps(rows[c] + o));
+      _mm256_storeu_ps(out_row + o, m.result());
     });
   }
 }
 
 }  // namespace
 
+// x (P, H, W) -> y, idx (P, OH, OW) for planes [p0, p1); idx may be null
 void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, int64_t* idx) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   int64_t first, end;
