@@ -27,6 +27,11 @@ constexpr int64_t MC = 144;   // MR multiple: A block 144 x 256 floats = 144 KiB
 constexpr int64_t KC = 256;   // one B micro-panel 256 x 16 floats = 16 KiB, half of L1D
 constexpr int64_t NC = 4080;  // NR multiple: B block 256 x 4080 floats = 4 MiB, fits L3
 constexpr int64_t kPanelGroup = 4;  // B panels packed together right before use (see pack_b_panels)
+// A thread that multiplies each A block by at most this many B panels reads A's full 6-row panels
+// in place (unit column stride) instead of packing them: packing is one more pass over A, from L3,
+// paid back only over many panels. Measured at 1 and 2 threads: 16 beats 4 by 10-25% on 256^3,
+// 512^3, 256x196x2304 and the RNN's dX = dgates . W_ih, and 32 loses on tall products.
+constexpr int64_t kInPlaceMaxPanels = 16;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -249,14 +254,14 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
 
   // Where the micro-kernel's operands come from:
   // - A is packed into an MC x KC block per thread (each value then serves every B panel
-  //   from L2), unless B has only a few panels per thread: then packing would cost about
-  //   as much as the product, and full 6-row panels are read in place.
+  //   from L2), unless B has only a few panels per thread (kInPlaceMaxPanels): then full
+  //   6-row panels are read in place.
   // - B is packed by each thread for itself: the panels it covers, once per KC block, or,
   //   when the thread covers a single A block, each panel right before its use (so it is
   //   read from memory once and then used from L1). Packing privately repeats a little
   //   work when threads split M, but leaves no barrier in the loop: a thread that the
   //   OS deschedules on a busy machine never holds the other one up.
-  const bool a_in_place = A.cs == 1 && ceil_div(ceil_div(nc_max, NR), tn) <= 4;
+  const bool a_in_place = A.cs == 1 && ceil_div(ceil_div(nc_max, NR), tn) <= kInPlaceMaxPanels;
   const bool b_panelwise = ceil_div(ceil_div(M, MR), tm) * MR <= MC;
 
 #pragma omp parallel num_threads(team)
@@ -490,6 +495,8 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
     return;
   }
   const int64_t panels = ceil_div(N, NR);
+  // As in sgemm_blocked: A's full panels are read in place when few B panels reuse them.
+  const bool a_in_place = A.cs == 1 && segments * panels <= kInPlaceMaxPanels;
   float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = min64(KC, K - pc);
@@ -497,17 +504,23 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
     const float* block = packed_b + pc * segments * panels * NR;
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = min64(MC, M - ic);
-      for (int64_t ir = 0; ir < mc; ir += MR)
-        pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+      for (int64_t ir = 0; ir < mc; ir += MR) {
+        const int64_t mr = min64(MR, mc - ir);
+        if (!a_in_place || mr < MR)  // a ragged last panel is always packed (padded with zeros)
+          pack_a_panel(mr, kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+      }
       for (int64_t s = 0; s < segments; ++s)
         for (int64_t jp = 0; jp < panels; ++jp) {
           const int64_t j = jp * NR, nr = min64(NR, N - j);
           const float* b_panel = block + (s * panels + jp) * kc * NR;
-          const auto kernel = nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>;
           for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = min64(MR, mc - ir);
             float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
-            kernel(kc, packed_a + ir * kc, 0, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, min64(MR, mc - ir),
-                   nr);
+            const bool in_place = a_in_place && mr == MR;
+            const float* a_panel = in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+            const auto kernel = in_place ? (nr > 8 ? kernel_6x16<true, 16> : kernel_6x16<true, 8>)
+                                         : (nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>);
+            kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
           }
         }
     }
