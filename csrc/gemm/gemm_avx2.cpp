@@ -147,10 +147,12 @@ void prefetch_b_panel(MatView<const float> B, int64_t pc, int64_t kc, int64_t j)
 // A panel: packed (element (i, p) at a[p * MR + i]) or, with A_IN_PLACE, six rows of a
 // matrix with unit column stride (element (i, p) at a[i * lda + p]).
 // B panel: row p is the 16 floats at b + p * b_rs (b_rs = NR for a packed panel).
-// WIDTH 8 computes only the left half (a ragged last panel of at most 8 columns).
+// WIDTH 8 computes only the left half (a ragged last panel of at most 8 columns), and
+// ROWS < 6 only the first ROWS rows (a ragged last row panel: its padding rows cost nothing,
+// and in place they are never read). ROWS must be at least mr.
 // Full tiles with unit column stride store straight from registers; edge tiles go
 // through a small buffer so only the valid mr x nr part of C is touched.
-template <bool A_IN_PLACE, int WIDTH>
+template <bool A_IN_PLACE, int WIDTH, int ROWS>
 void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_rs, float* c, int64_t rsc,
                  int64_t csc, float alpha, float beta, int64_t mr, int64_t nr) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
@@ -184,27 +186,37 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
     __m256 ai = _mm256_broadcast_ss(a0 + k);
     c00 = _mm256_fmadd_ps(ai, b0, c00);
     if constexpr (WIDTH == 16) c01 = _mm256_fmadd_ps(ai, b1, c01);
-    ai = _mm256_broadcast_ss(a1 + k);
-    c10 = _mm256_fmadd_ps(ai, b0, c10);
-    if constexpr (WIDTH == 16) c11 = _mm256_fmadd_ps(ai, b1, c11);
-    ai = _mm256_broadcast_ss(a2 + k);
-    c20 = _mm256_fmadd_ps(ai, b0, c20);
-    if constexpr (WIDTH == 16) c21 = _mm256_fmadd_ps(ai, b1, c21);
-    ai = _mm256_broadcast_ss(a3 + k);
-    c30 = _mm256_fmadd_ps(ai, b0, c30);
-    if constexpr (WIDTH == 16) c31 = _mm256_fmadd_ps(ai, b1, c31);
-    ai = _mm256_broadcast_ss(a4 + k);
-    c40 = _mm256_fmadd_ps(ai, b0, c40);
-    if constexpr (WIDTH == 16) c41 = _mm256_fmadd_ps(ai, b1, c41);
-    ai = _mm256_broadcast_ss(a5 + k);
-    c50 = _mm256_fmadd_ps(ai, b0, c50);
-    if constexpr (WIDTH == 16) c51 = _mm256_fmadd_ps(ai, b1, c51);
+    if constexpr (ROWS > 1) {
+      ai = _mm256_broadcast_ss(a1 + k);
+      c10 = _mm256_fmadd_ps(ai, b0, c10);
+      if constexpr (WIDTH == 16) c11 = _mm256_fmadd_ps(ai, b1, c11);
+    }
+    if constexpr (ROWS > 2) {
+      ai = _mm256_broadcast_ss(a2 + k);
+      c20 = _mm256_fmadd_ps(ai, b0, c20);
+      if constexpr (WIDTH == 16) c21 = _mm256_fmadd_ps(ai, b1, c21);
+    }
+    if constexpr (ROWS > 3) {
+      ai = _mm256_broadcast_ss(a3 + k);
+      c30 = _mm256_fmadd_ps(ai, b0, c30);
+      if constexpr (WIDTH == 16) c31 = _mm256_fmadd_ps(ai, b1, c31);
+    }
+    if constexpr (ROWS > 4) {
+      ai = _mm256_broadcast_ss(a4 + k);
+      c40 = _mm256_fmadd_ps(ai, b0, c40);
+      if constexpr (WIDTH == 16) c41 = _mm256_fmadd_ps(ai, b1, c41);
+    }
+    if constexpr (ROWS > 5) {
+      ai = _mm256_broadcast_ss(a5 + k);
+      c50 = _mm256_fmadd_ps(ai, b0, c50);
+      if constexpr (WIDTH == 16) c51 = _mm256_fmadd_ps(ai, b1, c51);
+    }
     b += b_rs;
   }
 
   const __m256 va = _mm256_set1_ps(alpha);
   __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-  if (mr == MR && nr == WIDTH && csc == 1) {
+  if (ROWS == MR && nr == WIDTH && csc == 1) {
     const __m256 vb = _mm256_set1_ps(beta);
     for (int i = 0; i < 6; ++i) {
       for (int half = 0; half < WIDTH / 8; ++half) {
@@ -216,7 +228,7 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
     return;
   }
   alignas(32) float tile[MR * NR];
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < ROWS; ++i) {
     _mm256_store_ps(tile + i * NR, _mm256_mul_ps(va, acc[2 * i]));
     _mm256_store_ps(tile + i * NR + 8, _mm256_mul_ps(va, acc[2 * i + 1]));
   }
@@ -225,6 +237,21 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
       float* cij = c + i * rsc + j * csc;
       *cij = beta == 0.0f ? tile[i * NR + j] : tile[i * NR + j] + beta * *cij;
     }
+}
+
+using Kernel = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, float, float,
+                        int64_t, int64_t);
+
+// The kernel for an mr x nr tile (mr <= 6, nr <= 16).
+template <bool A_IN_PLACE>
+Kernel kernel_for(int64_t mr, int64_t nr) {
+  static constexpr Kernel full_width[MR] = {kernel_6x16<A_IN_PLACE, 16, 1>, kernel_6x16<A_IN_PLACE, 16, 2>,
+                                            kernel_6x16<A_IN_PLACE, 16, 3>, kernel_6x16<A_IN_PLACE, 16, 4>,
+                                            kernel_6x16<A_IN_PLACE, 16, 5>, kernel_6x16<A_IN_PLACE, 16, 6>};
+  static constexpr Kernel half_width[MR] = {kernel_6x16<A_IN_PLACE, 8, 1>, kernel_6x16<A_IN_PLACE, 8, 2>,
+                                            kernel_6x16<A_IN_PLACE, 8, 3>, kernel_6x16<A_IN_PLACE, 8, 4>,
+                                            kernel_6x16<A_IN_PLACE, 8, 5>, kernel_6x16<A_IN_PLACE, 8, 6>};
+  return (nr > 8 ? full_width : half_width)[mr - 1];
 }
 
 // ---- packed driver --------------------------------------------------------------------
@@ -293,11 +320,9 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
 
         for (int64_t ic = row_unit_begin * MR; ic < row_end; ic += MC) {
           const int64_t mc = min64(MC, row_end - ic);
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t mr = min64(MR, mc - ir);
-            if (!a_in_place || mr < MR)  // a ragged last panel is always packed (padded with zeros)
-              pack_a_panel(mr, kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
-          }
+          if (!a_in_place)
+            for (int64_t ir = 0; ir < mc; ir += MR)
+              pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
           for (int64_t jp = panel_begin; jp < panel_end; ++jp) {
             const int64_t j = jc + jp * NR;
             const int64_t nr = min64(NR, N - j);
@@ -313,10 +338,8 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int64_t mr = min64(MR, mc - ir);
               float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
-              const bool in_place = a_in_place && mr == MR;
-              const float* a_panel = in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-              const auto kernel = in_place ? (nr > 8 ? kernel_6x16<true, 16> : kernel_6x16<true, 8>)
-                                           : (nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>);
+              const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+              const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
               kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
             }
           }
@@ -504,11 +527,9 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
     const float* block = packed_b + pc * segments * panels * NR;
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = min64(MC, M - ic);
-      for (int64_t ir = 0; ir < mc; ir += MR) {
-        const int64_t mr = min64(MR, mc - ir);
-        if (!a_in_place || mr < MR)  // a ragged last panel is always packed (padded with zeros)
-          pack_a_panel(mr, kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
-      }
+      if (!a_in_place)
+        for (int64_t ir = 0; ir < mc; ir += MR)
+          pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
       for (int64_t s = 0; s < segments; ++s)
         for (int64_t jp = 0; jp < panels; ++jp) {
           const int64_t j = jp * NR, nr = min64(NR, N - j);
@@ -516,10 +537,8 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t mr = min64(MR, mc - ir);
             float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
-            const bool in_place = a_in_place && mr == MR;
-            const float* a_panel = in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-            const auto kernel = in_place ? (nr > 8 ? kernel_6x16<true, 16> : kernel_6x16<true, 8>)
-                                         : (nr > 8 ? kernel_6x16<false, 16> : kernel_6x16<false, 8>);
+            const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+            const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
             kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
           }
         }
