@@ -27,8 +27,8 @@ constexpr int64_t MC = 144;   // MR multiple: A block 144 x 256 floats = 144 KiB
 constexpr int64_t KC = 256;   // one B micro-panel 256 x 16 floats = 16 KiB, half of L1D
 constexpr int64_t NC = 4080;  // NR multiple: B block 256 x 4080 floats = 4 MiB, fits L3
 constexpr int64_t kPanelGroup = 4;  // B panels packed together right before use (see pack_b_panels)
-// A thread that multiplies each A block by at most this many B panels reads A's full 6-row panels
-// in place (unit column stride) instead of packing them: packing is one more pass over A, from L3,
+// A thread that multiplies each A block by at most this many B panels reads A's row panels in
+// place (unit column stride) instead of packing them: packing is one more pass over A, from L3,
 // paid back only over many panels. Measured at 1 and 2 threads: 16 beats 4 by 10-25% on 256^3,
 // 512^3, 256x196x2304 and the RNN's dX = dgates . W_ih, and 32 loses on tall products.
 constexpr int64_t kInPlaceMaxPanels = 16;
@@ -281,8 +281,8 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
 
   // Where the micro-kernel's operands come from:
   // - A is packed into an MC x KC block per thread (each value then serves every B panel
-  //   from L2), unless B has only a few panels per thread (kInPlaceMaxPanels): then full
-  //   6-row panels are read in place.
+  //   from L2), unless B has only a few panels per thread (kInPlaceMaxPanels): then its
+  //   row panels are read in place.
   // - B is packed by each thread for itself: the panels it covers, once per KC block, or,
   //   when the thread covers a single A block, each panel right before its use (so it is
   //   read from memory once and then used from L1). Packing privately repeats a little
