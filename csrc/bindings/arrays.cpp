@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 
 namespace rb {
 
@@ -83,5 +85,75 @@ void check_out(const py::array& out, const py::dtype& dtype, const std::vector<i
       value_error(op, ": out of shape ", shape_str(shape), " overlaps an input of shape ",
                   shape_str(shape_of(*input)), "; pass a separate array");
 }
+
+// ---- recycled large arrays ------------------------------------------------------------------------
+
+namespace {
+
+constexpr size_t kRecycleMinBytes = size_t(1) << 20;   // below this malloc reuses its heap anyway
+constexpr size_t kRecycleMaxCached = size_t(1) << 30;  // freed blocks kept at most, in bytes
+constexpr size_t kHeaderBytes = 64;                    // a block's size, ahead of its (aligned) data
+
+// Freed blocks by data size. A block leaves the pool while an array owns it and goes back when that
+// array is freed (its capsule's destructor), unless the pool is full.
+class BlockPool {
+ public:
+  // A block with room for `bytes` of data at block + kHeaderBytes.
+  char* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto it = free_blocks_.find(bytes);
+      if (it != free_blocks_.end()) {
+        char* block = it->second;
+        free_blocks_.erase(it);
+        cached_bytes_ -= bytes;
+        return block;
+      }
+    }
+    char* block = static_cast<char*>(std::aligned_alloc(64, kHeaderBytes + (bytes + 63) / 64 * 64));
+    if (!block) throw std::bad_alloc();
+    *reinterpret_cast<size_t*>(block) = bytes;
+    return block;
+  }
+
+  void give_back(char* block) {
+    const size_t bytes = *reinterpret_cast<size_t*>(block);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_bytes_ + bytes <= kRecycleMaxCached) {
+        free_blocks_.emplace(bytes, block);
+        cached_bytes_ += bytes;
+        return;
+      }
+    }
+    std::free(block);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, char*> free_blocks_;
+  size_t cached_bytes_ = 0;
+};
+
+BlockPool& block_pool() {
+  static BlockPool* pool = new BlockPool();  // never destroyed: arrays may outlive static destruction
+  return *pool;
+}
+
+}  // namespace
+
+template <typename T>
+py::array_t<T> recycled_array(const std::vector<int64_t>& shape) {
+  size_t count = 1;
+  for (int64_t extent : shape) count *= size_t(extent);
+  const size_t bytes = count * sizeof(T);
+  if (bytes < kRecycleMinBytes) return py::array_t<T>(shape);
+  char* block = block_pool().take(bytes);
+  py::capsule owner(block, [](void* p) { block_pool().give_back(static_cast<char*>(p)); });
+  return py::array_t<T>(shape, reinterpret_cast<T*>(block + kHeaderBytes), owner);
+}
+
+template py::array_t<float> recycled_array<float>(const std::vector<int64_t>&);
+template py::array_t<double> recycled_array<double>(const std::vector<int64_t>&);
 
 }  // namespace rb

@@ -98,7 +98,7 @@ py::tuple forward_typed(RnnCell cell, const std::string& op, const py::array& x,
 
   py::array y;
   if (out.is_none()) {
-    y = py::array_t<T>({steps, B, H});
+    y = recycled_array<T>({steps, B, H});
     a.ldy = H;
   } else {
     y = require_ndarray(out, op.c_str(), "out");
@@ -112,11 +112,13 @@ py::tuple forward_typed(RnnCell cell, const std::string& op, const py::array& x,
         value_error(op, ": out of shape ", shape_str(shape_of(y)), " overlaps an input");
   }
   a.y = static_cast<T*>(y.mutable_data());
-  py::array_t<T> h_n({B, H}), gates({steps, B, GH}), h_prev({steps, B, H});
+  // The saved activations are as large as the sequence and are made again every training step.
+  py::array_t<T> h_n({B, H});
+  py::array_t<T> gates = recycled_array<T>({steps, B, GH}), h_prev = recycled_array<T>({steps, B, H});
   py::array_t<T> c_n(std::vector<int64_t>{lstm ? B : 0, lstm ? H : 0});
   const bool has_aux = cell == RnnCell::lstm || cell == RnnCell::gru;
-  py::array_t<T> aux(std::vector<int64_t>{has_aux ? steps : 0, B, H});
-  py::array_t<T> aux2(std::vector<int64_t>{lstm ? steps : 0, B, H});
+  py::array_t<T> aux = recycled_array<T>({has_aux ? steps : 0, B, H});
+  py::array_t<T> aux2 = recycled_array<T>({lstm ? steps : 0, B, H});
   a.h_n = h_n.mutable_data(), a.c_n = lstm ? c_n.mutable_data() : nullptr;
   a.gates = gates.mutable_data(), a.h_prev = h_prev.mutable_data();
   a.aux = has_aux ? aux.mutable_data() : nullptr, a.aux2 = lstm ? aux2.mutable_data() : nullptr;
@@ -179,7 +181,7 @@ py::tuple backward_typed(RnnCell cell, const std::string& op, const py::array& x
 
   py::array dx;
   if (dx_obj.is_none()) {
-    dx = py::array_t<T>({steps, B, I});
+    dx = recycled_array<T>({steps, B, I});
   } else {
     dx = require_ndarray(dx_obj, op.c_str(), "dx");
     check_out(dx, py::dtype::of<T>(), {steps, B, I}, {&x}, op.c_str());
