@@ -206,6 +206,29 @@ def test_output_into_column_slice_and_dx_accumulation(isa, rng):
     assert_close(dx, dx_f + dx_b, 1e-6, 1e-6, "accumulated dx")
 
 
+def test_recycled_results_are_never_shared_while_alive(rng):
+    """Results of 1 MiB and more come from a pool of freed blocks (bindings/arrays.cpp): a live result
+    never shares memory with another, and a block freed and handed out again gives correct results."""
+    arrays, _ = make_problem(rng, "lstm", 32, 16, 8, 136, with_lengths=False)  # gates: 32*16*544 floats > 1 MiB
+    a = cast(arrays, np.float32)
+    first = run_forward("lstm", a, None, False, True)
+    second = run_forward("lstm", a, None, False, True)
+    big = lambda result: [result[0], *result[3]]  # y and the saved activations
+    assert big(first)[1].nbytes >= 1 << 20
+    for p in big(first):
+        for q in big(second):
+            assert not np.shares_memory(p, q)
+    expected = [p.copy() for p in big(second)]
+    freed_gates = first[3][0].ctypes.data
+    del first  # its blocks go back to the pool
+    third = run_forward("lstm", a, None, False, True)
+    assert third[3][0].ctypes.data == freed_gates  # the gates' block of that size was handed out again
+    for p, q, e in zip(big(third), big(second), expected):
+        assert not np.shares_memory(p, q)
+        np.testing.assert_array_equal(q, e)  # the live result was not written over
+        np.testing.assert_array_equal(p, e)  # the same problem gives the same result in a reused block
+
+
 def test_activations_accuracy(isa):
     """sigmoid and tanh as the fused passes compute them: max relative error vs float64 <= 1e-6."""
     x = np.concatenate([np.linspace(-30, 30, 200001), np.linspace(-1e-3, 1e-3, 2001), np.geomspace(1e-30, 1e-4, 500),
