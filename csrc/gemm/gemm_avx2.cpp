@@ -143,6 +143,14 @@ void prefetch_b_panel(MatView<const float> B, int64_t pc, int64_t kc, int64_t j)
 
 // ---- micro-kernel ---------------------------------------------------------------------
 
+// One row of the micro-kernel's update: (lo, hi) += a[0] * (b0, b1); only lo at WIDTH 8.
+template <int WIDTH>
+inline __attribute__((always_inline)) void fma_row(const float* a, __m256 b0, __m256 b1, __m256& lo, __m256& hi) {
+  const __m256 ai = _mm256_broadcast_ss(a);
+  lo = _mm256_fmadd_ps(ai, b0, lo);
+  if constexpr (WIDTH == 16) hi = _mm256_fmadd_ps(ai, b1, hi);
+}
+
 // C[0:mr, 0:nr] = alpha * (A panel . B panel) + beta * C.
 // A panel: packed (element (i, p) at a[p * MR + i]) or, with A_IN_PLACE, six rows of a
 // matrix with unit column stride (element (i, p) at a[i * lda + p]).
@@ -183,34 +191,12 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * b_rs), _MM_HINT_T0);
     const int64_t k = p * step;
     if constexpr (!A_IN_PLACE) _mm_prefetch(reinterpret_cast<const char*>(a0 + k + 96), _MM_HINT_T0);
-    __m256 ai = _mm256_broadcast_ss(a0 + k);
-    c00 = _mm256_fmadd_ps(ai, b0, c00);
-    if constexpr (WIDTH == 16) c01 = _mm256_fmadd_ps(ai, b1, c01);
-    if constexpr (ROWS > 1) {
-      ai = _mm256_broadcast_ss(a1 + k);
-      c10 = _mm256_fmadd_ps(ai, b0, c10);
-      if constexpr (WIDTH == 16) c11 = _mm256_fmadd_ps(ai, b1, c11);
-    }
-    if constexpr (ROWS > 2) {
-      ai = _mm256_broadcast_ss(a2 + k);
-      c20 = _mm256_fmadd_ps(ai, b0, c20);
-      if constexpr (WIDTH == 16) c21 = _mm256_fmadd_ps(ai, b1, c21);
-    }
-    if constexpr (ROWS > 3) {
-      ai = _mm256_broadcast_ss(a3 + k);
-      c30 = _mm256_fmadd_ps(ai, b0, c30);
-      if constexpr (WIDTH == 16) c31 = _mm256_fmadd_ps(ai, b1, c31);
-    }
-    if constexpr (ROWS > 4) {
-      ai = _mm256_broadcast_ss(a4 + k);
-      c40 = _mm256_fmadd_ps(ai, b0, c40);
-      if constexpr (WIDTH == 16) c41 = _mm256_fmadd_ps(ai, b1, c41);
-    }
-    if constexpr (ROWS > 5) {
-      ai = _mm256_broadcast_ss(a5 + k);
-      c50 = _mm256_fmadd_ps(ai, b0, c50);
-      if constexpr (WIDTH == 16) c51 = _mm256_fmadd_ps(ai, b1, c51);
-    }
+    fma_row<WIDTH>(a0 + k, b0, b1, c00, c01);
+    if constexpr (ROWS > 1) fma_row<WIDTH>(a1 + k, b0, b1, c10, c11);
+    if constexpr (ROWS > 2) fma_row<WIDTH>(a2 + k, b0, b1, c20, c21);
+    if constexpr (ROWS > 3) fma_row<WIDTH>(a3 + k, b0, b1, c30, c31);
+    if constexpr (ROWS > 4) fma_row<WIDTH>(a4 + k, b0, b1, c40, c41);
+    if constexpr (ROWS > 5) fma_row<WIDTH>(a5 + k, b0, b1, c50, c51);
     b += b_rs;
   }
 
