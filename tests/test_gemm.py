@@ -11,6 +11,7 @@ SHAPES = [  # (M, N, K): ones, primes, non-multiples of the 6x16 tile, skinny an
     (150, 40, 600), (64, 3, 2000), (3, 64, 2000), (290, 290, 290), (512, 49, 300), (20, 700, 40),
     (37, 200, 600),  # few rows: B packed a group of panels at a time, over several K blocks
     (9, 40, 30), (45, 33, 300),  # a last row panel of 3 (each ragged height has its own kernel)
+    (100, 1100, 300), (61, 1030, 517),  # A packed (many B panels), K blocks of 256 and a ragged rest
 ]
 
 
