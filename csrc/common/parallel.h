@@ -1,5 +1,8 @@
 // Thread control. Every kernel parallelises with OpenMP; these set the team size.
 #pragma once
+#include <omp.h>
+
+#include <cstdint>
 
 namespace rb {
 
@@ -8,5 +11,29 @@ void set_num_threads(int n);  // n >= 1
 // Threads a kernel may use right now: 1 when already inside a parallel region
 // (a conv or rnn kernel calling the GEMM from its own worker threads).
 int available_threads();
+
+// body(tid) on each thread of a team of `team`. A team of one runs on the calling thread without
+// entering OpenMP: a parallel region costs about a microsecond even for a single thread, and a
+// recurrence's per-step products make thousands of calls from inside its own team.
+template <typename Body>
+void run_team(int team, Body&& body) {
+  if (team <= 1) {
+    body(0);
+    return;
+  }
+#pragma omp parallel num_threads(team)
+  body(omp_get_thread_num());
+}
+
+// body(i) for i in [0, n), split statically over a team of `team` (one: the calling thread alone).
+template <typename Body>
+void parallel_for(int team, int64_t n, Body&& body) {
+  if (team <= 1 || n <= 1) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(team)
+  for (int64_t i = 0; i < n; ++i) body(i);
+}
 
 }  // namespace rb

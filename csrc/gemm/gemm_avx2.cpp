@@ -12,7 +12,6 @@
 // This file is the only one compiled with -mavx2 -mfma for GEMM; it uses no standard
 // library templates, so nothing here can be shared with (and leak AVX2 into) baseline code.
 #include <immintrin.h>
-#include <omp.h>
 
 #include "common/parallel.h"
 #include "common/scratch.h"
@@ -85,8 +84,12 @@ void pack_a_panel(int64_t mr, int64_t kc, const float* a, int64_t rs, int64_t cs
         _mm256_maskstore_ps(dst + (p + 7) * MR, keep6, r[7]);
     }
   } else if (mr == MR && rs == 1) {
-    for (; p < kc; ++p)
-      for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = a[p * cs + i];
+    // A is a transposed row-major matrix: the six values of step p are contiguous. Two
+    // overlapping 4-wide copies (values 0-3 and 2-5) move them without reading past them.
+    for (; p < kc; ++p) {
+      _mm_storeu_ps(dst + p * MR, _mm_loadu_ps(a + p * cs));
+      _mm_storeu_ps(dst + p * MR + 2, _mm_loadu_ps(a + p * cs + 2));
+    }
   }
   for (; p < kc; ++p) {
     int64_t i = 0;
@@ -291,9 +294,7 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
   const bool a_in_place = A.cs == 1 && ceil_div(ceil_div(nc_max, NR), tn) <= kInPlaceMaxPanels;
   const bool b_panelwise = ceil_div(ceil_div(M, MR), tm) * MR <= MC;
 
-#pragma omp parallel num_threads(team)
-  {
-    const int tid = omp_get_thread_num();
+  run_team(team, [&](int tid) {
     const int64_t my_m = tid / tn, my_n = tid % tn;
     float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
     const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
@@ -346,7 +347,7 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
         }
       }
     }
-  }
+  });
 }
 
 // ---- direct paths for skinny products ---------------------------------------------------
@@ -399,8 +400,7 @@ void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const 
   const int team = M * N * K > 65536 ? nthreads : 1;
   const int64_t chunk_width = min64(few_rows_width(M), ceil_div(ceil_div(N, team), 8) * 8);
   const int64_t chunks = ceil_div(N, chunk_width);
-#pragma omp parallel for schedule(static) num_threads(team) if (team > 1 && chunks > 1)
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+  parallel_for(team, chunks, [&](int64_t chunk) {
     const int64_t j0 = chunk * chunk_width, w = min64(chunk_width, N - j0);
     switch (M) {
       case 1: few_rows_block<1>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
@@ -408,7 +408,7 @@ void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const 
       case 3: few_rows_block<3>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
       default: few_rows_block<4>(j0, w, K, alpha, a_rows, A.cs, B, beta, c_rows, C.cs); break;
     }
-  }
+  });
 }
 
 
@@ -452,8 +452,7 @@ void sgemm_few_cols(int64_t M, int64_t N, int64_t K, float alpha, MatView<const 
   for (int64_t j = 0; j < N; ++j)
     for (int64_t p = 0; p < K; ++p) columns[j * K + p] = B.data[p * B.rs + j * B.cs];
   const int64_t groups = ceil_div(M, 4);
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (M * N * K > 65536)
-  for (int64_t g = 0; g < groups; ++g) {
+  parallel_for(M * N * K > 65536 ? nthreads : 1, groups, [&](int64_t g) {
     const int64_t i0 = 4 * g, count = min64(4, M - i0);
     const float* rows[4];
     for (int64_t i = 0; i < 4; ++i) rows[i] = A.data + (i0 + min64(i, count - 1)) * A.rs;  // a short group repeats its last row
@@ -466,7 +465,7 @@ void sgemm_few_cols(int64_t M, int64_t N, int64_t K, float alpha, MatView<const 
         *cij = beta == 0.0f ? v : v + beta * *cij;
       }
     }
-  }
+  });
 }
 
 void scale_c(int64_t M, int64_t N, float beta, MatView<float> C) {
