@@ -10,8 +10,10 @@ CELLS = [("lstm", True), ("gru", True), ("gru", False), ("rnn_tanh", True), ("rn
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 # (T, B, I, H): primes, batch 1 (the direct matrix-vector path), H not a multiple of 8, T = 1; the
 # (3, 13, 4, 300) has batch > 4 (W_hh packed once per call) and H > 256 (packed in several K blocks);
-# (12, 7, 3, 6) has T * B > 2 (I + H), where the weight gradients are one product over [X | H_prev].
-SHAPES = [(5, 3, 7, 13), (4, 1, 5, 24), (1, 6, 2, 9), (3, 5, 1, 1), (3, 13, 4, 300), (12, 7, 3, 6)]
+# (12, 7, 3, 6) has T * B > 2 (I + H), where the weight gradients are one product over [X | H_prev];
+# (6, 2, 3, 130): batch <= 4 over several steps, where backward multiplies by a transposed copy of
+# W_hh, here large enough to be transposed by both threads, with ragged 8 x 8 blocks.
+SHAPES = [(5, 3, 7, 13), (4, 1, 5, 24), (1, 6, 2, 9), (3, 5, 1, 1), (3, 13, 4, 300), (12, 7, 3, 6), (6, 2, 3, 130)]
 
 
 def sigmoid(v):

@@ -229,16 +229,8 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   // (a column slice of W_hh would be read 128 bytes per 2 KiB row, several times slower).
   // (The copy costs one pass over W_hh: worth it from a few steps on, not for a single cell step.)
   const bool transposed = B <= 4 && T >= 4;
-  std::vector<float> w_hh_t(transposed ? GH * H : 0);
-  if (transposed) {
-    // In 32 x 32 tiles, so reads and writes both stay within a few cache lines per row.
-    constexpr int64_t tile = 32;
-#pragma omp parallel for schedule(static) num_threads(available_threads())
-    for (int64_t k0 = 0; k0 < H; k0 += tile)
-      for (int64_t r0 = 0; r0 < GH; r0 += tile)
-        for (int64_t r = r0; r < std::min(GH, r0 + tile); ++r)
-          for (int64_t k = k0; k < std::min(H, k0 + tile); ++k) w_hh_t[k * GH + r] = a.w_hh[r * H + k];
-  }
+  float* const w_hh_t = transposed ? thread_scratch_of<float>(ScratchSlot::rnn_weight, size_t(GH * H)) : nullptr;
+  if (transposed) transpose_avx2(GH, H, a.w_hh, H, w_hh_t, GH);
   const int team = step_team(H);
   StepBarrier barrier(team);
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -258,7 +250,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
     auto through_w_hh = [&](const StepWeight& w, int64_t r0, int64_t K, const float* dg, int64_t lddg, float beta,
                             float* out) {
       if (transposed)
-        gemm(n, B, K, 1.0f, MatView<const float>{w_hh_t.data() + j0 * GH + r0, GH, 1},
+        gemm(n, B, K, 1.0f, MatView<const float>{w_hh_t + j0 * GH + r0, GH, 1},
              MatView<const float>{dg, 1, lddg}, beta, MatView<float>{out + j0, 1, H});
       else
         w.multiply(B, dg, lddg, beta, out + j0, H, 0);
