@@ -201,13 +201,14 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
     _mm_prefetch(reinterpret_cast<const char*>(c + i * rsc + (nr - 1) * csc), _MM_HINT_T0);
   }
 
+  // No software prefetch in the loop: both panels are sequential streams that the hardware
+  // prefetcher follows, and on Zen 3 prefetching A 16 steps and B 8 rows ahead only took load
+  // slots (interleaved A/B: 0-5% slower on 1024^3, 64x3136x576, 512x49x4608).
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b);
     const __m256 b1 = WIDTH == 16 ? _mm256_loadu_ps(b + 8) : b0;
-    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * b_rs), _MM_HINT_T0);
     const int64_t k = p * step;
-    if constexpr (!A_IN_PLACE) _mm_prefetch(reinterpret_cast<const char*>(a0 + k + 96), _MM_HINT_T0);
     fma_row<WIDTH>(a0 + k, b0, b1, c00, c01);
     if constexpr (ROWS > 1) fma_row<WIDTH>(a1 + k, b0, b1, c10, c11);
     if constexpr (ROWS > 2) fma_row<WIDTH>(a2 + k, b0, b1, c20, c21);
