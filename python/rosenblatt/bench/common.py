@@ -27,6 +27,36 @@ def median_time(fn, repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> 
     return statistics.median(samples)
 
 
+def interleaved_medians(fns, repeat: int = 7, warmup: int = 1, min_time: float = 0.0, settle: float = 0.0) -> list:
+    """Median seconds per call of each fn, sampled round by round.
+
+    On a shared machine the load comes and goes over seconds: timing one library after the other
+    hands each a different stretch of it, while alternating the samples gives every fn the same
+    stretch. Before each sample the machine is left idle for `settle` seconds, because a library's
+    worker threads keep spinning after its call returns (OpenBLAS for about 0.1 s) and would take a
+    core from whatever runs next. With min_time, a sample repeats its fn until it lasts that long."""
+    inners = []
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        inner = 1
+        if min_time > 0:
+            start = time.perf_counter()
+            fn()
+            inner = max(1, int(min_time / max(time.perf_counter() - start, 1e-9)))
+        inners.append(inner)
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, inner, bucket in zip(fns, inners, samples):
+            if settle > 0:
+                time.sleep(settle)
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            bucket.append((time.perf_counter() - start) / inner)
+    return [statistics.median(s) for s in samples]
+
+
 def try_import_torch():
     try:
         import torch

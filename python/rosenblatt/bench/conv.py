@@ -16,7 +16,7 @@ import numpy as np
 
 import rosenblatt
 from rosenblatt import _C, nn
-from rosenblatt.bench.common import geomean, median_time, print_table, try_import_torch
+from rosenblatt.bench.common import geomean, interleaved_medians, median_time, print_table, try_import_torch
 from rosenblatt.tensor import Tensor, no_grad
 
 F = nn.functional
@@ -84,12 +84,14 @@ def _time(fn, repeat):
 
 
 def _time_pair(ours_fwd, ours_step, torch_fwd, torch_step, repeat):
-    times = [_time(ours_fwd, repeat), _time(ours_step, repeat)]
-    if torch_fwd is not None:
-        times += [_time(torch_fwd, repeat), _time(torch_step, repeat)]
+    """[ours fwd, ours fwd+bwd, torch fwd, torch fwd+bwd] seconds (None without torch); in wall-time
+    mode the four alternate sample by sample, so a burst of load hits them alike."""
+    fns = [ours_fwd, ours_step] + ([torch_fwd, torch_step] if torch_fwd is not None else [])
+    if _clock["cpu"]:
+        times = [_time(fn, repeat) for fn in fns]
     else:
-        times += [None, None]
-    return times
+        times = interleaved_medians(fns, repeat, min_time=MIN_SAMPLE)
+    return times + [None] * (4 - len(times))
 
 
 def bench_convolutions(torch, repeat, rng):

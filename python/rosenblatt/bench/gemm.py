@@ -26,7 +26,7 @@ def _measure(threads: int, quick: bool) -> list:
 
     import rosenblatt
     from rosenblatt import _C, kernels
-    from rosenblatt.bench.common import median_time, try_import_torch
+    from rosenblatt.bench.common import interleaved_medians, try_import_torch
 
     rosenblatt.set_num_threads(threads)
     torch = try_import_torch()
@@ -42,16 +42,17 @@ def _measure(threads: int, quick: bool) -> list:
         b = rng.standard_normal((K, N), dtype=np.float32)
         c = np.empty((M, N), np.float32)
         flops = 2.0 * M * N * K
-        min_time = 0.05 if quick else 0.2
-        ours = median_time(lambda: kernels.gemm(a, b, out=c), repeat=repeat, min_time=min_time)
-        impl = kernels.last_impl("gemm")
-        theirs = median_time(lambda: np.matmul(a, b, out=c), repeat=repeat, min_time=min_time)
-        record = {"shape": [M, N, K], "threads": threads, "impl": impl, "ours": flops / ours / 1e9,
-                  "numpy": flops / theirs / 1e9, "peak": peak}
+        fns = [lambda: kernels.gemm(a, b, out=c), lambda: np.matmul(a, b, out=c)]
         if torch is not None:
             ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
-            record["torch"] = flops / median_time(lambda: torch.mm(ta, tb, out=tc), repeat=repeat,
-                                                  min_time=min_time) / 1e9
+            fns.append(lambda: torch.mm(ta, tb, out=tc))
+        # Samples of 0.2 s, alternating between the libraries, each after 0.15 s of quiet (OpenBLAS's
+        # threads spin for about 0.1 s after a call).
+        seconds = interleaved_medians(fns, repeat=repeat, min_time=0.05 if quick else 0.2, settle=0.15)
+        record = {"shape": [M, N, K], "threads": threads, "impl": kernels.last_impl("gemm"),
+                  "ours": flops / seconds[0] / 1e9, "numpy": flops / seconds[1] / 1e9, "peak": peak}
+        if torch is not None:
+            record["torch"] = flops / seconds[2] / 1e9
         records.append(record)
     return records
 
@@ -84,10 +85,14 @@ def package_sizes() -> tuple:
 
 
 def import_time_seconds(repeat: int = 5) -> float:
+    """Median time of `import rosenblatt` in a fresh interpreter, with bytecode cached as an installed
+    package has it (a first, untimed run writes the cache even where PYTHONDONTWRITEBYTECODE is set)."""
     code = "import time; t = time.perf_counter(); import rosenblatt; print(time.perf_counter() - t)"
-    times = [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
-             for _ in range(repeat)]
-    return sorted(times)[len(times) // 2]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    times = [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                  env=env).stdout)
+             for _ in range(repeat + 1)]
+    return sorted(times[1:])[repeat // 2]
 
 
 def main(argv) -> None:

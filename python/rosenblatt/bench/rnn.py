@@ -8,33 +8,16 @@ gradients for the input and every weight.
 """
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 
 import rosenblatt as rb
 from rosenblatt import nn
 
-from .common import print_table, try_import_torch
+from .common import interleaved_medians, print_table, try_import_torch
 
 SHAPES = [(100, 64, 512, 512), (50, 32, 128, 256), (200, 1, 65, 512)]  # (T, B, I, H)
 # Targets of issue 4 for forward+backward (torch / ours).
 TARGETS = {("LSTM", 1): 1.2, ("LSTM", 64): 1.2, ("LSTM", 32): 1.2, ("GRU", 64): 1.5, ("GRU", 32): 1.5, ("GRU", 1): 3.0}
-
-
-def interleaved_medians(fns, repeat: int, warmup: int = 1):
-    """Median seconds of each fn, the calls alternating round by round."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    samples = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, bucket in zip(fns, samples):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(s) for s in samples]
 
 
 def make_pair(torch, name, I, H):

@@ -16,7 +16,7 @@ import numpy as np
 
 import rosenblatt
 from rosenblatt import _C, nn, optim
-from rosenblatt.bench.common import median_time, print_table, try_import_torch
+from rosenblatt.bench.common import interleaved_medians, print_table, try_import_torch
 from rosenblatt.examples.charlm import CharLM, detach_state
 from rosenblatt.examples.digits import build_model
 from rosenblatt.tensor import Tensor
@@ -168,10 +168,12 @@ def main(argv):
         first = f"{ours():.4f}" + (f" / {theirs():.4f}" if theirs else "")  # same weights: same loss
         # a step of the charlm takes seconds: one step per sample; the small models several
         inner = 1 if name == "charlm" else 20
-        ours_time = median_time(lambda: [ours() for _ in range(inner)], repeat=repeat, warmup=1) / inner
+        fns = [lambda: [ours() for _ in range(inner)]] + ([lambda: [theirs() for _ in range(inner)]] if theirs else [])
+        seconds = [t / inner for t in interleaved_medians(fns, repeat=repeat)]
+        ours_time = seconds[0]
         row = [name, shape, first, f"{1 / ours_time:.2f}"]
         if theirs:
-            torch_time = median_time(lambda: [theirs() for _ in range(inner)], repeat=repeat, warmup=1) / inner
+            torch_time = seconds[1]
             row += [f"{1 / torch_time:.2f}", f"{torch_time / ours_time:.2f}x"]
         else:
             row += ["-", "-"]
