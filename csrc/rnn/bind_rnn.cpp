@@ -189,7 +189,7 @@ py::tuple backward_typed(RnnCell cell, const std::string& op, const py::array& x
     a.accumulate_dx = true;
   }
   a.dx = static_cast<T*>(dx.mutable_data());
-  py::array_t<T> dh0({B, H}), dw_ih({GH, I}), dw_hh({GH, H});
+  py::array_t<T> dh0({B, H}), dw_ih = recycled_array<T>({GH, I}), dw_hh = recycled_array<T>({GH, H});
   py::array_t<T> dc0(std::vector<int64_t>{lstm ? B : 0, lstm ? H : 0});
   py::array_t<T> db_ih(std::vector<int64_t>{has_bias ? GH : 0}), db_hh(std::vector<int64_t>{has_bias ? GH : 0});
   a.dh0 = dh0.mutable_data(), a.dc0 = lstm ? dc0.mutable_data() : nullptr;
