@@ -48,17 +48,25 @@ class Adam(Optimizer):
                 param.data *= 1 - lr * weight_decay
             else:
                 grad = grad + weight_decay * param.data
-        exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
-        lerp_(exp_avg, grad, 1 - beta1)
+        # Every intermediate goes through one scratch array, in the order (and so with the
+        # rounding) of the formulas above.
+        exp_avg, exp_avg_sq, scratch = state["exp_avg"].data, state["exp_avg_sq"].data, self._scratch(param)
+        lerp_(exp_avg, grad, 1 - beta1, scratch)
+        np.multiply(grad, 1 - beta2, out=scratch)
+        scratch *= grad
         exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
+        exp_avg_sq += scratch
         if group["amsgrad"]:
             np.maximum(state["max_exp_avg_sq"].data, exp_avg_sq, out=state["max_exp_avg_sq"].data)
             exp_avg_sq = state["max_exp_avg_sq"].data
 
         step_size = lr / (1 - beta1 ** step)
-        denominator = np.sqrt(exp_avg_sq) / math.sqrt(1 - beta2 ** step) + group["eps"]
-        param.data -= step_size * (exp_avg / denominator)
+        denominator = np.sqrt(exp_avg_sq, out=scratch)
+        denominator /= math.sqrt(1 - beta2 ** step)
+        denominator += group["eps"]
+        update = np.divide(exp_avg, denominator, out=scratch)
+        update *= step_size
+        param.data -= update
 
 
 class AdamW(Adam):

@@ -9,6 +9,8 @@ with torch.optim.SGD's update rule:
 """
 from __future__ import annotations
 
+import numpy as np
+
 
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter
@@ -30,12 +32,16 @@ class SGD(Optimizer):
         momentum, weight_decay = group["momentum"], group["weight_decay"]
         if weight_decay != 0:
             grad = grad + weight_decay * param.data
+        scratch = self._scratch(param)  # every intermediate value, as in Adam
         if momentum != 0:
             buffer = state.get("momentum_buffer")
             if buffer is None:
                 buffer = state["momentum_buffer"] = Tensor(grad.astype(param.dtype, copy=True))
             else:
                 buffer.data *= momentum
-                buffer.data += (1 - group["dampening"]) * grad
-            grad = grad + momentum * buffer.data if group["nesterov"] else buffer.data
-        param.data -= group["lr"] * grad
+                buffer.data += np.multiply(grad, 1 - group["dampening"], out=scratch)
+            if group["nesterov"]:
+                grad = np.add(grad, np.multiply(buffer.data, momentum, out=scratch), out=scratch)
+            else:
+                grad = buffer.data
+        param.data -= np.multiply(grad, group["lr"], out=scratch)
