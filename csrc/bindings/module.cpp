@@ -1,6 +1,7 @@
 // rosenblatt._C: the CPU kernels. Each kernel family registers its own functions.
 #include <pybind11/pybind11.h>
 
+#include "bindings/arrays.h"
 #include "common/parallel.h"
 #include "dispatch/dispatch.h"
 
@@ -26,6 +27,17 @@ PYBIND11_MODULE(_C, m) {
   m.def("isa", [] { return std::string(rb::isa_name(rb::active_isa())); });
   m.def("set_isa", &rb::set_isa, py::arg("name"));
   m.def("last_impl", &rb::last_impl, py::arg("op"), "Name of the implementation the op last ran.");
+  m.def(
+      "recycled_empty",
+      [](int64_t count, const std::string& dtype) -> py::object {
+        if (count < 0) throw py::value_error("recycled_empty: count must be >= 0, got " + std::to_string(count));
+        if (dtype == "float32") return rb::recycled_array<float>({count});
+        if (dtype == "float64") return rb::recycled_array<double>({count});
+        throw py::type_error("recycled_empty: dtype must be float32 or float64, got " + dtype);
+      },
+      py::arg("count"), py::arg("dtype"),
+      "A 1-D array of `count` elements (contents undefined) whose memory, when large, comes from the "
+      "pool of freed kernel results: no fresh pages to fault in.");
   m.attr("compiler") = ROSENBLATT_COMPILER;
 
   rb::bind_gemm(m);

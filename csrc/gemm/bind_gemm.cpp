@@ -28,7 +28,7 @@ py::array gemm_typed(const py::array& a, const py::array& b, bool trans_a, bool 
   py::array out;
   T beta_t = T(beta);
   if (out_obj.is_none()) {
-    out = py::array_t<T>({M, N});
+    out = recycled_array<T>({M, N});  // a large product's pages are not faulted in afresh each call
     beta_t = T(0);  // a fresh array has no old values to scale
   } else {
     out = require_ndarray(out_obj, op, "out");

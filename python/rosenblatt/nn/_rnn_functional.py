@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .. import _device
+from .. import _C, _device
 from .._device import kernel_module as _kernels
 from ..random import default_generator
 from ..tensor import Tensor, result
@@ -29,7 +29,13 @@ def _piece(packed: Tensor, start: int, shape: tuple) -> Tensor:
     stop = start + math.prod(shape)
 
     def backward(g):
-        full = _device.full(packed.shape, 0, packed.dtype, g)
+        if isinstance(g, np.ndarray) and packed.dtype in (np.float32, np.float64):
+            # The packed gradient is as large as the whole output: recycled memory, not fresh pages.
+            full = _C.recycled_empty(packed.shape[0], np.dtype(packed.dtype).name)
+            full[:start] = 0
+            full[stop:] = 0
+        else:
+            full = _device.full(packed.shape, 0, packed.dtype, g)
         full[start:stop] = g.reshape(-1)
         return (full,)
 
