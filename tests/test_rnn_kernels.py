@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from rosenblatt import _C
+from rosenblatt import _C, kernels
 
 CELLS = [("lstm", True), ("gru", True), ("gru", False), ("rnn_tanh", True), ("rnn_relu", True)]
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -229,6 +229,26 @@ def test_recycled_results_are_never_shared_while_alive(rng):
         assert not np.shares_memory(p, q)
         np.testing.assert_array_equal(q, e)  # the live result was not written over
         np.testing.assert_array_equal(p, e)  # the same problem gives the same result in a reused block
+
+
+def test_recycled_empty_and_gemm_results(rng):
+    """_C.recycled_empty and kernels.gemm's results draw on the same pool: live arrays never share
+    memory, a freed block is handed out again, and bad arguments raise."""
+    n = 1 << 19  # 2 MiB of float32
+    first, second = _C.recycled_empty(n, "float32"), _C.recycled_empty(n, "float32")
+    assert first.shape == (n,) and first.dtype == np.float32 and not np.shares_memory(first, second)
+    freed = first.ctypes.data
+    del first
+    third = _C.recycled_empty(n, "float32")
+    assert third.ctypes.data == freed
+    a, b = rng.standard_normal((512, 300)).astype(np.float32), rng.standard_normal((300, 1024)).astype(np.float32)
+    products = [kernels.gemm(a, b) for _ in range(2)]  # 2 MiB each
+    assert not np.shares_memory(products[0], products[1]) and not np.shares_memory(products[0], third)
+    np.testing.assert_array_equal(products[0], products[1])
+    with pytest.raises(TypeError, match="recycled_empty: dtype must be float32 or float64, got int64"):
+        _C.recycled_empty(4, "int64")
+    with pytest.raises(ValueError, match="recycled_empty: count must be >= 0, got -1"):
+        _C.recycled_empty(-1, "float32")
 
 
 def test_activations_accuracy(isa):
