@@ -200,7 +200,7 @@ def main(argv):
     torch = try_import_torch()
     if torch is not None:
         torch.set_num_threads(threads)
-    clock = "process CPU time" if _clock["cpu"] else "wall time"
+    clock = "process CPU time" if _clock["cpu"] else "wall time, samples interleaved,"
     print(f"== conv: {threads} threads, ISA {_C.isa()}, median {clock} of {repeat}; ratio = torch time / our time"
           + ("" if torch else " (torch not importable: no ratios)"))
     rng = np.random.default_rng(0)
