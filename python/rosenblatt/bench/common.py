@@ -10,21 +10,7 @@ def median_time(fn, repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> 
 
     With min_time, each sample runs fn enough times to last at least that long
     (for calls too short to time one by one)."""
-    for _ in range(warmup):
-        fn()
-    inner = 1
-    if min_time > 0:
-        start = time.perf_counter()
-        fn()
-        once = max(time.perf_counter() - start, 1e-9)
-        inner = max(1, int(min_time / once))
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples)
+    return interleaved_medians([fn], repeat, warmup, min_time)[0]
 
 
 def interleaved_medians(fns, repeat: int = 7, warmup: int = 1, min_time: float = 0.0, settle: float = 0.0) -> list:
