@@ -180,8 +180,19 @@ def full(shape, value, dtype, like):
 
 
 def empty(shape, dtype, like):
-    """A fresh array of `shape` (contents undefined on the CPU, zeros on a device), on like's device."""
-    return np.empty(shape, dtype) if isinstance(like, np.ndarray) else full(shape, 0, dtype, like)
+    """A fresh array of `shape` (contents undefined on the CPU, zeros on a device), on like's device.
+
+    A large float array on the CPU takes its memory from the pool of freed kernel results
+    (_C.recycled_empty): the per-step arrays of a training loop (a recurrent layer's packed output
+    and its gradient are as large as the whole sequence's output) would otherwise fault in fresh
+    pages at every step."""
+    if not isinstance(like, np.ndarray):
+        return full(shape, 0, dtype, like)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        return np.empty(shape, dtype)
+    count = int(shape) if isinstance(shape, numbers.Integral) else int(np.prod(shape, dtype=np.int64))
+    return _C.recycled_empty(count, dtype.name).reshape(shape)
 
 
 # ---- DeviceArray as an ndarray --------------------------------------------------------------------

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .. import _C, _device
+from .. import _device
 from .._device import kernel_module as _kernels
 from ..random import default_generator
 from ..tensor import Tensor, result
@@ -24,22 +24,12 @@ CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
 
 # ---- small shape ops used by the layers (each one graph node) ------------------------------------
-def _recycled_empty(count: int, dtype, like):
-    """A 1-D array of `count` elements on like's device, contents undefined. On the CPU its memory
-    comes from the pool of freed kernel results: the packed outputs of a recurrent layer and their
-    gradients are as large as the whole sequence's output, and fresh ones cost their page faults at
-    every training step."""
-    if isinstance(like, np.ndarray) and np.dtype(dtype) in (np.float32, np.float64):
-        return _C.recycled_empty(count, np.dtype(dtype).name)
-    return _device.empty(count, dtype, like)
-
-
 def _piece(packed: Tensor, start: int, shape: tuple) -> Tensor:
     """The elements [start, start + prod(shape)) of a flat Tensor, as a Tensor of `shape`."""
     stop = start + math.prod(shape)
 
     def backward(g):
-        full = _recycled_empty(packed.shape[0], packed.dtype, g)
+        full = _device.empty(packed.shape[0], packed.dtype, g)
         full[:start] = 0
         full[stop:] = 0
         full[start:stop] = g.reshape(-1)
@@ -104,7 +94,7 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
         lengths = _device.on_device_of(lengths, xs)  # the kernels take every array on one device
 
     n_out, n_state = T * B * D * H, D * B * H
-    packed = _recycled_empty(n_out + n_state * (2 if lstm else 1), dtype, xs)
+    packed = _device.empty(n_out + n_state * (2 if lstm else 1), dtype, xs)
     y = packed[:n_out].reshape(T, B, D * H)
     h_n = packed[n_out:n_out + n_state].reshape(D, B, H)
     c_n = packed[n_out + n_state:].reshape(D, B, H) if lstm else None
