@@ -42,6 +42,16 @@ def test_set_isa_rejects_unknown():
         _C.set_isa("avx512")
 
 
+def test_copy_bandwidth_probe():
+    """The benchmarks' memory ceiling: a positive, finite rate; sizes it cannot split are refused."""
+    gbs = _C.copy_bandwidth(1 << 20, 2)
+    assert 0 < gbs < 1e4
+    with pytest.raises(ValueError, match="copy_bandwidth"):
+        _C.copy_bandwidth(100, 1)
+    with pytest.raises(ValueError, match="copy_bandwidth"):
+        _C.copy_bandwidth(1 << 20, 0)
+
+
 def test_cuda_queries_never_crash():
     count = rosenblatt.cuda.device_count()
     assert rosenblatt.cuda.is_available() == (count > 0)

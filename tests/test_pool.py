@@ -21,6 +21,7 @@ MAX_CONFIGS = [
     ((3, 1, 5, 5), (5, 5), (1, 1), (2, 2), (1, 1), False),
     ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), False),
     ((2, 2, 12, 50), (4, 4), (2, 2), (2, 1), (1, 1), True),
+    ((1, 3, 10, 45), (3, 2), (2, 2), (1, 1), (1, 1), True),  # width-2 windows with padding: load_pairs
 ]
 
 
@@ -52,7 +53,8 @@ def test_max_pool2d_propagates_nan(isa):
     assert not np.isnan(np.delete(y[0, 0, 0], 2)).any()
 
 
-@pytest.mark.parametrize("k,s,p", [((3, 3), (2, 2), (1, 1)), ((2, 2), (2, 2), (0, 0)), ((5, 3), (1, 2), (2, 1))])
+@pytest.mark.parametrize("k,s,p", [((3, 3), (2, 2), (1, 1)), ((2, 2), (2, 2), (0, 0)), ((5, 3), (1, 2), (2, 1)),
+                                   ((3, 2), (2, 2), (1, 1))])
 def test_max_pool2d_values_only_nan_and_signed_zero(isa, rng, k, s, p):
     """Without indices, stride 2 along W takes the row maxima once per input row: the same values,
     NaN and the sign of zero included, as the path with indices (which follows the reference)."""
@@ -74,6 +76,7 @@ AVG_CONFIGS = [  # shape, kernel, stride, padding, ceil_mode, count_include_pad,
     ((2, 1, 9, 30), (3, 2), (1, 1), (1, 1), True, True, None),
     ((1, 2, 10, 27), (2, 4), (3, 2), (1, 2), False, False, 5),
     ((2, 2, 7, 7), (7, 7), (1, 1), (3, 3), True, False, None),
+    ((2, 2, 9, 43), (2, 2), (2, 2), (1, 1), True, True, None),
 ]
 
 

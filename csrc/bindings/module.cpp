@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/arrays.h"
+#include "common/bandwidth.h"
 #include "common/parallel.h"
 #include "dispatch/dispatch.h"
 
@@ -38,6 +39,15 @@ PYBIND11_MODULE(_C, m) {
       py::arg("count"), py::arg("dtype"),
       "A 1-D array of `count` elements (contents undefined) whose memory, when large, comes from the "
       "pool of freed kernel results: no fresh pages to fault in.");
+  m.def(
+      "copy_bandwidth",
+      [](int64_t bytes, int repeats) {
+        py::gil_scoped_release release;
+        return rb::copy_bandwidth_gbs(bytes, repeats);
+      },
+      py::arg("bytes") = int64_t(64) << 20, py::arg("repeats") = 7,
+      "GB/s (bytes read + written) of the fastest of memcpy, a plain loop and streaming stores copying "
+      "`bytes` over the kernels' threads: the ceiling for memory-bound kernels.");
   m.attr("compiler") = ROSENBLATT_COMPILER;
 
   rb::bind_gemm(m);
