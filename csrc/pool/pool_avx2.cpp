@@ -31,7 +31,6 @@ inline __m256 load_strided(const float* p, int64_t s) {
 // The even and odd floats of p[0 .. 15] (the two taps of 8 windows of width 2 at stride 2), in
 // load_strided's lane order: two whole loads and two shuffles rather than two load_strided.
 inline void load_pairs(const float* p, __m256* even, __m256* odd) {
-  prefetch_ahead(p);
   const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
   *even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // p0 p2 p8 p10 | p4 p6 p12 p14
   *odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));   // p1 p3 p9 p11 | p5 p7 p13 p15
@@ -87,13 +86,13 @@ inline void max_block(const PoolGeometry& g, const float* plane, int64_t oh, int
     const int64_t ih = oh * g.sH - g.pH + i * g.dH;
     if (ih < 0 || ih >= g.H) continue;
     const float* row = plane + ih * g.W + ow * g.sW - g.pW;
+    prefetch_ahead(row);
     if (pairs) {
       __m256 even, odd;
       load_pairs(row, &even, &odd);
       m.add(even);
       m.add(odd);
     } else {
-      prefetch_ahead(row);
       for (int64_t j = 0; j < g.kW; ++j) m.add(load_strided(row + j * g.dW, g.sW));
     }
   }
@@ -226,12 +225,12 @@ void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* p
         __m256 sum = _mm256_setzero_ps();
         for (int64_t i = 0; i < g.kH; ++i) {
           const float* row = plane + (h0 + i) * g.W + o * g.sW - g.pW;
+          prefetch_ahead(row);
           if (pairs) {  // the reference's order: ((sum + even) + odd)
             __m256 even, odd;
             load_pairs(row, &even, &odd);
             sum = _mm256_add_ps(_mm256_add_ps(sum, even), odd);
           } else {
-            prefetch_ahead(row);
             for (int64_t j = 0; j < g.kW; ++j) sum = _mm256_add_ps(sum, load_strided(row + j, g.sW));
           }
         }
@@ -258,15 +257,37 @@ bool rows_apply(const PoolGeometry& g, int64_t first, int64_t end) {
   return g.sW == 2 && g.dW == 1 && g.dH == 1 && g.sH < g.kH && g.kH <= kRowRingMax && end - first >= 8;
 }
 
-// r[o] for o in [first, end) = max over the kW taps of window column o in this input row (NaN if any
-// tap is NaN), in output order.
+// r[o] for o in [0, OW) = max over the kW taps of window column o in this input row (NaN if any
+// tap is NaN), in output order: vectors of 8 in [first, end), where the taps come in pairs from
+// load_pairs; one at a time at the borders, skipping taps in the padding.
 void window_row_maxima(const PoolGeometry& g, const float* row, float* r, int64_t first, int64_t end) {
   for_each_block(first, end, [&](int64_t o) {
+    const float* p = row + o * 2 - g.pW;
+    prefetch_ahead(p);
     RunningMax8 m;
-    prefetch_ahead(row + o * 2 - g.pW);
-    for (int64_t j = 0; j < g.kW; ++j) m.add(load_strided(row + o * 2 - g.pW + j, 2));
+    int64_t j = 0;
+    for (; j + 1 < g.kW; j += 2) {
+      __m256 even, odd;
+      load_pairs(p + j, &even, &odd);
+      m.add(even);
+      m.add(odd);
+    }
+    if (j < g.kW) m.add(load_strided(p + j, 2));
     _mm256_storeu_ps(r + o, in_output_order(m.result(), 2));
   });
+  const auto border = [&](int64_t o) {
+    float best = -__builtin_inff();
+    bool saw_nan = false;
+    for (int64_t j = 0; j < g.kW; ++j) {
+      const int64_t iw = o * 2 - g.pW + j;
+      if (iw < 0 || iw >= g.W) continue;
+      best = row[iw] > best ? row[iw] : best;
+      saw_nan |= row[iw] != row[iw];
+    }
+    r[o] = saw_nan ? __builtin_nanf("") : best;
+  };
+  for (int64_t o = 0; o < first; ++o) border(o);
+  for (int64_t o = end; o < g.OW; ++o) border(o);
 }
 
 void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* out, float* ring, int64_t first,
@@ -275,8 +296,6 @@ void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* ou
   for (int64_t k = 0; k < g.kH; ++k) held[k] = -1;
   for (int64_t oh = 0; oh < g.OH; ++oh) {
     float* out_row = out + oh * g.OW;
-    for (int64_t ow = 0; ow < first; ++ow) out_row[ow] = max_window_value(g, plane, oh, ow);
-    for (int64_t ow = end; ow < g.OW; ++ow) out_row[ow] = max_window_value(g, plane, oh, ow);
     const float* rows[kRowRingMax];
     int64_t count = 0;
     for (int64_t i = 0; i < g.kH; ++i) {
@@ -290,7 +309,7 @@ void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* ou
       }
       rows[count++] = r;
     }
-    for_each_block(first, end, [&](int64_t o) {
+    for_each_block(0, g.OW, [&](int64_t o) {  // rows_apply: OW >= 8
       RunningMax8 m;
       for (int64_t c = 0; c < count; ++c) m.add(_mm256_loadu_ps(rows[c] + o));
       _mm256_storeu_ps(out_row + o, m.result());
