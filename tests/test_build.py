@@ -11,7 +11,7 @@ from rosenblatt import _C
 
 def test_build_info_keys():
     info = rosenblatt.build_info()
-    for key in ("version", "isa", "threads", "cuda_compiled", "cuda_available", "compiler"):
+    for key in ("version", "isa", "threads", "cuda_compiled", "cuda_available", "compiler", "malloc_tuned"):
         assert key in info
     assert info["version"] == rosenblatt.__version__
     assert info["isa"] in ("avx2", "scalar")
@@ -40,6 +40,46 @@ def test_isa_environment_variable_forces_scalar():
 def test_set_isa_rejects_unknown():
     with pytest.raises(ValueError, match="set_isa"):
         _C.set_isa("avx512")
+
+
+FAULTS_PER_STEP = """
+import resource, numpy as np, rosenblatt
+from rosenblatt import nn, optim
+from rosenblatt.examples.digits import build_model
+rosenblatt.set_num_threads(1)
+model = build_model("cnn")
+opt = optim.Adam(model.parameters())
+x = rosenblatt.tensor(np.random.default_rng(0).standard_normal((32, 1, 8, 8)).astype(np.float32))
+y = rosenblatt.tensor(np.arange(32) % 10)
+def step():
+    loss = nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+for _ in range(5):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print(rosenblatt.build_info()["malloc_tuned"], (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_training_step_does_not_fault_pages_in():
+    """Importing rosenblatt keeps freed memory in the process (csrc/common/malloc_tuning.cpp): with glibc's
+    defaults the digits CNN's step faults in about 270 fresh pages every step (glibc 2.36). A glibc.malloc
+    tunable set by the user turns the tuning off."""
+    def run(extra_env):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+        out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP], env={**env, **extra_env},
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0] == "True", float(out[1])
+
+    tuned, faults = run({})
+    assert tuned and faults < 20, faults
+    untouched, _ = run({"GLIBC_TUNABLES": "glibc.malloc.perturb=0"})
+    assert not untouched
 
 
 def test_copy_bandwidth_probe():

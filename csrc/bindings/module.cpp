@@ -3,6 +3,7 @@
 
 #include "bindings/arrays.h"
 #include "common/bandwidth.h"
+#include "common/malloc_tuning.h"
 #include "common/parallel.h"
 #include "dispatch/dispatch.h"
 
@@ -49,6 +50,7 @@ PYBIND11_MODULE(_C, m) {
       "GB/s (bytes read + written) of the fastest of memcpy, a plain loop and streaming stores copying "
       "`bytes` over the kernels' threads: the ceiling for memory-bound kernels.");
   m.attr("compiler") = ROSENBLATT_COMPILER;
+  m.attr("malloc_tuned") = rb::tune_malloc();
 
   rb::bind_gemm(m);
   rb::bind_conv(m);

@@ -47,7 +47,8 @@ def set_num_threads(n: int) -> None:
 
 
 def build_info() -> dict:
-    """What was built and what is in use: version, ISA path, threads, CUDA, compiler."""
+    """What was built and what is in use: version, ISA path, threads, CUDA, compiler, and whether
+    importing raised glibc malloc's thresholds (csrc/common/malloc_tuning.cpp)."""
     return {
         "version": __version__,
         "isa": _C.isa(),
@@ -56,4 +57,5 @@ def build_info() -> dict:
         "cuda_compiled": cuda.is_compiled(),
         "cuda_available": cuda.is_available(),
         "compiler": _C.compiler,
+        "malloc_tuned": _C.malloc_tuned,
     }
