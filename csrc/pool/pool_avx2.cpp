@@ -1,7 +1,8 @@
 // AVX2 pooling: 8 neighbouring outputs of a row at once, for windows that lie wholly inside the
 // image along W (and, for average pooling, along H). Stride 1 loads taps directly, stride 2
-// loads 15 floats and keeps the even lanes; other strides and the border outputs go through the
-// reference's per-window function, so every output follows the one spec.
+// loads 15 floats and keeps the even lanes, or, for the two taps of a width-2 window, splits 16
+// floats into even and odd; other strides and the border outputs go through the reference's
+// per-window function, so every output follows the one spec.
 // The tap order and the comparison (v > best or v is NaN) are the reference's, so results are identical.
 #include <immintrin.h>
 
@@ -17,7 +18,6 @@ inline void prefetch_ahead(const float* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchFloats), _MM_HINT_T0);
   _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchFloats + 15), _MM_HINT_T0);
 }
-
 
 // The 8 floats p[0], p[s], ..., p[7 s] for s in {1, 2}, reading nothing past p[7 s]. For s = 2 they
 // come in the lane order 0 1 4 5 2 3 6 7 (one in-lane shuffle; the lane-crossing permute that
