@@ -22,6 +22,8 @@ MAX_CONFIGS = [
     ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), False),
     ((2, 2, 12, 50), (4, 4), (2, 2), (2, 1), (1, 1), True),
     ((1, 3, 10, 45), (3, 2), (2, 2), (1, 1), (1, 1), True),  # width-2 windows with padding: load_pairs
+    ((1, 2, 9, 35), (2, 2), (2, 2), (0, 0), (1, 1), True),  # plain 2x2, ceil_mode clips the last row and column
+    ((2, 1, 6, 10), (2, 2), (2, 2), (0, 0), (1, 1), False),  # plain 2x2 narrower than one vector
 ]
 
 
@@ -59,7 +61,8 @@ def test_max_pool2d_values_only_nan_and_signed_zero(isa, rng, k, s, p):
     """Without indices, stride 2 along W takes the row maxima once per input row: the same values,
     NaN and the sign of zero included, as the path with indices (which follows the reference)."""
     x = rng.standard_normal((2, 3, 15, 41)).astype(np.float32)
-    x[0, 0, 4, 10] = np.nan
+    for n, c, h, w in [(0, 0, 4, 10), (0, 1, 7, 21), (1, 0, 2, 5), (1, 1, 9, 30)]:  # every row and column parity
+        x[n, c, h, w] = np.nan
     x[1, 2, :, :] = 0.0
     x[1, 2, ::2, ::3] = -0.0  # ties between -0 and +0: the first in row-major window order wins
     with_index, _ = _C.max_pool2d_forward(x, k, s, p, (1, 1), False, True)
