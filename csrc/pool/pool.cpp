@@ -44,7 +44,7 @@ void max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx) {
   if constexpr (kIsFloat<T>) {
     if (avx2_active() && fits_int32_lanes(g)) {
       for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { max_pool2d_avx2(g, p0, p1, x, y, idx); });
-      record_impl("max_pool2d", g.sW <= 2 ? "avx2_rows" : "avx2_rows_scalar_windows");
+      record_impl("max_pool2d", max_pool2d_avx2_impl(g, idx != nullptr));
       return;
     }
   }

@@ -79,6 +79,7 @@ void avg_pool2d_bounds(const PoolGeometry& g, const AvgOptions& opt, int64_t oh,
 
 // ---- AVX2 fast paths (pool_avx2.cpp): vectors of 8 outputs along W in the image interior ----
 void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, int64_t* idx);
+const char* max_pool2d_avx2_impl(const PoolGeometry& g, bool with_index);  // which loop max_pool2d_avx2 runs
 void avg_pool2d_avx2(const PoolGeometry& g, const AvgOptions& opt, int64_t p0, int64_t p1, const float* x, float* y);
 
 }  // namespace rb

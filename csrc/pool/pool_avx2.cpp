@@ -374,13 +374,33 @@ void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* ou
 
 }  // namespace
 
+namespace {
+enum class MaxPath { with_index, plain_2x2, row_ring, blocks };
+MaxPath max_path(const PoolGeometry& g, bool with_index) {
+  int64_t first, end;
+  interior_columns(g, &first, &end);
+  if (with_index) return MaxPath::with_index;
+  if (is_plain_2x2(g)) return MaxPath::plain_2x2;
+  return rows_apply(g, first, end) ? MaxPath::row_ring : MaxPath::blocks;
+}
+}  // namespace
+
+const char* max_pool2d_avx2_impl(const PoolGeometry& g, bool with_index) {
+  if (g.sW > 2) return "avx2_rows_scalar_windows";
+  switch (max_path(g, with_index)) {
+    case MaxPath::plain_2x2: return "avx2_2x2";
+    case MaxPath::row_ring: return "avx2_row_ring";
+    default: return "avx2_rows";
+  }
+}
+
 // x (P, H, W) -> y, idx (P, OH, OW) for planes [p0, p1); idx may be null
 void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, int64_t* idx) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   int64_t first, end;
   interior_columns(g, &first, &end);
-  const bool plain_2x2 = !idx && is_plain_2x2(g);
-  const bool by_rows = !idx && !plain_2x2 && rows_apply(g, first, end);
+  const MaxPath path = max_path(g, idx != nullptr);
+  const bool plain_2x2 = path == MaxPath::plain_2x2, by_rows = path == MaxPath::row_ring;
   float* ring = by_rows ? thread_scratch_of<float>(ScratchSlot::pool, size_t(g.kH * g.OW)) : nullptr;
   for (int64_t p = p0; p < p1; ++p) {
     if (idx)
