@@ -5,7 +5,8 @@ the implementation that ran (`last_impl`) and the ratio torch_time / our_time (>
 all measured in this run with the same thread count on both sides (default 2; --threads=N).
 --cpu-time times process CPU seconds instead of wall seconds, for a busy shared machine; use it with
 --threads=1 (idle OpenMP workers spin between calls and that counts as CPU time of every thread).
-Pooling rows give GB/s (bytes read + written) beside the machine's measured copy bandwidth.
+Pooling rows give GB/s (bytes read + written) beside the machine's measured copy bandwidth; their
+inputs rotate through copies larger than the last-level cache, so both are rates from memory.
 """
 from __future__ import annotations
 
@@ -145,28 +146,55 @@ def bench_convolutions(torch, repeat, rng):
         print(f"transposed convolution forward vs torch: {geomean(t_ratios):.2f}x")
 
 
+# The pooling inputs rotate through copies that together far exceed the last-level cache, so every
+# call reads its input from memory, as the copy probe does: a single 26 MB input stays largely in a
+# 32 MB L3 between calls and then reads faster than memory can deliver.
+ROTATION_BYTES = 128 << 20
+
+
+def _rotating(fn, inputs):
+    """A call of fn on the next of `inputs` in turn."""
+    turn = {"next": 0}
+
+    def call():
+        x = inputs[turn["next"]]
+        turn["next"] = (turn["next"] + 1) % len(inputs)
+        return fn(x)
+
+    return call
+
+
 def bench_pooling(torch, repeat, rng):
     copy_gbs = _C.copy_bandwidth(64 << 20, 7)
     header = ["case", "fwd ms", "GB/s", "% of copy", "torch ms", "ratio", "impl"]
     rows = []
     for name, kind, shape, k, s, p in POOL_CASES:
         x = rng.standard_normal(shape).astype(np.float32)
-        xt = Tensor(x)
-        ours = (lambda: F.max_pool2d(xt, k, s, p)) if kind == "max" else (lambda: F.avg_pool2d(xt, k, s, p))
-        f = _time(ours, repeat)
+        copies = [x] + [x.copy() for _ in range(max(0, -(-ROTATION_BYTES // x.nbytes) - 1))]
+        pool = F.max_pool2d if kind == "max" else F.avg_pool2d
+        ours = _rotating(lambda xt: pool(xt, k, s, p), [Tensor(c) for c in copies])
+        fns = [ours]
+        if torch is not None:
+            torch_pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
+
+            def theirs(xt, torch_pool=torch_pool):
+                with torch.no_grad():
+                    return torch_pool(xt, k, s, p)
+
+            fns.append(_rotating(theirs, [torch.from_numpy(c) for c in copies]))
+        if _clock["cpu"]:
+            times = [_time(fn, repeat) for fn in fns]
+        else:
+            times = interleaved_medians(fns, repeat, min_time=MIN_SAMPLE)
+        f, tf_ = times[0], (times[1] if torch is not None else None)
         out = ours()
         impl = _C.last_impl("max_pool2d" if kind == "max" else "avg_pool2d")
         gbs = (x.nbytes + out.data.nbytes) / f / 1e9
-        tf_ = None
-        if torch is not None:
-            tx = torch.from_numpy(x)
-            pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
-            with torch.no_grad():
-                tf_ = _time(lambda: pool(tx, k, s, p), repeat)
         rows.append([name, _ms(f), f"{gbs:.1f}", f"{100 * gbs / copy_gbs:.0f}%", _ms(tf_) if tf_ else "-",
                      _ratio(tf_, f), impl])
     print(f"memory copy bandwidth: {copy_gbs:.1f} GB/s (64 MiB copied by {rosenblatt.get_num_threads()} threads, "
           "bytes read + written; the best of memcpy, a plain loop and streaming stores, 7 runs each)")
+    print(f"pooling inputs rotate through copies totalling {ROTATION_BYTES >> 20} MiB: each call reads from memory")
     print_table(header, rows)
 
 
