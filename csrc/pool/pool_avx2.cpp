@@ -68,13 +68,18 @@ inline int64_t for_each_block(int64_t first, int64_t end, Block block) {
 
 // The maximum of 8 lanes over a sequence of vectors, NaN in a lane that saw a NaN: max_ps keeps the
 // earlier value on ties (as the reference), and the NaN mask keeps the dependency chain one max long.
+// v with NaN in the lanes where `mask` is set: the maxima below track NaN in a mask beside the value.
+inline __m256 nan_where(__m256 mask, __m256 v) {
+  return _mm256_blendv_ps(v, _mm256_set1_ps(__builtin_nanf("")), mask);
+}
+
 struct RunningMax8 {
   __m256 best = _mm256_set1_ps(-__builtin_inff()), saw_nan = _mm256_setzero_ps();
   void add(__m256 v) {
     best = _mm256_max_ps(v, best);  // v > best ? v : best
     saw_nan = _mm256_or_ps(saw_nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
-  __m256 result() const { return _mm256_blendv_ps(best, _mm256_set1_ps(__builtin_nanf("")), saw_nan); }
+  __m256 result() const { return nan_where(saw_nan, best); }
 };
 
 // 8 outputs (oh, ow .. ow + 7) without indices: a running max_ps (which keeps the earlier value on
@@ -186,7 +191,6 @@ bool is_plain_2x2(const PoolGeometry& g) {
 }
 
 void max_pool_plane_2x2(const PoolGeometry& g, const float* plane, float* out, int64_t end) {
-  const __m256 nan = _mm256_set1_ps(__builtin_nanf(""));
   for (int64_t oh = 0; oh < g.OH; ++oh) {
     float* out_row = out + oh * g.OW;
     const float* top = plane + 2 * oh * g.W;
@@ -201,8 +205,7 @@ void max_pool_plane_2x2(const PoolGeometry& g, const float* plane, float* out, i
       load_pairs(bottom + 2 * o, &e1, &o1);
       const __m256 upper = _mm256_max_ps(o0, e0), lower = _mm256_max_ps(o1, e1);
       const __m256 saw_nan = _mm256_or_ps(_mm256_cmp_ps(e0, o0, _CMP_UNORD_Q), _mm256_cmp_ps(e1, o1, _CMP_UNORD_Q));
-      const __m256 best = _mm256_blendv_ps(_mm256_max_ps(lower, upper), nan, saw_nan);
-      _mm256_storeu_ps(out_row + o, in_output_order(best, 2));
+      _mm256_storeu_ps(out_row + o, in_output_order(nan_where(saw_nan, _mm256_max_ps(lower, upper)), 2));
     });
     for (int64_t ow = vector_end; ow < g.OW; ++ow) out_row[ow] = max_window_value(g, plane, oh, ow);
   }
@@ -293,7 +296,6 @@ bool rows_apply(const PoolGeometry& g, int64_t first, int64_t end) {
 // load_pairs; one at a time at the borders, skipping taps in the padding.
 void window_row_maxima(const PoolGeometry& g, const float* row, float* r, int64_t first, int64_t end) {
   if (g.kW == 3) {  // 3x3 windows (ResNet's stem): the taps fixed, as in max_pool_plane_2x2
-    const __m256 nan = _mm256_set1_ps(__builtin_nanf(""));
     for_each_block(first, end, [&](int64_t o) {
       const float* p = row + o * 2 - g.pW;
       prefetch_ahead(p);
@@ -302,24 +304,24 @@ void window_row_maxima(const PoolGeometry& g, const float* row, float* r, int64_
       const __m256 third = load_strided(p + 2, 2);
       const __m256 saw_nan =
           _mm256_or_ps(_mm256_cmp_ps(even, odd, _CMP_UNORD_Q), _mm256_cmp_ps(third, third, _CMP_UNORD_Q));
-      const __m256 best = _mm256_blendv_ps(_mm256_max_ps(third, _mm256_max_ps(odd, even)), nan, saw_nan);
+      const __m256 best = nan_where(saw_nan, _mm256_max_ps(third, _mm256_max_ps(odd, even)));
       _mm256_storeu_ps(r + o, in_output_order(best, 2));
     });
   } else {
     for_each_block(first, end, [&](int64_t o) {
-    const float* p = row + o * 2 - g.pW;
-    prefetch_ahead(p);
-    RunningMax8 m;
-    int64_t j = 0;
-    for (; j + 1 < g.kW; j += 2) {
-      __m256 even, odd;
-      load_pairs(p + j, &even, &odd);
-      m.add(even);
-      m.add(odd);
-    }
-    if (j < g.kW) m.add(load_strided(p + j, 2));
-    _mm256_storeu_ps(r + o, in_output_order(m.result(), 2));
-  });
+      const float* p = row + o * 2 - g.pW;
+      prefetch_ahead(p);
+      RunningMax8 m;
+      int64_t j = 0;
+      for (; j + 1 < g.kW; j += 2) {
+        __m256 even, odd;
+        load_pairs(p + j, &even, &odd);
+        m.add(even);
+        m.add(odd);
+      }
+      if (j < g.kW) m.add(load_strided(p + j, 2));
+      _mm256_storeu_ps(r + o, in_output_order(m.result(), 2));
+    });
   }
   const auto border = [&](int64_t o) {
     float best = -__builtin_inff();
@@ -356,11 +358,11 @@ void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* ou
       rows[count++] = r;
     }
     if (count == 3) {  // a whole 3-row window: fixed, as window_row_maxima's 3 taps
-      const __m256 nan = _mm256_set1_ps(__builtin_nanf(""));
       for_each_block(0, g.OW, [&](int64_t o) {
-        const __m256 a = _mm256_loadu_ps(rows[0] + o), b = _mm256_loadu_ps(rows[1] + o), c = _mm256_loadu_ps(rows[2] + o);
+        const __m256 a = _mm256_loadu_ps(rows[0] + o), b = _mm256_loadu_ps(rows[1] + o);
+        const __m256 c = _mm256_loadu_ps(rows[2] + o);
         const __m256 saw_nan = _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, c, _CMP_UNORD_Q));
-        _mm256_storeu_ps(out_row + o, _mm256_blendv_ps(_mm256_max_ps(c, _mm256_max_ps(b, a)), nan, saw_nan));
+        _mm256_storeu_ps(out_row + o, nan_where(saw_nan, _mm256_max_ps(c, _mm256_max_ps(b, a))));
       });
       continue;
     }
@@ -400,17 +402,16 @@ void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float*
   int64_t first, end;
   interior_columns(g, &first, &end);
   const MaxPath path = max_path(g, idx != nullptr);
-  const bool plain_2x2 = path == MaxPath::plain_2x2, by_rows = path == MaxPath::row_ring;
-  float* ring = by_rows ? thread_scratch_of<float>(ScratchSlot::pool, size_t(g.kH * g.OW)) : nullptr;
+  float* ring = path == MaxPath::row_ring ? thread_scratch_of<float>(ScratchSlot::pool, size_t(g.kH * g.OW)) : nullptr;
   for (int64_t p = p0; p < p1; ++p) {
-    if (idx)
-      max_pool_plane<true>(g, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
-    else if (plain_2x2)
-      max_pool_plane_2x2(g, x + p * in_plane, y + p * out_plane, end);
-    else if (by_rows)
-      max_pool_plane_by_rows(g, x + p * in_plane, y + p * out_plane, ring, first, end);
-    else
-      max_pool_plane<false>(g, x + p * in_plane, y + p * out_plane, nullptr);
+    const float* plane = x + p * in_plane;
+    float* out = y + p * out_plane;
+    switch (path) {
+      case MaxPath::with_index: max_pool_plane<true>(g, plane, out, idx + p * out_plane); break;
+      case MaxPath::plain_2x2: max_pool_plane_2x2(g, plane, out, end); break;
+      case MaxPath::row_ring: max_pool_plane_by_rows(g, plane, out, ring, first, end); break;
+      case MaxPath::blocks: max_pool_plane<false>(g, plane, out, nullptr); break;
+    }
   }
 }
 

@@ -177,7 +177,7 @@ def bench_pooling(torch, repeat, rng):
         if torch is not None:
             torch_pool = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
 
-            def theirs(xt, torch_pool=torch_pool):
+            def theirs(xt):
                 with torch.no_grad():
                     return torch_pool(xt, k, s, p)
 

@@ -62,8 +62,9 @@ def _measure(threads: int, quick: bool) -> list:
             record["torch"] = flops / seconds[2] / 1e9
         records.append(record)
     peak = statistics.median(peaks) if peaks else float("nan")
+    peak_best = max(peaks, default=float("nan"))
     for record in records:
-        record["peak"], record["peak_best"] = peak, max(peaks, default=float("nan"))
+        record["peak"], record["peak_best"] = peak, peak_best
     return records
 
 

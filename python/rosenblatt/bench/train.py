@@ -7,8 +7,8 @@ One step = forward, loss, backward, (clipping,) Adam update, zero_grad, on a fix
   * digits MLP: 64-128-128-10 with ReLU, batch 32.
 Both frameworks get the same weights (ours copied into torch's modules: the state_dict layouts are
 the same), the first losses are printed side by side as a check, then steps/s is the median over
-repeats (the two frameworks' samples alternating), measured in this run with the same thread count on both sides (default 2; --threads=N,
---repeat=N). Ratio = our steps/s / torch's (> 1: we are faster).
+repeats (the two frameworks' samples alternating), measured in this run with the same thread count
+on both sides (default 2; --threads=N, --repeat=N). Ratio = our steps/s / torch's (> 1: we are faster).
 """
 from __future__ import annotations
 
@@ -160,7 +160,8 @@ def main(argv):
     torch = try_import_torch()
     if torch is not None:
         torch.set_num_threads(threads)
-    print(f"== train: {threads} threads, ISA {_C.isa()}, median of {repeat} interleaved samples; ratio = our steps/s / torch steps/s"
+    print(f"== train: {threads} threads, ISA {_C.isa()}, median of {repeat} interleaved samples; "
+          "ratio = our steps/s / torch steps/s"
           + ("" if torch else " (torch not importable: no ratios)"))
     header = ["model", "shape", "first loss (ours / torch)", "ours steps/s", "torch steps/s", "ratio", "target"]
     rows = []

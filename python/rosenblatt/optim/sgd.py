@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter
 
