@@ -12,6 +12,7 @@ SHAPES = [  # (M, N, K): ones, primes, non-multiples of the 6x16 tile, skinny an
     (37, 200, 600),  # few rows: B packed a group of panels at a time, over several K blocks
     (9, 40, 30), (45, 33, 300),  # a last row panel of 3 (each ragged height has its own kernel)
     (100, 1100, 300), (61, 1030, 517),  # A packed (many B panels), K blocks of 256 and a ragged rest
+    (300, 45, 3), (70, 530, 4), (530, 70, 2),  # K <= 4: rows written from a few outer products
 ]
 
 
@@ -204,5 +205,5 @@ def test_gemm_every_avx2_path_is_exercised(rng):
                     kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out)
                     seen.add(kernels.last_impl("gemm"))
     expected = {"avx2_direct_rows", "avx2_direct_cols", "avx2_direct_rows_transposed", "avx2_direct_cols_transposed",
-                "avx2_packed_6x16", "avx2_packed_6x16_transposed"}
+                "avx2_direct_k", "avx2_direct_k_transposed", "avx2_packed_6x16", "avx2_packed_6x16_transposed"}
     assert expected <= seen, f"untested paths: {expected - seen}"

@@ -416,6 +416,53 @@ void sgemm_few_rows(int64_t M, int64_t N, int64_t K, float alpha, MatView<const 
 }
 
 
+// ---- a sum of a few outer products ------------------------------------------------------------
+
+constexpr int64_t kFewK = 4;
+
+// One row of C from KK rows of B: c[0:n] = alpha * sum_p a[p] * b[p][0:n] + beta * c[0:n].
+template <int KK>
+void few_k_row(int64_t n, const float* a, const float* const* b, float alpha, float beta, float* c) {
+  __m256 va[KK];
+  for (int p = 0; p < KK; ++p) va[p] = _mm256_set1_ps(a[p]);
+  const __m256 valpha = _mm256_set1_ps(alpha), vbeta = _mm256_set1_ps(beta);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 acc = _mm256_mul_ps(va[0], _mm256_loadu_ps(b[0] + j));
+    for (int p = 1; p < KK; ++p) acc = _mm256_fmadd_ps(va[p], _mm256_loadu_ps(b[p] + j), acc);
+    acc = _mm256_mul_ps(valpha, acc);
+    _mm256_storeu_ps(c + j, beta == 0.0f ? acc : _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(c + j), acc));
+  }
+  for (; j < n; ++j) {  // fused, like the vector loop (std::fma would be a shared inline)
+    float acc = a[0] * b[0][j];
+    for (int p = 1; p < KK; ++p) acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a[p]), _mm_set_ss(b[p][j]), _mm_set_ss(acc)));
+    c[j] = beta == 0.0f ? alpha * acc : alpha * acc + beta * c[j];
+  }
+}
+
+// K <= 4 (a weight gradient at batch 1, say) and B, C with unit column stride: each row of C is
+// written once, from B's few rows, which stay in L1. Bound by writing C; the packed path spent
+// more per 6x16 tile on setup and stores than on its one to four multiply-adds (a 2048 x 512
+// outer product took 2.5x as long).
+void sgemm_few_k(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+                 float beta, MatView<float> C, int nthreads) {
+  const int team = M * N > 65536 ? nthreads : 1;
+  const float* b[kFewK];
+  for (int64_t p = 0; p < K; ++p) b[p] = B.data + p * B.rs;
+  parallel_for(team, M, [&](int64_t i) {
+    float a[kFewK];
+    for (int64_t p = 0; p < K; ++p) a[p] = A.data[i * A.rs + p * A.cs];
+    float* c = C.data + i * C.rs;
+    switch (K) {
+      case 1: few_k_row<1>(N, a, b, alpha, beta, c); break;
+      case 2: few_k_row<2>(N, a, b, alpha, beta, c); break;
+      case 3: few_k_row<3>(N, a, b, alpha, beta, c); break;
+      default: few_k_row<4>(N, a, b, alpha, beta, c); break;
+    }
+  });
+}
+
+
 // Dot products of four contiguous rows with one contiguous vector x: x is loaded once for all
 // four, and two accumulators per row (eight chains) hide the FMA latency. Lane i is row i's sum.
 __m128 dot4_contiguous(const float* const rows[4], const float* x, int64_t n) {
@@ -595,6 +642,14 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
   if (N <= 4 && A.rs == 1) {
     sgemm_few_rows(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
     return "avx2_direct_rows_transposed";
+  }
+  if (K <= kFewK && B.cs == 1 && C.cs == 1) {
+    sgemm_few_k(M, N, K, alpha, A, B, beta, C, nthreads);
+    return "avx2_direct_k";
+  }
+  if (K <= kFewK && A.rs == 1 && C.rs == 1) {
+    sgemm_few_k(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
+    return "avx2_direct_k_transposed";
   }
   // C^T = B^T A^T: the micro-kernel stores whole tile rows only where C's rows are
   // contiguous (strided stores go element by element, and a power-of-two stride thrashes
