@@ -43,6 +43,12 @@ constexpr int64_t kRowSweepMaxK = 128;
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Rows of the next A panel when `remaining` rows of a block are left: MR, except that a last 7 or 8
+// go as 4 + 3 or 4 + 4. A 1- or 2-row tile has 2 or 4 independent FMA chains for the FMA latency of
+// 4 cycles on two pipes, so it runs at a quarter or half rate; 3 and 4 rows keep 6 and 8 chains.
+// (Micro-kernel from L1, GFLOP/s by rows 1-6: 25, 47, 69, 83, 86, 87.)
+inline int64_t panel_rows(int64_t remaining) { return remaining == 7 || remaining == 8 ? 4 : min64(MR, remaining); }
+
 // In-register transpose of an 8x8 block: r[i] lane j  ->  r[j] lane i.
 inline void transpose8(__m256 r[8]) {
   __m256 t[8], u[8];
@@ -64,7 +70,7 @@ inline void transpose8(__m256 r[8]) {
 
 // ---- packing -------------------------------------------------------------------------
 
-// A panel: rows [0, mr) x columns [0, kc) of `a` -> dst[p * MR + i], zero rows past mr.
+// A panel: rows [0, mr) x columns [0, kc) of `a` -> dst[p * mr + i].
 void pack_a_panel(int64_t mr, int64_t kc, const float* a, int64_t rs, int64_t cs, float* dst) {
   int64_t p = 0;
   if (mr == MR && cs == 1) {
@@ -96,11 +102,8 @@ void pack_a_panel(int64_t mr, int64_t kc, const float* a, int64_t rs, int64_t cs
       _mm_storeu_ps(dst + p * MR + 2, _mm_loadu_ps(a + p * cs + 2));
     }
   }
-  for (; p < kc; ++p) {
-    int64_t i = 0;
-    for (; i < mr; ++i) dst[p * MR + i] = a[i * rs + p * cs];
-    for (; i < MR; ++i) dst[p * MR + i] = 0.0f;
-  }
+  for (; p < kc; ++p)
+    for (int64_t i = 0; i < mr; ++i) dst[p * mr + i] = a[i * rs + p * cs];
 }
 
 // B panel: rows [0, kc) x columns [0, nr) of `b` -> dst[p * NR + j], zero columns past nr.
@@ -174,14 +177,13 @@ inline __attribute__((always_inline)) void fma_row(const float* a, __m256 b0, __
 }
 
 // C[0:mr, 0:nr] = alpha * (A panel . B panel) + beta * C.
-// A panel: packed (element (i, p) at a[p * MR + i]) or, with A_IN_PLACE, six rows of a
-// matrix with unit column stride (element (i, p) at a[i * lda + p]).
+// A panel of ROWS rows: packed (element (i, p) at a[p * ROWS + i]) or, with A_IN_PLACE, rows of
+// a matrix with unit column stride (element (i, p) at a[i * lda + p]).
 // B panel: row p is the 16 floats at b + p * b_rs (b_rs = NR for a packed panel).
 // WIDTH 8 computes only the left half (a ragged last panel of at most 8 columns), and
-// ROWS < 6 only the first ROWS rows (a ragged last row panel: its padding rows cost nothing,
-// and in place they are never read). ROWS must be at least mr.
-// Full tiles with unit column stride store straight from registers; edge tiles go
-// through a small buffer so only the valid mr x nr part of C is touched.
+// ROWS < 6 only that many rows (the last panels of a block, see panel_rows). ROWS is mr.
+// Tiles of full width (16, or 8 at WIDTH 8) with unit column stride store straight from
+// registers; others go through a small buffer so only the valid mr x nr part of C is touched.
 template <bool A_IN_PLACE, int WIDTH, int ROWS>
 void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_rs, float* c, int64_t rsc,
                  int64_t csc, float alpha, float beta, int64_t mr, int64_t nr) {
@@ -191,9 +193,9 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  // Packed: the six values of step p are adjacent. In place: six row pointers.
+  // Packed: the ROWS values of step p are adjacent. In place: ROWS row pointers.
   const int64_t row = A_IN_PLACE ? lda : 1;
-  const int64_t step = A_IN_PLACE ? 1 : MR;
+  const int64_t step = A_IN_PLACE ? 1 : ROWS;
   const float* a0 = a;
   const float* a1 = a + row;
   const float* a2 = a + 2 * row;
@@ -225,9 +227,9 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
 
   const __m256 va = _mm256_set1_ps(alpha);
   __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-  if (ROWS == MR && nr == WIDTH && csc == 1) {
+  if (nr == WIDTH && csc == 1) {
     const __m256 vb = _mm256_set1_ps(beta);
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < ROWS; ++i) {
       for (int half = 0; half < WIDTH / 8; ++half) {
         float* ci = c + i * rsc + 8 * half;
         const __m256 v = _mm256_mul_ps(va, acc[2 * i + half]);
@@ -337,8 +339,8 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
         for (int64_t ic = row_unit_begin * MR; ic < row_end; ic += MC) {
           const int64_t mc = min64(MC, row_end - ic);
           if (!a_in_place)
-            for (int64_t ir = 0; ir < mc; ir += MR)
-              pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+            for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
+              pack_a_panel(panel_rows(mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
           // Panels go in groups (packed just before use at b_panelwise, all packed above otherwise);
           // a row sweep's group fits L2.
           const int64_t group_max =
@@ -354,18 +356,18 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
                   prefetch_b_panel(B, pc, kc, jc + next * NR);
             }
             auto tile = [&](int64_t q, int64_t ir) {
-              const int64_t j = j0 + q * NR, nr = min64(NR, N - j), mr = min64(MR, mc - ir);
+              const int64_t j = j0 + q * NR, nr = min64(NR, N - j), mr = panel_rows(mc - ir);
               float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
               const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
               const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
               kernel(kc, a_panel, A.rs, b_group + q * stride, NR, c_tile, C.rs, C.cs, alpha, beta_here, mr, nr);
             };
             if (row_sweeps) {
-              for (int64_t ir = 0; ir < mc; ir += MR)
+              for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
                 for (int64_t q = 0; q < group; ++q) tile(q, ir);
             } else {
               for (int64_t q = 0; q < group; ++q)
-                for (int64_t ir = 0; ir < mc; ir += MR) tile(q, ir);
+                for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(q, ir);
             }
           }
         }
@@ -598,14 +600,14 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = min64(MC, M - ic);
       if (!a_in_place)
-        for (int64_t ir = 0; ir < mc; ir += MR)
-          pack_a_panel(min64(MR, mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+        for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
+          pack_a_panel(panel_rows(mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
       for (int64_t s = 0; s < segments; ++s)
         for (int64_t jp = 0; jp < panels; ++jp) {
           const int64_t j = jp * NR, nr = min64(NR, N - j);
           const float* b_panel = block + (s * panels + jp) * kc * NR;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t mr = min64(MR, mc - ir);
+          for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
+            const int64_t mr = panel_rows(mc - ir);
             float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
             const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
             const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
