@@ -307,6 +307,22 @@ def test_retain_graph_allows_a_second_backward_that_accumulates():
     assert x.grad.tolist() == [4.0, -8.0]
 
 
+def test_a_second_backward_accumulates_into_the_grad_array_in_place():
+    """As torch: .grad keeps its array and version bump; a grad that is a view of another array is
+    replaced instead, leaving that array alone."""
+    x = rosenblatt.tensor([1.0, -2.0], requires_grad=True)
+    (x * x).sum().backward()
+    first = x.grad
+    first_array = first.numpy()
+    (x * 3).sum().backward()
+    assert x.grad is first and x.grad.numpy() is first_array and first._version == 1
+    assert x.grad.tolist() == [5.0, -1.0]
+    base = np.zeros(4, np.float32)
+    x.grad = rosenblatt.Tensor(base[::2])  # a view: not .grad's own array
+    (x * x).sum().backward()
+    assert x.grad.tolist() == [2.0, -4.0] and base.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
 def test_backward_refuses_values_changed_in_place_after_the_forward():
     w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
     loss = (w * w).sum()

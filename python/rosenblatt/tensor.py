@@ -268,7 +268,14 @@ class Tensor:
                     grad = np.asarray(grad, dtype=node.dtype)
                     if grad.shape != node.shape:
                         grad = np.broadcast_to(grad, node.shape)
-                    node.grad = Tensor(np.array(grad)) if node.grad is None else Tensor(node.grad.data + grad)
+                    held = None if node.grad is None else node.grad.data
+                    if (isinstance(held, np.ndarray) and held.shape == node.shape and held.dtype == node.dtype
+                            and held.flags.writeable and held.base is None):
+                        # Into the array .grad owns, as torch accumulates: no fresh array per backward.
+                        np.add(held, grad, out=held)
+                        node.grad._version += 1
+                    else:
+                        node.grad = Tensor(np.array(grad)) if held is None else Tensor(held + grad)
                 else:  # on a device: a fresh array of the leaf's dtype and shape
                     _device.same_device("backward", node.data, grad)
                     grad = grad.astype(node.dtype, copy=False)
