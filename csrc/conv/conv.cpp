@@ -55,6 +55,8 @@ void im2col(const ConvGeometry& g, const T* x, int64_t oh0, int64_t oh1, T* col,
   for (int64_t i = 0; i < g.kH; ++i) valid_range(i * g.dH - g.pH, g.sH, g.H, g.OH, &h_range[2 * i], &h_range[2 * i + 1]);
   for (int64_t j = 0; j < g.kW; ++j) valid_range(j * g.dW - g.pW, g.sW, g.W, g.OW, &w_range[2 * j], &w_range[2 * j + 1]);
   T* dst = col - oh0 * g.OW;  // row r indexed by absolute output position oh * OW + ow
+  bool even_avx2 = false;  // stride 2: two loads and two shuffles per 8 outputs, not 8 scalar copies
+  if constexpr (std::is_same_v<T, float>) even_avx2 = g.sW == 2 && active_isa() == Isa::avx2;
   for (int64_t c = 0; c < g.C; ++c) {
     const T* plane = x + c * g.H * g.W;
     for (int64_t i = 0; i < g.kH; ++i) {
@@ -71,6 +73,8 @@ void im2col(const ConvGeometry& g, const T* x, int64_t oh0, int64_t oh1, T* col,
           for (int64_t ow = 0; ow < ow_lo; ++ow) out[ow] = T(0);
           if (g.sW == 1 && ow_hi - ow_lo >= 16) {
             std::memcpy(out + ow_lo, src + ow_lo, sizeof(T) * (ow_hi - ow_lo));
+          } else if (even_avx2) {
+            if constexpr (std::is_same_v<T, float>) copy_even_avx2(src + 2 * ow_lo, out + ow_lo, ow_hi - ow_lo);
           } else {
             for (int64_t ow = ow_lo; ow < ow_hi; ++ow) out[ow] = src[ow * g.sW];
           }

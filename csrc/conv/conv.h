@@ -57,6 +57,9 @@ void im2col(const ConvGeometry& g, const T* x, int64_t oh0, int64_t oh1, T* col,
 template <typename T>
 void col2im(const ConvGeometry& g, const T* col, int64_t ld, T* x);
 
+// out[k] = src[2 k] for k < n, reading nothing past src[2 (n - 1)] (im2col_avx2.cpp, float32).
+void copy_even_avx2(const float* src, float* out, int64_t n);
+
 // ---- Winograd F(4x4, 3x3) (conv_winograd_avx2.cpp): 3x3, stride 1, dilation 1, groups 1, float32.
 void conv2d_winograd_f4x3(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 
