@@ -82,14 +82,15 @@ def test_training_step_does_not_fault_pages_in():
     assert not untouched
 
 
-def test_copy_bandwidth_probe():
-    """The benchmarks' memory ceiling: a positive, finite rate; sizes it cannot split are refused."""
-    gbs = _C.copy_bandwidth(1 << 20, 2)
-    assert 0 < gbs < 1e4
-    with pytest.raises(ValueError, match="copy_bandwidth"):
-        _C.copy_bandwidth(100, 1)
-    with pytest.raises(ValueError, match="copy_bandwidth"):
-        _C.copy_bandwidth(1 << 20, 0)
+@pytest.mark.parametrize("probe", ["copy_bandwidth", "read_bandwidth"])
+def test_bandwidth_probes(probe):
+    """The benchmarks' memory ceilings: a positive, finite rate; sizes they cannot split are refused."""
+    measure = getattr(_C, probe)
+    assert 0 < measure(1 << 20, 2) < 1e4
+    with pytest.raises(ValueError, match=probe):
+        measure(100, 1)
+    with pytest.raises(ValueError, match=probe):
+        measure(1 << 20, 0)
 
 
 def test_cuda_queries_never_crash():

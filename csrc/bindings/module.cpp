@@ -49,6 +49,15 @@ PYBIND11_MODULE(_C, m) {
       py::arg("bytes") = int64_t(64) << 20, py::arg("repeats") = 7,
       "GB/s (bytes read + written) of the fastest of memcpy, a plain loop and streaming stores copying "
       "`bytes` over the kernels' threads: the ceiling for memory-bound kernels.");
+  m.def(
+      "read_bandwidth",
+      [](int64_t bytes, int repeats) {
+        py::gil_scoped_release release;
+        return rb::read_bandwidth_gbs(bytes, repeats);
+      },
+      py::arg("bytes") = int64_t(64) << 20, py::arg("repeats") = 7,
+      "GB/s (bytes read) of summing `bytes` of floats over the kernels' threads: the ceiling for kernels "
+      "that read much more than they write.");
   m.attr("compiler") = ROSENBLATT_COMPILER;
   m.attr("malloc_tuned") = rb::tune_malloc();
 

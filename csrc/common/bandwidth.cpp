@@ -3,6 +3,7 @@
 // this times three over the kernels' threads and reports the best: the C library's memcpy, a plain
 // loop (ordinary stores, which first read each destination line), and streaming stores (which skip
 // that read). Bytes read plus written, as STREAM counts them; the best of several repetitions.
+// Beside it, the read-only bandwidth: the ceiling of a kernel that reads much and writes little.
 #include <emmintrin.h>  // SSE2 streaming stores: part of every x86-64 CPU
 
 #include <algorithm>
@@ -36,17 +37,51 @@ void copy_share(CopyMethod method, const float* src, float* dst, int64_t n) {
   }
 }
 
+// The sum of src[0, n) (n a multiple of 16, 16-byte aligned): four accumulators, so the adds do not
+// wait on each other and the loop runs at the speed of the loads.
+float sum_share(const float* src, int64_t n) {
+  __m128 acc[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+  for (int64_t i = 0; i < n; i += 16)
+    for (int k = 0; k < 4; ++k) acc[k] = _mm_add_ps(acc[k], _mm_load_ps(src + i + 4 * k));
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, _mm_add_ps(_mm_add_ps(acc[0], acc[1]), _mm_add_ps(acc[2], acc[3])));
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+// Floats per thread share of about `bytes` split over `team` threads, a multiple of `multiple`.
+int64_t share_floats(const char* op, int64_t bytes, int repeats, int team, int64_t multiple) {
+  if (bytes < 4096 || repeats < 1)
+    throw std::invalid_argument(std::string(op) + ": bytes must be >= 4096 and repeats >= 1, got " +
+                                std::to_string(bytes) + " and " + std::to_string(repeats));
+  const int64_t share = bytes / int64_t(sizeof(float)) / team / multiple * multiple;
+  if (share == 0)
+    throw std::invalid_argument(std::string(op) + ": " + std::to_string(bytes) + " bytes cannot be split over " +
+                                std::to_string(team) + " threads");
+  return share;
+}
+
 }  // namespace
 
-double copy_bandwidth_gbs(int64_t bytes, int repeats) {
-  if (bytes < 4096 || repeats < 1)
-    throw std::invalid_argument("copy_bandwidth: bytes must be >= 4096 and repeats >= 1, got " +
-                                std::to_string(bytes) + " and " + std::to_string(repeats));
+double read_bandwidth_gbs(int64_t bytes, int repeats) {
   const int team = available_threads();
-  const int64_t n = bytes / sizeof(float) / (4 * team) * (4 * team);  // equal shares of whole vectors
-  if (n == 0)
-    throw std::invalid_argument("copy_bandwidth: " + std::to_string(bytes) + " bytes cannot be split over " +
-                                std::to_string(team) + " threads");
+  const int64_t share = share_floats("read_bandwidth", bytes, repeats, team, 16);
+  std::vector<float> src(size_t(share * team), 1.0f);  // written once: pages faulted in
+  std::vector<float> sums(static_cast<size_t>(team));
+  double best_seconds = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    run_team(team, [&](int tid) { sums[size_t(tid)] = sum_share(src.data() + tid * share, share); });
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    best_seconds = std::min(best_seconds, took.count());
+  }
+  volatile float keep = sums[0];  // the sums are used: the reads cannot be optimised away
+  (void)keep;
+  return double(share * team) * sizeof(float) / best_seconds / 1e9;
+}
+
+double copy_bandwidth_gbs(int64_t bytes, int repeats) {
+  const int team = available_threads();
+  const int64_t n = share_floats("copy_bandwidth", bytes, repeats, team, 4) * team;  // equal shares of vectors
   std::vector<float> src(size_t(n), 1.0f), dst(size_t(n), 0.0f);   // written once: pages faulted in
   double best_seconds = 1e30;
   for (CopyMethod method : {CopyMethod::memcpy_call, CopyMethod::plain_loop, CopyMethod::streaming_stores})

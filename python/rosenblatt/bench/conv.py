@@ -5,8 +5,10 @@ the implementation that ran (`last_impl`) and the ratio torch_time / our_time (>
 all measured in this run with the same thread count on both sides (default 2; --threads=N).
 --cpu-time times process CPU seconds instead of wall seconds, for a busy shared machine; use it with
 --threads=1 (idle OpenMP workers spin between calls and that counts as CPU time of every thread).
-Pooling rows give GB/s (bytes read + written) beside the machine's measured copy bandwidth; their
-inputs rotate through copies larger than the last-level cache, so both are rates from memory.
+Pooling rows give GB/s (bytes read + written) beside the machine's measured copy bandwidth, and the
+rate at which they read their input beside its measured read-only bandwidth (a pooling call reads
+4x or more what it writes, and its output's stores also read each line first); their inputs rotate
+through copies larger than the last-level cache, so all are rates from memory.
 """
 from __future__ import annotations
 
@@ -166,7 +168,8 @@ def _rotating(fn, inputs):
 
 def bench_pooling(torch, repeat, rng):
     copy_gbs = _C.copy_bandwidth(64 << 20, 7)
-    header = ["case", "fwd ms", "GB/s", "% of copy", "torch ms", "ratio", "impl"]
+    read_gbs = _C.read_bandwidth(64 << 20, 7)
+    header = ["case", "fwd ms", "GB/s", "% of copy", "% of read", "torch ms", "ratio", "impl"]
     rows = []
     for name, kind, shape, k, s, p in POOL_CASES:
         x = rng.standard_normal(shape).astype(np.float32)
@@ -190,10 +193,14 @@ def bench_pooling(torch, repeat, rng):
         out = ours()
         impl = _C.last_impl("max_pool2d" if kind == "max" else "avg_pool2d")
         gbs = (x.nbytes + out.data.nbytes) / f / 1e9
-        rows.append([name, _ms(f), f"{gbs:.1f}", f"{100 * gbs / copy_gbs:.0f}%", _ms(tf_) if tf_ else "-",
+        reads = x.nbytes / f / 1e9  # the input alone, against the read-only ceiling
+        rows.append([name, _ms(f), f"{gbs:.1f}", f"{100 * gbs / copy_gbs:.0f}%", f"{100 * reads / read_gbs:.0f}%",
+                     _ms(tf_) if tf_ else "-",
                      _ratio(tf_, f), impl])
     print(f"memory copy bandwidth: {copy_gbs:.1f} GB/s (64 MiB copied by {rosenblatt.get_num_threads()} threads, "
           "bytes read + written; the best of memcpy, a plain loop and streaming stores, 7 runs each)")
+    print(f"memory read bandwidth: {read_gbs:.1f} GB/s (64 MiB summed, bytes read, best of 7); '% of read' is "
+          "the rate at which a case reads its input against it")
     print(f"pooling inputs rotate through copies totalling {ROTATION_BYTES >> 20} MiB: each call reads from memory")
     print_table(header, rows)
 
