@@ -94,16 +94,38 @@ void pack_a_panel(int64_t mr, int64_t kc, const float* a, int64_t rs, int64_t cs
       else
         _mm256_maskstore_ps(dst + (p + 7) * MR, keep6, r[7]);
     }
-  } else if (mr == MR && rs == 1) {
-    // A is a transposed row-major matrix: the six values of step p are contiguous. Two
-    // overlapping 4-wide copies (values 0-3 and 2-5) move them without reading past them.
-    for (; p < kc; ++p) {
-      _mm_storeu_ps(dst + p * MR, _mm_loadu_ps(a + p * cs));
-      _mm_storeu_ps(dst + p * MR + 2, _mm_loadu_ps(a + p * cs + 2));
-    }
   }
   for (; p < kc; ++p)
     for (int64_t i = 0; i < mr; ++i) dst[p * mr + i] = a[i * rs + p * cs];
+}
+
+// A block: rows [0, mc) x columns [0, kc) of `a` as the row panels of panel_rows, the panel of row
+// ir at dst + ir * kc. When A's columns are contiguous (A is a transposed row-major matrix) the
+// block is walked column by column, each column dealt out to all panels: a panel at a time read 24
+// bytes of each column's cache line, and at a power-of-two column stride the lines fell out of L1
+// and L2 (same sets) before the next panel could use the rest of them.
+void pack_a_block(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* dst) {
+  if (rs != 1 || cs == 1) {
+    for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
+      pack_a_panel(panel_rows(mc - ir), kc, a + ir * rs, rs, cs, dst + ir * kc);
+    return;
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* column = a + p * cs;
+    _mm_prefetch(reinterpret_cast<const char*>(column + 8 * cs), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(column + 8 * cs + mc - 1), _MM_HINT_T0);
+    for (int64_t ir = 0; ir < mc;) {
+      const int64_t mr = panel_rows(mc - ir);
+      float* out = dst + ir * kc + p * mr;
+      if (mr == MR) {  // two overlapping 4-wide copies (values 0-3 and 2-5)
+        _mm_storeu_ps(out, _mm_loadu_ps(column + ir));
+        _mm_storeu_ps(out + 2, _mm_loadu_ps(column + ir + 2));
+      } else {
+        for (int64_t i = 0; i < mr; ++i) out[i] = column[ir + i];
+      }
+      ir += mr;
+    }
+  }
 }
 
 // B panel: rows [0, kc) x columns [0, nr) of `b` -> dst[p * NR + j], zero columns past nr.
@@ -338,9 +360,7 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
 
         for (int64_t ic = row_unit_begin * MR; ic < row_end; ic += MC) {
           const int64_t mc = min64(MC, row_end - ic);
-          if (!a_in_place)
-            for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
-              pack_a_panel(panel_rows(mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+          if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
           // Panels go in groups (packed just before use at b_panelwise, all packed above otherwise);
           // a row sweep's group fits L2.
           const int64_t group_max =
@@ -599,9 +619,7 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
     const float* block = packed_b + pc * segments * panels * NR;
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = min64(MC, M - ic);
-      if (!a_in_place)
-        for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
-          pack_a_panel(panel_rows(mc - ir), kc, A.data + (ic + ir) * A.rs + pc * A.cs, A.rs, A.cs, packed_a + ir * kc);
+      if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
       for (int64_t s = 0; s < segments; ++s)
         for (int64_t jp = 0; jp < panels; ++jp) {
           const int64_t j = jp * NR, nr = min64(NR, N - j);
