@@ -1,13 +1,16 @@
 // Float32 GEMM for AVX2 + FMA (Haswell and later, Zen): the Goto/BLIS scheme.
 //
-//   for jc in N by NC:          B block  (KC x NC) packed into 16-wide panels, shared (L3)
+//   for jc in N by NC:          B block  (KC x NC) packed into 16-wide panels, per thread (L3)
 //     for pc in K by KC:
-//       for ic in M by MC:      A block  (MC x KC) packed into 6-high panels, per thread (L2)
+//       for ic in M by MC:      A block  (MC x KC) packed into row panels of 6, per thread (L2)
 //         for jr, ir:           6x16 micro-kernel, 12 YMM accumulators (L1 holds one B panel)
 //
-// Threads split the C block as a tm x tn grid of row ranges x panel ranges. Edge tiles
-// (M % 6, N % 16) are zero-padded in the packed panels and written through a masked store,
-// so no size has to divide the tile. Small or skinny products skip packing.
+// At K <= 128 the two inner loops swap (a row sweep: one A panel across a group of B panels
+// held in L2), so C is written row by row. Threads split the C block as a tm x tn grid of row
+// ranges x panel ranges. Edge tiles need no padding: a ragged last B panel is zero-filled, a
+// block's last rows go in panels of fewer rows (panel_rows), and partial tiles are written
+// through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
+// skip packing (the direct paths).
 //
 // This file is the only one compiled with -mavx2 -mfma for GEMM; it uses no standard
 // library templates, so nothing here can be shared with (and leak AVX2 into) baseline code.
