@@ -195,8 +195,7 @@ def bench_pooling(torch, repeat, rng):
         gbs = (x.nbytes + out.data.nbytes) / f / 1e9
         reads = x.nbytes / f / 1e9  # the input alone, against the read-only ceiling
         rows.append([name, _ms(f), f"{gbs:.1f}", f"{100 * gbs / copy_gbs:.0f}%", f"{100 * reads / read_gbs:.0f}%",
-                     _ms(tf_) if tf_ else "-",
-                     _ratio(tf_, f), impl])
+                     _ms(tf_) if tf_ else "-", _ratio(tf_, f), impl])
     print(f"memory copy bandwidth: {copy_gbs:.1f} GB/s (64 MiB copied by {rosenblatt.get_num_threads()} threads, "
           "bytes read + written; the best of memcpy, a plain loop and streaming stores, 7 runs each)")
     print(f"memory read bandwidth: {read_gbs:.1f} GB/s (64 MiB summed, bytes read, best of 7); '% of read' is "
