@@ -8,13 +8,19 @@
 //   then dX = dgates . W_ih, [dW_ih | dW_hh] = dgates^T . [X | H_prev], biases as column sums:
 //   one large GEMM each over all T*B rows.
 //
-// The steps run inside one OpenMP region: each thread owns a slice of hidden units (8-aligned),
-// computes the recurrent GEMM for its rows of W_hh (its columns of dh in backward) and the fused
-// pass for its units, and the team meets at one barrier per step (two for Cho's GRU). The GEMM
-// runs single-threaded inside the region. Above batch 4 each thread packs its slice of W_hh into
-// the GEMM's panel layout once per call (StepWeight), so a step packs only h (or dgates). At batch
-// <= 4 the weight is the operand with unit column stride instead: rb::gemm then takes its direct
-// (no-packing) path, a dot product per weight row; backward uses a transposed copy of W_hh for that.
+// The steps run inside one OpenMP region, split one of two ways (plan_steps):
+// - by batch rows, from 16 rows up: each thread runs the whole recurrence of its own rows, all
+//   hidden units, and meets nobody until the end. It reads all of W_hh every step, but its h rows
+//   never leave its core and no step waits for the other thread (a step that the OS delays on a
+//   shared machine delays only its own rows).
+// - by hidden units (8-aligned slices) for smaller batches: each thread computes the recurrent GEMM
+//   for its rows of W_hh (its columns of dh in backward) and the fused pass for its units, and the
+//   team meets at one barrier per step (two for Cho's GRU).
+// The GEMM runs single-threaded inside the region. Above batch 4 the W_hh a thread uses is packed
+// into the GEMM's panel layout once per call (StepWeight; split by rows, one copy serves all threads:
+// private copies of a 4 MiB weight crowded L3), so a step packs only h (or dgates).
+// At batch <= 4 the weight is the operand with unit column stride instead: rb::gemm then takes its
+// direct (no-packing) path, a dot product per weight row; backward uses a transposed copy of W_hh.
 //
 // The per-step barrier spins briefly and then yields the CPU: on a machine shared with other
 // processes, a thread that spins for its whole time slice while its partner waits to be scheduled
@@ -25,6 +31,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <utility>
 #include <vector>
 
 #include "common/parallel.h"
@@ -75,8 +82,36 @@ UnitRange units_of(int tid, int team, int64_t H) {
   return {std::min(H, groups * tid / team * 8), std::min(H, groups * (tid + 1) / team * 8)};
 }
 
-// Threads for the step loop: at most one per 8 hidden units.
-int step_team(int64_t H) { return int(std::min<int64_t>(available_threads(), (H + 7) / 8)); }
+// How the team splits the steps. By rows only where every thread gets at least kMinRowsPerThread
+// rows: a step's GEMM then reuses each weight value for as many rows as the units split gives it
+// at batch 16. (LSTM (50, 32, 128, 256), one thread's step GEMM: 16 rows x all 1024 gate columns
+// ran as fast as 32 rows x 512 columns, isolated and with the partner running. Whole nn.LSTM
+// forward+backward, rows against units, alternating processes: (50, 32, 128, 256) median 39.8 ->
+// 34.6 ms, minimum unchanged; (100, 64, 512, 512) median 701 -> 674 ms, minimum 638 -> 596 ms.)
+constexpr int64_t kMinRowsPerThread = 8;
+
+struct StepPlan {
+  int team;
+  bool by_rows;
+};
+
+StepPlan plan_steps(int64_t B, int64_t H) {
+  const int threads = available_threads();
+  if (prepacked_steps(B) && threads > 1 && B >= 2 * kMinRowsPerThread)
+    return {int(std::min<int64_t>(threads, B / kMinRowsPerThread)), true};
+  return {int(std::min<int64_t>(threads, (H + 7) / 8)), false};  // at most one thread per 8 units
+}
+
+// The rows [r0, r1) and units [j0, j1) of thread `tid`.
+struct StepSlice {
+  int64_t r0, r1, j0, j1;
+};
+
+StepSlice slice_of(int tid, int team, int64_t B, int64_t H, bool by_rows) {
+  if (by_rows) return {B * tid / team, B * (tid + 1) / team, 0, H};
+  const UnitRange u = units_of(tid, team, H);
+  return {0, B, u.j0, u.j1};
+}
 
 // A call of a few hundred microseconds (a single decoder step at batch 1) runs on the calling
 // thread alone, GEMMs included: every parallel region costs a fork and a join, and on a machine
@@ -145,52 +180,63 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
   std::copy(a.h0, a.h0 + B * H, a.h_prev + t_first * B * H);
   if (lstm) std::copy(a.c0, a.c0 + B * H, a.aux + t_first * B * H);
 
-  const int team = step_team(H);
-  StepBarrier barrier(team);
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
-    const int64_t j0 = u.j0, n = u.j1 - u.j0;
-    // This thread's rows of W_hh as the right-hand side of h . W_hh^T, one segment per gate: `first`
-    // covers the gates added into `gates` (all, or GRU's r and z), `second` GRU's n rows.
-    const int64_t first_gates = gru ? 2 : G;
+  // The rows of W_hh for units [j0, j0 + n) as right-hand sides of h . W_hh^T, one segment per gate:
+  // `first` covers the gates added into `gates` (all, or GRU's r and z), `second` GRU's n rows.
+  // Packed (above batch 4) into the calling thread's scratch.
+  const int64_t first_gates = gru ? 2 : G;
+  auto weights_for = [&](int64_t j0, int64_t n) {
     const bool pack = prepacked_steps(B) && n > 0;
     const int64_t first_floats = pack ? packed_b_floats(H, n, first_gates) : 0;
     const int64_t second_floats = pack && gru ? packed_b_floats(H, n, 1) : 0;
     float* packed = pack ? thread_scratch_of<float>(ScratchSlot::rnn, size_t(first_floats + second_floats)) : nullptr;
     const MatView<const float> w_rows_t{a.w_hh + j0 * H, 1, H};  // (K = H) x n: W_hh rows j0.. transposed
-    const StepWeight first(H, n, first_gates, w_rows_t, H * H, packed);
-    const StepWeight second(H, n, 1, MatView<const float>{a.w_hh + (2 * H + j0) * H, 1, H}, 0,
-                            second_floats ? packed + first_floats : nullptr);
+    return std::pair<StepWeight, StepWeight>{
+        StepWeight(H, n, first_gates, w_rows_t, H * H, packed),
+        StepWeight(H, n, 1, MatView<const float>{a.w_hh + (2 * H + j0) * H, 1, H}, 0,
+                   second_floats ? packed + first_floats : nullptr)};
+  };
+  const StepPlan plan = plan_steps(B, H);
+  // Split by rows, every thread multiplies by all of W_hh: one packed copy, shared.
+  const auto shared = weights_for(0, plan.by_rows ? H : 0);
+  StepBarrier barrier(plan.by_rows ? 1 : plan.team);  // split by rows, a thread waits for nobody
+#pragma omp parallel num_threads(plan.team) if (plan.team > 1)
+  {
+    const StepSlice sl = slice_of(omp_get_thread_num(), omp_get_num_threads(), B, H, plan.by_rows);
+    const int64_t r0 = sl.r0, rows = sl.r1 - sl.r0, j0 = sl.j0, n = sl.j1 - sl.j0;
+    const bool working = rows > 0 && n > 0;
+    const auto own = plan.by_rows ? shared : weights_for(j0, n);
+    const StepWeight &first = own.first, &second = own.second;
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = a.reverse ? T - 1 - s : s;
       const int64_t t_next = a.reverse ? t - 1 : t + 1;
       const bool last = s == T - 1;
-      float* gates = a.gates + t * B * GH;
-      const float* h_prev = a.h_prev + t * B * H;
+      // Everything below starts at this thread's first row, r0.
+      const int64_t here = t * B + r0, next = t_next * B + r0;
+      float* gates = a.gates + here * GH;
+      const float* h_prev = a.h_prev + here * H;
 
       StepForward step{};
-      step.B = B, step.H = H, step.j0 = u.j0, step.j1 = u.j1;
-      step.active = active.data() + t * B;
+      step.B = rows, step.H = H, step.j0 = sl.j0, step.j1 = sl.j1;
+      step.active = active.data() + here;
       step.gates = gates, step.bias = bias.data();
       step.h_prev = h_prev;
-      step.h_next = last ? a.h_n : a.h_prev + t_next * B * H;
-      step.y = a.y + t * B * a.ldy, step.ldy = a.ldy;
+      step.h_next = last ? a.h_n + r0 * H : a.h_prev + next * H;
+      step.y = a.y + here * a.ldy, step.ldy = a.ldy;
 
-      if (n > 0) {
+      if (working) {
         // gates[:, k*H + j0 : k*H + j0 + n] += h_prev . W_hh[k*H + j0 : ..., :]^T for the first gates
-        first.multiply(B, h_prev, H, 1.0f, gates + j0, GH, H);
+        first.multiply(rows, h_prev, H, 1.0f, gates + j0, GH, H);
         if (lstm) {
-          step.c_prev = a.aux + t * B * H;
-          step.c_next = last ? a.c_n : a.aux + t_next * B * H;
-          step.tanh_c = a.aux2 + t * B * H;
+          step.c_prev = a.aux + here * H;
+          step.c_next = last ? a.c_n + r0 * H : a.aux + next * H;
+          step.tanh_c = a.aux2 + here * H;
           lstm_step_forward_avx2(step);
         } else if (gru && !cho) {
-          step.hn = a.aux + t * B * H, step.b_hn = b_hn.data();
-          second.multiply(B, h_prev, H, 0.0f, step.hn + j0, H, 0);
+          step.hn = a.aux + here * H, step.b_hn = b_hn.data();
+          second.multiply(rows, h_prev, H, 0.0f, step.hn + j0, H, 0);
           gru_step_forward_avx2(step);
         } else if (cho) {
-          step.rh = a.aux + t * B * H;
+          step.rh = a.aux + here * H;
           gru_cho_step_gates_avx2(step);
         } else {
           rnn_step_forward_avx2(step, a.cell == RnnCell::rnn_relu);
@@ -198,8 +244,8 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
       }
       if (cho) {
         barrier.wait();  // n needs r * h of every unit
-        if (n > 0) {
-          second.multiply(B, step.rh, H, 1.0f, gates + 2 * H + j0, GH, 0);
+        if (working) {
+          second.multiply(rows, step.rh, H, 1.0f, gates + 2 * H + j0, GH, 0);
           gru_cho_step_output_avx2(step);
         }
       }
@@ -217,8 +263,10 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   // calling thread's scratch (kept between calls: a training loop does not fault in fresh pages).
   float* const dgates = thread_scratch_of<float>(ScratchSlot::rnn_grad, size_t(T * B * (GH + (lbr ? H : 0))));
   float* const dhn = lbr ? dgates + T * B * GH : nullptr;
-  std::vector<float> db(GH, 0.0f);  // gradient of the combined bias (b_ih; b_hh's r, z rows)
-  std::vector<float> db_hn(lbr ? H : 0, 0.0f);
+  const StepPlan plan = plan_steps(B, H);
+  // Gradient of the combined bias (b_ih; b_hh's r, z rows) and of GRU's b_hn: one partial sum per
+  // thread, added up after the steps.
+  std::vector<float> db(plan.team * GH, 0.0f), db_hn(lbr ? plan.team * H : 0, 0.0f);
   std::vector<float> dh_a(B * H, 0.0f), dh_b(B * H, 0.0f), dc(lstm ? B * H : 0, 0.0f), drh(cho ? B * H : 0);
   if (a.dh_n) std::copy(a.dh_n, a.dh_n + B * H, dh_a.begin());
   if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + B * H, dc.begin());
@@ -228,56 +276,66 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   // (W_hh^T rows) . dg^T on a transposed copy, so rb::gemm's direct path reads contiguous weight rows
   // (a column slice of W_hh would be read 128 bytes per 2 KiB row, several times slower).
   // (The copy costs one pass over W_hh: worth it from a few steps on, not for a single cell step.)
-  const bool transposed = B <= 4 && T >= 4;
+  const bool transposed = B <= 4 && T >= 4;  // (the units split: rows need batch 16)
   float* const w_hh_t = transposed ? thread_scratch_of<float>(ScratchSlot::rnn_weight, size_t(GH * H)) : nullptr;
   if (transposed) transpose_avx2(GH, H, a.w_hh, H, w_hh_t, GH);
-  const int team = step_team(H);
-  StepBarrier barrier(team);
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const UnitRange u = units_of(omp_get_thread_num(), omp_get_num_threads(), H);
-    const int64_t j0 = u.j0, n = u.j1 - u.j0;
-    // dh_prev[:, j0:j0+n] (+)= dg . W_hh[r0:r0+K, j0:j0+n] for the rows that multiply h (all, or GRU's
-    // r and z: `h_rows`) and GRU's n rows (`n_rows`); above batch 4 each thread packs its columns once.
-    const int64_t main_rows = gru ? 2 * H : GH;
+  // dh_prev[:, j0:j0+n] (+)= dg . W_hh[r0:r0+K, j0:j0+n] for the rows that multiply h (all, or GRU's
+  // r and z: `h_rows`) and GRU's n rows (`n_rows`); above batch 4 the columns are packed once, into the
+  // calling thread's scratch.
+  const int64_t main_rows = gru ? 2 * H : GH;
+  auto weights_for = [&](int64_t j0, int64_t n) {
     const bool pack = prepacked_steps(B) && n > 0;
     const int64_t main_floats = pack ? packed_b_floats(main_rows, n, 1) : 0;
     const int64_t n_floats = pack && gru ? packed_b_floats(H, n, 1) : 0;
     float* packed = pack ? thread_scratch_of<float>(ScratchSlot::rnn, size_t(main_floats + n_floats)) : nullptr;
-    const StepWeight h_rows(main_rows, n, 1, MatView<const float>{a.w_hh + j0, H, 1}, 0, packed);
-    const StepWeight n_rows(H, n, 1, MatView<const float>{a.w_hh + 2 * H * H + j0, H, 1}, 0,
-                            n_floats ? packed + main_floats : nullptr);
-    auto through_w_hh = [&](const StepWeight& w, int64_t r0, int64_t K, const float* dg, int64_t lddg, float beta,
-                            float* out) {
+    return std::pair<StepWeight, StepWeight>{
+        StepWeight(main_rows, n, 1, MatView<const float>{a.w_hh + j0, H, 1}, 0, packed),
+        StepWeight(H, n, 1, MatView<const float>{a.w_hh + 2 * H * H + j0, H, 1}, 0,
+                   n_floats ? packed + main_floats : nullptr)};
+  };
+  const auto shared = weights_for(0, plan.by_rows ? H : 0);  // split by rows: one copy for all
+  StepBarrier barrier(plan.by_rows ? 1 : plan.team);
+#pragma omp parallel num_threads(plan.team) if (plan.team > 1)
+  {
+    const int tid = omp_get_thread_num();
+    const StepSlice sl = slice_of(tid, omp_get_num_threads(), B, H, plan.by_rows);
+    const int64_t r0 = sl.r0, rows = sl.r1 - sl.r0, j0 = sl.j0, n = sl.j1 - sl.j0;
+    const bool working = rows > 0 && n > 0;
+    const auto own = plan.by_rows ? shared : weights_for(j0, n);
+    const StepWeight &h_rows = own.first, &n_rows = own.second;
+    // dg and out start at this thread's first row.
+    auto through_w_hh = [&](const StepWeight& w, int64_t first_gate_row, int64_t K, const float* dg, int64_t lddg,
+                            float beta, float* out) {
       if (transposed)
-        gemm(n, B, K, 1.0f, MatView<const float>{w_hh_t + j0 * GH + r0, GH, 1},
+        gemm(n, rows, K, 1.0f, MatView<const float>{w_hh_t + j0 * GH + first_gate_row, GH, 1},
              MatView<const float>{dg, 1, lddg}, beta, MatView<float>{out + j0, 1, H});
       else
-        w.multiply(B, dg, lddg, beta, out + j0, H, 0);
+        w.multiply(rows, dg, lddg, beta, out + j0, H, 0);
     };
-    float* dh = dh_a.data();       // dL/dh' of this step (from later steps)
-    float* dh_prev = dh_b.data();  // dL/dh of the state entering it
+    float* dh = dh_a.data() + r0 * H;       // dL/dh' of this step (from later steps)
+    float* dh_prev = dh_b.data() + r0 * H;  // dL/dh of the state entering it
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = a.reverse ? s : T - 1 - s;
-      float* dg = dgates + t * B * GH;
+      const int64_t here = t * B + r0;  // this thread's first row of step t
+      float* dg = dgates + here * GH;
 
       StepBackward step{};
-      step.B = B, step.H = H, step.j0 = u.j0, step.j1 = u.j1;
-      step.active = active.data() + t * B;
-      step.gates = a.gates + t * B * GH;
-      step.h_prev = a.h_prev + t * B * H;
-      step.aux = a.aux ? a.aux + t * B * H : nullptr;
-      step.aux2 = a.aux2 ? a.aux2 + t * B * H : nullptr;
+      step.B = rows, step.H = H, step.j0 = sl.j0, step.j1 = sl.j1;
+      step.active = active.data() + here;
+      step.gates = a.gates + here * GH;
+      step.h_prev = a.h_prev + here * H;
+      step.aux = a.aux ? a.aux + here * H : nullptr;
+      step.aux2 = a.aux2 ? a.aux2 + here * H : nullptr;
       step.dh = dh;
-      step.dy = a.dy ? a.dy + t * B * a.ldy : nullptr, step.ldy = a.ldy;
+      step.dy = a.dy ? a.dy + here * a.ldy : nullptr, step.ldy = a.ldy;
       step.dgates = dg;
-      step.dhn = lbr ? dhn + t * B * H : nullptr;
+      step.dhn = lbr ? dhn + here * H : nullptr;
       step.dh_prev = dh_prev;
-      step.dc = lstm ? dc.data() : nullptr;
+      step.dc = lstm ? dc.data() + r0 * H : nullptr;
       step.clip = a.cell_grad_clip;
-      step.drh = cho ? drh.data() : nullptr;
+      step.drh = cho ? drh.data() + r0 * H : nullptr;
 
-      if (n > 0) {
+      if (working) {
         if (lstm) lstm_step_backward_avx2(step);
         else if (lbr) gru_step_backward_avx2(step);
         else if (cho) gru_cho_step_backward_avx2(step);
@@ -285,21 +343,21 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
       }
       barrier.wait();  // dgates_t complete
       if (cho) {
-        if (n > 0) {
-          through_w_hh(n_rows, 2 * H, H, dg + 2 * H, GH, 0.0f, drh.data());
+        if (working) {
+          through_w_hh(n_rows, 2 * H, H, dg + 2 * H, GH, 0.0f, drh.data() + r0 * H);
           gru_cho_step_reset_avx2(step);
         }
         barrier.wait();  // dr complete
       }
-      if (n > 0) {
+      if (working) {
         if (lbr) {
           through_w_hh(h_rows, 0, 2 * H, dg, GH, 1.0f, dh_prev);
           through_w_hh(n_rows, 2 * H, H, step.dhn, H, 1.0f, dh_prev);
         } else {
           through_w_hh(h_rows, 0, main_rows, dg, GH, 1.0f, dh_prev);
         }
-        add_bias_grad(B, H, G, j0, u.j1, dg, GH, db.data());
-        if (lbr) add_bias_grad(B, H, 1, j0, u.j1, step.dhn, H, db_hn.data());
+        add_bias_grad(rows, H, G, j0, sl.j1, dg, GH, db.data() + tid * GH);
+        if (lbr) add_bias_grad(rows, H, 1, j0, sl.j1, step.dhn, H, db_hn.data() + tid * H);
       }
       std::swap(dh, dh_prev);
     }
@@ -307,6 +365,11 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   const float* dh_first = T % 2 == 0 ? dh_a.data() : dh_b.data();  // after T swaps
   std::copy(dh_first, dh_first + B * H, a.dh0);
   if (lstm) std::copy(dc.begin(), dc.end(), a.dc0);
+  for (int k = 1; k < plan.team; ++k) {
+    for (int64_t r = 0; r < GH; ++r) db[r] += db[k * GH + r];
+    if (lbr)
+      for (int64_t j = 0; j < H; ++j) db_hn[j] += db_hn[k * H + j];
+  }
 
   // Gradients of the inputs and weights: one GEMM each over all T*B rows.
   const int64_t rows = T * B;
@@ -348,10 +411,10 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
          0.0f, MatView<float>{a.dw_hh + 2 * H * H, H, 1});
 
   // b_ih and b_hh enter the same sums, except GRU(linear_before_reset)'s b_hn (inside r * (...)).
-  if (a.db_ih) std::copy(db.begin(), db.end(), a.db_ih);
+  if (a.db_ih) std::copy(db.begin(), db.begin() + GH, a.db_ih);
   if (a.db_hh) {
-    std::copy(db.begin(), db.end(), a.db_hh);
-    if (lbr) std::copy(db_hn.begin(), db_hn.end(), a.db_hh + 2 * H);
+    std::copy(db.begin(), db.begin() + GH, a.db_hh);
+    if (lbr) std::copy(db_hn.begin(), db_hn.begin() + H, a.db_hh + 2 * H);
   }
 }
 
