@@ -1,8 +1,9 @@
 // Fused element-wise passes of one recurrent step, AVX2 + FMA, float32.
 //
-// Each pass walks batch rows and 8 hidden units at a time (a masked load/store for the last, partial
-// group), so one pass reads the GEMM's pre-activations once and writes everything the next step and
-// the backward pass need. Equations: rnn.h. No standard-library templates in this file (-mavx2).
+// Each pass walks batch rows and, within a row, hidden units in vectors of 8 (blocks of four vectors
+// where the activations run in lockstep; a masked load/store for the last, partial vector), so one
+// pass reads the GEMM's pre-activations once and writes everything the next step and the backward
+// pass need. Equations: rnn.h. No standard-library templates in this file (-mavx2).
 #include <immintrin.h>
 
 #include "rnn/rnn.h"
