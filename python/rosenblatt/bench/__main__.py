@@ -10,9 +10,14 @@ def main(argv):
     options = [a for a in argv if a.startswith("-")]
     if names == ["all"]:
         names = SUITES
+    unknown = [name for name in names if name not in SUITES]
+    if unknown:
+        sys.exit(f"rosenblatt.bench: unknown benchmark {unknown[0]!r}; choose from {', '.join(SUITES)} or all")
+    from rosenblatt.bench.common import machine_description, peers_description, try_import_torch
+
+    print(machine_description())
+    print(peers_description(try_import_torch()))
     for name in names:
-        if name not in SUITES:
-            sys.exit(f"rosenblatt.bench: unknown benchmark {name!r}; choose from {', '.join(SUITES)} or all")
         try:
             module = importlib.import_module(f"rosenblatt.bench.{name}")
         except ModuleNotFoundError as error:

@@ -43,6 +43,45 @@ def interleaved_medians(fns, repeat: int = 7, warmup: int = 1, min_time: float =
     return [statistics.median(s) for s in samples]
 
 
+def machine_description() -> str:
+    """The CPU the numbers come from, and whether it has AVX-512 (the peers use it where it exists;
+    rosenblatt's kernels are AVX2): machines of the same name differ from one session to the next."""
+    import os
+    import platform
+
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
+    flags = fields.get("flags", "").split()
+    l2 = ""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            l2 = f", L2 {f.read().strip()} per core"
+    except OSError:
+        pass
+    return (f"cpu: {fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model "
+            f"{fields.get('model', '?')}), {os.cpu_count()} logical CPUs{l2}; AVX2 "
+            f"{'yes' if 'avx2' in flags else 'no'}, AVX-512 {'yes' if 'avx512f' in flags else 'no'}")
+
+
+def peers_description(torch) -> str:
+    """The peers' versions, and the instruction set PyTorch's kernels picked on this CPU."""
+    import numpy as np
+
+    line = f"peers: numpy {np.__version__}"
+    if torch is not None:
+        capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
+        line += f", torch {torch.__version__} (its CPU kernels: {capability})"
+    return line
+
+
 def try_import_torch():
     try:
         import torch
