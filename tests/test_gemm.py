@@ -14,6 +14,9 @@ SHAPES = [  # (M, N, K): ones, primes, non-multiples of the 6x16 tile, skinny an
     (100, 1100, 300), (61, 1030, 517),  # A packed (many B panels), K blocks of 256 and a ragged rest
     (300, 45, 3), (70, 530, 4), (530, 70, 2),  # K <= 4: rows written from a few outer products
     (70, 2500, 27), (13, 1800, 100), (50, 200, 40),  # small K: row sweeps over groups of B panels
+    # a last B panel of 1 to 4 columns with A read in place (the thin-edge dot products), with
+    # every count of rows left in a tile, a K tail under 8 and a second K block
+    (14, 65, 17), (23, 18, 45), (11, 35, 260), (8, 36, 20), (41, 52, 9),
 ]
 
 
@@ -49,7 +52,7 @@ def test_gemm_matches_float64(isa, rng, M, N, K, trans_a, trans_b):
         assert_close(out, reference(a, b, trans_a, trans_b), atol, rtol, f"gemm {M}x{N}x{K} {dtype.__name__}")
 
 
-@pytest.mark.parametrize("M,N,K", [(5, 7, 3), (37, 45, 300), (130, 70, 520)])
+@pytest.mark.parametrize("M,N,K", [(5, 7, 3), (37, 45, 300), (130, 70, 520), (29, 50, 300)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -2.0), (2.0, 0.0), (-1.0, 0.25)])
 def test_gemm_alpha_beta_out(isa, rng, M, N, K, alpha, beta):
     a, b = operands(rng, M, N, K, False, False, np.float32)

@@ -42,6 +42,9 @@ constexpr int64_t kPackGroup = 8;
 constexpr int64_t kInPlaceMaxPanels = 16;
 // Largest K at which the packed driver sweeps rows of C (see sgemm_blocked).
 constexpr int64_t kRowSweepMaxK = 128;
+// A last B panel of at most this many valid columns goes through the thin-edge kernels (see
+// thin_tile), where A is read in place.
+constexpr int64_t kThinMaxColumns = 4;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -291,6 +294,87 @@ Kernel kernel_for(int64_t mr, int64_t nr) {
   return (nr > 8 ? full_width : half_width)[mr - 1];
 }
 
+// ---- thin edge: a last B panel of a few columns ------------------------------------------
+//
+// The micro-kernel vectorises along N, so a ragged last panel costs a half-width tile whatever
+// its valid columns: with N = 49 (7x7 images in an im2col product) the 49th column takes 6 FMAs
+// per step of k for 6 useful products, a seventh of the whole product's work. Where A's rows are
+// read in place (few B panels, the case where one panel is a large share), the few columns are
+// instead copied out of the packed panel as vectors along k, and each (row, column) of the tile
+// is a dot product vectorised along k: ROWS x COLS FMAs per 8 steps of k rather than 8 x ROWS.
+
+// columns[j * kc + p] = panel[p * NR + j] for the first `cols` columns of a packed B panel.
+void panel_columns(int64_t cols, int64_t kc, const float* panel, float* columns) {
+  for (int64_t p = 0; p < kc; ++p)
+    for (int64_t j = 0; j < cols; ++j) columns[j * kc + p] = panel[p * NR + j];
+}
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+}
+
+// C[0:ROWS, 0:COLS] = alpha * A rows . B columns + beta * C, with A's rows in place (unit column
+// stride, row stride lda) and B's columns contiguous along k (column j at b + j * kc).
+template <int ROWS, int COLS>
+void thin_kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t rsc, int64_t csc,
+                 float alpha, float beta) {
+  __m256 acc[ROWS][COLS];
+  for (int i = 0; i < ROWS; ++i)
+    for (int j = 0; j < COLS; ++j) acc[i][j] = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8) {
+    __m256 column[COLS];
+    for (int j = 0; j < COLS; ++j) column[j] = _mm256_loadu_ps(b + j * kc + p);
+    for (int i = 0; i < ROWS; ++i) {
+      const __m256 row = _mm256_loadu_ps(a + i * lda + p);
+      for (int j = 0; j < COLS; ++j) acc[i][j] = _mm256_fmadd_ps(row, column[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < ROWS; ++i)
+    for (int j = 0; j < COLS; ++j) {
+      float dot = horizontal_sum(acc[i][j]);
+      for (int64_t q = p; q < kc; ++q) dot += a[i * lda + q] * b[j * kc + q];
+      float* cij = c + i * rsc + j * csc;
+      *cij = beta == 0.0f ? alpha * dot : alpha * dot + beta * *cij;
+    }
+}
+
+// Rows of a thin tile taken together: the accumulators, the COLS column vectors and a row vector
+// stay within the 16 YMM registers.
+template <int COLS>
+constexpr int thin_rows_max() { return COLS <= 2 ? 6 : COLS == 3 ? 3 : 2; }
+
+// thin_kernel<rows, COLS> for a runtime rows <= ROWS.
+template <int COLS, int ROWS = thin_rows_max<COLS>()>
+void thin_rows(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t rsc,
+               int64_t csc, float alpha, float beta) {
+  if constexpr (ROWS > 1)
+    if (rows < ROWS) return thin_rows<COLS, ROWS - 1>(rows, kc, a, lda, b, c, rsc, csc, alpha, beta);
+  thin_kernel<ROWS, COLS>(kc, a, lda, b, c, rsc, csc, alpha, beta);
+}
+
+template <int COLS>
+void thin_tile_of(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t rsc,
+                  int64_t csc, float alpha, float beta) {
+  for (int64_t i = 0; i < mr; i += thin_rows_max<COLS>())
+    thin_rows<COLS>(min64(thin_rows_max<COLS>(), mr - i), kc, a + i * lda, lda, b, c + i * rsc, rsc, csc, alpha,
+                    beta);
+}
+
+// An mr x nr tile (mr <= 6, nr <= kThinMaxColumns) from A rows in place and B columns as above.
+void thin_tile(int64_t mr, int64_t nr, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+               int64_t rsc, int64_t csc, float alpha, float beta) {
+  switch (nr) {
+    case 1: thin_tile_of<1>(mr, kc, a, lda, b, c, rsc, csc, alpha, beta); break;
+    case 2: thin_tile_of<2>(mr, kc, a, lda, b, c, rsc, csc, alpha, beta); break;
+    case 3: thin_tile_of<3>(mr, kc, a, lda, b, c, rsc, csc, alpha, beta); break;
+    default: thin_tile_of<4>(mr, kc, a, lda, b, c, rsc, csc, alpha, beta); break;
+  }
+}
+static_assert(kThinMaxColumns == 4, "thin_tile handles 1 to 4 columns");
+
 // ---- packed driver --------------------------------------------------------------------
 
 // Split `units` into `parts` near-equal contiguous ranges; range `k` is [begin, end).
@@ -340,6 +424,7 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
     const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
     float* packed_b =
         thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * (b_panelwise ? kPanelGroup : my_panels_max)));
+    alignas(32) float thin_columns[kThinMaxColumns * KC];
     int64_t row_unit_begin, row_unit_end;
     split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
     const int64_t row_end = min64(M, row_unit_end * MR);
@@ -379,10 +464,18 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
                 for (int64_t next = g0 + group; next < min64(g0 + 2 * group, panel_end); ++next)
                   prefetch_b_panel(B, pc, kc, jc + next * NR);
             }
+            // The last panel of N, when it has only a few valid columns, as vectors along k.
+            const int64_t last_columns = N - (j0 + (group - 1) * NR);
+            const bool thin_edge = a_in_place && last_columns <= kThinMaxColumns;
+            if (thin_edge) panel_columns(last_columns, kc, b_group + (group - 1) * stride, thin_columns);
             auto tile = [&](int64_t q, int64_t ir) {
               const int64_t j = j0 + q * NR, nr = min64(NR, N - j), mr = panel_rows(mc - ir);
               float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
               const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+              if (thin_edge && q == group - 1) {
+                thin_tile(mr, nr, kc, a_panel, A.rs, thin_columns, c_tile, C.rs, C.cs, alpha, beta_here);
+                return;
+              }
               const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
               kernel(kc, a_panel, A.rs, b_group + q * stride, NR, c_tile, C.rs, C.cs, alpha, beta_here, nr);
             };
