@@ -24,6 +24,11 @@ MAX_CONFIGS = [
     ((1, 3, 10, 45), (3, 2), (2, 2), (1, 1), (1, 1), True),  # width-2 windows with padding: load_pairs
     ((1, 2, 9, 35), (2, 2), (2, 2), (0, 0), (1, 1), True),  # plain 2x2, ceil_mode clips the last row and column
     ((2, 1, 6, 10), (2, 2), (2, 2), (0, 0), (1, 1), False),  # plain 2x2 narrower than one vector
+    # planes narrower than 8 outputs with every window inside: 8 outputs at a time, taps gathered
+    ((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), False),
+    ((2, 2, 13, 9), (3, 3), (1, 1), (0, 0), (1, 1), False),
+    ((1, 3, 12, 12), (2, 3), (3, 3), (0, 0), (2, 1), False),
+    ((1, 2, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), False),  # 4 outputs: too few for a block
 ]
 
 
@@ -45,6 +50,26 @@ def test_max_pool2d_matches_reference(isa, rng, config):
     np.add.at(expected, (np.arange(expected.shape[0])[:, None], indices.reshape(expected.shape[0], -1)),
               dy.reshape(expected.shape[0], -1))
     assert_close(_C.max_pool2d_backward(dy, idx, shape[2:]), expected.reshape(shape), 1e-6, 1e-6, "backward")
+
+
+def test_max_pool2d_narrow_planes_nan_and_signed_zero(isa):
+    """Planes narrower than a vector (taps gathered 8 outputs at a time): NaN, ties between -0 and +0
+    and indices as the reference, with and without indices."""
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    x[:, :, ::2, 1::3] = -0.0
+    x[0, 1, 3, 4] = np.nan
+    x[1, 2, 6, 1] = np.nan
+    x[1, 0] = np.arange(64, dtype=np.float32).reshape(8, 8)[::-1]
+    values, indices = ref.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    y, idx = _C.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), False, True)
+    if _C.isa() == "avx2":
+        assert _C.last_impl("max_pool2d") == "avx2_narrow_gathered"
+    np.testing.assert_array_equal(y, values)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(values))
+    np.testing.assert_array_equal(idx, indices)
+    y_only, _ = _C.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), False, False)
+    np.testing.assert_array_equal(y_only, values)
+    np.testing.assert_array_equal(np.signbit(y_only), np.signbit(values))
 
 
 def test_max_pool2d_propagates_nan(isa):

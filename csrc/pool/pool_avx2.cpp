@@ -242,6 +242,57 @@ void max_pool_plane(const PoolGeometry& g, const float* plane, float* out, int64
   }
 }
 
+// ---- planes narrower than a vector --------------------------------------------------------
+// A plane narrower than 8 outputs (4x4 after a 2x2 pool of 8x8, 2x2 after the next) has no 8-wide
+// block along a row, and every output went through the one-window functions, about 20 cycles each.
+// When every window lies wholly inside the image (no padding, no ceil_mode overhang), the plane's
+// outputs are taken 8 at a time in row-major order instead, each tap of the 8 windows gathered;
+// the windows' first taps come from a table shared by all planes of a call. Taps are compared in
+// the reference's order with its rule (the first tap, then v > best or v is NaN): the same values,
+// ties and indices.
+bool narrow_applies(const PoolGeometry& g) {
+  return g.OW < 8 && g.OH * g.OW >= 8 && g.pH == 0 && g.pW == 0 && (g.OH - 1) * g.sH + (g.kH - 1) * g.dH < g.H &&
+         (g.OW - 1) * g.sW + (g.kW - 1) * g.dW < g.W;
+}
+
+// first_taps[q] = the plane offset of output q's first tap, outputs in row-major order.
+void narrow_first_taps(const PoolGeometry& g, int32_t* first_taps) {
+  for (int64_t oh = 0; oh < g.OH; ++oh)
+    for (int64_t ow = 0; ow < g.OW; ++ow) first_taps[oh * g.OW + ow] = int32_t(oh * g.sH * g.W + ow * g.sW);
+}
+
+template <bool kWithIndex>
+void max_pool_plane_narrow(const PoolGeometry& g, const float* plane, const int32_t* first_taps, float* out,
+                           int64_t* idx) {
+  for_each_block(0, g.OH * g.OW, [&](int64_t q) {
+    const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first_taps + q));
+    __m256 best = _mm256_set1_ps(-__builtin_inff());
+    __m256i best_index = first;
+    bool first_tap = true;
+    for (int64_t i = 0; i < g.kH; ++i)
+      for (int64_t j = 0; j < g.kW; ++j) {
+        const __m256i tap = _mm256_add_epi32(first, _mm256_set1_epi32(int(i * g.dH * g.W + j * g.dW)));
+        const __m256 v = _mm256_i32gather_ps(plane, tap, 4);
+        if (first_tap) {
+          best = v;
+          first_tap = false;
+          continue;
+        }
+        const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        best = _mm256_blendv_ps(best, v, take);
+        if (kWithIndex)
+          best_index = _mm256_castps_si256(
+              _mm256_blendv_ps(_mm256_castsi256_ps(best_index), _mm256_castsi256_ps(tap), take));
+      }
+    _mm256_storeu_ps(out + q, best);
+    if (kWithIndex) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + q), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + q + 4),
+                          _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index, 1)));
+    }
+  });
+}
+
 void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* plane, float* out) {
   int64_t first, end;
   interior_columns(g, &first, &end);
@@ -377,10 +428,11 @@ void max_pool_plane_by_rows(const PoolGeometry& g, const float* plane, float* ou
 }  // namespace
 
 namespace {
-enum class MaxPath { with_index, plain_2x2, row_ring, blocks };
+enum class MaxPath { narrow, with_index, plain_2x2, row_ring, blocks };
 MaxPath max_path(const PoolGeometry& g, bool with_index) {
   int64_t first, end;
   interior_columns(g, &first, &end);
+  if (narrow_applies(g)) return MaxPath::narrow;
   if (with_index) return MaxPath::with_index;
   if (is_plain_2x2(g)) return MaxPath::plain_2x2;
   return rows_apply(g, first, end) ? MaxPath::row_ring : MaxPath::blocks;
@@ -388,8 +440,10 @@ MaxPath max_path(const PoolGeometry& g, bool with_index) {
 }  // namespace
 
 const char* max_pool2d_avx2_impl(const PoolGeometry& g, bool with_index) {
+  const MaxPath path = max_path(g, with_index);
+  if (path == MaxPath::narrow) return "avx2_narrow_gathered";
   if (g.sW > 2) return "avx2_rows_scalar_windows";
-  switch (max_path(g, with_index)) {
+  switch (path) {
     case MaxPath::plain_2x2: return "avx2_2x2";
     case MaxPath::row_ring: return "avx2_row_ring";
     default: return "avx2_rows";
@@ -403,10 +457,21 @@ void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float*
   interior_columns(g, &first, &end);
   const MaxPath path = max_path(g, idx != nullptr);
   float* ring = path == MaxPath::row_ring ? thread_scratch_of<float>(ScratchSlot::pool, size_t(g.kH * g.OW)) : nullptr;
+  int32_t* first_taps = nullptr;
+  if (path == MaxPath::narrow) {
+    first_taps = thread_scratch_of<int32_t>(ScratchSlot::pool, size_t(out_plane));
+    narrow_first_taps(g, first_taps);
+  }
   for (int64_t p = p0; p < p1; ++p) {
     const float* plane = x + p * in_plane;
     float* out = y + p * out_plane;
     switch (path) {
+      case MaxPath::narrow:
+        if (idx)
+          max_pool_plane_narrow<true>(g, plane, first_taps, out, idx + p * out_plane);
+        else
+          max_pool_plane_narrow<false>(g, plane, first_taps, out, nullptr);
+        break;
       case MaxPath::with_index: max_pool_plane<true>(g, plane, out, idx + p * out_plane); break;
       case MaxPath::plain_2x2: max_pool_plane_2x2(g, plane, out, end); break;
       case MaxPath::row_ring: max_pool_plane_by_rows(g, plane, out, ring, first, end); break;
