@@ -150,6 +150,14 @@ inline void max_window_with_index(const PoolGeometry& g, const float* plane, int
   *idx = best_index;
 }
 
+// The reference's rule for a tap after the first, in 8 lanes: it is taken where v > best or v is NaN,
+// and its index (tap) with it.
+inline void take_later_tap(__m256 v, __m256i tap, __m256* best, __m256i* best_index) {
+  const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, *best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  *best = _mm256_blendv_ps(*best, v, take);
+  *best_index = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(*best_index), _mm256_castsi256_ps(tap), take));
+}
+
 // 8 outputs with the flat index of each maximum: the reference's rule (v > best or v is NaN) per tap.
 inline void max_block_with_index(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow,
                                  __m256i lane_offsets, float* out, int64_t* idx) {
@@ -162,17 +170,13 @@ inline void max_block_with_index(const PoolGeometry& g, const float* plane, int6
     for (int64_t j = 0; j < g.kW; ++j) {
       const int64_t tap = ih * g.W + ow * g.sW - g.pW + j * g.dW;
       const __m256 v = load_strided(plane + tap, g.sW);
-      __m256 take;
+      const __m256i tap_index = _mm256_add_epi32(_mm256_set1_epi32(int(tap)), lane_offsets);
       if (first_tap) {
-        take = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        best = v, best_index = tap_index;
         first_tap = false;
       } else {
-        take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        take_later_tap(v, tap_index, &best, &best_index);
       }
-      best = _mm256_blendv_ps(best, v, take);
-      const __m256i tap_index = _mm256_add_epi32(_mm256_set1_epi32(int(tap)), lane_offsets);
-      best_index = _mm256_castps_si256(
-          _mm256_blendv_ps(_mm256_castsi256_ps(best_index), _mm256_castsi256_ps(tap_index), take));
     }
   }
   _mm256_storeu_ps(out, in_output_order(best, g.sW));
@@ -266,24 +270,13 @@ void max_pool_plane_narrow(const PoolGeometry& g, const float* plane, const int3
                            int64_t* idx) {
   for_each_block(0, g.OH * g.OW, [&](int64_t q) {
     const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first_taps + q));
-    __m256 best = _mm256_set1_ps(-__builtin_inff());
+    __m256 best = _mm256_i32gather_ps(plane, first, 4);  // the first tap is always inside: taken
     __m256i best_index = first;
-    bool first_tap = true;
-    for (int64_t i = 0; i < g.kH; ++i)
-      for (int64_t j = 0; j < g.kW; ++j) {
-        const __m256i tap = _mm256_add_epi32(first, _mm256_set1_epi32(int(i * g.dH * g.W + j * g.dW)));
-        const __m256 v = _mm256_i32gather_ps(plane, tap, 4);
-        if (first_tap) {
-          best = v;
-          first_tap = false;
-          continue;
-        }
-        const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        best = _mm256_blendv_ps(best, v, take);
-        if (kWithIndex)
-          best_index = _mm256_castps_si256(
-              _mm256_blendv_ps(_mm256_castsi256_ps(best_index), _mm256_castsi256_ps(tap), take));
-      }
+    for (int64_t t = 1; t < g.kH * g.kW; ++t) {
+      const int64_t i = t / g.kW, j = t % g.kW;
+      const __m256i tap = _mm256_add_epi32(first, _mm256_set1_epi32(int(i * g.dH * g.W + j * g.dW)));
+      take_later_tap(_mm256_i32gather_ps(plane, tap, 4), tap, &best, &best_index);
+    }
     _mm256_storeu_ps(out + q, best);
     if (kWithIndex) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + q), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index)));
