@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import rosenblatt
 from rosenblatt import kernels
 from conftest import assert_close
 
@@ -61,6 +62,35 @@ def test_gemm_alpha_beta_out(isa, rng, M, N, K, alpha, beta):
     returned = kernels.gemm(a, b, alpha=alpha, beta=beta, out=c)
     assert returned is c or np.shares_memory(returned, c)
     assert_close(c, expected, *tolerance(np.float32, K), "gemm out")
+
+
+# With more than one thread, products with a single A row block (M <= 144) or at most 16 B panels
+# (N <= 256) go to the balanced drivers, whose threads claim chunks of B panels or A rows at run
+# time, in sizes that shrink as the work runs out. Two and three threads give different chunk
+# sequences; trans_a makes A packed rather than read in place.
+BALANCED_SHAPES = [
+    (144, 1000, 300), (37, 700, 520),  # B-panel chunks, A packed whole, K blocks and a ragged rest
+    (64, 3136, 100), (50, 1000, 27),  # B-panel chunks in row sweeps (small K)
+    (100, 196, 600), (12, 200, 40),  # B-panel chunks with A in place, a thin last panel
+    (600, 49, 700), (145, 256, 300),  # A-row chunks, a thin last panel; one row past a single block
+    (1000, 20, 60), (500, 250, 257),  # A-row chunks in a row sweep; K a block and one
+]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("M,N,K", BALANCED_SHAPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_gemm_balanced_drivers(isa, rng, threads, M, N, K, trans_a):
+    a, b = operands(rng, M, N, K, trans_a, False, np.float32)
+    c = rng.standard_normal((M, N)).astype(np.float32)
+    expected = reference(a, b, trans_a, False, 0.5, -1.0, c)
+    before = rosenblatt.get_num_threads()
+    rosenblatt.set_num_threads(threads)
+    try:
+        kernels.gemm(a, b, trans_a=trans_a, alpha=0.5, beta=-1.0, out=c)
+    finally:
+        rosenblatt.set_num_threads(before)
+    assert_close(c, expected, *tolerance(np.float32, K), f"gemm {M}x{N}x{K} on {threads} threads")
 
 
 @pytest.mark.parametrize("layout", ["fortran", "negative", "sliced", "broadcast"])

@@ -383,12 +383,149 @@ inline void split_range(int64_t units, int64_t parts, int64_t k, int64_t* begin,
   *end = units * (k + 1) / parts;
 }
 
+// The tiles of C's rows [ic, ic + mc) x `group` packed B panels from column j0, over k rows [pc, pc + kc):
+// A's row panels are read in place or from packed_a (the panel of row ir at packed_a + ir * kc), and
+// panel q of the group lies at b_group + q * stride.
+// - At small K each tile does little arithmetic per C line it writes, and C's write streams decide
+//   the speed: a row sweep runs each A panel across the whole group (group in L2), so six rows of C
+//   are written left to right; B-panel-major order wrote 6-row by 64-byte pieces down a column
+//   strip, a cache miss per row. (64 x 50176 x 27, the im2col product of a 3-channel 3x3
+//   convolution: 2x faster; at K >= 256 sweeping measured -2..+4%.) Otherwise each B panel stays
+//   in L1 while the A panels pass.
+// - The last panel of N, when it has only a few valid columns and A is read in place, goes as
+//   vectors along k (see thin_tile).
+void run_tiles(int64_t ic, int64_t mc, int64_t j0, int64_t group, int64_t pc, int64_t kc, int64_t N, float alpha,
+               float beta, MatView<const float> A, bool a_in_place, const float* packed_a, const float* b_group,
+               int64_t stride, bool row_sweeps, MatView<float> C) {
+  alignas(32) float thin_columns[kThinMaxColumns * KC];
+  const int64_t last_columns = N - (j0 + (group - 1) * NR);
+  const bool thin_edge = a_in_place && last_columns <= kThinMaxColumns;
+  if (thin_edge) panel_columns(last_columns, kc, b_group + (group - 1) * stride, thin_columns);
+  auto tile = [&](int64_t q, int64_t ir) {
+    const int64_t j = j0 + q * NR, nr = min64(NR, N - j), mr = panel_rows(mc - ir);
+    float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
+    const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+    if (thin_edge && q == group - 1) {
+      thin_tile(mr, nr, kc, a_panel, A.rs, thin_columns, c_tile, C.rs, C.cs, alpha, beta);
+      return;
+    }
+    const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
+    kernel(kc, a_panel, A.rs, b_group + q * stride, NR, c_tile, C.rs, C.cs, alpha, beta, nr);
+  };
+  if (row_sweeps) {
+    for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
+      for (int64_t q = 0; q < group; ++q) tile(q, ir);
+  } else {
+    for (int64_t q = 0; q < group; ++q)
+      for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(q, ir);
+  }
+}
+
+// ---- balanced drivers: chunks claimed at run time ------------------------------------------
+//
+// When one operand is small (a block of A rows, or at most kInPlaceMaxPanels B panels), the threads
+// need not split C up front. Each thread prepares the small operand whole for itself (A packed or
+// read in place; B packed), then claims chunks of the other operand's panels from a shared counter
+// and computes each over all of K. A thread that the machine slows (on a shared host one vCPU at
+// times runs at 60% of the other's speed) claims fewer chunks, where a static split made the whole
+// product wait for it. Chunks shrink as the work runs out (guided), so the last ones are short.
+
+// Claims the next chunk of [0, total): about a (2 * team)-th of what is left, between `least` and
+// `most` units (fewer at the very end). Returns false when nothing is left.
+bool claim_chunk(int64_t* next, int64_t total, int team, int64_t least, int64_t most, int64_t* begin,
+                 int64_t* end) {
+  int64_t start = __atomic_load_n(next, __ATOMIC_RELAXED);
+  for (;;) {
+    if (start >= total) return false;
+    int64_t count = (total - start) / (2 * team);
+    count = count < least ? least : count > most ? most : count;
+    const int64_t stop = min64(total, start + count);
+    if (__atomic_compare_exchange_n(next, &start, stop, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+      *begin = start, *end = stop;
+      return true;
+    }
+  }
+}
+
+// M <= MC: chunks of B panels. Each thread packs all of A (a single row block) once, KC block by
+// KC block, unless it reads A in place; each chunk packs its B panels right before use, KC rows at
+// a time, so B is read from memory once overall.
+void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+                         float beta, MatView<float> C, int team) {
+  const int64_t panels = ceil_div(N, NR), k_blocks = ceil_div(K, KC);
+  const bool a_in_place = A.cs == 1 && panels <= kInPlaceMaxPanels;
+  const bool row_sweeps = K <= kRowSweepMaxK;
+  const int64_t chunk_max = row_sweeps ? kPanelGroup * KC / K : kPanelGroup;  // a row sweep's group fits L2
+  int64_t next_panel = 0;
+  run_team(team, [&](int) {
+    float* packed_a = nullptr;
+    if (!a_in_place) {
+      packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(k_blocks * MC * KC));
+      for (int64_t pc = 0; pc < K; pc += KC)
+        pack_a_block(M, min64(KC, K - pc), A.data + pc * A.cs, A.rs, A.cs, packed_a + pc / KC * MC * KC);
+    }
+    float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * chunk_max));
+    int64_t begin, end;
+    while (claim_chunk(&next_panel, panels, team, 1, chunk_max, &begin, &end)) {
+      const int64_t group = end - begin, j0 = begin * NR;
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = min64(KC, K - pc);
+        const int64_t stride = row_sweeps ? kc * NR : KC * NR;
+        pack_b_panels(group, min64(group * NR, N - j0), kc, B.data + pc * B.rs + j0 * B.cs, B.rs, B.cs, packed_b,
+                      stride);
+        if (pc + KC < K)  // ask for the next KC rows of these panels, to load while this block computes
+          for (int64_t q = 0; q < group; ++q) prefetch_b_panel(B, pc + KC, min64(KC, K - pc - KC), j0 + q * NR);
+        run_tiles(0, M, j0, group, pc, kc, N, alpha, pc == 0 ? beta : 1.0f, A, a_in_place,
+                  a_in_place ? nullptr : packed_a + pc / KC * MC * KC, packed_b, stride, row_sweeps, C);
+      }
+    }
+  });
+}
+
+// N <= kInPlaceMaxPanels * NR: chunks of A row panels. Each thread packs all of B once; each chunk
+// reads its A rows in place, or packs them KC columns at a time.
+void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
+                      float beta, MatView<float> C, int team) {
+  const int64_t panels = ceil_div(N, NR), row_units = ceil_div(M, MR);
+  const bool a_in_place = A.cs == 1;
+  const bool row_sweeps = K <= kRowSweepMaxK;
+  // The KC block of B from row pc starts at pc * panels * NR; its panels lie `stride` apart.
+  auto stride_of = [&](int64_t kc) { return row_sweeps ? kc * NR : KC * NR; };
+  int64_t next_unit = 0;
+  run_team(team, [&](int) {
+    float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(ceil_div(K, KC) * KC * NR * panels));
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = min64(KC, K - pc);
+      for (int64_t jp = 0; jp < panels; jp += kPackGroup) {
+        const int64_t group = min64(kPackGroup, panels - jp);
+        pack_b_panels(group, min64(group * NR, N - jp * NR), kc, B.data + pc * B.rs + jp * NR * B.cs, B.rs, B.cs,
+                      packed_b + pc * panels * NR + jp * stride_of(kc), stride_of(kc));
+      }
+    }
+    float* packed_a = a_in_place ? nullptr : thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
+    int64_t begin, end;
+    // Chunks of at least 4 row panels: each chunk reads all of B's packed panels from L2 per KC block.
+    while (claim_chunk(&next_unit, row_units, team, 4, MC / MR, &begin, &end)) {
+      const int64_t ic = begin * MR, mc = min64(M, end * MR) - ic;
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = min64(KC, K - pc);
+        if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
+        run_tiles(ic, mc, 0, panels, pc, kc, N, alpha, pc == 0 ? beta : 1.0f, A, a_in_place, packed_a,
+                  packed_b + pc * panels * NR, stride_of(kc), row_sweeps, C);
+      }
+    }
+  });
+}
+
 void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                    float beta, MatView<float> C, int nthreads) {
   const int64_t nc_max = min64(N, NC);
   // Thread grid tm x tn: of the splits that give every thread work, take the one whose
   // per-thread block has the smallest half-perimeter (least packing per flop).
   if (M * N * K < 65536) nthreads = 1;
+  if (nthreads > 1 && M <= MC) return sgemm_column_chunks(M, N, K, alpha, A, B, beta, C, nthreads);
+  if (nthreads > 1 && ceil_div(N, NR) <= kInPlaceMaxPanels)
+    return sgemm_row_chunks(M, N, K, alpha, A, B, beta, C, nthreads);
   int64_t tm = 1, tn = 1;
   double best_cost = -1.0;
   for (int64_t t = 1; t <= nthreads; ++t) {
@@ -411,11 +548,7 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
   //   OS deschedules on a busy machine never holds the other one up.
   const bool a_in_place = A.cs == 1 && ceil_div(ceil_div(nc_max, NR), tn) <= kInPlaceMaxPanels;
   const bool b_panelwise = ceil_div(ceil_div(M, MR), tm) * MR <= MC;
-  // - At small K each tile does little arithmetic per C line it writes, and C's write streams
-  //   decide the speed: a row sweep runs each A panel across a whole group of B panels (group in
-  //   L2), so six rows of C are written left to right; B-panel-major order wrote 6-row by 64-byte
-  //   pieces down a column strip, a cache miss per row. (64 x 50176 x 27, the im2col product of a
-  //   3-channel 3x3 convolution: 2x faster; at K >= 256 sweeping measured -2..+4%.)
+  // - At K <= kRowSweepMaxK the tiles go in row sweeps (see run_tiles).
   const bool row_sweeps = K <= kRowSweepMaxK;
 
   run_team(team, [&](int tid) {
@@ -424,7 +557,6 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
     const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
     float* packed_b =
         thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * (b_panelwise ? kPanelGroup : my_panels_max)));
-    alignas(32) float thin_columns[kThinMaxColumns * KC];
     int64_t row_unit_begin, row_unit_end;
     split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
     const int64_t row_end = min64(M, row_unit_end * MR);
@@ -464,28 +596,8 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
                 for (int64_t next = g0 + group; next < min64(g0 + 2 * group, panel_end); ++next)
                   prefetch_b_panel(B, pc, kc, jc + next * NR);
             }
-            // The last panel of N, when it has only a few valid columns, as vectors along k.
-            const int64_t last_columns = N - (j0 + (group - 1) * NR);
-            const bool thin_edge = a_in_place && last_columns <= kThinMaxColumns;
-            if (thin_edge) panel_columns(last_columns, kc, b_group + (group - 1) * stride, thin_columns);
-            auto tile = [&](int64_t q, int64_t ir) {
-              const int64_t j = j0 + q * NR, nr = min64(NR, N - j), mr = panel_rows(mc - ir);
-              float* c_tile = C.data + (ic + ir) * C.rs + j * C.cs;
-              const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-              if (thin_edge && q == group - 1) {
-                thin_tile(mr, nr, kc, a_panel, A.rs, thin_columns, c_tile, C.rs, C.cs, alpha, beta_here);
-                return;
-              }
-              const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
-              kernel(kc, a_panel, A.rs, b_group + q * stride, NR, c_tile, C.rs, C.cs, alpha, beta_here, nr);
-            };
-            if (row_sweeps) {
-              for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
-                for (int64_t q = 0; q < group; ++q) tile(q, ir);
-            } else {
-              for (int64_t q = 0; q < group; ++q)
-                for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(q, ir);
-            }
+            run_tiles(ic, mc, j0, group, pc, kc, N, alpha, beta_here, A, a_in_place, packed_a, b_group, stride,
+                      row_sweeps, C);
           }
         }
       }
