@@ -7,7 +7,8 @@
 //
 // At K <= 128 the two inner loops swap (a row sweep: one A panel across a group of B panels
 // held in L2), so C is written row by row. Threads split the C block as a tm x tn grid of row
-// ranges x panel ranges. Edge tiles need no padding: a ragged last B panel is zero-filled, a
+// ranges x panel ranges, except where one operand is small (a single A block, or at most 16 B
+// panels): there they claim chunks of the other operand at run time (the balanced drivers). Edge tiles need no padding: a ragged last B panel is zero-filled, a
 // block's last rows go in panels of fewer rows (panel_rows), and partial tiles are written
 // through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
 // skip packing (the direct paths).
