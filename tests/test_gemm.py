@@ -66,14 +66,17 @@ def test_gemm_alpha_beta_out(isa, rng, M, N, K, alpha, beta):
 
 # With more than one thread, products with a single A row block (M <= 144) or at most 16 B panels
 # (N <= 256) go to the balanced drivers, whose threads claim chunks of B panels or A rows at run
-# time, in sizes that shrink as the work runs out. Two and three threads give different chunk
-# sequences; trans_a makes A packed rather than read in place.
+# time, in sizes that shrink as the work runs out; larger ones split C statically, and a thread
+# out of work takes the others' last items (A block x B panels) with their packed B. Two and three
+# threads give different chunk sequences, and three threads on two cores make sure items are
+# taken from other threads; trans_a makes A packed rather than read in place.
 BALANCED_SHAPES = [
     (144, 1000, 300), (37, 700, 520),  # B-panel chunks, A packed whole, K blocks and a ragged rest
     (64, 3136, 100), (50, 1000, 27),  # B-panel chunks in row sweeps (small K)
     (100, 196, 600), (12, 200, 40),  # B-panel chunks with A in place, a thin last panel
     (600, 49, 700), (145, 256, 300),  # A-row chunks, a thin last panel; one row past a single block
     (1000, 20, 60), (500, 250, 257),  # A-row chunks in a row sweep; K a block and one
+    (300, 700, 530), (700, 300, 100), (150, 4200, 20),  # static split with taking; a row sweep; two NC blocks
 ]
 
 

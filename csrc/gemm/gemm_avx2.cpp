@@ -7,8 +7,9 @@
 //
 // At K <= 128 the two inner loops swap (a row sweep: one A panel across a group of B panels
 // held in L2), so C is written row by row. Threads split the C block as a tm x tn grid of row
-// ranges x panel ranges, except where one operand is small (a single A block, or at most 16 B
-// panels): there they claim chunks of the other operand at run time (the balanced drivers). Edge tiles need no padding: a ragged last B panel is zero-filled, a
+// ranges x panel ranges, and a thread out of work takes the others' last items; where one operand
+// is small (a single A block, or at most 16 B panels) they instead claim chunks of the other
+// operand at run time (the balanced drivers). Edge tiles need no padding: a ragged last B panel is zero-filled, a
 // block's last rows go in panels of fewer rows (panel_rows), and partial tiles are written
 // through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
 // skip packing (the direct paths).
@@ -518,6 +519,44 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
   });
 }
 
+// ---- work stealing in the static driver -------------------------------------------------
+//
+// Each thread owns a rectangle of C and its items (an A block x a chunk of B panels) for the current
+// K block, in order. It takes its own items from the front; when it has none left it takes the other
+// threads' from the back, using the B panels they packed. Items are counted in one word per thread
+// (first untaken in the low half, end in the high half), changed by compare-and-swap only.
+struct alignas(64) TeamShare {
+  const float* packed_b;  // the owner's packed B panels for the current K block
+  int64_t items;          // (end << 32) | next
+  int64_t ready_stage;    // the K block whose items and B panels are published
+};
+
+// Takes an item of `share`: the first untaken (front) or the last (back). False when none is left.
+bool take_item(TeamShare* share, bool front, int64_t* item) {
+  int64_t word = __atomic_load_n(&share->items, __ATOMIC_RELAXED);
+  for (;;) {
+    const int64_t next = word & 0xffffffff, end = word >> 32;
+    if (next >= end) return false;
+    const int64_t taken = front ? word + 1 : ((end - 1) << 32) | next;
+    if (__atomic_compare_exchange_n(&share->items, &word, taken, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+      *item = front ? next : end - 1;
+      return true;
+    }
+  }
+}
+
+// Runs thread `tid`'s own items of K block `stage`, then the others' untaken ones.
+template <typename RunItem>
+void take_items(TeamShare* shares, int tid, int team, int64_t stage, RunItem&& run_item) {
+  int64_t item;
+  while (take_item(&shares[tid], true, &item)) run_item(tid, item);
+  for (int step = 1; step < team; ++step) {
+    const int v = (tid + step) % team;
+    while (__atomic_load_n(&shares[v].ready_stage, __ATOMIC_ACQUIRE) != stage) _mm_pause();
+    while (take_item(&shares[v], false, &item)) run_item(v, item);
+  }
+}
+
 void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                    float beta, MatView<float> C, int nthreads) {
   const int64_t nc_max = min64(N, NC);
@@ -545,12 +584,24 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
   // - B is packed by each thread for itself: the panels it covers, once per KC block, or,
   //   when the thread covers a single A block, each panel right before its use (so it is
   //   read from memory once and then used from L1). Packing privately repeats a little
-  //   work when threads split M, but leaves no barrier in the loop: a thread that the
-  //   OS deschedules on a busy machine never holds the other one up.
+  //   work when threads split M.
   const bool a_in_place = A.cs == 1 && ceil_div(ceil_div(nc_max, NR), tn) <= kInPlaceMaxPanels;
   const bool b_panelwise = ceil_div(ceil_div(M, MR), tm) * MR <= MC;
   // - At K <= kRowSweepMaxK the tiles go in row sweeps (see run_tiles).
   const bool row_sweeps = K <= kRowSweepMaxK;
+  // - With B packed ahead of the A blocks, a thread that finishes its items of a K block early
+  //   takes the other threads' last ones (see take_items); a barrier then closes each K block.
+  const bool stealing = team > 1 && !b_panelwise;
+  TeamShare* const shares = stealing ? thread_scratch_of<TeamShare>(ScratchSlot::gemm_misc, size_t(team)) : nullptr;
+  for (int v = 0; stealing && v < team; ++v) shares[v].items = 0, shares[v].ready_stage = -1;
+  // The rows and panels (of the current NC block) of thread v.
+  auto rectangle_of = [&](int v, int64_t nc, int64_t* row_begin, int64_t* row_end, int64_t* panel_begin,
+                          int64_t* panel_end) {
+    int64_t unit_begin, unit_end;
+    split_range(ceil_div(M, MR), tm, v / tn, &unit_begin, &unit_end);
+    *row_begin = unit_begin * MR, *row_end = min64(M, unit_end * MR);
+    split_range(ceil_div(nc, NR), tn, v % tn, panel_begin, panel_end);
+  };
 
   run_team(team, [&](int tid) {
     const int64_t my_m = tid / tn, my_n = tid % tn;
@@ -561,13 +612,15 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
     int64_t row_unit_begin, row_unit_end;
     split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
     const int64_t row_end = min64(M, row_unit_end * MR);
+    if (stealing) shares[tid].packed_b = packed_b;
+    int64_t stage = 0;
 
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = min64(NC, N - jc);
       int64_t panel_begin, panel_end;
       split_range(ceil_div(nc, NR), tn, my_n, &panel_begin, &panel_end);
 
-      for (int64_t pc = 0; pc < K; pc += KC) {
+      for (int64_t pc = 0; pc < K; pc += KC, ++stage) {
         const int64_t kc = min64(KC, K - pc);
         const float beta_here = pc == 0 ? beta : 1.0f;
         // Packed B panels lie kc * NR floats apart in a row sweep (a group fills the space of
@@ -579,6 +632,36 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
             pack_b_panels(group, min64(group * NR, N - j), kc, B.data + pc * B.rs + j * B.cs, B.rs, B.cs,
                           packed_b + (jp - panel_begin) * stride, stride);
           }
+        if (stealing) {
+          // Items: (A block, chunk of B panels) of a thread's rectangle, A-block-major.
+          const int64_t chunk = row_sweeps ? kPanelGroup * KC / kc : 2 * kPanelGroup;
+          auto items_of = [&](int v, int64_t* chunks) {
+            int64_t rb, re, pb, pe;
+            rectangle_of(v, nc, &rb, &re, &pb, &pe);
+            *chunks = ceil_div(pe - pb, chunk);
+            return ceil_div(re - rb, MC) * *chunks;
+          };
+          int64_t held_owner = -1, held_block = -1;
+          auto run_item = [&](int v, int64_t item) {
+            int64_t rb, re, pb, pe, chunks;
+            rectangle_of(v, nc, &rb, &re, &pb, &pe);
+            items_of(v, &chunks);
+            const int64_t block = item / chunks, q0 = pb + item % chunks * chunk;
+            const int64_t ic = rb + block * MC, mc = min64(MC, re - ic);
+            if (!a_in_place && (v != held_owner || block != held_block)) {
+              pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
+              held_owner = v, held_block = block;
+            }
+            run_tiles(ic, mc, jc + q0 * NR, min64(chunk, pe - q0), pc, kc, N, alpha, beta_here, A, a_in_place,
+                      packed_a, shares[v].packed_b + (q0 - pb) * stride, stride, row_sweeps, C);
+          };
+          int64_t chunks;
+          __atomic_store_n(&shares[tid].items, items_of(tid, &chunks) << 32, __ATOMIC_RELAXED);
+          __atomic_store_n(&shares[tid].ready_stage, stage, __ATOMIC_RELEASE);
+          take_items(shares, tid, team, stage, run_item);
+#pragma omp barrier
+          continue;
+        }
 
         for (int64_t ic = row_unit_begin * MR; ic < row_end; ic += MC) {
           const int64_t mc = min64(MC, row_end - ic);
