@@ -37,6 +37,43 @@ def test_isa_environment_variable_forces_scalar():
     assert out.strip() == "scalar"
 
 
+# Asks for two threads where OpenMP may give fewer; prints the worst error of each kernel family
+# against a reference computed on one thread (or by NumPy).
+FEWER_THREADS = """
+import numpy as np, rosenblatt as rb
+from rosenblatt import kernels, nn, tensor
+import rosenblatt.nn.functional as F
+rng = np.random.default_rng(0)
+def run(threads, fn):
+    rb.set_num_threads(threads)
+    return fn()
+errors = []
+for M, N, K in [(64, 500, 300), (500, 64, 300), (300, 700, 530)]:  # column chunks, row chunks, static split
+    a, b = rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((K, N), dtype=np.float32)
+    errors.append(np.abs(run(2, lambda: kernels.gemm(a, b)) - a.astype(np.float64) @ b).max())
+for batch in (32, 4):  # steps split by batch rows, and by hidden units with a barrier per step
+    lstm = nn.LSTM(16, 32)
+    x = tensor(rng.standard_normal((5, batch, 16)).astype(np.float32))
+    outs = [run(t, lambda: lstm(x)[0].numpy()) for t in (2, 1)]
+    errors.append(np.abs(outs[0] - outs[1]).max())
+x = tensor(rng.standard_normal((2, 8, 20, 20)).astype(np.float32))
+w = tensor(rng.standard_normal((16, 8, 3, 3)).astype(np.float32))
+outs = [run(t, lambda: F.conv2d(x, w, padding=1).numpy()) for t in (2, 1)]
+errors.append(np.abs(outs[0] - outs[1]).max())
+print(max(errors))
+"""
+
+
+@pytest.mark.parametrize("omp_env", [{"OMP_THREAD_LIMIT": "1"}, {"OMP_DYNAMIC": "true"}])
+def test_fewer_threads_than_asked(omp_env):
+    """A team smaller than planned once left part of a GEMM unwritten (and would wait forever at a
+    barrier): kernels must plan with the threads OpenMP will really give."""
+    env = dict(os.environ, **omp_env)
+    out = subprocess.run([sys.executable, "-c", FEWER_THREADS], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert float(out.strip()) < 1e-3
+
+
 def test_set_isa_rejects_unknown():
     with pytest.raises(ValueError, match="set_isa"):
         _C.set_isa("avx512")

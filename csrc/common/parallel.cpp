@@ -8,6 +8,11 @@ int get_num_threads() { return omp_get_max_threads(); }
 
 void set_num_threads(int n) { omp_set_num_threads(n < 1 ? 1 : n); }
 
-int available_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+int available_threads() {
+  if (omp_in_parallel()) return 1;
+  omp_set_dynamic(0);
+  const int wanted = omp_get_max_threads(), limit = omp_get_thread_limit();
+  return wanted < limit ? wanted : limit;
+}
 
 }  // namespace rb

@@ -9,7 +9,11 @@ namespace rb {
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1
 // Threads a kernel may use right now: 1 when already inside a parallel region
-// (a conv or rnn kernel calling the GEMM from its own worker threads).
+// (a conv or rnn kernel calling the GEMM from its own worker threads), at most OMP_THREAD_LIMIT.
+// Kernels that split work by thread number (run_team, the recurrences' barriers) need exactly the
+// team they ask for, so this also turns off OpenMP's dynamic adjustment (OMP_DYNAMIC) for the
+// calling thread: with fewer threads than planned, a static split left part of C unwritten and a
+// barrier waited forever.
 int available_threads();
 
 // body(tid) on each thread of a team of `team`. A team of one runs on the calling thread without
