@@ -68,7 +68,7 @@ def test_gemm_alpha_beta_out(isa, rng, M, N, K, alpha, beta):
 # (N <= 256) go to the balanced drivers, whose threads claim chunks of B panels or A rows at run
 # time, in sizes that shrink as the work runs out; larger ones split C statically, and a thread
 # out of work takes the others' last items (A block x B panels) with their packed B. Two and three
-# threads give different chunk sequences, and three threads on two cores make sure items are
+# threads give different chunk sequences, and three threads on two cores almost always have items
 # taken from other threads; trans_a makes A packed rather than read in place.
 BALANCED_SHAPES = [
     (144, 1000, 300), (37, 700, 520),  # B-panel chunks, A packed whole, K blocks and a ragged rest

@@ -9,9 +9,9 @@
 // held in L2), so C is written row by row. Threads split the C block as a tm x tn grid of row
 // ranges x panel ranges, and a thread out of work takes the others' last items; where one operand
 // is small (a single A block, or at most 16 B panels) they instead claim chunks of the other
-// operand at run time (the balanced drivers). Edge tiles need no padding: a ragged last B panel is zero-filled, a
-// block's last rows go in panels of fewer rows (panel_rows), and partial tiles are written
-// through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
+// operand at run time (the balanced drivers). Edge tiles need no padding: a ragged last B panel
+// is zero-filled, a block's last rows go in panels of fewer rows (panel_rows), and partial tiles
+// are written through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
 // skip packing (the direct paths).
 //
 // This file is the only one compiled with -mavx2 -mfma for GEMM; it uses no standard
@@ -385,6 +385,12 @@ inline void split_range(int64_t units, int64_t parts, int64_t k, int64_t* begin,
   *end = units * (k + 1) / parts;
 }
 
+// Packed B panels of kc rows lie this many floats apart: kc * NR in a row sweep (a group of
+// row_sweep_panels fills the space of kPanelGroup panels of KC rows), KC * NR otherwise.
+inline int64_t panel_stride(bool row_sweeps, int64_t kc) { return row_sweeps ? kc * NR : KC * NR; }
+// Panels of kc rows that a row sweep runs each A panel across: the group fits L2.
+inline int64_t row_sweep_panels(int64_t kc) { return kPanelGroup * KC / kc; }
+
 // The tiles of C's rows [ic, ic + mc) x `group` packed B panels from column j0, over k rows [pc, pc + kc):
 // A's row panels are read in place or from packed_a (the panel of row ir at packed_a + ir * kc), and
 // panel q of the group lies at b_group + q * stride.
@@ -457,7 +463,7 @@ void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<c
   const int64_t panels = ceil_div(N, NR), k_blocks = ceil_div(K, KC);
   const bool a_in_place = A.cs == 1 && panels <= kInPlaceMaxPanels;
   const bool row_sweeps = K <= kRowSweepMaxK;
-  const int64_t chunk_max = row_sweeps ? kPanelGroup * KC / K : kPanelGroup;  // a row sweep's group fits L2
+  const int64_t chunk_max = row_sweeps ? row_sweep_panels(K) : kPanelGroup;
   int64_t next_panel = 0;
   run_team(team, [&](int) {
     float* packed_a = nullptr;
@@ -472,7 +478,7 @@ void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<c
       const int64_t group = end - begin, j0 = begin * NR;
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = min64(KC, K - pc);
-        const int64_t stride = row_sweeps ? kc * NR : KC * NR;
+        const int64_t stride = panel_stride(row_sweeps, kc);
         pack_b_panels(group, min64(group * NR, N - j0), kc, B.data + pc * B.rs + j0 * B.cs, B.rs, B.cs, packed_b,
                       stride);
         if (pc + KC < K)  // ask for the next KC rows of these panels, to load while this block computes
@@ -491,8 +497,7 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
   const int64_t panels = ceil_div(N, NR), row_units = ceil_div(M, MR);
   const bool a_in_place = A.cs == 1;
   const bool row_sweeps = K <= kRowSweepMaxK;
-  // The KC block of B from row pc starts at pc * panels * NR; its panels lie `stride` apart.
-  auto stride_of = [&](int64_t kc) { return row_sweeps ? kc * NR : KC * NR; };
+  // The KC block of B from row pc starts at pc * panels * NR; its panels lie panel_stride apart.
   int64_t next_unit = 0;
   run_team(team, [&](int) {
     float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(ceil_div(K, KC) * KC * NR * panels));
@@ -501,7 +506,7 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
       for (int64_t jp = 0; jp < panels; jp += kPackGroup) {
         const int64_t group = min64(kPackGroup, panels - jp);
         pack_b_panels(group, min64(group * NR, N - jp * NR), kc, B.data + pc * B.rs + jp * NR * B.cs, B.rs, B.cs,
-                      packed_b + pc * panels * NR + jp * stride_of(kc), stride_of(kc));
+                      packed_b + pc * panels * NR + jp * panel_stride(row_sweeps, kc), panel_stride(row_sweeps, kc));
       }
     }
     float* packed_a = a_in_place ? nullptr : thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
@@ -513,7 +518,7 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
         const int64_t kc = min64(KC, K - pc);
         if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
         run_tiles(ic, mc, 0, panels, pc, kc, N, alpha, pc == 0 ? beta : 1.0f, A, a_in_place, packed_a,
-                  packed_b + pc * panels * NR, stride_of(kc), row_sweeps, C);
+                  packed_b + pc * panels * NR, panel_stride(row_sweeps, kc), row_sweeps, C);
       }
     }
   });
@@ -559,13 +564,13 @@ void take_items(TeamShare* shares, int tid, int team, int64_t stage, RunItem&& r
 
 void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                    float beta, MatView<float> C, int nthreads) {
-  const int64_t nc_max = min64(N, NC);
-  // Thread grid tm x tn: of the splits that give every thread work, take the one whose
-  // per-thread block has the smallest half-perimeter (least packing per flop).
   if (M * N * K < 65536) nthreads = 1;
   if (nthreads > 1 && M <= MC) return sgemm_column_chunks(M, N, K, alpha, A, B, beta, C, nthreads);
   if (nthreads > 1 && ceil_div(N, NR) <= kInPlaceMaxPanels)
     return sgemm_row_chunks(M, N, K, alpha, A, B, beta, C, nthreads);
+  const int64_t nc_max = min64(N, NC);
+  // Thread grid tm x tn: of the splits that give every thread work, take the one whose
+  // per-thread block has the smallest half-perimeter (least packing per flop).
   int64_t tm = 1, tn = 1;
   double best_cost = -1.0;
   for (int64_t t = 1; t <= nthreads; ++t) {
@@ -604,28 +609,22 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
   };
 
   run_team(team, [&](int tid) {
-    const int64_t my_m = tid / tn, my_n = tid % tn;
     float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
     const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
     float* packed_b =
         thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * (b_panelwise ? kPanelGroup : my_panels_max)));
-    int64_t row_unit_begin, row_unit_end;
-    split_range(ceil_div(M, MR), tm, my_m, &row_unit_begin, &row_unit_end);
-    const int64_t row_end = min64(M, row_unit_end * MR);
     if (stealing) shares[tid].packed_b = packed_b;
     int64_t stage = 0;
 
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = min64(NC, N - jc);
-      int64_t panel_begin, panel_end;
-      split_range(ceil_div(nc, NR), tn, my_n, &panel_begin, &panel_end);
+      int64_t row_begin, row_end, panel_begin, panel_end;
+      rectangle_of(tid, nc, &row_begin, &row_end, &panel_begin, &panel_end);
 
       for (int64_t pc = 0; pc < K; pc += KC, ++stage) {
         const int64_t kc = min64(KC, K - pc);
         const float beta_here = pc == 0 ? beta : 1.0f;
-        // Packed B panels lie kc * NR floats apart in a row sweep (a group fills the space of
-        // kPanelGroup panels of KC rows), KC * NR otherwise.
-        const int64_t stride = row_sweeps ? kc * NR : KC * NR;
+        const int64_t stride = panel_stride(row_sweeps, kc);
         if (!b_panelwise)
           for (int64_t jp = panel_begin; jp < panel_end; jp += kPackGroup) {
             const int64_t group = min64(kPackGroup, panel_end - jp), j = jc + jp * NR;
@@ -634,18 +633,12 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
           }
         if (stealing) {
           // Items: (A block, chunk of B panels) of a thread's rectangle, A-block-major.
-          const int64_t chunk = row_sweeps ? kPanelGroup * KC / kc : 2 * kPanelGroup;
-          auto items_of = [&](int v, int64_t* chunks) {
-            int64_t rb, re, pb, pe;
-            rectangle_of(v, nc, &rb, &re, &pb, &pe);
-            *chunks = ceil_div(pe - pb, chunk);
-            return ceil_div(re - rb, MC) * *chunks;
-          };
+          const int64_t chunk = row_sweeps ? row_sweep_panels(kc) : 2 * kPanelGroup;
           int64_t held_owner = -1, held_block = -1;
           auto run_item = [&](int v, int64_t item) {
-            int64_t rb, re, pb, pe, chunks;
+            int64_t rb, re, pb, pe;
             rectangle_of(v, nc, &rb, &re, &pb, &pe);
-            items_of(v, &chunks);
+            const int64_t chunks = ceil_div(pe - pb, chunk);
             const int64_t block = item / chunks, q0 = pb + item % chunks * chunk;
             const int64_t ic = rb + block * MC, mc = min64(MC, re - ic);
             if (!a_in_place && (v != held_owner || block != held_block)) {
@@ -655,21 +648,21 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
             run_tiles(ic, mc, jc + q0 * NR, min64(chunk, pe - q0), pc, kc, N, alpha, beta_here, A, a_in_place,
                       packed_a, shares[v].packed_b + (q0 - pb) * stride, stride, row_sweeps, C);
           };
-          int64_t chunks;
-          __atomic_store_n(&shares[tid].items, items_of(tid, &chunks) << 32, __ATOMIC_RELAXED);
+          const int64_t items = ceil_div(row_end - row_begin, MC) * ceil_div(panel_end - panel_begin, chunk);
+          __atomic_store_n(&shares[tid].items, items << 32, __ATOMIC_RELAXED);
           __atomic_store_n(&shares[tid].ready_stage, stage, __ATOMIC_RELEASE);
           take_items(shares, tid, team, stage, run_item);
 #pragma omp barrier
           continue;
         }
 
-        for (int64_t ic = row_unit_begin * MR; ic < row_end; ic += MC) {
+        for (int64_t ic = row_begin; ic < row_end; ic += MC) {
           const int64_t mc = min64(MC, row_end - ic);
           if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
           // Panels go in groups (packed just before use at b_panelwise, all packed above otherwise);
           // a row sweep's group fits L2.
           const int64_t group_max =
-              row_sweeps ? kPanelGroup * KC / kc : b_panelwise ? kPanelGroup : panel_end - panel_begin;
+              row_sweeps ? row_sweep_panels(kc) : b_panelwise ? kPanelGroup : panel_end - panel_begin;
           for (int64_t g0 = panel_begin; g0 < panel_end; g0 += group_max) {
             const int64_t group = min64(group_max, panel_end - g0), j0 = jc + g0 * NR;
             float* const b_group = b_panelwise ? packed_b : packed_b + (g0 - panel_begin) * stride;
