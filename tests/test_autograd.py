@@ -86,6 +86,8 @@ CASES = [
     Case("expand", lambda lib, F, a: a.expand(2, 3, 4) * lib.arange(24.0).reshape(2, 3, 4), [(3, 1)]),
     # indexing and slicing
     Case("index_int", lambda lib, F, a: a[1] ** 2, [(3, 4)]),
+    Case("index_to_scalars", lambda lib, F, a: a[1, 2] * a[-1, 0] * 2.0, [(3, 4)]),  # 0-d products: NumPy scalars
+    Case("index_0d_bool_tensor", lambda lib, F, a: a[targets(lib, True)] ** 2 + a[targets(lib, False)].sum(), [(3, 4)]),
     Case("index_slices", lambda lib, F, a: a[1:, ::2] ** 2, [(4, 5)]),
     Case("index_negative_step",  # torch has no negative steps: flip is its equal
          lambda lib, F, a: (a[::-1] if lib is rosenblatt else a.flip(0))[:, 1:-1] * lib.arange(6.0).reshape(2, 3),

@@ -611,11 +611,12 @@ def _is_advanced(index) -> bool:
 
 def _integer_index(index):
     """Boolean masks replaced by their nonzero() positions, as NumPy defines them; np.add.at
-    then accumulates repeated integer indices."""
+    then accumulates repeated integer indices. A 0-d mask (x[tensor(True)]) has no positions and
+    stays: np.add.at takes it as x[True]."""
     parts = index if isinstance(index, tuple) else (index,)
     out = []
     for p in parts:
-        if isinstance(p, np.ndarray) and p.dtype == np.bool_:
+        if isinstance(p, np.ndarray) and p.dtype == np.bool_ and p.ndim:
             out.extend(np.nonzero(p))
         else:
             out.append(p)

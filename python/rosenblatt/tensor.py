@@ -284,6 +284,8 @@ class Tensor:
                     node.grad = Tensor(grad.copy()) if node.grad is None else Tensor(node.grad.data + grad)
                 continue
             _check_not_modified(node)
+            if isinstance(grad, np.generic):  # NumPy arithmetic on 0-d arrays gives scalars; the ops take arrays
+                grad = np.asarray(grad)
             parent_grads = node._backward(grad)
             for parent, parent_grad in zip(node._parents, parent_grads):
                 if parent_grad is None or not parent.requires_grad:
