@@ -292,6 +292,23 @@ def test_relu_and_clamp_gradients_at_the_kinks_match_torch():
         assert ours.grad.tolist() == theirs.grad.tolist()
 
 
+def test_clamp_with_tensor_bounds_gives_ties_to_the_input():
+    """At x == min or x == max the whole gradient goes to x (torch's rule, not maximum's even split); a bound
+    takes it only where it is the value; where min > max everything is max."""
+    x = rosenblatt.tensor([0.0, 1.0, 2.0, 3.0, 1.5], requires_grad=True)
+    low = rosenblatt.tensor([0.0, 2.0, 1.0, 1.0, 2.5], requires_grad=True)
+    high = rosenblatt.tensor([1.0, 3.0, 2.0, 2.0, 0.5], requires_grad=True)
+    rosenblatt.clamp(x, low, high).sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert low.grad.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert high.grad.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    torch = pytest.importorskip("torch")
+    tx, tlow, thigh = (torch.tensor(t.numpy(), requires_grad=True) for t in (x, low, high))
+    torch.clamp(tx, tlow, thigh).sum().backward()
+    for ours, theirs in ((x, tx), (low, tlow), (high, thigh)):
+        assert ours.grad.tolist() == theirs.grad.tolist()
+
+
 def test_shared_subgraph_accumulates_once_per_path():
     """y feeds two branches; x's gradient sums both paths through y (a diamond graph)."""
     x = rosenblatt.tensor([1.0, 2.0, 3.0], requires_grad=True)

@@ -855,8 +855,7 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
     if min is None and max is None:
         raise ValueError(f"clamp: at least one of min and max must be given (shape {x.shape})")
     if isinstance(min, Tensor) or isinstance(max, Tensor):  # tensor bounds: gradients to the bounds too
-        out = x if min is None else maximum(x, min)
-        return out if max is None else minimum(out, max)
+        return _clamp_tensor_bounds(x, min, max)
     float_bound = isinstance(min, float) or isinstance(max, float)
     dtype = float32 if float_bound and x.dtype.kind != "f" else x.dtype  # int tensor, float bound: float32
     out = np.clip(x.data, min, max).astype(dtype, copy=False)
@@ -866,6 +865,34 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
     if max is not None:
         inside = x.data <= max if inside is None else inside & (x.data <= max)
     return result(out, (x,), lambda g: (np.where(inside, g, 0),), "ClampBackward")
+
+
+def _clamp_tensor_bounds(x: Tensor, low, high) -> Tensor:
+    """clamp with tensor bounds. torch's gradient rule, not maximum/minimum's even split at ties: x takes
+    the gradient where low <= x <= high, low where x < low < high, high where x > high or high < low
+    (where the bounds cross, the result is high)."""
+    low = None if low is None else as_tensor(low, like=x)
+    high = None if high is None else as_tensor(high, like=x)
+    out = x if low is None else Tensor(_broadcast_op("clamp", np.maximum, x, low))
+    out = out if high is None else Tensor(_broadcast_op("clamp", np.minimum, out, high))
+
+    def backward(g):
+        inside = True
+        if low is not None:
+            inside = x.data >= low.data
+        if high is not None:
+            inside = inside & (x.data <= high.data)
+        grads = [unbroadcast(np.where(inside, g, 0), x.shape)]
+        if low is not None:
+            to_low = x.data < low.data if high is None else (x.data < low.data) & (low.data < high.data)
+            grads.append(unbroadcast(np.where(to_low, g, 0), low.shape))
+        if high is not None:
+            to_high = x.data > high.data if low is None else (x.data > high.data) | (high.data < low.data)
+            grads.append(unbroadcast(np.where(to_high, g, 0), high.shape))
+        return tuple(grads)
+
+    parents = (x,) + tuple(bound for bound in (low, high) if bound is not None)
+    return result(out.data, parents, backward, "ClampBackward")
 
 
 clip = clamp
