@@ -71,6 +71,9 @@ CASES = [
     Case("max_dim_keepdim", lambda lib, F, a: lib.max(a, 0, keepdim=True)[0], [(3, 4)]),
     Case("min_dim", lambda lib, F, a: a.min(-1).values, [(3, 5)]),
     Case("amax", lambda lib, F, a: lib.amax(a, (0, 2)), [(3, 4, 2)]),
+    Case("empty_dim_list_reduces_all", lambda lib, F, a: a.sum(()) + a.mean([]) + a.sum((), keepdim=True), [(2, 3)]),
+    Case("reductions_of_a_0d_tensor_along_dim", lambda lib, F, a: a.sum(0) * a.mean(-1, keepdim=True)
+         + lib.logsumexp(a, 0) * a.flip(0) + lib.amax(a, -1), [()]),
     Case("var", lambda lib, F, a: a.var(1), [(3, 5)]),
     Case("std_biased", lambda lib, F, a: a.std(0, unbiased=False, keepdim=True), [(4, 3)]),
     Case("logsumexp", lambda lib, F, a: lib.logsumexp(a * 30, 1), [(3, 5)]),

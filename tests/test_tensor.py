@@ -184,6 +184,22 @@ def test_shape_ops():
     assert x.T.shape == (4, 3, 2) and x[0].T.shape == (4, 3)
 
 
+def test_reduction_dims_follow_torch():
+    """An empty dim list reduces every dim, a 0-d tensor takes dim 0 and -1, argmax(keepdim=True) keeps every
+    dim, and a dim named twice is an error (sum((0, -3)) silently reduced dim 0 once)."""
+    a = np.arange(24.0).reshape(2, 3, 4) % 7
+    x = t(a)
+    assert x.sum(()).item() == a.sum() and x.mean([]).item() == a.mean() and x.var(()).item() == a.var(ddof=1)
+    assert x.sum((), keepdim=True).shape == (1, 1, 1) and rosenblatt.amax(x, ()).item() == a.max()
+    s = t(np.float64(2.5))
+    assert s.sum(0).item() == 2.5 and s.mean(-1, keepdim=True).shape == () and s.flip(0).item() == 2.5
+    assert x.argmax(keepdim=True).shape == (1, 1, 1) and x.argmax(keepdim=True).item() == a.argmax()
+    assert x.argmin().shape == () and x.argmin().item() == a.argmin()
+    for fn in (lambda: x.sum((0, -3)), lambda: x.mean([1, 1]), lambda: x.flip((2, -1))):
+        with pytest.raises(ValueError, match="more than once"):
+            fn()
+
+
 def test_setitem_and_inplace_ops_outside_autograd():
     x = rosenblatt.zeros(3, 4)
     x[1, 2:] = 5.0

@@ -90,11 +90,21 @@ def _dim(dim, ndim: int, op: str, shape=None) -> int:
 
 
 def _dims(dim, ndim: int, op: str, shape=None) -> tuple:
-    """Reduction dims as sorted non-negative axes; None means every dim."""
+    """Dims as sorted non-negative axes; None means every dim. A 0-d tensor accepts dim 0 and -1 and has
+    no axes; a dim named twice is an error, as torch."""
     if dim is None:
         return tuple(range(ndim))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    return tuple(sorted({_dim(d, ndim, op, shape) for d in dims}))
+    axes = [_dim(d, ndim, op, shape) for d in dims]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: dims {tuple(dims)} name a dim more than once (shape {shape})")
+    return tuple(sorted(axes)) if ndim else ()
+
+
+def _reduction_dims(dim, ndim: int, op: str, shape=None) -> tuple:
+    """_dims for sum, mean, var, std, amax, amin and logsumexp: an empty dim list means every dim, as torch
+    (flip and squeeze take it as no dim)."""
+    return _dims(None if isinstance(dim, (tuple, list)) and not dim else dim, ndim, op, shape)
 
 
 def _expand_reduced(g: np.ndarray, shape: tuple, axes: tuple, keepdim: bool) -> np.ndarray:
@@ -266,15 +276,15 @@ def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def _arg_extreme(x, dim, keepdim, fn, op):
-    if dim is None:
-        return Tensor(fn(x.data).astype(np.int64))
+    if dim is None:  # the flat index; keepdim keeps every dim with size 1, as torch
+        return Tensor(fn(x.data).astype(np.int64).reshape((1,) * x.ndim if keepdim else ()))
     axis = _dim(dim, x.ndim, op, x.shape)
     return Tensor(fn(x.data, axis=axis, keepdims=keepdim).astype(np.int64))
 
 
 # ---- reductions ------------------------------------------------------------------------------
 def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:  # noqa: A001 - torch's name
-    axes = _dims(dim, x.ndim, "sum", x.shape)
+    axes = _reduction_dims(dim, x.ndim, "sum", x.shape)
     data = x.data if dtype is None else x.data.astype(dtype)
     if data.dtype.kind in "biu":
         data = data.astype(np.int64, copy=False)  # torch sums bool and integers as int64
@@ -286,7 +296,7 @@ def mean(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     if dtype is None and x.dtype.kind not in "fc":
         raise TypeError(f"mean: input dtype must be floating point, got {x.dtype} (shape {x.shape}); "
                         "pass dtype= or convert with .float()")
-    axes = _dims(dim, x.ndim, "mean", x.shape)
+    axes = _reduction_dims(dim, x.ndim, "mean", x.shape)
     data = x.data if dtype is None else x.data.astype(dtype)
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
     with np.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing is NaN, as torch
@@ -302,7 +312,7 @@ def var(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False
     """Variance with Bessel's correction by default (correction=1), as torch.var."""
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
-    axes = _dims(dim, x.ndim, "var", x.shape)
+    axes = _reduction_dims(dim, x.ndim, "var", x.shape)
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
     centred = sub(x, mean(x, axes, keepdim=True))
     return div(sum(mul(centred, centred), axes, keepdim=keepdim), builtins.max(count - correction, 0))
@@ -329,11 +339,11 @@ def min(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's nam
 
 def amax(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     """The max over dims (all when dim=()); gradient shared evenly among ties, as torch.amax."""
-    return _extreme_all(x, None if dim == () else dim, keepdim, np.max, "amax")
+    return _extreme_all(x, dim, keepdim, np.max, "amax")
 
 
 def amin(x: Tensor, dim=(), keepdim: bool = False) -> Tensor:
-    return _extreme_all(x, None if dim == () else dim, keepdim, np.min, "amin")
+    return _extreme_all(x, dim, keepdim, np.min, "amin")
 
 
 def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, all_fn, op: str):
@@ -367,7 +377,7 @@ def _extreme(x: Tensor, dim, keepdim: bool, arg_fn, all_fn, op: str):
 
 
 def _extreme_all(x: Tensor, dim, keepdim: bool, fn, op: str) -> Tensor:
-    axes = _dims(dim, x.ndim, op, x.shape)
+    axes = _reduction_dims(dim, x.ndim, op, x.shape)
     try:
         out = fn(x.data, axis=axes, keepdims=keepdim)
     except ValueError:
@@ -383,7 +393,7 @@ def _extreme_all(x: Tensor, dim, keepdim: bool, fn, op: str) -> Tensor:
 
 def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over dims, stable for large inputs."""
-    axes = _dims(dim, x.ndim, "logsumexp", x.shape)
+    axes = _reduction_dims(dim, x.ndim, "logsumexp", x.shape)
     data = _float_data(x)
     shift = np.max(data, axis=axes, keepdims=True) if data.size else np.zeros((1,) * data.ndim, data.dtype)
     shift = np.where(np.isfinite(shift), shift, 0)
