@@ -280,6 +280,30 @@ def test_cross_entropy_with_every_target_ignored_is_nan_as_torch():
     assert math.isnan(ours) and math.isnan(theirs)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_every_target_ignored_gives_zero_gradients_not_nan(label_smoothing, weighted):
+    """'mean' over no targets is 0/0 = NaN, but the ignored elements take no gradient (torch gives zeros):
+    NaN gradients would poison the parameters on a batch that is all padding."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 2))
+    target = np.array([[-100, -100], [-100, -100]])
+    weight = np.array([0.5, 1.0, 2.0]) if weighted else None
+    ours = rosenblatt.tensor(x, requires_grad=True)
+    our_weight = None if weight is None else rosenblatt.tensor(weight)
+    loss = F.cross_entropy(ours, rosenblatt.tensor(target), weight=our_weight, label_smoothing=label_smoothing)
+    loss.backward()
+    assert math.isnan(loss.item())
+    assert ours.grad.tolist() == np.zeros_like(x).tolist()
+    nll_input = rosenblatt.tensor(x, requires_grad=True)
+    F.nll_loss(nll_input, rosenblatt.tensor(target)).backward()
+    assert nll_input.grad.tolist() == np.zeros_like(x).tolist()
+    torch = pytest.importorskip("torch")
+    theirs = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.cross_entropy(theirs, torch.tensor(target), weight=None if weight is None else
+                                      torch.tensor(weight), label_smoothing=label_smoothing).backward()
+    assert theirs.grad.tolist() == ours.grad.tolist()
+
+
 @pytest.mark.parametrize("fn,error,message", [
     (lambda x: F.cross_entropy(x, rosenblatt.tensor([0.0, 1.0, 1.0])), ValueError,
      r"^cross_entropy: probability targets .*\(3, 4\).*\(3,\)"),

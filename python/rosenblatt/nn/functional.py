@@ -124,7 +124,7 @@ def _nll(log_probs: Tensor, target: np.ndarray, weight, ignore_index: int, reduc
         total = element_weight.sum() if reduction == "mean" else 1
         with np.errstate(invalid="ignore", divide="ignore"):  # everything ignored: NaN, as torch
             out = losses.sum() / total
-            scale = element_weight / total
+            scale = np.where(valid, element_weight / total, 0)  # but ignored targets get no gradient, not NaN
 
     def backward(g):
         grad = np.zeros(scores.shape, dtype=scores.dtype)
@@ -164,7 +164,7 @@ def _device_nll(log_probs: Tensor, target, weight, ignore_index: int, reduction:
     else:
         total = element_weight.sum() if reduction == "mean" else 1
         out = losses.sum() / total
-        scale = element_weight / total
+        scale = np.where(valid, element_weight / total, 0)
 
     def backward(g):
         grad = np.where(picked_mask, np.expand_dims(-scale * g, 1), 0).astype(scores.dtype)
@@ -210,7 +210,9 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
     classes = input.shape[class_dim]
     weighted = log_probs if weight is None else ops.mul(log_probs, _class_column(as_tensor(weight), input.ndim))
     valid = target_data != ignore_index
-    smooth = ops.mul(ops.sum(weighted, class_dim), Tensor(np.where(valid, -1, 0).astype(input.dtype)))
+    # where, not a product with a 0/1 mask: when every target is ignored, 'mean' divides by zero and the
+    # infinite gradient must stop at the ignored elements, not become NaN
+    smooth = ops.where(Tensor(valid), ops.neg(ops.sum(weighted, class_dim)), 0.0)
     if reduction == "none":
         smooth_reduced = smooth
     elif reduction == "sum":
