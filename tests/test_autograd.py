@@ -141,6 +141,7 @@ CASES = [
     Case("softmax", lambda lib, F, a: F.softmax(a, 1), [(3, 4)]),
     Case("softmax_dim0_3d", lambda lib, F, a: F.softmax(a * 50, 0), [(3, 2, 2)]),
     Case("log_softmax", lambda lib, F, a: F.log_softmax(a, -1), [(3, 4)]),
+    Case("softmax_over_an_empty_dim", lambda lib, F, a: F.softmax(a, 0) + F.log_softmax(a, -2), [(0, 3)]),
     Case("log_softmax_large", lambda lib, F, a: F.log_softmax(a * 1000, 1), [(2, 3, 2)]),
     # matrix products in every torch form
     Case("matmul_1d_1d", lambda lib, F, a, b: a @ b, [(5,), (5,)]),

@@ -972,7 +972,7 @@ def softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
     if not isinstance(x.data, np.ndarray):
         return _device_softmax(x, axis, dtype, log=False)
     data = (x.data.astype(dtype) if dtype is not None else _float_data(x)).reshape(x.shape or (1,))
-    e = np.exp(data - data.max(axis=axis, keepdims=True))
+    e = np.exp(data - data.max(axis=axis, keepdims=True, initial=-np.inf))  # initial: a dim of size 0
     out = (e / e.sum(axis=axis, keepdims=True)).reshape(x.shape)
 
     def backward(g):
@@ -986,7 +986,7 @@ def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
     if not isinstance(x.data, np.ndarray):
         return _device_softmax(x, axis, dtype, log=True)
     data = (x.data.astype(dtype) if dtype is not None else _float_data(x)).reshape(x.shape or (1,))
-    shifted = data - data.max(axis=axis, keepdims=True)
+    shifted = data - data.max(axis=axis, keepdims=True, initial=-np.inf)
     out = (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).reshape(x.shape)
 
     def backward(g):
