@@ -115,6 +115,29 @@ def test_mixed_dtype_promotion_matches_torch():
                 assert str(theirs) == f"torch.{ours}", (left, left_shape, right, right_shape)
 
 
+def test_cat_and_stack_promote_dtypes_as_torch():
+    """NumPy joins float32 with int64 as float64; torch keeps float32 (the float category wins)."""
+    dtypes = ["bool", "int32", "int64", "float32", "float64"]
+    expected = {("bool", "int32"): "int32", ("int32", "int64"): "int64", ("int64", "float32"): "float32",
+                ("int32", "float32"): "float32", ("bool", "float32"): "float32", ("float32", "float64"): "float64"}
+    torch = None
+    try:
+        import torch
+    except ImportError:
+        pass
+    for left in dtypes:
+        for right in dtypes:
+            a, b = np.ones((2, 3), left), np.zeros((2, 3), right)
+            joined = rosenblatt.cat([t(a), t(b)], -1), rosenblatt.stack([t(a), t(b)], -1)
+            reference = expected.get((left, right)) or expected.get((right, left)) or str(np.result_type(a, b))
+            for ours, numpy_fn in zip(joined, (np.concatenate, np.stack)):
+                assert str(ours.dtype) == reference, (left, right)
+                assert_close(ours.numpy(), numpy_fn([a, b], -1).astype(np.float64), atol=0, rtol=0)
+            if torch is not None:
+                theirs = torch.cat([torch.tensor(a), torch.tensor(b)], -1).dtype
+                assert str(theirs) == f"torch.{joined[0].dtype}", (left, right)
+
+
 def test_comparisons_give_bool_tensors_without_grad():
     x = rosenblatt.tensor([1.0, 2.0, 3.0], requires_grad=True)
     mask = x > 1.5

@@ -726,13 +726,21 @@ def masked_fill(x: Tensor, mask, value) -> Tensor:
 
 
 # ---- joining -----------------------------------------------------------------------------------
+def _joined_data(tensors) -> list:
+    """The arrays of cat's and stack's inputs in torch's promoted dtype: the highest category wins, then the
+    widest dtype within it (NumPy alone would make float32 joined with int64 float64)."""
+    top = builtins.max(_KIND_CATEGORY.get(t.dtype.kind, 3) for t in tensors)
+    common = np.result_type(*[t.dtype for t in tensors if _KIND_CATEGORY.get(t.dtype.kind, 3) == top])
+    return [t.data.astype(common, copy=False) for t in tensors]
+
+
 def cat(tensors, dim: int = 0) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
     axis = _dim(dim, tensors[0].ndim, "cat", tensors[0].shape)
     try:
-        out = np.concatenate([t.data for t in tensors], axis=axis)
+        out = np.concatenate(_joined_data(tensors), axis=axis)
     except ValueError:
         _check_same_device("cat", *tensors)
         raise ValueError(f"cat: shapes {[t.shape for t in tensors]} cannot be concatenated along dim {dim}") from None
@@ -752,7 +760,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
     if not -tensors[0].ndim - 1 <= dim <= tensors[0].ndim:
         raise IndexError(f"stack: dim {dim} is out of range for tensors of shape {tensors[0].shape}")
     axis = dim % (tensors[0].ndim + 1)
-    out = np.stack([t.data for t in tensors], axis=axis)
+    out = np.stack(_joined_data(tensors), axis=axis)
     return result(out, tuple(tensors), lambda g: tuple(np.moveaxis(g, axis, 0)), "StackBackward")
 
 
