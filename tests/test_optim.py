@@ -302,6 +302,31 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm, rng):
         assert_close(a.grad.data, b.grad.numpy(), atol=1e-6, rtol=1e-5, what="clipped grad")
 
 
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])
+def test_clip_grad_norm_of_float64_gradients_stays_float64(norm_type, rng):
+    """The total norm and the scale were rounded to float32 whatever the gradients' dtype (errors of 1e-7
+    in a float64 model's gradients); torch keeps the gradients' dtype."""
+    grads = [3 * rng.standard_normal(shape) for shape in SHAPES]
+    ours = [Parameter(np.zeros(s)) for s in SHAPES]
+    for p, g in zip(ours, grads):
+        p.grad = Tensor(np.array(g))
+    total = nn.utils.clip_grad_norm_(ours, 0.5, norm_type=norm_type)
+    flat = np.concatenate([g.ravel() for g in grads])
+    expected = np.max(np.abs(flat)) if norm_type == math.inf else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
+    assert total.dtype == np.float64
+    assert_close(total.data, expected, atol=0, rtol=1e-14, what="total norm")
+    for p, g in zip(ours, grads):
+        assert_close(p.grad.data, g * (0.5 / (expected + 1e-6)), atol=0, rtol=1e-14, what="clipped grad")
+    torch = pytest.importorskip("torch")
+    theirs = [torch.nn.Parameter(torch.zeros(s, dtype=torch.float64)) for s in SHAPES]
+    for p, g in zip(theirs, grads):
+        p.grad = torch.tensor(g)
+    reference = torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
+    assert_close(total.data, reference.numpy(), atol=0, rtol=1e-14, what="total norm vs torch")
+    for a, b in zip(ours, theirs):
+        assert_close(a.grad.data, b.grad.numpy(), atol=0, rtol=1e-14, what="clipped grad vs torch")
+
+
 def test_clip_grad_norm_bounds_the_norm(rng):
     params = [Parameter(np.zeros(s, np.float32)) for s in SHAPES]
     for p in params:

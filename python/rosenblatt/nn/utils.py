@@ -32,29 +32,32 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not grads:
         return Tensor(np.zeros((), np.float32))
+    # torch computes the norm, and the scale, in the gradients' dtype: float32 would round a float64 model's
+    dtype = functools.reduce(np.promote_types, [g.dtype for g in grads])
     if not isinstance(grads[0], np.ndarray):
-        return _clip_grad_norm_on_device(grads, max_norm, norm_type, error_if_nonfinite)
+        return _clip_grad_norm_on_device(grads, max_norm, norm_type, error_if_nonfinite, dtype)
     # The norm of the per-tensor norms is the norm of all entries together.
     if norm_type == math.inf:
-        norms = [np.max(np.abs(g)) if g.size else np.float32(0) for g in grads]
+        norms = [np.max(np.abs(g)) if g.size else dtype.type(0) for g in grads]
         total = np.max(norms)
     elif norm_type > 0:
         norms = np.array([np.linalg.norm(g.ravel(), ord=norm_type) for g in grads])
         total = np.linalg.norm(norms, ord=norm_type)
     else:
         raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
-    total = np.float32(total)
+    total = dtype.type(total)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
                            f"{total}, so they cannot be clipped; set error_if_nonfinite=False to skip this check")
     # torch multiplies by the clamped coefficient unconditionally (a no-op scale of 1 when within bounds)
-    scale = np.float32(min(max_norm / (float(total) + 1e-6), 1.0))
+    scale = dtype.type(min(max_norm / (float(total) + 1e-6), 1.0))
     for g in grads:
         g *= scale
-    return Tensor(np.asarray(total, dtype=np.float32))
+    return Tensor(np.asarray(total, dtype=dtype))
 
 
-def _clip_grad_norm_on_device(grads, max_norm: float, norm_type: float, error_if_nonfinite: bool) -> Tensor:
+def _clip_grad_norm_on_device(grads, max_norm: float, norm_type: float, error_if_nonfinite: bool,
+                              dtype: np.dtype) -> Tensor:
     """clip_grad_norm_ for gradients on a device: the per-tensor parts are reduced there and one number,
     the total norm, comes back to the host (the CPU path needs it too, for the scale)."""
     for g in grads:
@@ -67,14 +70,14 @@ def _clip_grad_norm_on_device(grads, max_norm: float, norm_type: float, error_if
         total = float(functools.reduce(np.add, parts)) ** (1.0 / norm_type) if parts else 0.0
     else:
         raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
-    total = float(np.float32(total))
+    total = float(dtype.type(total))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
                            f"{total}, so they cannot be clipped; set error_if_nonfinite=False to skip this check")
-    scale = float(np.float32(min(max_norm / (total + 1e-6), 1.0)))
+    scale = float(dtype.type(min(max_norm / (total + 1e-6), 1.0)))
     for g in grads:
         g *= scale
-    return Tensor(_device.full((), total, np.float32, grads[0]))
+    return Tensor(_device.full((), total, dtype, grads[0]))
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
