@@ -995,7 +995,8 @@ def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
         return _device_softmax(x, axis, dtype, log=True)
     data = (x.data.astype(dtype) if dtype is not None else _float_data(x)).reshape(x.shape or (1,))
     shifted = data - data.max(axis=axis, keepdims=True, initial=-np.inf)
-    out = (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).reshape(x.shape)
+    with np.errstate(divide="ignore"):  # a dim of size 0 sums to 0; its log meets no element
+        out = (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).reshape(x.shape)
 
     def backward(g):
         return (g - np.exp(out) * g.sum(axis=axis if x.ndim else None, keepdims=True),)
