@@ -1,0 +1,114 @@
+"""Compare two builds of rosenblatt's kernels in one process, call by call (a developer's tool).
+
+    python bench/ab_builds.py OLD_PACKAGE_DIR NEW_PACKAGE_DIR [--threads=2] [--seconds=6] CASE...
+
+Each PACKAGE_DIR is a directory holding a built `rosenblatt/_C*.so` (say a copy of `python/` taken
+before a change). CASE is `gemm:M,N,K` or `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
+and backward kernels). Both extension modules are loaded side by side and their samples alternate
+(old, new, old, new, ... about 20 ms each), so each pair of samples sees the same load on the
+machine. On a shared host the speed of a CPU drifts by tens of percent over seconds to minutes:
+separate runs of each build (or separate processes) then measure the drift more than the change.
+
+Prints, per case, each build's median speed and the median of the paired ratios old time / new time
+(> 1: the new build is faster) with its quartiles.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def load_build(package_dir: str, tag: str):
+    paths = glob.glob(f"{package_dir}/rosenblatt/_C*.so")
+    if not paths:
+        raise SystemExit(f"ab_builds: no rosenblatt/_C*.so under {package_dir}")
+    spec = importlib.util.spec_from_file_location(f"rosenblatt_{tag}._C", paths[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gemm_case(dims, rng):
+    M, N, K = dims
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    b = rng.standard_normal((K, N), dtype=np.float32)
+    c = np.empty((M, N), np.float32)
+    return 2.0 * M * N * K, lambda C: C.gemm(a, b, False, False, 1.0, 0.0, c)
+
+
+def recurrent_case(cell, dims, rng):
+    T, B, I, H = dims
+    G = 4 if cell == "lstm" else 3
+
+    def draw(*shape):
+        return (0.1 * rng.standard_normal(shape)).astype(np.float32)
+
+    x, h0, c0 = draw(T, B, I), draw(B, H), draw(B, H) if cell == "lstm" else None
+    w_ih, w_hh, b_ih, b_hh = draw(G * H, I), draw(G * H, H), draw(G * H), draw(G * H)
+    dy, dh_n, dc_n = draw(T, B, H), draw(B, H), draw(B, H) if cell == "lstm" else None
+
+    def forward_backward(C):
+        _, _, _, saved = C.rnn_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, False, True, None)
+        C.rnn_backward(cell, x, w_ih, w_hh, True, None, False, True, saved, dy, dh_n, dc_n, 0.0, None)
+
+    return 3 * 2.0 * T * B * G * H * (I + H), forward_backward  # forward + twice that in backward
+
+
+def make_case(spec: str, rng):
+    kind, _, numbers = spec.partition(":")
+    dims = tuple(int(v) for v in numbers.split(","))
+    if kind == "gemm" and len(dims) == 3:
+        return gemm_case(dims, rng)
+    if kind in ("lstm", "gru") and len(dims) == 4:
+        return recurrent_case(kind, dims, rng)
+    raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H or gru:T,B,I,H")
+
+
+def paired_samples(builds, run, seconds: float):
+    """Seconds per call of each build, in alternating samples of about 20 ms."""
+    repeats = []
+    for C in builds:
+        for _ in range(2):
+            run(C)
+        start = time.perf_counter()
+        run(C)
+        repeats.append(max(1, int(0.02 / max(time.perf_counter() - start, 1e-9))))
+    samples = [[] for _ in builds]
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        for C, count, bucket in zip(builds, repeats, samples):
+            start = time.perf_counter()
+            for _ in range(count):
+                run(C)
+            bucket.append((time.perf_counter() - start) / count)
+    return samples
+
+
+def main(argv) -> None:
+    options = {a.split("=")[0]: a.split("=")[1] for a in argv if a.startswith("--")}
+    positional = [a for a in argv if not a.startswith("--")]
+    if len(positional) < 3:
+        raise SystemExit(__doc__)
+    threads, seconds = int(options.get("--threads", 2)), float(options.get("--seconds", 6))
+    builds = [load_build(positional[0], "old"), load_build(positional[1], "new")]
+    for C in builds:
+        C.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    print(f"old {positional[0]}, new {positional[1]}; {threads} thread(s), {seconds:g} s per case")
+    for spec in positional[2:]:
+        flop, run = make_case(spec, rng)
+        old, new = paired_samples(builds, run, seconds)
+        ratios = [o / n for o, n in zip(old, new)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        print(f"{spec:24s} pairs {len(ratios):4d}  old {flop / statistics.median(old) / 1e9:7.1f} GFLOP/s  "
+              f"new {flop / statistics.median(new) / 1e9:7.1f} GFLOP/s  old/new time {statistics.median(ratios):.3f} "
+              f"[quartiles {q1:.3f} {q3:.3f}]", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
