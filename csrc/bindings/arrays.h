@@ -39,6 +39,20 @@ bool may_overlap(const py::array& a, const py::array& b);
 void check_out(const py::array& out, const py::dtype& dtype, const std::vector<int64_t>& shape,
                const std::vector<const py::array*>& inputs, const char* op);
 
+// `a` as a C-contiguous array of T: `a` itself when it already is one, else a copy. numpy's copy can fail
+// (a broadcast view far larger than memory); that is a MemoryError naming the op, where pybind11's
+// ensure() would hand back a null array for the kernel to dereference.
+template <typename T>
+py::array_t<T, py::array::c_style> c_contiguous(const py::array& a, const char* op, const char* name) {
+  auto result = py::array_t<T, py::array::c_style>::ensure(a);
+  if (!result) {
+    PyErr_SetString(PyExc_MemoryError, cat(op, ": cannot make a contiguous copy of ", name, " of shape ",
+                                           shape_str(shape_of(a)), " (", a.nbytes(), " bytes)").c_str());
+    throw py::error_already_set();
+  }
+  return result;
+}
+
 // A new C-contiguous array of `shape`, its memory recycled from arrays of the same byte size that
 // have been freed. For the large per-call results of a training step (an LSTM's saved activations
 // are tens of MB): malloc maps each of them fresh and the kernel zeroes it page by page at every

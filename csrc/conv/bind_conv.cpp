@@ -39,10 +39,6 @@ py::array require_4d(py::handle obj, const char* op, const char* name) {
 }
 
 template <typename T>
-py::array contiguous(const py::array& a) {
-  return py::array_t<T, py::array::c_style>::ensure(a);
-}
-template <typename T>
 const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
 template <typename T>
 T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
@@ -97,13 +93,14 @@ void check_bias(const py::object& bias, const char* op, int64_t O, const py::arr
 
 template <typename T>
 py::array forward_typed(const py::array& x_in, const py::array& w_in, const py::object& bias_obj, const ConvGeometry& g) {
-  py::array x = contiguous<T>(x_in), w = contiguous<T>(w_in), b;
-  if (!bias_obj.is_none()) b = contiguous<T>(py::reinterpret_borrow<py::array>(bias_obj));
+  const char* op = "conv2d";
+  py::array x = c_contiguous<T>(x_in, op, "input"), w = c_contiguous<T>(w_in, op, "weight"), b;
+  if (!bias_obj.is_none()) b = c_contiguous<T>(py::reinterpret_borrow<py::array>(bias_obj), op, "bias");
   py::array y = py::array_t<T>({g.N, g.O, g.OH, g.OW});
   const T* bias = bias_obj.is_none() ? nullptr : cptr<T>(b);
   T* out = mptr<T>(y);
   py::gil_scoped_release release;
-  conv2d_forward<T>(g, cptr<T>(x), cptr<T>(w), bias, out, "conv2d");
+  conv2d_forward<T>(g, cptr<T>(x), cptr<T>(w), bias, out, op);
   return y;
 }
 
@@ -119,7 +116,7 @@ py::array conv2d_forward_entry(py::handle x_obj, py::handle w_obj, py::object bi
 
 template <typename T>
 py::array backward_data_typed(const py::array& dy_in, const py::array& w_in, const ConvGeometry& g, const char* op) {
-  py::array dy = contiguous<T>(dy_in), w = contiguous<T>(w_in);
+  py::array dy = c_contiguous<T>(dy_in, op, "grad_output"), w = c_contiguous<T>(w_in, op, "weight");
   py::array dx = py::array_t<T>({g.N, g.C, g.H, g.W});
   T* out = mptr<T>(dx);
   py::gil_scoped_release release;
@@ -151,11 +148,12 @@ py::array conv2d_backward_data_entry(py::handle dy_obj, py::handle w_obj, Pair i
 
 template <typename T>
 py::array backward_weight_typed(const py::array& x_in, const py::array& dy_in, const ConvGeometry& g) {
-  py::array x = contiguous<T>(x_in), dy = contiguous<T>(dy_in);
+  const char* op = "conv2d_backward_weight";
+  py::array x = c_contiguous<T>(x_in, op, "input"), dy = c_contiguous<T>(dy_in, op, "grad_output");
   py::array dw = py::array_t<T>({g.O, g.c_per_group(), g.kH, g.kW});
   T* out = mptr<T>(dw);
   py::gil_scoped_release release;
-  conv2d_backward_weight<T>(g, cptr<T>(x), cptr<T>(dy), out, "conv2d_backward_weight");
+  conv2d_backward_weight<T>(g, cptr<T>(x), cptr<T>(dy), out, op);
   return dw;
 }
 
@@ -177,7 +175,7 @@ py::array conv2d_backward_weight_entry(py::handle x_obj, py::handle dy_obj, Pair
 
 template <typename T>
 py::array backward_bias_typed(const py::array& dy_in) {
-  py::array dy = contiguous<T>(dy_in);
+  py::array dy = c_contiguous<T>(dy_in, "conv2d_backward_bias", "grad_output");
   ConvGeometry g{dy.shape(0), 0, 0, 0, dy.shape(1), 1, 1, dy.shape(2), dy.shape(3), 1, 1, 0, 0, 1, 1, 1};
   py::array db = py::array_t<T>({g.O});
   T* out = mptr<T>(db);
@@ -234,7 +232,7 @@ py::array conv_transpose2d_forward_entry(py::handle x_obj, py::handle w_obj, py:
 
 template <typename T>
 py::array unfold_typed(const py::array& x_in, const ConvGeometry& g) {
-  py::array x = contiguous<T>(x_in);
+  py::array x = c_contiguous<T>(x_in, "unfold", "input");
   const int64_t rows = g.C * g.taps(), L = g.OH * g.OW;
   py::array cols = py::array_t<T>({g.N, rows, L});
   const T* src = cptr<T>(x);
@@ -255,7 +253,7 @@ py::array im2col_entry(py::handle x_obj, Pair kernel, Pair stride, Pair padding,
 
 template <typename T>
 py::array fold_typed(const py::array& cols_in, const ConvGeometry& g) {
-  py::array cols = contiguous<T>(cols_in);
+  py::array cols = c_contiguous<T>(cols_in, "fold", "input");
   const int64_t rows = g.C * g.taps(), L = g.OH * g.OW, plane = g.C * g.H * g.W;
   py::array x = py::array_t<T>({g.N, g.C, g.H, g.W});
   const T* src = cptr<T>(cols);

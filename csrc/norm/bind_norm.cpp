@@ -46,7 +46,7 @@ std::optional<py::array_t<T>> channel_array(py::handle obj, const py::array& x, 
       value_error(op, ": ", name, " must be contiguous; it is updated in place in training");
     return py::array_t<T>(a);  // same memory
   }
-  return py::array_t<T, py::array::c_style>::ensure(a);
+  return c_contiguous<T>(a, op, name);
 }
 
 template <typename T>
@@ -69,7 +69,7 @@ py::tuple forward_typed(const py::array& x_in, py::handle weight, py::handle bia
                 ")");
   if (training && rm && rv && may_overlap(*rm, *rv))
     value_error(op, ": running_mean and running_var share memory");
-  const auto x = py::array_t<T, py::array::c_style>::ensure(x_in);
+  const auto x = c_contiguous<T>(x_in, op, "x");
   py::array_t<T> y(shape_of(x_in)), save_mean(s.C), save_invstd(s.C);
   BatchNormForward<T> a{s.N, s.C, s.L, x.data(), data_or_null(w), data_or_null(b),
                         rm ? rm->mutable_data() : nullptr, rv ? rv->mutable_data() : nullptr, training, momentum, eps,
@@ -102,8 +102,8 @@ py::tuple backward_typed(const py::array& grad_in, const py::array& x_in, py::ha
   const auto mean = channel_array<T>(save_mean, x_in, s.C, op, "save_mean");
   const auto invstd = channel_array<T>(save_invstd, x_in, s.C, op, "save_invstd");
   if (!mean || !invstd) value_error(op, ": save_mean and save_invstd are required");
-  const auto g = py::array_t<T, py::array::c_style>::ensure(grad_in);
-  const auto x = py::array_t<T, py::array::c_style>::ensure(x_in);
+  const auto g = c_contiguous<T>(grad_in, op, "grad");
+  const auto x = c_contiguous<T>(x_in, op, "x");
   py::array_t<T> dx(shape_of(x_in)), dweight(s.C), dbias(s.C);
   BatchNormBackward<T> a{s.N, s.C, s.L, g.data(), x.data(), data_or_null(w), mean->data(), invstd->data(),
                          training, dx.mutable_data(), dweight.mutable_data(), dbias.mutable_data()};

@@ -40,15 +40,10 @@ void check_same_dtype(const char* op, const py::array& a, const char* a_name, co
                              ") but ", a_name, " has ", dtype_name(a)));
 }
 
-template <typename T>
-py::array contiguous(const py::array& a) {
-  return py::array_t<T, py::array::c_style>::ensure(a);
-}
-
 py::array contiguous_index(const py::array& a, const char* op) {
   if (!has_dtype<int64_t>(a))
     throw py::type_error(cat(op, ": indices must be int64, got ", dtype_name(a), " (shape ", shape_str(shape_of(a)), ")"));
-  return py::array_t<int64_t, py::array::c_style>::ensure(a);
+  return c_contiguous<int64_t>(a, op, "indices");
 }
 
 // torch's pooling_output_shape: floor (or ceil) division, and a ceil-mode window must start inside the image or left padding.
@@ -86,7 +81,7 @@ PoolGeometry window_geometry(const char* op, const std::vector<int64_t>& xs, con
 
 template <typename T>
 py::tuple max_forward_typed(const py::array& x_in, const PoolGeometry& g, bool with_indices, bool adaptive) {
-  py::array x = contiguous<T>(x_in);
+  py::array x = c_contiguous<T>(x_in, adaptive ? "adaptive_max_pool2d" : "max_pool2d", "input");
   const int64_t N = x.shape(0), C = x.shape(1);
   py::array y = py::array_t<T>({N, C, g.OH, g.OW});
   py::object idx_obj = py::none();
@@ -133,7 +128,7 @@ py::tuple adaptive_max_pool2d_forward_entry(py::handle x_obj, Pair output_size, 
 
 template <typename T>
 py::array max_backward_typed(const py::array& dy_in, const py::array& idx, int64_t H, int64_t W, const char* op) {
-  py::array dy = contiguous<T>(dy_in);
+  py::array dy = c_contiguous<T>(dy_in, op, "grad_output");
   const int64_t N = dy.shape(0), C = dy.shape(1), out_plane = dy.shape(2) * dy.shape(3);
   py::array dx = py::array_t<T>({N, C, H, W});
   const T* g = static_cast<const T*>(dy.data());
@@ -181,7 +176,7 @@ PoolGeometry avg_geometry(const char* op, const std::vector<int64_t>& xs, const 
 
 template <typename T>
 py::array avg_forward_typed(const py::array& x_in, const PoolGeometry& g, const AvgOptions* opt) {
-  py::array x = contiguous<T>(x_in);
+  py::array x = c_contiguous<T>(x_in, opt ? "avg_pool2d" : "adaptive_avg_pool2d", "input");
   py::array y = py::array_t<T>({x.shape(0), x.shape(1), g.OH, g.OW});
   const T* src = static_cast<const T*>(x.data());
   T* dst = static_cast<T*>(y.mutable_data());
@@ -204,7 +199,7 @@ py::array avg_pool2d_forward_entry(py::handle x_obj, Pair kernel, Pair stride, P
 
 template <typename T>
 py::array avg_backward_typed(const py::array& dy_in, const PoolGeometry& g, const AvgOptions* opt) {
-  py::array dy = contiguous<T>(dy_in);
+  py::array dy = c_contiguous<T>(dy_in, opt ? "avg_pool2d_backward" : "adaptive_avg_pool2d_backward", "grad_output");
   py::array dx = py::array_t<T>({dy.shape(0), dy.shape(1), g.H, g.W});
   const T* src = static_cast<const T*>(dy.data());
   T* dst = static_cast<T*>(dx.mutable_data());
@@ -279,7 +274,7 @@ py::array require_rois(py::handle obj, const char* op, const py::array& x) {
 
 template <typename T>
 py::tuple roi_forward_typed(const py::array& x_in, const py::array& rois_in, const Pair& out, double scale) {
-  py::array x = contiguous<T>(x_in), rois = contiguous<T>(rois_in);
+  py::array x = c_contiguous<T>(x_in, "roi_pool", "input"), rois = c_contiguous<T>(rois_in, "roi_pool", "boxes");
   const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3), K = rois.shape(0);
   check_rois<T>("roi_pool", rois, N, x);
   py::array y = py::array_t<T>({K, C, out[0], out[1]});
@@ -309,8 +304,9 @@ py::tuple roi_pool_forward_entry(py::handle x_obj, py::handle rois_obj, Pair out
 template <typename T>
 py::array roi_backward_typed(const py::array& dy_in, const py::array& rois_in, const py::array& argmax,
                              const std::vector<int64_t>& xs) {
-  py::array dy = contiguous<T>(dy_in), rois = contiguous<T>(rois_in);
-  check_rois<T>("roi_pool_backward", rois, xs[0], dy);
+  const char* op = "roi_pool_backward";
+  py::array dy = c_contiguous<T>(dy_in, op, "grad_output"), rois = c_contiguous<T>(rois_in, op, "boxes");
+  check_rois<T>(op, rois, xs[0], dy);
   py::array dx = py::array_t<T>({xs[0], xs[1], xs[2], xs[3]});
   const T* g = static_cast<const T*>(dy.data());
   const T* boxes = static_cast<const T*>(rois.data());

@@ -1,0 +1,47 @@
+"""Regression tests for bad inputs found by fuzzing the kernels' entry points.
+
+Each case once crashed the process, hung, or gave a wrong result without a word. A case that could
+crash runs in a subprocess, so that a regression fails one test instead of taking down the run; it
+must end in a clean exception that names the op.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rosenblatt import _C
+
+PRELUDE = """
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from rosenblatt import _C
+"""
+
+
+def raised_in_subprocess(call: str) -> str:
+    """'ExceptionType: message' raised by `call` in a fresh interpreter ('' if none); a crash fails."""
+    code = PRELUDE + f"try:\n    {call}\nexcept Exception as e:\n    print(type(e).__name__ + ': ' + str(e))\n"
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"{call!r} killed the interpreter (exit {proc.returncode}): {proc.stderr[-500:]}"
+    return proc.stdout.strip()
+
+
+# A broadcast view whose contiguous copy (13 PB) cannot be made.
+HUGE_VIEW = "as_strided(np.ones(1, np.float32), (2**20, 3, 2**20, 2**10), (0, 0, 0, 0))"
+
+
+@pytest.mark.parametrize("call, op", [
+    (f"_C.conv2d_backward_bias({HUGE_VIEW})", "conv2d_backward_bias"),
+    (f"_C.conv2d_forward({HUGE_VIEW}, np.ones((1, 3, 1, 1), np.float32), None, (1, 1), (0, 0), (1, 1), 1)",
+     "conv2d"),
+    (f"_C.max_pool2d_forward({HUGE_VIEW}, (2, 2), (2, 2), (0, 0), (1, 1), False, False)", "max_pool2d"),
+    (f"_C.adaptive_avg_pool2d_forward({HUGE_VIEW}, (2, 2))", "adaptive_avg_pool2d"),
+    ("_C.batch_norm_forward(as_strided(np.ones(1, np.float32), (2**20, 3, 2**30), (0, 0, 0)), None, None, "
+     "np.zeros(3, np.float32), np.ones(3, np.float32), False)", "batch_norm_forward"),
+])
+def test_input_too_large_to_copy_is_a_memory_error(call, op):
+    # pybind11's ensure() returned a null array when numpy could not make the copy; the kernel read it.
+    assert raised_in_subprocess(call).startswith(f"MemoryError: {op}: cannot make a contiguous copy")
