@@ -45,3 +45,27 @@ HUGE_VIEW = "as_strided(np.ones(1, np.float32), (2**20, 3, 2**20, 2**10), (0, 0,
 def test_input_too_large_to_copy_is_a_memory_error(call, op):
     # pybind11's ensure() returned a null array when numpy could not make the copy; the kernel read it.
     assert raised_in_subprocess(call).startswith(f"MemoryError: {op}: cannot make a contiguous copy")
+
+
+X8 = "np.ones((1, 1, 8, 8), np.float32)"
+
+
+@pytest.mark.parametrize("call, op", [
+    # kH * kW wrapped to 0: the channel count divided by it raised SIGFPE.
+    ("_C.col2im(np.ones((1, 4, 1), np.float32), (2, 2), (2**32, 2**32), (1, 1), (0, 0), (1, 1))", "fold"),
+    # The dilated kernel wrapped to 1 tap: an 8x8 output, silently.
+    (f"_C.conv2d_forward({X8}, np.ones((1, 1, 5, 1), np.float32), None, (1, 1), (0, 0), (2**62, 1), 1)", "conv2d"),
+    # ... or to a negative span: 10 output rows from 8 input rows.
+    (f"_C.conv2d_forward({X8}, np.ones((1, 1, 3, 3), np.float32), None, (1, 1), (0, 0), (2**63 - 1, 1), 1)",
+     "conv2d"),
+    (f"_C.max_pool2d_forward({X8}, (5, 1), (1, 1), (0, 0), (2**62, 1), False, True)", "max_pool2d"),
+    (f"_C.max_pool2d_forward({X8}, (3, 1), (1, 1), (0, 0), (2**63 - 1, 1), False, True)", "max_pool2d"),
+    (f"_C.avg_pool2d_forward({X8}, (2**32, 2**32), (1, 1), (2**31, 2**31), False, True, None)", "avg_pool2d"),
+    ("_C.max_pool2d_backward(np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 2, 2), np.int64), "
+     "(2**32 + 1, 2**32))", "max_pool2d_backward"),
+    ("_C.conv_transpose2d_forward(np.ones((1, 1, 5, 3), np.float32), np.ones((1, 1, 1, 1), np.float32), None, "
+     "(2**62, 1), (0, 0), (0, 0), (1, 1), 1)", "conv_transpose2d"),
+])
+def test_sizes_that_overflow_int64_are_rejected(call, op):
+    raised = raised_in_subprocess(call)
+    assert raised.startswith(f"ValueError: {op}: ") and "overflows int64" in raised, raised

@@ -33,4 +33,18 @@ template <typename... Parts>
   throw std::invalid_argument(cat(parts...));
 }
 
+// a * b and a + b, or a ValueError starting with `what` when the exact result does not fit in int64:
+// an absurd size (a padding of 2**62) must not wrap around into a small one that later checks accept.
+inline int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) value_error(what, " (", a, " * ", b, " overflows int64)");
+  return r;
+}
+
+inline int64_t checked_add(int64_t a, int64_t b, const std::string& what) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) value_error(what, " (", a, " + ", b, " overflows int64)");
+  return r;
+}
+
 }  // namespace rb

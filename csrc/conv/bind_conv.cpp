@@ -60,6 +60,16 @@ ConvGeometry make_geometry(const char* op, const std::vector<int64_t>& xs, const
   if (ws[1] != g.C / groups)
     value_error(op, ": weight must have C / groups = ", g.C / groups, " input channels, got ", ws[1], shapes);
   if (g.kH < 1 || g.kW < 1) value_error(op, ": kernel size must be >= 1", shapes);
+  // The kernels index up to the padded input plus the dilated kernel, and loop over C/groups * kH * kW
+  // taps: none of it may wrap around.
+  const std::string too_large = cat(op, ": kernel size (", g.kH, ", ", g.kW, "), padding ", shape_str(padding),
+                                    " and dilation ", shape_str(dilation), " are too large", shapes);
+  for (int64_t d = 0; d < 2; ++d) {
+    const int64_t k = ws[2 + d], in = xs[2 + d];
+    const int64_t span = checked_add(checked_mul(dilation[d], k - 1, too_large), 1, too_large);
+    checked_add(checked_add(in, checked_mul(2, padding[d], too_large), too_large), span, too_large);
+  }
+  checked_mul(checked_mul(ws[1], g.kH, too_large), g.kW, too_large);
   const int64_t oh = conv_out_size(g.H, g.kH, g.sH, g.pH, g.dH), ow = conv_out_size(g.W, g.kW, g.sW, g.pW, g.dW);
   if (oh < 1 || ow < 1)
     value_error(op, ": the dilated kernel (", g.dH * (g.kH - 1) + 1, ", ", g.dW * (g.kW - 1) + 1,
@@ -211,9 +221,15 @@ py::array conv_transpose2d_forward_entry(py::handle x_obj, py::handle w_obj, py:
       value_error(op, ": output_padding ", shape_str(output_padding), " must be smaller than stride ",
                   shape_str(stride), " or dilation ", shape_str(dilation), shapes);
   Pair out_hw(2);
+  const std::string too_large = cat(op, ": stride ", shape_str(stride), ", padding ", shape_str(padding),
+                                    ", output_padding ", shape_str(output_padding), " and dilation ",
+                                    shape_str(dilation), " give an output size beyond int64", shapes);
   for (int d = 0; d < 2; ++d) {
-    out_hw[d] = (x.shape(2 + d) - 1) * stride[d] - 2 * padding[d] + dilation[d] * (w.shape(2 + d) - 1) +
-                output_padding[d] + 1;
+    // (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1, none of it wrapping around
+    int64_t size = checked_mul(x.shape(2 + d) - 1, stride[d], too_large);
+    size = checked_add(size, -checked_mul(2, padding[d], too_large), too_large);
+    size = checked_add(size, checked_mul(dilation[d], w.shape(2 + d) - 1, too_large), too_large);
+    out_hw[d] = checked_add(checked_add(size, output_padding[d], too_large), 1, too_large);
     if (out_hw[d] < 1) value_error(op, ": the output size ", out_hw[0], "x", out_hw[1], " is not positive", shapes);
   }
   ConvGeometry g = geometry_from_output(op, x, w, out_hw, stride, padding, dilation, groups);
@@ -271,13 +287,13 @@ py::array col2im_entry(py::handle cols_obj, Pair output_size, Pair kernel, Pair 
   const char kind = common_float_dtype(op, {{"input", &cols}});
   check_pair(kernel, op, "kernel_size", 1);
   check_pair(output_size, op, "output_size", 1);
-  const int64_t taps = kernel[0] * kernel[1];
+  const int64_t taps = checked_mul(kernel[0], kernel[1], cat(op, ": kernel_size ", shape_str(kernel), " is too large"));
   if (cols.shape(1) % taps != 0)
     value_error(op, ": input ", shape_str(shape_of(cols)), " dim 1 is not a multiple of kH*kW = ", taps);
   const int64_t C = cols.shape(1) / taps;
   ConvGeometry g = make_geometry(op, {cols.shape(0), C, output_size[0], output_size[1]}, {1, C, kernel[0], kernel[1]},
                                  stride, padding, dilation, 1);
-  if (g.OH * g.OW != cols.shape(2))
+  if (checked_mul(g.OH, g.OW, cat(op, ": output_size ", shape_str(output_size), " is too large")) != cols.shape(2))
     value_error(op, ": input ", shape_str(shape_of(cols)), " has ", cols.shape(2), " columns, expected ",
                 g.OH * g.OW, " blocks for output_size ", shape_str(output_size));
   return kind == 'f' ? fold_typed<float>(cols, g) : fold_typed<double>(cols, g);

@@ -63,9 +63,21 @@ PoolGeometry window_geometry(const char* op, const std::vector<int64_t>& xs, con
   check_pair(dilation, op, "dilation", 1, xs);
   const std::string shape = shape_str(xs);
   for (int d = 0; d < 2; ++d)
-    if (padding[d] * 2 > kernel[d])
+    if (padding[d] > kernel[d] / 2)  // padding * 2 > kernel, without overflow
       value_error(op, ": padding ", shape_str(padding), " must be at most half of kernel_size ", shape_str(kernel),
                   " (input ", shape, ")");
+  // The output size and the kernels' indices reach the padded input plus the dilated window (plus a
+  // stride in ceil mode), and a window has kH * kW taps: none of it may wrap around.
+  const std::string too_large = cat(op, ": kernel_size ", shape_str(kernel), ", stride ", shape_str(stride),
+                                    ", padding ", shape_str(padding), " and dilation ", shape_str(dilation),
+                                    " are too large (input ", shape, ")");
+  for (int d = 0; d < 2; ++d) {
+    const int64_t span = checked_add(checked_mul(dilation[d], kernel[d] - 1, too_large), 1, too_large);
+    const int64_t padded = checked_add(xs[2 + d], checked_mul(2, padding[d], too_large), too_large);
+    checked_add(padded, span, too_large);
+    checked_add(padded, stride[d], too_large);
+  }
+  checked_mul(kernel[0], kernel[1], too_large);
   PoolGeometry g{xs[0] * xs[1], xs[2], xs[3], 0, 0, kernel[0], kernel[1], stride[0], stride[1],
                  padding[0], padding[1], dilation[0], dilation[1]};
   g.OH = pool_out_size(g.H, g.kH, g.sH, g.pH, g.dH, ceil_mode);
@@ -148,7 +160,8 @@ py::array max_pool2d_backward_entry(py::handle dy_obj, py::handle idx_obj, Pair 
     value_error(op, ": indices ", shape_str(shape_of(idx)), " and grad_output ", shape_str(shape_of(dy)),
                 " differ in shape");
   check_pair(input_size, op, "input_size", 1, dy);
-  const int64_t plane = input_size[0] * input_size[1];
+  const int64_t plane =
+      checked_mul(input_size[0], input_size[1], cat(op, ": input_size ", shape_str(input_size), " is too large"));
   const int64_t* index = static_cast<const int64_t*>(idx.data());
   for (int64_t i = 0; i < idx.size(); ++i)
     if (index[i] < -1 || index[i] >= plane)
@@ -327,7 +340,8 @@ py::array roi_pool_backward_entry(py::handle dy_obj, py::handle rois_obj, py::ha
       input_shape[3] < 1 || shape_of(argmax) != shape_of(dy) || rois.shape(0) != dy.shape(0))
     value_error(op, ": inconsistent shapes: grad_output ", shape_str(shape_of(dy)), ", argmax ",
                 shape_str(shape_of(argmax)), ", boxes ", shape_str(shape_of(rois)), ", input ", shape_str(input_shape));
-  const int64_t plane = input_shape[2] * input_shape[3];
+  const int64_t plane =
+      checked_mul(input_shape[2], input_shape[3], cat(op, ": input_shape ", shape_str(input_shape), " is too large"));
   const int64_t* arg = static_cast<const int64_t*>(argmax.data());
   for (int64_t i = 0; i < argmax.size(); ++i)
     if (arg[i] < -1 || arg[i] >= plane)
