@@ -69,3 +69,15 @@ X8 = "np.ones((1, 1, 8, 8), np.float32)"
 def test_sizes_that_overflow_int64_are_rejected(call, op):
     raised = raised_in_subprocess(call)
     assert raised.startswith(f"ValueError: {op}: ") and "overflows int64" in raised, raised
+
+
+@pytest.mark.parametrize("divisor, error", [(-3, ValueError), (1.5, TypeError), ("2", TypeError), (2**70, TypeError)])
+def test_avg_pool_divisor_override_must_be_a_positive_int(divisor, error):
+    # A negative divisor gave zeros (the kernels read a divisor <= 0 as an empty window); a float, a string
+    # or an int beyond int64 gave pybind11's "Unable to cast" RuntimeError.
+    from rosenblatt import kernels
+    x = np.ones((1, 1, 4, 4), np.float32)
+    with pytest.raises(error, match=r"avg_pool2d: divisor_override must be None or a positive int, got .* \(input"):
+        kernels.avg_pool2d(x, (2, 2), (2, 2), divisor_override=divisor)
+    with pytest.raises(error, match=r"avg_pool2d_backward: divisor_override must be None or a positive int"):
+        _C.avg_pool2d_backward(np.ones((1, 1, 2, 2), np.float32), (4, 4), (2, 2), (2, 2), (0, 0), False, True, divisor)

@@ -173,12 +173,21 @@ py::array max_pool2d_backward_entry(py::handle dy_obj, py::handle idx_obj, Pair 
 
 // ---- average pooling ----
 
-AvgOptions avg_options(const char* op, bool count_include_pad, py::object divisor_override) {
+// divisor_override: None or a positive int. The kernels treat a divisor <= 0 as an empty window (output 0),
+// so a negative one would zero the result silently instead of dividing by it.
+AvgOptions avg_options(const char* op, bool count_include_pad, py::object divisor_override, const py::array& x) {
   AvgOptions opt{count_include_pad, 0};
-  if (!divisor_override.is_none()) {
+  if (divisor_override.is_none()) return opt;
+  const std::string given = py::repr(divisor_override);
+  try {
     opt.divisor_override = divisor_override.cast<int64_t>();
-    if (opt.divisor_override == 0) value_error(op, ": divisor_override must be non-zero");
+  } catch (const py::cast_error&) {
+    throw py::type_error(cat(op, ": divisor_override must be None or a positive int, got ", given, " (input ",
+                             shape_str(shape_of(x)), ")"));
   }
+  if (opt.divisor_override < 1)
+    value_error(op, ": divisor_override must be None or a positive int, got ", given, " (input ",
+                shape_str(shape_of(x)), ")");
   return opt;
 }
 
@@ -206,7 +215,7 @@ py::array avg_pool2d_forward_entry(py::handle x_obj, Pair kernel, Pair stride, P
   const char* op = "avg_pool2d";
   py::array x = require_4d_float(x_obj, op, "input");
   PoolGeometry g = avg_geometry(op, shape_of(x), kernel, stride, padding, ceil_mode);
-  AvgOptions opt = avg_options(op, count_include_pad, divisor_override);
+  AvgOptions opt = avg_options(op, count_include_pad, divisor_override, x);
   return has_dtype<float>(x) ? avg_forward_typed<float>(x, g, &opt) : avg_forward_typed<double>(x, g, &opt);
 }
 
@@ -239,7 +248,7 @@ py::array avg_pool2d_backward_entry(py::handle dy_obj, Pair input_size, Pair ker
   PoolGeometry g =
       avg_geometry(op, {dy.shape(0), dy.shape(1), input_size[0], input_size[1]}, kernel, stride, padding, ceil_mode);
   check_grad_shape(op, dy, g);
-  AvgOptions opt = avg_options(op, count_include_pad, divisor_override);
+  AvgOptions opt = avg_options(op, count_include_pad, divisor_override, dy);
   return has_dtype<float>(dy) ? avg_backward_typed<float>(dy, g, &opt) : avg_backward_typed<double>(dy, g, &opt);
 }
 
