@@ -81,3 +81,14 @@ def test_avg_pool_divisor_override_must_be_a_positive_int(divisor, error):
         kernels.avg_pool2d(x, (2, 2), (2, 2), divisor_override=divisor)
     with pytest.raises(error, match=r"avg_pool2d_backward: divisor_override must be None or a positive int"):
         _C.avg_pool2d_backward(np.ones((1, 1, 2, 2), np.float32), (4, 4), (2, 2), (2, 2), (0, 0), False, True, divisor)
+
+
+@pytest.mark.parametrize("alias", ["x", "weight"])
+def test_batch_norm_running_stats_must_not_share_memory_with_what_is_read(alias):
+    # The running mean was updated in place while the kernel still read x (or weight) through it: the
+    # normalised output came out wrong without an error.
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    weight = np.ones(3, np.float32)
+    running_mean = x[0] if alias == "x" else weight
+    with pytest.raises(ValueError, match=rf"batch_norm_forward: running_mean shares memory with {alias} \(x shape \(4, 3\)\)"):
+        _C.batch_norm_forward(x, weight, None, running_mean, np.ones(3, np.float32), True)

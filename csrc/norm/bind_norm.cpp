@@ -70,6 +70,17 @@ py::tuple forward_typed(const py::array& x_in, py::handle weight, py::handle bia
   if (training && rm && rv && may_overlap(*rm, *rv))
     value_error(op, ": running_mean and running_var share memory");
   const auto x = c_contiguous<T>(x_in, op, "x");
+  // In training the running statistics are written while x, weight and bias are still being read.
+  if (training) {
+    for (const auto& [stat_name, stat] : {std::pair{"running_mean", &rm}, std::pair{"running_var", &rv}}) {
+      if (!*stat) continue;
+      using Read = std::pair<const char*, const py::array*>;
+      for (const auto& [name, read] : {Read{"x", &x}, Read{"weight", w ? &*w : nullptr}, Read{"bias", b ? &*b : nullptr}})
+        if (read && may_overlap(**stat, *read))
+          value_error(op, ": ", stat_name, " shares memory with ", name, " (x shape ", shape_str(shape_of(x_in)),
+                      "); it is updated in place in training");
+    }
+  }
   py::array_t<T> y(shape_of(x_in)), save_mean(s.C), save_invstd(s.C);
   BatchNormForward<T> a{s.N, s.C, s.L, x.data(), data_or_null(w), data_or_null(b),
                         rm ? rm->mutable_data() : nullptr, rv ? rv->mutable_data() : nullptr, training, momentum, eps,
