@@ -92,3 +92,16 @@ def test_batch_norm_running_stats_must_not_share_memory_with_what_is_read(alias)
     running_mean = x[0] if alias == "x" else weight
     with pytest.raises(ValueError, match=rf"batch_norm_forward: running_mean shares memory with {alias} \(x shape \(4, 3\)\)"):
         _C.batch_norm_forward(x, weight, None, running_mean, np.ones(3, np.float32), True)
+
+
+@pytest.mark.parametrize("call, op", [
+    # libgomp could not create the team of the next parallel kernel and killed the process.
+    ("_C.set_num_threads(100000); _C.conv2d_forward(np.ones((4, 8, 32, 32), np.float32), "
+     "np.ones((8, 8, 3, 3), np.float32), None, (1, 1), (0, 0), (1, 1), 1)", "set_num_threads"),
+    ("_C.set_num_threads(2**40)", "set_num_threads"),  # was pybind11's bare "incompatible function arguments"
+    pytest.param("_C.fma_peak_gflops(100000, 10)", "fma_peak_gflops",
+                 marks=pytest.mark.skipif(not _C.cpu_supports_avx2(), reason="needs AVX2")),
+])
+def test_absurd_thread_counts_are_rejected(call, op):
+    raised = raised_in_subprocess(call)
+    assert raised.startswith(f"ValueError: {op}: the number of threads must be in [1, "), raised

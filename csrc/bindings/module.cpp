@@ -21,9 +21,9 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "rosenblatt CPU kernels (AVX2/FMA with scalar references)";
 
   m.def("get_num_threads", &rb::get_num_threads);
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));
-    rb::set_num_threads(n);
+  m.def("set_num_threads", [](int64_t n) {
+    rb::check_thread_count("set_num_threads", n);
+    rb::set_num_threads(int(n));
   });
   m.def("cpu_supports_avx2", &rb::cpu_supports_avx2);
   m.def("isa", [] { return std::string(rb::isa_name(rb::active_isa())); });

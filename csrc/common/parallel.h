@@ -8,6 +8,11 @@ namespace rb {
 
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1
+// The largest team a caller may ask for: far above any machine's cores, and far below the thread count
+// at which creating the team fails (libgomp then kills the process: a segfault or exit(1)).
+constexpr int64_t kMaxThreads = 1024;
+// A ValueError naming the op unless 1 <= n <= kMaxThreads.
+void check_thread_count(const char* op, int64_t n);
 // Threads a kernel may use right now: 1 when already inside a parallel region
 // (a conv or rnn kernel calling the GEMM from its own worker threads), at most OMP_THREAD_LIMIT.
 // Kernels that split work by thread number (run_team, the recurrences' barriers) need exactly the

@@ -1,5 +1,6 @@
 // Python entry point: rosenblatt._C.gemm(a, b, trans_a, trans_b, alpha, beta, out)
 #include "bindings/arrays.h"
+#include "common/parallel.h"
 #include "dispatch/dispatch.h"
 #include "gemm/gemm.h"
 
@@ -65,11 +66,12 @@ void bind_gemm(py::module_& m) {
   m.def("gemm", &gemm_entry, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("out") = py::none(),
         "alpha * op(a) @ op(b) + beta * out for 2-D float32/float64 arrays.");
-  m.def("fma_peak_gflops", [](int threads, int64_t iterations) {
+  m.def("fma_peak_gflops", [](int64_t threads, int64_t iterations) {
     if (!cpu_supports_avx2()) throw std::invalid_argument("fma_peak_gflops: this CPU has no AVX2/FMA");
-    if (threads < 1 || iterations < 1) throw std::invalid_argument("fma_peak_gflops: threads and iterations must be >= 1");
+    check_thread_count("fma_peak_gflops", threads);
+    if (iterations < 1) throw std::invalid_argument("fma_peak_gflops: iterations must be >= 1");
     py::gil_scoped_release release;
-    return fma_peak_flops_avx2(threads, iterations) * 1e-9;
+    return fma_peak_flops_avx2(int(threads), iterations) * 1e-9;
   }, py::arg("threads"), py::arg("iterations") = 20000000,
   "Measured float32 FMA peak of this CPU in GFLOP/s (12 register-resident FMA chains per thread).");
 }
