@@ -105,3 +105,14 @@ def test_batch_norm_running_stats_must_not_share_memory_with_what_is_read(alias)
 def test_absurd_thread_counts_are_rejected(call, op):
     raised = raised_in_subprocess(call)
     assert raised.startswith(f"ValueError: {op}: the number of threads must be in [1, "), raised
+
+
+@pytest.mark.parametrize("dtype, scale", [("float32", 1e39), ("float64", 1e300)])
+def test_roi_pool_boxes_huge_once_scaled_are_rejected(dtype, scale):
+    # The kernel scales each coordinate in the input's dtype and rounds it to int64: 1e39 is inf in float32
+    # and 1e300 * 4 overflows int64, undefined behaviour that came out as all-empty bins (zeros, argmax -1).
+    call = (f"_C.roi_pool_forward(np.ones((1, 1, 8, 8), np.{dtype}), np.array([[0, 1, 1, 4, 4]], np.{dtype}), "
+            f"(2, 2), {scale!r})")
+    raised = raised_in_subprocess(call)
+    assert raised.startswith("ValueError: roi_pool: box 0 has a non-finite or huge coordinate"), raised
+    assert "scaled by spatial_scale" in raised, raised

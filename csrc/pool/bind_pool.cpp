@@ -269,15 +269,19 @@ py::array adaptive_avg_pool2d_backward_entry(py::handle dy_obj, Pair input_size)
 
 // ---- RoI pooling ----
 
-// rois (K, 5) = (batch, x1, y1, x2, y2): batch index in [0, N), finite coordinates.
+// rois (K, 5) = (batch, x1, y1, x2, y2): batch index in [0, N), coordinates finite and moderate once
+// scaled as the kernel scales them (in T: a float32 scale of 1e39 is inf), since it rounds them to int64.
 template <typename T>
-void check_rois(const char* op, const py::array& rois, int64_t N, const py::array& x) {
+void check_rois(const char* op, const py::array& rois, int64_t N, const py::array& x, double spatial_scale = 1.0) {
   const T* r = static_cast<const T*>(rois.data());
+  const T scale = T(spatial_scale);
   for (int64_t k = 0; k < rois.shape(0); ++k) {
-    for (int j = 0; j < 5; ++j)
-      if (!std::isfinite(double(r[k * 5 + j])) || std::fabs(double(r[k * 5 + j])) > 1e15)
-        value_error(op, ": box ", k, " has a non-finite or huge coordinate (boxes ", shape_str(shape_of(rois)),
-                    ", input ", shape_str(shape_of(x)), ")");
+    for (int j = 0; j < 5; ++j) {
+      const double value = double(r[k * 5 + j]), scaled = j ? double(r[k * 5 + j] * scale) : value;
+      if (!std::isfinite(value) || std::fabs(value) > 1e15 || !std::isfinite(scaled) || std::fabs(scaled) > 1e15)
+        value_error(op, ": box ", k, " has a non-finite or huge coordinate (", value, " scaled by spatial_scale ",
+                    spatial_scale, ") (boxes ", shape_str(shape_of(rois)), ", input ", shape_str(shape_of(x)), ")");
+    }
     const double b = double(r[k * 5]);
     if (b != std::floor(b) || b < 0 || b >= double(N))
       value_error(op, ": box ", k, " has batch index ", b, ", outside [0, ", N, ") (boxes ", shape_str(shape_of(rois)),
@@ -298,7 +302,7 @@ template <typename T>
 py::tuple roi_forward_typed(const py::array& x_in, const py::array& rois_in, const Pair& out, double scale) {
   py::array x = c_contiguous<T>(x_in, "roi_pool", "input"), rois = c_contiguous<T>(rois_in, "roi_pool", "boxes");
   const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3), K = rois.shape(0);
-  check_rois<T>("roi_pool", rois, N, x);
+  check_rois<T>("roi_pool", rois, N, x, scale);
   py::array y = py::array_t<T>({K, C, out[0], out[1]});
   py::array_t<int64_t> argmax({K, C, out[0], out[1]});
   const T* src = static_cast<const T*>(x.data());
