@@ -116,3 +116,44 @@ def test_roi_pool_boxes_huge_once_scaled_are_rejected(dtype, scale):
     raised = raised_in_subprocess(call)
     assert raised.startswith("ValueError: roi_pool: box 0 has a non-finite or huge coordinate"), raised
     assert "scaled by spatial_scale" in raised, raised
+
+
+def test_batch_norm_running_stats_must_be_floating():
+    # An integer running_var of ones came back as zeros: the update was written back truncated.
+    import rosenblatt.nn.functional as F
+    from rosenblatt.tensor import Tensor
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32))
+    running_var = np.ones(3, np.int64)
+    with pytest.raises(TypeError, match=r"batch_norm: running_var must be a floating array or Tensor, got int64 "
+                                        r"\(input \(4, 3\)\)"):
+        F.batch_norm(x, np.zeros(3, np.float32), running_var, training=True)
+    assert (running_var == 1).all()
+    with pytest.raises(TypeError, match=r"batch_norm: running_mean must be a floating array or Tensor, got list"):
+        F.batch_norm(x, [0.0, 0.0, 0.0], np.ones(3, np.float32))
+
+
+def test_batch_norm_without_channels_is_a_value_error():
+    import rosenblatt.nn.functional as F
+    from rosenblatt.tensor import Tensor
+    with pytest.raises(ValueError, match=r"batch_norm: expected more than 1 value per channel when training, "
+                                         r"got input \(4, 0\)"):  # was a ZeroDivisionError
+        F.batch_norm(Tensor(np.ones((4, 0), np.float32)), None, None, training=True)
+
+
+@pytest.mark.parametrize("padding_idx", [-7, 5, 7])
+def test_embedding_padding_idx_out_of_range(padding_idx):
+    # -7 on a table of 5 rows zeroed the gradient of row 3 without a word; 5 and 7 failed in NumPy's
+    # indexing during the backward pass, with a message that named neither the op nor the shapes.
+    import rosenblatt.nn.functional as F
+    from rosenblatt.tensor import Tensor
+    weight = Tensor(np.ones((5, 3), np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match=rf"embedding: padding_idx {padding_idx} is outside \[-5, 5\) for weight "
+                                         r"of shape \(5, 3\)"):
+        F.embedding(np.array([1, 3]), weight, padding_idx=padding_idx)
+
+
+def test_embedding_weight_must_be_2d():
+    import rosenblatt.nn.functional as F
+    from rosenblatt.tensor import Tensor
+    with pytest.raises(ValueError, match=r"embedding: weight must be 2-D \(num_embeddings, dim\), got shape \(5,\)"):
+        F.embedding(np.array([1]), Tensor(np.ones(5, np.float32)))

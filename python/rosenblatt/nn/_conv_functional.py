@@ -498,10 +498,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if x.ndim < 2:
         raise ValueError(f"{op}: expected an input with at least 2 dims (N, C, ...), got shape {x.shape}")
     C = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        # Updated in place in training: an integer array would silently keep truncated statistics.
+        if t is not None and (not hasattr(t, "dtype") or np.dtype(t.dtype).kind != "f"):
+            raise TypeError(f"{op}: {name} must be a floating array or Tensor, got "
+                            f"{getattr(t, 'dtype', type(t).__name__)} (input {x.shape})")
     for name, t in (("weight", w), ("bias", b), ("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and tuple(t.shape) != (C,):
             raise ValueError(f"{op}: {name} must have shape ({C},), got {tuple(t.shape)} (input {x.shape})")
-    if training and x.data.size // C <= 1:
+    if training and (C == 0 or x.data.size // C <= 1):
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: running_mean and running_var are needed in evaluation mode (input {x.shape})")

@@ -142,9 +142,24 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
 
 
 # ---- embedding -----------------------------------------------------------------------------------
+def _check_table(weight: Tensor, padding_idx: int | None) -> int | None:
+    """weight must be a 2-D table; padding_idx None or in [-num, num) (as torch), returned non-negative.
+    Out of range, the backward zeroed another row's gradient (negative) or failed in NumPy."""
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got shape {weight.shape}")
+    if padding_idx is None:
+        return None
+    num = weight.shape[0]
+    if not -num <= padding_idx < num:
+        raise ValueError(f"embedding: padding_idx {padding_idx} is outside [-{num}, {num}) for weight of shape "
+                         f"{weight.shape}")
+    return padding_idx + num if padding_idx < 0 else padding_idx
+
+
 def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     """Rows of `weight` (num_embeddings, dim) picked by the integer indices in `input`, as
     torch.nn.functional.embedding. The row at padding_idx receives no gradient."""
+    padding_idx = _check_table(weight, padding_idx)
     if not isinstance(weight.data, np.ndarray):
         return _device_embedding(input, weight, padding_idx)
     indices = np.asarray(input.data if isinstance(input, Tensor) else input)
@@ -154,8 +169,6 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     if indices.size and (indices.min() < 0 or indices.max() >= num):
         raise IndexError(f"embedding: index out of range [0, {num}) in indices of shape {indices.shape} "
                          f"(min {indices.min()}, max {indices.max()}); weight has shape {weight.shape}")
-    if padding_idx is not None and padding_idx < 0:
-        padding_idx += num
 
     def backward(g):
         grad = np.zeros_like(weight.data)
@@ -179,8 +192,6 @@ def _device_embedding(input, weight: Tensor, padding_idx: int | None) -> Tensor:
     if indices.size and bool(((indices < 0) | (indices >= num)).any()):  # waits for the device
         raise IndexError(f"embedding: index out of range [0, {num}) in indices of shape {indices.shape}; "
                          f"weight has shape {weight.shape}")
-    if padding_idx is not None and padding_idx < 0:
-        padding_idx += num
     kernels = _device.backend("embedding")
     one_hot = _device.one_hot_along(indices.reshape(-1, 1), 1, num).astype(weight.dtype)  # (N, V)
 
