@@ -157,3 +157,38 @@ def test_embedding_weight_must_be_2d():
     from rosenblatt.tensor import Tensor
     with pytest.raises(ValueError, match=r"embedding: weight must be 2-D \(num_embeddings, dim\), got shape \(5,\)"):
         F.embedding(np.array([1]), Tensor(np.ones(5, np.float32)))
+
+
+def _tensor(*shape):
+    from rosenblatt.tensor import Tensor
+    return Tensor(np.random.default_rng(0).random(shape).astype(np.float32))
+
+
+# Ordinary mistakes that raised a bare Python or NumPy error naming neither the op nor the shapes.
+@pytest.mark.parametrize("call, error, message", [
+    (lambda F: F.interpolate(_tensor(1, 1, 4, 4), scale_factor=float("nan")), ValueError,
+     r"interpolate: scale_factor must be positive and finite"),  # was "cannot convert float NaN to integer"
+    (lambda F: F.interpolate(_tensor(1, 1, 4, 4), scale_factor=float("inf")), ValueError,
+     r"interpolate: scale_factor must be positive and finite"),  # was OverflowError
+    (lambda F: F.adaptive_max_pool2d(_tensor(1, 1, 4, 6), 2.5), TypeError,
+     r"adaptive_max_pool2d: output_size must be an int or a pair, got 2.5 \(input size \(4, 6\)\)"),
+    (lambda F: F.spp(_tensor(1, 1, 4, 4), 2), TypeError, r"spp: levels must be a sequence of ints, got 2"),
+    (lambda F: F.grid_rnn2d(_tensor(3, 4, 4), _tensor(5, 3), _tensor(5, 5), _tensor(5, 5)), ValueError,
+     r"grid_rnn2d: expected a 4-D \(N, C_in, rows, cols\) input, got shape \(3, 4, 4\)"),  # "axes don't match"
+    (lambda F: F.binary_cross_entropy(_tensor(3), _tensor(3), weight=np.ones(2, np.float32)), ValueError,
+     r"binary_cross_entropy: weight shape \(2,\) does not broadcast to input shape \(3,\)"),
+])
+def test_ordinary_mistakes_name_the_op(call, error, message):
+    import rosenblatt.nn.functional as F
+    with pytest.raises(error, match=message):
+        call(F)
+
+
+@pytest.mark.parametrize("module", ["LSTM", "LSTMCell"])
+def test_lstm_state_must_be_a_pair(module):
+    # A single Tensor was unpacked along its first dim: "not enough values to unpack (expected 2, got 1)".
+    import rosenblatt.nn as nn
+    layer = getattr(nn, module)(4, 3)
+    x, h = (_tensor(5, 2, 4), _tensor(1, 2, 3)) if module == "LSTM" else (_tensor(2, 4), _tensor(2, 3))
+    with pytest.raises(TypeError, match=rf"{module}: hx must be a pair \(h0, c0\), got Tensor \(input shape"):
+        layer(x, h)

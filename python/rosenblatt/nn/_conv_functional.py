@@ -271,6 +271,8 @@ def _adaptive_size(output_size, hw, op):
     """output_size as torch: an int, or a pair whose None entries keep the input's size."""
     if isinstance(output_size, (int, np.integer)):
         return int(output_size), int(output_size)
+    if not isinstance(output_size, (tuple, list)):
+        raise TypeError(f"{op}: output_size must be an int or a pair, got {output_size!r} (input size {tuple(hw)})")
     size = tuple(output_size)
     if len(size) != 2:
         raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
@@ -311,6 +313,8 @@ def spp(input, levels=(1, 2, 4), mode: str = "max") -> Tensor:
     x = as_tensor(input)
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
+    if isinstance(levels, (int, np.integer)) or not all(isinstance(v, (int, np.integer)) for v in levels):
+        raise TypeError(f"{op}: levels must be a sequence of ints, got {levels!r} (input {x.shape})")
     levels = tuple(int(level) for level in levels)
     if not levels or min(levels) < 1:
         raise ValueError(f"{op}: levels must be positive ints, got {levels} (input {x.shape})")
@@ -416,8 +420,8 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         scales = [i / max(o, 1) for i, o in zip(in_hw, out_hw)]
     else:
         factors = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else tuple(scale_factor)
-        if len(factors) != 2 or min(factors) <= 0:
-            raise ValueError(f"{op}: scale_factor must be positive (one or two values), got {scale_factor!r}")
+        if len(factors) != 2 or not all(0 < f < math.inf for f in factors):  # NaN fails too
+            raise ValueError(f"{op}: scale_factor must be positive and finite (one or two values), got {scale_factor!r}")
         out_hw = tuple(int(math.floor(i * f)) for i, f in zip(in_hw, factors))
         scales = [1.0 / f for f in factors]
     if min(out_hw) < 1:

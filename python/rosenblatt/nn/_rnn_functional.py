@@ -211,6 +211,8 @@ def grid_rnn2d(input: Tensor, weight_ih: Tensor, weight_left: Tensor, weight_up:
     """h[:, :, i, j] = tanh(W_ih x[:, :, i, j] + b + W_left h[:, :, i, j-1] + W_up h[:, :, i-1, j]) over an
     image-like input (N, C_in, rows, cols), zero states outside the grid; returns (N, hidden, rows, cols).
     One autograd node: the kernel runs the raster scan forward and its reverse for the gradients."""
+    if input.ndim != 4:
+        raise ValueError(f"grid_rnn2d: expected a 4-D (N, C_in, rows, cols) input, got shape {input.shape}")
     # (N, C, R, W) <-> (R, W, N, C): the kernel's position-major layout; the permutation is its own inverse.
     to_grid = (2, 3, 0, 1)
     xs = _device.ascontiguousarray(input.data.transpose(to_grid))

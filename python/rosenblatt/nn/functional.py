@@ -280,7 +280,14 @@ def binary_cross_entropy(input: Tensor, target, weight=None, size_average=None, 
     x, t = input.data, target.data
     if np.any((x < 0) | (x > 1)):
         raise ValueError(f"binary_cross_entropy: all elements of input (shape {input.shape}) should be between 0 and 1")
-    w = None if weight is None else np.broadcast_to(as_tensor(weight, like=input).data, x.shape)
+    w = None
+    if weight is not None:
+        w = as_tensor(weight, like=input).data
+        try:
+            w = np.broadcast_to(w, x.shape)
+        except ValueError:
+            raise ValueError(f"binary_cross_entropy: weight shape {w.shape} does not broadcast to input shape "
+                             f"{input.shape}") from None
     with np.errstate(divide="ignore"):
         log_x, log_1mx = np.maximum(np.log(x), -100), np.maximum(np.log1p(-x), -100)
     loss = -(t * log_x + (1 - t) * log_1mx)

@@ -48,6 +48,18 @@ def _check_state(name: str, what: str, state, expected: tuple, dtype):
     return state
 
 
+def _split_state(name: str, hx, lstm: bool, input):
+    """(h0, c0) from hx: LSTM's is a pair (h0, c0) or None, the others' a single h0 (c0 None)."""
+    if not lstm:
+        return hx, None
+    if hx is None:
+        return None, None
+    if not (isinstance(hx, (tuple, list)) and len(hx) == 2):  # unpacking a Tensor would split its first dim
+        raise TypeError(f"{name}: hx must be a pair (h0, c0), got {type(hx).__name__} "
+                        f"(input shape {tuple(np.shape(getattr(input, 'data', input)))})")
+    return hx
+
+
 def _rows(t: Tensor, start: int, stop: int) -> Tensor:
     """t[start:stop] along the first axis, with its gradient."""
     if start == 0 and stop == t.shape[0]:
@@ -146,7 +158,7 @@ class RNNBase(Module):
             raise ValueError(f"{name}: empty input of shape {tuple(input.shape)}")
 
         lstm = self.mode == "lstm"
-        h0, c0 = (hx if hx is not None else (None, None)) if lstm else (hx, None)
+        h0, c0 = _split_state(name, hx, lstm, input)
         state_shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         if unbatched:
             h0 = None if h0 is None else RF._reshape(_check_state(name, "h0", h0, (state_shape[0], self.hidden_size),
@@ -276,7 +288,7 @@ class RNNCellBase(Module):
             raise ValueError(f"{name}: empty batch, input shape {x.shape}")
         state = (self.hidden_size,) if unbatched else (B, self.hidden_size)
         lstm = self.mode == "lstm"
-        h0, c0 = (hx if hx is not None else (None, None)) if lstm else (hx, None)
+        h0, c0 = _split_state(name, hx, lstm, input)
         h0 = _check_state(name, "h" if not lstm else "h0", h0, state, dtype)
         c0 = _check_state(name, "c0", c0, state, dtype)
         one = (1, B, self.hidden_size)
