@@ -219,6 +219,30 @@ def test_lstm_cell_gradient_clipping(isa, rng):
     assert np.abs(grads[2]).max() < clip  # dc0 = clipped dc * f, |f| < 1
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_nan_comes_out_as_nan(isa, rng, cell):
+    """A NaN in x reaches every later output of its row, and a NaN in dy the clipped cell gradient, as in
+    the reference and in torch. (min/max instructions return one operand when the other is NaN: the
+    exp clamp, relu and the clip turned NaN into a bound, and a NaN input gave finite outputs.)"""
+    T, B, H = 5, 3, 16
+    arrays, _ = make_problem(rng, cell, T, B, 4, H, with_lengths=False)
+    a = cast(arrays, np.float32)
+    a["x"][2, 1, 0] = np.nan
+    y, _, _, saved = run_forward(cell, a, None, False, True)
+    assert np.isnan(y[2:, 1]).all(), "the NaN row must stay NaN"
+    assert not np.isnan(y[:2]).any() and not np.isnan(y[:, [0, 2]]).any(), "other rows and steps stay finite"
+    assert np.isnan(_C.rnn_activation("sigmoid", np.full(9, np.nan, np.float32))).all()
+    assert np.isnan(_C.rnn_activation("tanh", np.full(9, np.nan, np.float32))).all()
+    if cell == "lstm":
+        a["x"][2, 1, 0] = 0.0
+        _, _, _, saved = run_forward(cell, a, None, False, True)
+        dy = rng.standard_normal((T, B, H)).astype(np.float32)
+        dy[4, 1, 3] = np.nan
+        dc0 = _C.rnn_backward(cell, a["x"], a["w_ih"], a["w_hh"], True, None, False, True, saved, dy, None, None,
+                              0.3)[2]
+        assert np.isnan(dc0[1]).any() and not np.isnan(dc0[[0, 2]]).any()
+
+
 def test_output_into_column_slice_and_dx_accumulation(isa, rng):
     """A bidirectional layer writes each direction into half of one (T, B, 2H) array and sums dx."""
     arrays, lengths = make_problem(rng, "gru", 4, 3, 5, 6, with_lengths=True)

@@ -22,9 +22,11 @@ namespace {
 template <int N>
 inline void exp_n(__m256 (&x)[N]) {
   __m256 n[N], r[N], p[N];
+  // Clamped so that 2^n stays a normal number. (min_ps and max_ps return their second operand when
+  // either is NaN: x goes second, so a NaN comes out as NaN, not as the bound.)
   for (int k = 0; k < N; ++k) {
-    x[k] = _mm256_min_ps(x[k], _mm256_set1_ps(88.3762626647949f));
-    x[k] = _mm256_max_ps(x[k], _mm256_set1_ps(-87.3365447505531f));  // keeps 2^n a normal number
+    x[k] = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x[k]);
+    x[k] = _mm256_max_ps(_mm256_set1_ps(-87.3365447505531f), x[k]);
   }
   // x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two for an exact product.
   for (int k = 0; k < N; ++k)
@@ -227,7 +229,8 @@ void rnn_step_forward_avx2(const StepForward& s, bool relu) {
     if (relu) {
       for (int64_t j = s.j0; j < s.j1; j += 8) {
         const Lanes l = lanes(s.j1 - j);
-        store(g + j, _mm256_max_ps(_mm256_add_ps(load(g + j, l), load(s.bias + j, l)), _mm256_setzero_ps()), l);
+        // max(0, v) with v second: a NaN stays NaN (max_ps returns its second operand then)
+        store(g + j, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(load(g + j, l), load(s.bias + j, l))), l);
       }
     } else {
       activate<true>(g, s.bias, s.j0, s.j1);
@@ -328,7 +331,7 @@ void lstm_step_backward_avx2(const StepBackward& s) {
       const __m256 i = load(g + j, l), f = load(g + H + j, l), gg = load(g + 2 * H + j, l), o = load(g + 3 * H + j, l);
       const __m256 tc = load(s.aux2 + b * H + j, l), c_prev = load(s.aux + b * H + j, l);
       __m256 dc = _mm256_fmadd_ps(_mm256_mul_ps(dh, o), dtanh(tc), load(s.dc + b * H + j, l));
-      dc = _mm256_min_ps(_mm256_max_ps(dc, clip_lo), clip_hi);
+      dc = _mm256_min_ps(clip_hi, _mm256_max_ps(clip_lo, dc));  // NaN stays NaN
       store(dg + j, _mm256_mul_ps(_mm256_mul_ps(dc, gg), dsigmoid(i)), l);
       store(dg + H + j, _mm256_mul_ps(_mm256_mul_ps(dc, c_prev), dsigmoid(f)), l);
       store(dg + 2 * H + j, _mm256_mul_ps(_mm256_mul_ps(dc, i), dtanh(gg)), l);
