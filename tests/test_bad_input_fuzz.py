@@ -47,6 +47,18 @@ def test_input_too_large_to_copy_is_a_memory_error(call, op):
     assert raised_in_subprocess(call).startswith(f"MemoryError: {op}: cannot make a contiguous copy")
 
 
+@pytest.mark.parametrize("M, N", [(3, 1000), (1000, 100)])  # the column-chunk and row-chunk drivers
+def test_gemm_whose_packed_operands_do_not_fit_is_a_memory_error(M, N):
+    # Each thread packs all of K of the small operand; that allocation failed inside the parallel region,
+    # where an exception ends the process (SIGABRT). A machine that can map 512 GiB computes it instead.
+    K = 2**36
+    call = (f"r = _C.gemm(as_strided(np.ones(1, np.float32), ({M}, {K}), (0, 0)), "
+            f"as_strided(np.ones(1, np.float32), ({K}, {N}), (0, 0))); print('computed', r[0, 0])")
+    raised = raised_in_subprocess(call)
+    assert raised.startswith(f"MemoryError: gemm: no memory for the packed operands of a {M} x {N} x {K} product") \
+        or raised == f"computed {float(K)}", raised
+
+
 X8 = "np.ones((1, 1, 8, 8), np.float32)"
 
 

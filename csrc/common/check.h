@@ -1,13 +1,16 @@
 // Error helpers shared by every kernel family.
 //
 // Kernels never abort: a bad argument throws, and pybind11 turns
-// std::invalid_argument into ValueError and pybind11::type_error into TypeError.
+// std::invalid_argument into ValueError, pybind11::type_error into TypeError and
+// std::bad_alloc (OutOfMemory below) into MemoryError.
 // Messages always start with the op's name and give the shapes involved.
 #pragma once
 #include <cstdint>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace rb {
@@ -31,6 +34,22 @@ std::string cat(const Parts&... parts) {
 template <typename... Parts>
 [[noreturn]] void value_error(const Parts&... parts) {
   throw std::invalid_argument(cat(parts...));
+}
+
+// A std::bad_alloc that says which op ran out of memory and on what shapes: pybind11 raises any
+// std::bad_alloc as MemoryError(what()).
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(std::string message) : message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+template <typename... Parts>
+[[noreturn]] void memory_error(const Parts&... parts) {
+  throw OutOfMemory(cat(parts...));
 }
 
 // a * b and a + b, or a ValueError starting with `what` when the exact result does not fit in int64:

@@ -37,10 +37,18 @@ py::array gemm_typed(const py::array& a, const py::array& b, bool trans_a, bool 
   }
   auto sc = element_strides(out, op, "out");
   MatView<T> C{static_cast<T*>(out.mutable_data()), sc[0], sc[1]};
+  bool out_of_memory = false;  // the packing buffers grow with K and N (a broadcast view can ask for terabytes)
   {
     py::gil_scoped_release release;
-    gemm(M, N, Ka, T(alpha), A, B, beta_t, C);
+    try {
+      gemm(M, N, Ka, T(alpha), A, B, beta_t, C);
+    } catch (const std::bad_alloc&) {
+      out_of_memory = true;
+    }
   }
+  if (out_of_memory)
+    memory_error(op, ": no memory for the packed operands of a ", M, " x ", N, " x ", Ka, " product (shapes ",
+                 shape_str(shape_of(a)), " and ", shape_str(shape_of(b)), ")");
   return out;
 }
 

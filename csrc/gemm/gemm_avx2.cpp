@@ -464,14 +464,17 @@ void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<c
   const bool a_in_place = A.cs == 1 && panels <= kInPlaceMaxPanels;
   const bool row_sweeps = K <= kRowSweepMaxK;
   const int64_t chunk_max = row_sweeps ? row_sweep_panels(K) : kPanelGroup;
+  // Every thread's copy of A, all of K (each KC block M x KC floats), in one block allocated before the
+  // team starts: an allocation that fails (K in the billions, from a broadcast view) is then a
+  // MemoryError, where inside the parallel region it could only end the process.
+  const int64_t a_floats = k_blocks * M * KC;
+  float* const packed_a_all =
+      a_in_place ? nullptr : thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(team * a_floats));
   int64_t next_panel = 0;
-  run_team(team, [&](int) {
-    float* packed_a = nullptr;
-    if (!a_in_place) {
-      packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(k_blocks * MC * KC));
-      for (int64_t pc = 0; pc < K; pc += KC)
-        pack_a_block(M, min64(KC, K - pc), A.data + pc * A.cs, A.rs, A.cs, packed_a + pc / KC * MC * KC);
-    }
+  run_team(team, [&](int tid) {
+    float* const packed_a = a_in_place ? nullptr : packed_a_all + tid * a_floats;
+    for (int64_t pc = 0; pc < K && !a_in_place; pc += KC)
+      pack_a_block(M, min64(KC, K - pc), A.data + pc * A.cs, A.rs, A.cs, packed_a + pc / KC * M * KC);
     float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * chunk_max));
     int64_t begin, end;
     while (claim_chunk(&next_panel, panels, team, 1, chunk_max, &begin, &end)) {
@@ -484,7 +487,7 @@ void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<c
         if (pc + KC < K)  // ask for the next KC rows of these panels, to load while this block computes
           for (int64_t q = 0; q < group; ++q) prefetch_b_panel(B, pc + KC, min64(KC, K - pc - KC), j0 + q * NR);
         run_tiles(0, M, j0, group, pc, kc, N, alpha, pc == 0 ? beta : 1.0f, A, a_in_place,
-                  a_in_place ? nullptr : packed_a + pc / KC * MC * KC, packed_b, stride, row_sweeps, C);
+                  a_in_place ? nullptr : packed_a + pc / KC * M * KC, packed_b, stride, row_sweeps, C);
       }
     }
   });
@@ -497,10 +500,13 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
   const int64_t panels = ceil_div(N, NR), row_units = ceil_div(M, MR);
   const bool a_in_place = A.cs == 1;
   const bool row_sweeps = K <= kRowSweepMaxK;
-  // The KC block of B from row pc starts at pc * panels * NR; its panels lie panel_stride apart.
+  // Every thread's copy of B, allocated before the team starts (as A in sgemm_column_chunks). The KC
+  // block of B from row pc starts at pc * panels * NR; its panels lie panel_stride apart.
+  const int64_t b_floats = ceil_div(K, KC) * KC * NR * panels;
+  float* const packed_b_all = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(team * b_floats));
   int64_t next_unit = 0;
-  run_team(team, [&](int) {
-    float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(ceil_div(K, KC) * KC * NR * panels));
+  run_team(team, [&](int tid) {
+    float* const packed_b = packed_b_all + tid * b_floats;
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = min64(KC, K - pc);
       for (int64_t jp = 0; jp < panels; jp += kPackGroup) {
