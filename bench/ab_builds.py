@@ -79,13 +79,15 @@ def paired_samples(builds, run, seconds: float):
         run(C)
         repeats.append(max(1, int(0.02 / max(time.perf_counter() - start, 1e-9))))
     samples = [[] for _ in builds]
+    order = list(zip(builds, repeats, samples))
     stop = time.perf_counter() + seconds
     while time.perf_counter() < stop:
-        for C, count, bucket in zip(builds, repeats, samples):
+        for C, count, bucket in order:
             start = time.perf_counter()
             for _ in range(count):
                 run(C)
             bucket.append((time.perf_counter() - start) / count)
+        order.reverse()  # old-new, new-old, ...: neither build always runs right after the other
     return samples
 
 
