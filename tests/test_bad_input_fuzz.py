@@ -4,6 +4,7 @@ Each case once crashed the process, hung, or gave a wrong result without a word.
 crash runs in a subprocess, so that a regression fails one test instead of taking down the run; it
 must end in a clean exception that names the op.
 """
+import ast
 import os
 import subprocess
 import sys
@@ -81,6 +82,30 @@ X8 = "np.ones((1, 1, 8, 8), np.float32)"
 def test_sizes_that_overflow_int64_are_rejected(call, op):
     raised = raised_in_subprocess(call)
     assert raised.startswith(f"ValueError: {op}: ") and "overflows int64" in raised, raised
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])  # the AVX2 loops and the reference
+@pytest.mark.parametrize("kernel, padding", [((2**40, 2), (2**39, 0)), ((3, 2**41), (1, 2**40))])
+def test_max_pool_window_far_larger_than_the_image(dtype, kernel, padding):
+    # Valid under torch's rules (padding at most half the kernel), and each window walked all 2**40
+    # taps, skipping those outside the image one by one: the call never returned.
+    x = np.random.default_rng(0).random((2, 3, 4, 5))
+    call = (f"y, i = _C.max_pool2d_forward(np.array({x.tolist()}, np.{dtype}), {kernel}, (1, 1), {padding}, "
+            "(1, 1), False, True); print(repr((y.tolist(), i.tolist())))")
+    y, i = (np.array(a) for a in ast.literal_eval(raised_in_subprocess(call)))
+    # Each window's taps inside the image: rows [oh - pH, oh - pH + kH) and columns likewise, clipped.
+    H, W = x.shape[2:]
+    want_y, want_i = np.empty(y.shape), np.empty(i.shape, np.int64)
+    assert y.shape == (2, 3, H + 2 * padding[0] - kernel[0] + 1, W + 2 * padding[1] - kernel[1] + 1)
+    for oh, ow in np.ndindex(*y.shape[2:]):
+        r0, r1 = max(0, oh - padding[0]), min(H, oh - padding[0] + kernel[0])
+        c0, c1 = max(0, ow - padding[1]), min(W, ow - padding[1] + kernel[1])
+        window = x[:, :, r0:r1, c0:c1].reshape(2, 3, -1).astype(dtype)
+        first = window.argmax(-1)
+        want_y[:, :, oh, ow] = window.max(-1)
+        want_i[:, :, oh, ow] = (r0 + first // (c1 - c0)) * W + c0 + first % (c1 - c0)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(i, want_i)
 
 
 @pytest.mark.parametrize("divisor, error", [(-3, ValueError), (1.5, TypeError), ("2", TypeError), (2**70, TypeError)])

@@ -33,6 +33,10 @@ constexpr bool kIsFloat = std::is_same_v<T, float>;
 
 bool avx2_active() { return active_isa() == Isa::avx2; }
 
+// Taps visited for all of a plane's outputs: a window visits only its taps inside the image (taps_inside),
+// and the bound keeps the product in range when the window is vastly larger than the image.
+int64_t window_work(const PoolGeometry& g) { return g.OH * g.OW * std::min(g.kH, g.H) * std::min(g.kW, g.W); }
+
 // The vector kernels keep tap indices in 32-bit lanes.
 bool fits_int32_lanes(const PoolGeometry& g) { return g.H * g.W < (int64_t(1) << 31); }
 
@@ -40,7 +44,7 @@ bool fits_int32_lanes(const PoolGeometry& g) { return g.H * g.W < (int64_t(1) <<
 
 template <typename T>
 void max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx) {
-  const int64_t work = g.H * g.W + g.OH * g.OW * g.kH * g.kW;
+  const int64_t work = g.H * g.W + window_work(g);
   if constexpr (kIsFloat<T>) {
     if (avx2_active() && fits_int32_lanes(g)) {
       for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { max_pool2d_avx2(g, p0, p1, x, y, idx); });
@@ -63,7 +67,7 @@ void max_pool2d_backward(int64_t planes, int64_t in_plane, int64_t out_plane, co
 
 template <typename T>
 void avg_pool2d_forward(const PoolGeometry& g, const AvgOptions& opt, const T* x, T* y) {
-  const int64_t work = g.H * g.W + g.OH * g.OW * g.kH * g.kW;
+  const int64_t work = g.H * g.W + window_work(g);
   if constexpr (kIsFloat<T>) {
     if (avx2_active()) {
       for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { avg_pool2d_avx2(g, opt, p0, p1, x, y); });
@@ -77,7 +81,7 @@ void avg_pool2d_forward(const PoolGeometry& g, const AvgOptions& opt, const T* x
 
 template <typename T>
 void avg_pool2d_backward(const PoolGeometry& g, const AvgOptions& opt, const T* dy, T* dx) {
-  for_plane_chunks(g.planes, g.H * g.W + g.OH * g.OW * g.kH * g.kW,
+  for_plane_chunks(g.planes, g.H * g.W + window_work(g),
                    [&](int64_t p0, int64_t p1) { avg_pool2d_backward_ref(g, opt, p0, p1, dy, dx); });
   record_impl("avg_pool2d_backward", "scalar_scatter");
 }

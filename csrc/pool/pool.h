@@ -18,6 +18,18 @@ struct PoolGeometry {
   int64_t kH, kW, sH, sW, pH, pW, dH, dW;
 };
 
+// The taps [*first, *last) of a window that starts at `start` (k taps, dilation d) and lie in [0, size).
+// Window loops visit only these: with enough padding a window of 2**40 taps over a 4x4 image is valid.
+inline void taps_inside(int64_t start, int64_t d, int64_t k, int64_t size, int64_t* first, int64_t* last) {
+  if (d == 1) {  // no divisions for the usual windows
+    *first = start >= 0 ? 0 : -start;
+    *last = size - start < k ? size - start : k;
+    return;
+  }
+  *first = start >= 0 ? 0 : (-start + d - 1) / d;
+  *last = start >= size ? 0 : (size - 1 - start) / d + 1 < k ? (size - 1 - start) / d + 1 : k;
+}
+
 struct AvgOptions {
   bool count_include_pad;
   int64_t divisor_override;  // 0: none

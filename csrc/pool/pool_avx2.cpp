@@ -87,9 +87,10 @@ struct RunningMax8 {
 inline void max_block(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow, float* out) {
   RunningMax8 m;
   const bool pairs = pairs_apply(g);
-  for (int64_t i = 0; i < g.kH; ++i) {
+  int64_t i0, i1;
+  taps_inside(oh * g.sH - g.pH, g.dH, g.kH, g.H, &i0, &i1);
+  for (int64_t i = i0; i < i1; ++i) {
     const int64_t ih = oh * g.sH - g.pH + i * g.dH;
-    if (ih < 0 || ih >= g.H) continue;
     const float* row = plane + ih * g.W + ow * g.sW - g.pW;
     prefetch_ahead(row);
     if (pairs) {
@@ -109,12 +110,13 @@ inline void max_block(const PoolGeometry& g, const float* plane, int64_t oh, int
 inline float max_window_value(const PoolGeometry& g, const float* plane, int64_t oh, int64_t ow) {
   float best = -__builtin_inff();
   bool saw_nan = false;
-  for (int64_t i = 0; i < g.kH; ++i) {
+  int64_t i0, i1, j0, j1;
+  taps_inside(oh * g.sH - g.pH, g.dH, g.kH, g.H, &i0, &i1);
+  taps_inside(ow * g.sW - g.pW, g.dW, g.kW, g.W, &j0, &j1);
+  for (int64_t i = i0; i < i1; ++i) {
     const int64_t ih = oh * g.sH - g.pH + i * g.dH;
-    if (ih < 0 || ih >= g.H) continue;
-    for (int64_t j = 0; j < g.kW; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       const int64_t iw = ow * g.sW - g.pW + j * g.dW;
-      if (iw < 0 || iw >= g.W) continue;
       const float v = plane[ih * g.W + iw];
       best = v > best ? v : best;
       saw_nan |= v != v;
@@ -131,12 +133,13 @@ inline void max_window_with_index(const PoolGeometry& g, const float* plane, int
   // (Written with SSE compares and masks: from plain `take ? v : best` GCC emits the branch.)
   __m128 best = _mm_set_ss(-__builtin_inff());
   int64_t best_index = -1;
-  for (int64_t i = 0; i < g.kH; ++i) {
+  int64_t i0, i1, j0, j1;
+  taps_inside(oh * g.sH - g.pH, g.dH, g.kH, g.H, &i0, &i1);
+  taps_inside(ow * g.sW - g.pW, g.dW, g.kW, g.W, &j0, &j1);
+  for (int64_t i = i0; i < i1; ++i) {
     const int64_t ih = oh * g.sH - g.pH + i * g.dH;
-    if (ih < 0 || ih >= g.H) continue;
-    for (int64_t j = 0; j < g.kW; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       const int64_t iw = ow * g.sW - g.pW + j * g.dW;
-      if (iw < 0 || iw >= g.W) continue;
       const int64_t tap = ih * g.W + iw;
       const __m128 v = _mm_load_ss(plane + tap);
       const int take = (_mm_movemask_ps(_mm_or_ps(_mm_cmpgt_ss(v, best), _mm_cmpunord_ss(v, v))) & 1) |
@@ -164,9 +167,10 @@ inline void max_block_with_index(const PoolGeometry& g, const float* plane, int6
   __m256 best = _mm256_set1_ps(-__builtin_inff());
   __m256i best_index = _mm256_set1_epi32(-1);
   bool first_tap = true;
-  for (int64_t i = 0; i < g.kH; ++i) {
+  int64_t i0, i1;
+  taps_inside(oh * g.sH - g.pH, g.dH, g.kH, g.H, &i0, &i1);
+  for (int64_t i = i0; i < i1; ++i) {
     const int64_t ih = oh * g.sH - g.pH + i * g.dH;
-    if (ih < 0 || ih >= g.H) continue;
     for (int64_t j = 0; j < g.kW; ++j) {
       const int64_t tap = ih * g.W + ow * g.sW - g.pW + j * g.dW;
       const __m256 v = load_strided(plane + tap, g.sW);

@@ -12,12 +12,13 @@ template <typename T>
 void max_pool2d_window(const PoolGeometry& g, const T* plane, int64_t oh, int64_t ow, T* out, int64_t* idx) {
   T best = -std::numeric_limits<T>::infinity();
   int64_t best_index = -1;
-  for (int64_t i = 0; i < g.kH; ++i) {
+  int64_t i0, i1, j0, j1;
+  taps_inside(oh * g.sH - g.pH, g.dH, g.kH, g.H, &i0, &i1);
+  taps_inside(ow * g.sW - g.pW, g.dW, g.kW, g.W, &j0, &j1);
+  for (int64_t i = i0; i < i1; ++i) {
     const int64_t ih = oh * g.sH - g.pH + i * g.dH;
-    if (ih < 0 || ih >= g.H) continue;
-    for (int64_t j = 0; j < g.kW; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       const int64_t iw = ow * g.sW - g.pW + j * g.dW;
-      if (iw < 0 || iw >= g.W) continue;
       const T v = plane[ih * g.W + iw];
       if (best_index < 0 || v > best || std::isnan(v)) {
         best = v;
