@@ -246,10 +246,9 @@ PoolDims adaptive_geometry(const char* op, const DeviceArray& x, const Pair& out
 }
 
 int64_t checked_divisor(const char* op, std::optional<int64_t> divisor_override) {
-  // The kernels treat a divisor <= 0 as an empty window (output 0): a negative one would zero the
-  // result silently. (The CPU binding's rule, avg_options in bind_pool.cpp.)
-  if (divisor_override && *divisor_override < 1)
-    value_error(op, ": divisor_override must be None or a positive int, got ", *divisor_override);
+  // As torch (and avg_options in bind_pool.cpp): any divisor but 0; a negative one divides too.
+  if (divisor_override && *divisor_override == 0)
+    value_error(op, ": divisor_override must be None or a non-zero int, got ", *divisor_override);
   return divisor_override.value_or(0);
 }
 

@@ -109,7 +109,7 @@ RB_HD T avg_pool_output(const PoolDims& g, bool count_include_pad, int64_t divis
   T sum = T(0);
   for (int64_t ih = win.h0; ih < win.h1; ++ih)
     for (int64_t iw = win.w0; iw < win.w1; ++iw) sum += plane[ih * g.W + iw];
-  return win.divisor > 0 ? sum / T(win.divisor) : T(0);
+  return win.divisor != 0 ? sum / T(win.divisor) : T(0);  // 0: a window with no taps
 }
 
 // dx[i]: the sum, in the reference's order (oh, then ow, ascending), of dy / divisor over the
@@ -129,7 +129,7 @@ RB_HD T avg_pool_input_gradient(const PoolDims& g, bool count_include_pad, int64
   for (int64_t oh = oh0; oh <= oh1; ++oh)
     for (int64_t ow = ow0; ow <= ow1; ++ow) {
       const AvgWindow win = avg_window(g, count_include_pad, divisor_override, oh, ow);
-      if (win.divisor <= 0 || h < win.h0 || h >= win.h1 || w < win.w0 || w >= win.w1) continue;
+      if (win.divisor == 0 || h < win.h0 || h >= win.h1 || w < win.w0 || w >= win.w1) continue;
       sum += grad[oh * g.OW + ow] / T(win.divisor);
     }
   return sum;

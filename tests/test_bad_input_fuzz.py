@@ -108,16 +108,31 @@ def test_max_pool_window_far_larger_than_the_image(dtype, kernel, padding):
     np.testing.assert_array_equal(i, want_i)
 
 
-@pytest.mark.parametrize("divisor, error", [(-3, ValueError), (1.5, TypeError), ("2", TypeError), (2**70, TypeError)])
-def test_avg_pool_divisor_override_must_be_a_positive_int(divisor, error):
-    # A negative divisor gave zeros (the kernels read a divisor <= 0 as an empty window); a float, a string
-    # or an int beyond int64 gave pybind11's "Unable to cast" RuntimeError.
+@pytest.mark.parametrize("divisor, error", [(0, ValueError), (1.5, TypeError), ("2", TypeError), (2**70, TypeError)])
+def test_avg_pool_divisor_override_must_be_a_non_zero_int(divisor, error):
+    # A float, a string or an int beyond int64 gave pybind11's "Unable to cast" RuntimeError.
     from rosenblatt import kernels
     x = np.ones((1, 1, 4, 4), np.float32)
-    with pytest.raises(error, match=r"avg_pool2d: divisor_override must be None or a positive int, got .* \(input"):
+    with pytest.raises(error, match=r"avg_pool2d: divisor_override must be None or a non-zero int, got .* \(input"):
         kernels.avg_pool2d(x, (2, 2), (2, 2), divisor_override=divisor)
-    with pytest.raises(error, match=r"avg_pool2d_backward: divisor_override must be None or a positive int"):
+    with pytest.raises(error, match=r"avg_pool2d_backward: divisor_override must be None or a non-zero int"):
         _C.avg_pool2d_backward(np.ones((1, 1, 2, 2), np.float32), (4, 4), (2, 2), (2, 2), (0, 0), False, True, divisor)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # the AVX2 path and the reference
+def test_avg_pool_divides_by_a_negative_divisor_override(dtype):
+    # As torch: the sum over the window / divisor. The kernels took a divisor <= 0 for an empty window
+    # and wrote zeros.
+    from rosenblatt import kernels
+    x = np.arange(2 * 3 * 9 * 10, dtype=dtype).reshape(2, 3, 9, 10) % 7 - 3
+    y = kernels.avg_pool2d(x, (3, 3), (1, 1), (1, 1), divisor_override=-3)
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    sums = sum(padded[:, :, i:i + 9, j:j + 10] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(y, sums / -3, rtol=1e-6, atol=1e-6)
+    dy = np.ones_like(y)
+    dx = _C.avg_pool2d_backward(dy, (9, 10), (3, 3), (1, 1), (1, 1), False, True, -3)
+    taps = sum(np.pad(np.ones((9, 10)), 1)[i:i + 9, j:j + 10] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(dx, np.broadcast_to(taps / -3, dx.shape), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("alias", ["x", "weight"])

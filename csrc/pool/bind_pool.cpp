@@ -173,8 +173,7 @@ py::array max_pool2d_backward_entry(py::handle dy_obj, py::handle idx_obj, Pair 
 
 // ---- average pooling ----
 
-// divisor_override: None or a positive int. The kernels treat a divisor <= 0 as an empty window (output 0),
-// so a negative one would zero the result silently instead of dividing by it.
+// divisor_override: None or a non-zero int, as torch (which divides by a negative one too).
 AvgOptions avg_options(const char* op, bool count_include_pad, py::object divisor_override, const py::array& x) {
   AvgOptions opt{count_include_pad, 0};
   if (divisor_override.is_none()) return opt;
@@ -182,11 +181,11 @@ AvgOptions avg_options(const char* op, bool count_include_pad, py::object diviso
   try {
     opt.divisor_override = divisor_override.cast<int64_t>();
   } catch (const py::cast_error&) {
-    throw py::type_error(cat(op, ": divisor_override must be None or a positive int, got ", given, " (input ",
+    throw py::type_error(cat(op, ": divisor_override must be None or a non-zero int, got ", given, " (input ",
                              shape_str(shape_of(x)), ")"));
   }
-  if (opt.divisor_override < 1)
-    value_error(op, ": divisor_override must be None or a positive int, got ", given, " (input ",
+  if (opt.divisor_override == 0)
+    value_error(op, ": divisor_override must be None or a non-zero int, got ", given, " (input ",
                 shape_str(shape_of(x)), ")");
   return opt;
 }

@@ -52,7 +52,7 @@ T avg_pool2d_window(const PoolGeometry& g, const AvgOptions& opt, const T* plane
   T sum = T(0);
   for (int64_t ih = h0; ih < h1; ++ih)
     for (int64_t iw = w0; iw < w1; ++iw) sum += plane[ih * g.W + iw];
-  return divisor > 0 ? sum / T(divisor) : T(0);
+  return divisor != 0 ? sum / T(divisor) : T(0);  // 0: a window with no taps
 }
 
 // x (P, H, W) -> y, idx (P, OH, OW) for planes [p0, p1)
@@ -98,7 +98,7 @@ void avg_pool2d_backward_ref(const PoolGeometry& g, const AvgOptions& opt, int64
       for (int64_t ow = 0; ow < g.OW; ++ow) {
         int64_t h0, h1, w0, w1, divisor;
         avg_pool2d_bounds(g, opt, oh, ow, &h0, &h1, &w0, &w1, &divisor);
-        if (divisor <= 0) continue;
+        if (divisor == 0) continue;  // a window with no taps
         const T share = dy[(p * g.OH + oh) * g.OW + ow] / T(divisor);
         for (int64_t ih = h0; ih < h1; ++ih)
           for (int64_t iw = w0; iw < w1; ++iw) plane[ih * g.W + iw] += share;
