@@ -154,6 +154,29 @@ def test_unfold_fold_and_locally_connected(rng):
     assert gradcheck(lambda x, w, b: F.locally_connected2d(x, w, b, stride=2), [x, wl, bl])
 
 
+@pytest.mark.parametrize("shape, k, s, p, d", [((1, 7, 97, 83), (3, 5), (2, 1), (1, 2), (1, 2)),
+                                                 ((5, 3, 64, 61), (3, 3), (1, 1), (1, 1), (1, 1))])
+def test_unfold_and_fold_split_over_threads(rng, shape, k, s, p, d):
+    """Large enough to split (one image into bands of output rows; fold by images): the same bits as on
+    one thread, and as torch's unfold / fold."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    threads = rb.get_num_threads()
+    try:
+        rb.set_num_threads(1)
+        cols_one = _C.im2col(x, k, s, p, d)
+        x_one = _C.col2im(cols_one, shape[2:], k, s, p, d)
+        rb.set_num_threads(3)
+        cols, folded = _C.im2col(x, k, s, p, d), _C.col2im(cols_one, shape[2:], k, s, p, d)
+    finally:
+        rb.set_num_threads(threads)
+    np.testing.assert_array_equal(cols, cols_one)
+    np.testing.assert_array_equal(folded, x_one)
+    torch = torch_or_skip()
+    np.testing.assert_array_equal(cols, torch.nn.functional.unfold(torch.tensor(x), k, d, p, s).numpy())
+    want = torch.nn.functional.fold(torch.tensor(cols_one), shape[2:], k, d, p, s).numpy()
+    assert_close(folded, want, 1e-6, 1e-6, "fold")
+
+
 def test_torch_agreement_over_random_configs(isa):
     torch = torch_or_skip()
     tf = torch.nn.functional

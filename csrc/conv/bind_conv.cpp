@@ -1,8 +1,11 @@
 // Python entry points of the convolution family. Every argument is validated here, before any
 // kernel touches memory; inputs of any layout are copied to C order (the kernels want contiguous data).
+#include <algorithm>
+
 #include <pybind11/stl.h>
 
 #include "bindings/arrays.h"
+#include "common/parallel.h"
 #include "conv/conv.h"
 
 namespace rb {
@@ -254,7 +257,15 @@ py::array unfold_typed(const py::array& x_in, const ConvGeometry& g) {
   const T* src = cptr<T>(x);
   T* dst = mptr<T>(cols);
   py::gil_scoped_release release;
-  for (int64_t n = 0; n < g.N; ++n) im2col<T>(g, src + n * g.C * g.H * g.W, 0, g.OH, dst + n * rows * L, L);
+  // Images, and bands of output rows within each, split over the threads: each band writes its own
+  // columns of `cols` (a single large image gets every thread too).
+  const int threads = g.N * rows * L >= (int64_t(1) << 16) ? available_threads() : 1;
+  const int64_t bands = std::min<int64_t>(g.OH, (4 * threads + g.N - 1) / g.N);
+  parallel_for(threads, g.N * bands, [&](int64_t unit) {
+    const int64_t n = unit / bands, band = unit % bands;
+    const int64_t oh0 = g.OH * band / bands, oh1 = g.OH * (band + 1) / bands;
+    im2col<T>(g, src + n * g.C * g.H * g.W, oh0, oh1, dst + n * rows * L + oh0 * g.OW, L);
+  });
   return cols;
 }
 
@@ -275,8 +286,11 @@ py::array fold_typed(const py::array& cols_in, const ConvGeometry& g) {
   const T* src = cptr<T>(cols);
   T* dst = mptr<T>(x);
   py::gil_scoped_release release;
-  for (int64_t i = 0; i < g.N * plane; ++i) dst[i] = T(0);
-  for (int64_t n = 0; n < g.N; ++n) col2im<T>(g, src + n * rows * L, L, dst + n * plane);
+  // Images split over the threads (within one image, windows overlap and their sums share elements).
+  parallel_for(g.N * rows * L >= (int64_t(1) << 16) ? available_threads() : 1, g.N, [&](int64_t n) {
+    std::fill(dst + n * plane, dst + (n + 1) * plane, T(0));
+    col2im<T>(g, src + n * rows * L, L, dst + n * plane);
+  });
   return x;
 }
 
