@@ -45,11 +45,9 @@ void check_out(const py::array& out, const py::dtype& dtype, const std::vector<i
 template <typename T>
 py::array_t<T, py::array::c_style> c_contiguous(const py::array& a, const char* op, const char* name) {
   auto result = py::array_t<T, py::array::c_style>::ensure(a);
-  if (!result) {
-    PyErr_SetString(PyExc_MemoryError, cat(op, ": cannot make a contiguous copy of ", name, " of shape ",
-                                           shape_str(shape_of(a)), " (", a.nbytes(), " bytes)").c_str());
-    throw py::error_already_set();
-  }
+  if (!result)  // (ensure() has cleared numpy's error)
+    memory_error(op, ": cannot make a contiguous copy of ", name, " of shape ", shape_str(shape_of(a)), " (",
+                 a.nbytes(), " bytes)");
   return result;
 }
 
