@@ -9,15 +9,17 @@ from rosenblatt import _C, kernels
 
 CELLS = [("lstm", True), ("gru", True), ("gru", False), ("rnn_tanh", True), ("rnn_relu", True)]
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
-# (T, B, I, H): primes, batch 1 (the direct matrix-vector path), H not a multiple of 8, T = 1; the
+# (T, B, I, H): primes, batch 1, H not a multiple of 8, T = 1 (a call of under 4 steps at batch <= 4
+# multiplies W_hh in place, on rb::gemm's direct path); (4, 1, 5, 24), (5, 3, 7, 13) and (6, 2, 3, 130)
+# are sequences at batch <= 4, whose W_hh is packed once per call and multiplied one or a few rows at a
+# time (130: backward's K = 4H = 520 spans three K blocks, the units split gives ragged panels);
+# (4, 1, 3, 300) the same at batch 1 with H > 256 (forward's K in two blocks);
 # (3, 13, 4, 300) has batch > 4 (W_hh packed once per call) and H > 256 (packed in several K blocks);
 # (12, 7, 3, 6) has T * B > 2 (I + H), where the weight gradients are one product over [X | H_prev];
-# (6, 2, 3, 130): batch <= 4 over several steps, where backward multiplies by a transposed copy of
-# W_hh, here large enough to be transposed by both threads, with ragged 8 x 8 blocks;
 # (4, 17, 3, 360) has batch >= 16 and enough work for two threads (rnn.cpp runs smaller sequences on
 # one): the threads split the steps by batch rows, 8 + 9 here.
 SHAPES = [(5, 3, 7, 13), (4, 1, 5, 24), (1, 6, 2, 9), (3, 5, 1, 1), (3, 13, 4, 300), (12, 7, 3, 6), (6, 2, 3, 130),
-          (4, 17, 3, 360)]
+          (4, 1, 3, 300), (4, 17, 3, 360)]
 
 
 def sigmoid(v):
@@ -181,6 +183,35 @@ def test_step_splits_agree(rng, cell, lbr, threads):
             continue
         scale = np.abs(want).max() + 1e-3
         assert_close(got / scale, want / scale, 2e-5, 0, f"{cell} lbr={lbr} threads={threads} {name}")
+
+
+@pytest.mark.parametrize("cell,lbr", CELLS)
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("B", [1, 2])
+def test_small_batch_units_split(rng, cell, lbr, threads, B):
+    """A sequence at batch 1 and 2 split by hidden units over two and three threads (8-aligned slices
+    of H = 520: 256 + 264, and 168 + 176 + 176), each thread multiplying by its own packed columns of
+    W_hh, against the float64 references. (T = 32: enough work that rnn.cpp uses the threads.)"""
+    T, H = 32, 520
+    arrays, lengths = make_problem(rng, cell, T, B, 3, H, with_lengths=False)
+    a32 = cast(arrays, np.float32)
+    dy, dh_n = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+    dc_n = rng.standard_normal((B, H)) if cell == "lstm" else None
+    expected = [numpy_forward(cell, **arrays, lengths=lengths, linear_before_reset=lbr)[0]]
+    expected += list(run_backward(cell, arrays, lengths, False, lbr, dy, dh_n, dc_n))
+    saved = rb.get_num_threads()
+    rb.set_num_threads(threads)
+    try:
+        actual = [run_forward(cell, a32, lengths, False, lbr)[0]]
+        actual += list(run_backward(cell, a32, lengths, False, lbr, dy, dh_n, dc_n))
+    finally:
+        rb.set_num_threads(saved)
+    for name, got, want in zip(["y", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"], actual, expected):
+        if want is None:
+            assert got is None
+            continue
+        scale = np.abs(want).max() + 1e-3
+        assert_close(got / scale, want / scale, 2e-5, 0, f"{cell} lbr={lbr} B={B} threads={threads} {name}")
 
 
 def numpy_lstm_backward_dc0(x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, clip):

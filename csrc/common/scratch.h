@@ -7,7 +7,7 @@ namespace rb {
 
 // One slot per concurrent use on a thread; a kernel that calls another kernel
 // must use a different slot than its callee.
-enum class ScratchSlot { gemm_pack_a, gemm_pack_b, gemm_misc, conv, conv_aux, rnn, rnn_grad, rnn_weight, pool, count_ };
+enum class ScratchSlot { gemm_pack_a, gemm_pack_b, gemm_misc, conv, conv_aux, rnn, rnn_grad, pool, count_ };
 
 // A 64-byte aligned buffer of at least `bytes` for the calling thread. The pointer
 // stays valid until the same thread asks the same slot for more.

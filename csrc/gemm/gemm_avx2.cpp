@@ -54,7 +54,9 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Rows of the next A panel when `remaining` rows of a block are left: MR, except that a last 7 or 8
 // go as 4 + 3 or 4 + 4. A 1- or 2-row tile has 2 or 4 independent FMA chains for the FMA latency of
 // 4 cycles on two pipes, so it runs at a quarter or half rate; 3 and 4 rows keep 6 and 8 chains.
-// (Micro-kernel from L1, GFLOP/s by rows 1-6: 25, 47, 69, 83, 86, 87.)
+// (Micro-kernel from L1, GFLOP/s by rows 1-6: 25, 47, 69, 83, 86, 87. Rows 1 and 2 have since been
+// given a second set of accumulators, see kernel_6x16: on a Zen 4, 1 row 30 -> 57, 2 rows 56 -> 82,
+// 6 rows 98.)
 inline int64_t panel_rows(int64_t remaining) { return remaining == 7 || remaining == 8 ? 4 : min64(MR, remaining); }
 
 // In-register transpose of an 8x8 block: r[i] lane j  ->  r[j] lane i.
@@ -241,8 +243,31 @@ void kernel_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_
   // No software prefetch in the loop: both panels are sequential streams that the hardware
   // prefetcher follows, and on Zen 3 prefetching A 16 steps and B 8 rows ahead only took load
   // slots (interleaved A/B: 0-5% slower on 1024^3, 64x3136x576, 512x49x4608).
+  int64_t p = 0;
+  if constexpr (ROWS <= 2) {
+    // One or two rows give only 2 or 4 FMA chains, too few for the FMA latency (4 cycles, two
+    // pipes): odd steps of k go to a second set of accumulators, added in at the end. (A single row
+    // is a matrix-vector product: a recurrent step at batch 1, see rnn/step_gemm.h.)
+    __m256 d00 = _mm256_setzero_ps(), d01 = _mm256_setzero_ps();
+    __m256 d10 = _mm256_setzero_ps(), d11 = _mm256_setzero_ps();
+#pragma GCC unroll 2
+    for (; p + 2 <= kc; p += 2) {
+      const __m256 b0 = _mm256_loadu_ps(b), b2 = _mm256_loadu_ps(b + b_rs);
+      const __m256 b1 = WIDTH == 16 ? _mm256_loadu_ps(b + 8) : b0;
+      const __m256 b3 = WIDTH == 16 ? _mm256_loadu_ps(b + b_rs + 8) : b2;
+      fma_row<WIDTH>(a0 + p * step, b0, b1, c00, c01);
+      fma_row<WIDTH>(a0 + (p + 1) * step, b2, b3, d00, d01);
+      if constexpr (ROWS > 1) {
+        fma_row<WIDTH>(a1 + p * step, b0, b1, c10, c11);
+        fma_row<WIDTH>(a1 + (p + 1) * step, b2, b3, d10, d11);
+      }
+      b += 2 * b_rs;
+    }
+    c00 = _mm256_add_ps(c00, d00), c01 = _mm256_add_ps(c01, d01);
+    c10 = _mm256_add_ps(c10, d10), c11 = _mm256_add_ps(c11, d11);
+  }
 #pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; ++p) {
+  for (; p < kc; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b);
     const __m256 b1 = WIDTH == 16 ? _mm256_loadu_ps(b + 8) : b0;
     const int64_t k = p * step;

@@ -16,11 +16,10 @@
 // - by hidden units (8-aligned slices) for smaller batches: each thread computes the recurrent GEMM
 //   for its rows of W_hh (its columns of dh in backward) and the fused pass for its units, and the
 //   team meets at one barrier per step (two for Cho's GRU).
-// The GEMM runs single-threaded inside the region. Above batch 4 the W_hh a thread uses is packed
-// into the GEMM's panel layout once per call (StepWeight; split by rows, one copy serves all threads:
-// private copies of a 4 MiB weight crowded L3), so a step packs only h (or dgates).
-// At batch <= 4 the weight is the operand with unit column stride instead: rb::gemm then takes its
-// direct (no-packing) path, a dot product per weight row; backward uses a transposed copy of W_hh.
+// The GEMM runs single-threaded inside the region. The W_hh a thread uses is packed into the GEMM's
+// panel layout once per call (StepWeight; split by rows, one copy serves all threads: private copies
+// of a 4 MiB weight crowded L3), so a step packs only h (or dgates). A call of fewer than 4 steps at
+// batch <= 4 (a cell step) multiplies the weight in place instead (see prepacked_steps).
 //
 // The per-step barrier spins briefly and then yields the CPU: on a machine shared with other
 // processes, a thread that spins for its whole time slice while its partner waits to be scheduled
@@ -97,7 +96,7 @@ struct StepPlan {
 
 StepPlan plan_steps(int64_t B, int64_t H) {
   const int threads = available_threads();
-  if (prepacked_steps(B) && threads > 1 && B >= 2 * kMinRowsPerThread)
+  if (threads > 1 && B >= 2 * kMinRowsPerThread)
     return {int(std::min<int64_t>(threads, B / kMinRowsPerThread)), true};
   return {int(std::min<int64_t>(threads, (H + 7) / 8)), false};  // at most one thread per 8 units
 }
@@ -182,10 +181,10 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
 
   // The rows of W_hh for units [j0, j0 + n) as right-hand sides of h . W_hh^T, one segment per gate:
   // `first` covers the gates added into `gates` (all, or GRU's r and z), `second` GRU's n rows.
-  // Packed (above batch 4) into the calling thread's scratch.
+  // Packed (see prepacked_steps) into the calling thread's scratch.
   const int64_t first_gates = gru ? 2 : G;
   auto weights_for = [&](int64_t j0, int64_t n) {
-    const bool pack = prepacked_steps(B) && n > 0;
+    const bool pack = prepacked_steps(B, T) && n > 0;
     const int64_t first_floats = pack ? packed_b_floats(H, n, first_gates) : 0;
     const int64_t second_floats = pack && gru ? packed_b_floats(H, n, 1) : 0;
     float* packed = pack ? thread_scratch_of<float>(ScratchSlot::rnn, size_t(first_floats + second_floats)) : nullptr;
@@ -272,19 +271,12 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   if (lstm && a.dc_n) std::copy(a.dc_n, a.dc_n + B * H, dc.begin());
   const std::vector<unsigned char> active = active_mask(T, B, a.lengths);
 
-  // dh_prev[:, j0:j0+n] += dg (B x K) . W_hh[r0:r0+K, j0:j0+n]. At small batch the product runs as
-  // (W_hh^T rows) . dg^T on a transposed copy, so rb::gemm's direct path reads contiguous weight rows
-  // (a column slice of W_hh would be read 128 bytes per 2 KiB row, several times slower).
-  // (The copy costs one pass over W_hh: worth it from a few steps on, not for a single cell step.)
-  const bool transposed = B <= 4 && T >= 4;  // (the units split: rows need batch 16)
-  float* const w_hh_t = transposed ? thread_scratch_of<float>(ScratchSlot::rnn_weight, size_t(GH * H)) : nullptr;
-  if (transposed) transpose_avx2(GH, H, a.w_hh, H, w_hh_t, GH);
   // dh_prev[:, j0:j0+n] (+)= dg . W_hh[r0:r0+K, j0:j0+n] for the rows that multiply h (all, or GRU's
-  // r and z: `h_rows`) and GRU's n rows (`n_rows`); above batch 4 the columns are packed once, into the
-  // calling thread's scratch.
+  // r and z: `h_rows`) and GRU's n rows (`n_rows`), packed once (see prepacked_steps) into the calling
+  // thread's scratch.
   const int64_t main_rows = gru ? 2 * H : GH;
   auto weights_for = [&](int64_t j0, int64_t n) {
-    const bool pack = prepacked_steps(B) && n > 0;
+    const bool pack = prepacked_steps(B, T) && n > 0;
     const int64_t main_floats = pack ? packed_b_floats(main_rows, n, 1) : 0;
     const int64_t n_floats = pack && gru ? packed_b_floats(H, n, 1) : 0;
     float* packed = pack ? thread_scratch_of<float>(ScratchSlot::rnn, size_t(main_floats + n_floats)) : nullptr;
@@ -304,14 +296,6 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
     const auto own = plan.by_rows ? shared : weights_for(j0, n);
     const StepWeight &h_rows = own.first, &n_rows = own.second;
     // dg and out start at this thread's first row.
-    auto through_w_hh = [&](const StepWeight& w, int64_t first_gate_row, int64_t K, const float* dg, int64_t lddg,
-                            float beta, float* out) {
-      if (transposed)
-        gemm(n, rows, K, 1.0f, MatView<const float>{w_hh_t + j0 * GH + first_gate_row, GH, 1},
-             MatView<const float>{dg, 1, lddg}, beta, MatView<float>{out + j0, 1, H});
-      else
-        w.multiply(rows, dg, lddg, beta, out + j0, H, 0);
-    };
     float* dh = dh_a.data() + r0 * H;       // dL/dh' of this step (from later steps)
     float* dh_prev = dh_b.data() + r0 * H;  // dL/dh of the state entering it
     for (int64_t s = 0; s < T; ++s) {
@@ -344,17 +328,17 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
       barrier.wait();  // dgates_t complete
       if (cho) {
         if (working) {
-          through_w_hh(n_rows, 2 * H, H, dg + 2 * H, GH, 0.0f, drh.data() + r0 * H);
+          n_rows.multiply(rows, dg + 2 * H, GH, 0.0f, drh.data() + r0 * H + j0, H, 0);
           gru_cho_step_reset_avx2(step);
         }
         barrier.wait();  // dr complete
       }
       if (working) {
         if (lbr) {
-          through_w_hh(h_rows, 0, 2 * H, dg, GH, 1.0f, dh_prev);
-          through_w_hh(n_rows, 2 * H, H, step.dhn, H, 1.0f, dh_prev);
+          h_rows.multiply(rows, dg, GH, 1.0f, dh_prev + j0, H, 0);
+          n_rows.multiply(rows, step.dhn, H, 1.0f, dh_prev + j0, H, 0);
         } else {
-          through_w_hh(h_rows, 0, main_rows, dg, GH, 1.0f, dh_prev);
+          h_rows.multiply(rows, dg, GH, 1.0f, dh_prev + j0, H, 0);
         }
         add_bias_grad(rows, H, G, j0, sl.j1, dg, GH, db.data() + tid * GH);
         if (lbr) add_bias_grad(rows, H, 1, j0, sl.j1, step.dhn, H, db_hn.data() + tid * H);

@@ -23,10 +23,14 @@ inline void gemm_dg_w(int64_t B, int64_t n, int64_t K, const float* dg, int64_t 
        MatView<float>{c, ldc, 1});
 }
 
-// Above batch 4 a step's product goes through packed panels; packing the weight once per
-// sequence instead of once per step saves a pass over it every step. At batch <= 4 rb::gemm's
-// direct path reads the weight in place, with nothing to pack.
-inline bool prepacked_steps(int64_t batch) { return batch > 4; }
+// A sequence's step products go through the weight packed into panels once per call (a pass over
+// the weight, not one per step). At batch <= 4 the packed panels are read as one stream by the
+// micro-kernel; there packing pays only over a few steps, and a single cell step (or two, three)
+// multiplies the weight in place on rb::gemm's direct path, a dot product per weight row.
+// (One thread's step at batch 1 over 256 units of an LSTM with H = 512, 2 MiB of packed weight read
+// from L3: 35 GFLOP/s, against 29 for the direct path's 2048 x 1 x 512. Whole LSTM (200, 1, 65, 512)
+// forward + backward kernels, 2 threads, paired: 1.105x faster than with the direct path.)
+inline bool prepacked_steps(int64_t batch, int64_t steps) { return batch > 4 || steps >= 4; }
 
 // The weight operand of one thread's per-step product: segments B_s (K x n), s < segments, at
 // b.data + s * segment_stride with b's strides (one segment per gate, say). Packed once into
