@@ -76,10 +76,36 @@ def peers_description(torch) -> str:
     import numpy as np
 
     line = f"peers: numpy {np.__version__}"
+    blas_kernels = openblas_kernels()
+    if blas_kernels:
+        line += f" (its OpenBLAS kernels: {blas_kernels})"
     if torch is not None:
         capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
         line += f", torch {torch.__version__} (its CPU kernels: {capability})"
     return line
+
+
+def openblas_kernels() -> str:
+    """The kernel family NumPy's bundled OpenBLAS picked for this CPU ("Haswell": AVX2; "SkylakeX" or
+    "Cooperlake": AVX-512), or "" when NumPy does not bundle OpenBLAS. OPENBLAS_CORETYPE overrides it."""
+    import ctypes
+    import glob
+    import os
+
+    import numpy as np
+
+    libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs", "lib*openblas*.so*"))
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+            function = getattr(lib, symbol, None)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                return function().decode(errors="replace")
+    return ""
 
 
 def try_import_torch():
