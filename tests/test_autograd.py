@@ -285,6 +285,46 @@ def test_full_max_gradient_is_shared_among_ties():
     assert x.grad.tolist() == [0.0, 0.5, 0.5, 0.0]
 
 
+NAN_ROWS = [[1.0, np.nan, 2.0, np.nan], [3.0, 1.0, 3.0, 0.0]]
+
+
+def test_extremes_with_nan_follow_torch():
+    """A NaN in the reduced slice makes the result NaN. Its gradient, as in torch: max() and min() over
+    everything share it among the NaNs; amax/amin give the slice a NaN gradient (no element equals NaN);
+    max(dim) sends it to the returned index. Slices without NaN keep the tie rule. No warnings."""
+    nan = np.nan
+    expected = {
+        "max": lambda x: x.max(),
+        "min": lambda x: x.min(),
+        "amax": lambda x: x.amax(1).sum(),
+        "amin": lambda x: x.amin(1).sum(),
+        "max_dim": lambda x: x.max(1)[0].sum(),
+    }
+    want = {
+        "max": [[0.0, 0.5, 0.0, 0.5], [0.0] * 4],
+        "min": [[0.0, 0.5, 0.0, 0.5], [0.0] * 4],
+        "amax": [[nan] * 4, [0.5, 0.0, 0.5, 0.0]],
+        "amin": [[nan] * 4, [0.0, 0.0, 0.0, 1.0]],
+        "max_dim": [[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]],
+    }
+    for name, fn in expected.items():
+        x = rosenblatt.tensor(NAN_ROWS, requires_grad=True)
+        with np.errstate(all="raise"):
+            fn(x).backward()
+        np.testing.assert_array_equal(x.grad.numpy(), np.array(want[name]), err_msg=name)
+
+
+def test_extremes_with_nan_match_torch():
+    torch = pytest.importorskip("torch")
+    for fn in (lambda x: x.max(), lambda x: x.min(), lambda x: x.amax(), lambda x: x.amax(1).sum(),
+               lambda x: x.amin(0).sum(), lambda x: x.max(1)[0].sum(), lambda x: x.min(0)[0].sum()):
+        ours = rosenblatt.tensor(NAN_ROWS, requires_grad=True)
+        theirs = torch.tensor(NAN_ROWS, requires_grad=True)
+        fn(ours).backward()
+        fn(theirs).backward()
+        np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
 def test_relu_and_clamp_gradients_at_the_kinks_match_torch():
     torch = pytest.importorskip("torch")
     data = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])

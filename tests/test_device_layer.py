@@ -194,6 +194,16 @@ def test_unary_op_matches_cpu(fake, name):
     assert_close(host(x_dev.grad), x_cpu.grad.numpy())
 
 
+def test_extremes_with_nan_on_device_match_cpu(fake):
+    """The NaN rules of max/min/amax gradients (see test_autograd) on the device path too."""
+    data = np.array([[1.0, np.nan, 2.0, np.nan], [3.0, 1.0, 3.0, 0.0]], np.float32)
+    for fn in (lambda x: x.max(), lambda x: x.amax(1).sum(), lambda x: x.amin(0).sum()):
+        x_cpu, x_dev = rb.tensor(data, requires_grad=True), rb.tensor(data, device="cuda", requires_grad=True)
+        fn(x_cpu).backward()
+        fn(x_dev).backward()
+        np.testing.assert_array_equal(host(x_dev.grad), x_cpu.grad.numpy())
+
+
 BINARY = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
     "pow": lambda a, b: rb.abs(a) ** b, "maximum": rb.maximum, "minimum": rb.minimum,

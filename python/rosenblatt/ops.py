@@ -384,9 +384,16 @@ def _extreme_all(x: Tensor, dim, keepdim: bool, fn, op: str) -> Tensor:
         raise ValueError(f"{op}: cannot reduce an empty tensor of shape {x.shape} over dims {axes}") from None
 
     def backward(g):
-        winners = x.data == _expand_reduced(out, x.shape, axes, keepdim)
+        extreme = _expand_reduced(out, x.shape, axes, keepdim)
+        winners = x.data == extreme
+        if op in ("max", "min") and x.dtype.kind == "f":  # as torch: a NaN result's gradient goes to the NaNs
+            winners = winners | (np.isnan(x.data) & np.isnan(extreme))
         count = winners.sum(axis=axes, keepdims=True)
-        return (np.where(winners, _expand_reduced(g, x.shape, axes, keepdim) / count, 0).astype(g.dtype),)
+        share = _expand_reduced(g, x.shape, axes, keepdim) / np.maximum(count, 1)
+        grad = np.where(winners, share, 0)
+        if op in ("amax", "amin"):  # as torch: no element equals a NaN result, and its slice's gradient is NaN
+            grad = np.where(count == 0, np.nan, grad)
+        return (grad.astype(g.dtype),)
 
     return result(out, (x,), backward, op.capitalize() + "Backward")
 
