@@ -94,9 +94,15 @@ struct StepPlan {
   bool by_rows;
 };
 
-StepPlan plan_steps(int64_t B, int64_t H) {
+// Split by rows, the one packed copy of W_hh is made by the calling thread before the steps: over a
+// sequence that is one pass among many, but for a cell step or two it is most of the call (LSTM
+// (1, 32, 65, 512): packing 4 MiB serially, then 16 rows x 2048 columns per thread). Calls of fewer
+// steps split by units, each thread packing only its own columns.
+constexpr int64_t kMinStepsByRows = 4;
+
+StepPlan plan_steps(int64_t T, int64_t B, int64_t H) {
   const int threads = available_threads();
-  if (threads > 1 && B >= 2 * kMinRowsPerThread)
+  if (threads > 1 && B >= 2 * kMinRowsPerThread && T >= kMinStepsByRows)
     return {int(std::min<int64_t>(threads, B / kMinRowsPerThread)), true};
   return {int(std::min<int64_t>(threads, (H + 7) / 8)), false};  // at most one thread per 8 units
 }
@@ -194,7 +200,7 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
         StepWeight(H, n, 1, MatView<const float>{a.w_hh + (2 * H + j0) * H, 1, H}, 0,
                    second_floats ? packed + first_floats : nullptr)};
   };
-  const StepPlan plan = plan_steps(B, H);
+  const StepPlan plan = plan_steps(T, B, H);
   // Split by rows, every thread multiplies by all of W_hh: one packed copy, shared.
   const auto shared = weights_for(0, plan.by_rows ? H : 0);
   StepBarrier barrier(plan.by_rows ? 1 : plan.team);  // split by rows, a thread waits for nobody
@@ -262,7 +268,7 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
   // calling thread's scratch (kept between calls: a training loop does not fault in fresh pages).
   float* const dgates = thread_scratch_of<float>(ScratchSlot::rnn_grad, size_t(T * B * (GH + (lbr ? H : 0))));
   float* const dhn = lbr ? dgates + T * B * GH : nullptr;
-  const StepPlan plan = plan_steps(B, H);
+  const StepPlan plan = plan_steps(T, B, H);
   // Gradient of the combined bias (b_ih; b_hh's r, z rows) and of GRU's b_hn: one partial sum per
   // thread, added up after the steps.
   std::vector<float> db(plan.team * GH, 0.0f), db_hn(lbr ? plan.team * H : 0, 0.0f);
