@@ -285,6 +285,31 @@ def test_full_max_gradient_is_shared_among_ties():
     assert x.grad.tolist() == [0.0, 0.5, 0.5, 0.0]
 
 
+def test_leaf_gradients_never_alias_other_arrays():
+    """A leaf's first gradient is taken without a copy only when nothing else refers to the array (as
+    torch steals it): never the caller's seed, never one array shared by two leaves, never an array a
+    backward function keeps."""
+    seed = np.ones(3, np.float32)
+    x = rosenblatt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x * 1.0).backward(seed)
+    seed[0] = 100.0
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
+
+    a = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    b = rosenblatt.tensor([3.0, 4.0], requires_grad=True)
+    (a + b).sum().backward()  # add's backward hands the same array to both
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+
+    from rosenblatt.tensor import result
+    kept = np.full(2, 7.0, np.float32)
+    c = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
+    y = result(c.data * 2, (c,), lambda g: (kept,), "KeptBackward")
+    y.backward(np.ones(2, np.float32))
+    assert not np.shares_memory(c.grad.numpy(), kept)
+    c.grad.numpy()[0] = -1.0
+    assert kept.tolist() == [7.0, 7.0]
+
+
 NAN_ROWS = [[1.0, np.nan, 2.0, np.nan], [3.0, 1.0, 3.0, 0.0]]
 
 

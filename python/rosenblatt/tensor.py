@@ -13,6 +13,7 @@ summing the gradients that reach each node, and accumulating (+=) into the
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 
 import numpy as np
@@ -112,6 +113,27 @@ def _as_array(data, dtype=None) -> np.ndarray:
                         f"shape {array.shape}); expected numbers")
     return array
 
+
+
+def _references(array) -> int:
+    return sys.getrefcount(array)
+
+
+# What _references reports for an array held by one local variable of its caller (Python versions
+# count differently): more means someone else holds the array too.
+def _sole_reference_count() -> int:
+    fresh = np.empty(1)
+    return _references(fresh)
+
+
+_SOLE = _sole_reference_count()
+
+
+def _sole_reference(array) -> bool:
+    """True when `array` owns its memory, is writable, and only the caller's local variable refers to it:
+    it can become a .grad without a copy. (The call adds one reference, as in _sole_reference_count.)"""
+    return (type(array) is np.ndarray and array.base is None and array.flags.writeable
+            and _references(array) <= _SOLE + 1)
 
 class Tensor:
     """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU or as a
@@ -274,8 +296,10 @@ class Tensor:
                         # Into the array .grad owns, as torch accumulates: no fresh array per backward.
                         np.add(held, grad, out=held)
                         node.grad._version += 1
+                    elif held is None:  # the gradient itself when nothing else refers to it, as torch steals it
+                        node.grad = Tensor(grad if _sole_reference(grad) else np.array(grad))
                     else:
-                        node.grad = Tensor(np.array(grad)) if held is None else Tensor(held + grad)
+                        node.grad = Tensor(held + grad)
                 else:  # on a device: a fresh array of the leaf's dtype and shape
                     _device.same_device("backward", node.data, grad)
                     grad = grad.astype(node.dtype, copy=False)
@@ -292,6 +316,7 @@ class Tensor:
                     continue
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+            parent_grads = parent_grad = None  # so a leaf's gradient is referenced only from `grads`
             if not retain_graph:
                 node._backward = _graph_freed
                 node._parents = ()
