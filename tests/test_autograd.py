@@ -310,6 +310,21 @@ def test_leaf_gradients_never_alias_other_arrays():
     assert kept.tolist() == [7.0, 7.0]
 
 
+def test_division_by_zero_is_ieee_and_silent():
+    """x / 0 gives inf or nan and so do its gradients, as IEEE arithmetic and torch say, with no NumPy
+    RuntimeWarning (a loss whose 'mean' divides by zero used to emit one from the backward)."""
+    import warnings
+    x = rosenblatt.tensor([1.0, 0.0, -2.0], requires_grad=True)
+    d = rosenblatt.tensor([0.0, 0.0, 0.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = x / d
+        y.sum().backward()
+    np.testing.assert_array_equal(y.numpy(), [np.inf, np.nan, -np.inf])
+    np.testing.assert_array_equal(x.grad.numpy(), [np.inf, np.inf, np.inf])
+    np.testing.assert_array_equal(d.grad.numpy(), [-np.inf, np.nan, np.inf])
+
+
 NAN_ROWS = [[1.0, np.nan, 2.0, np.nan], [3.0, 1.0, 3.0, 0.0]]
 
 

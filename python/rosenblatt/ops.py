@@ -151,13 +151,15 @@ def mul(a, b) -> Tensor:
 def div(a, b) -> Tensor:
     """True division; integer operands give float32, as torch."""
     a, b = _pair(a, b, "div")
-    out = _broadcast_op("div", np.true_divide, a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):  # x / 0 = inf, 0 / 0 = nan, as IEEE says (and torch)
+        out = _broadcast_op("div", np.true_divide, a, b)
     if a.dtype.kind not in "fc" and b.dtype.kind not in "fc":
         out = out.astype(float32)  # int / int: torch's default float, where NumPy gives float64
 
     def backward(g):
-        grad_a = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
-        grad_b = unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad_a = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
+            grad_b = unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None
         return grad_a, grad_b
 
     return result(out, (a, b), backward, "DivBackward")
