@@ -157,43 +157,9 @@ def test_backward_float32_matches_reference(isa, rng, cell, lbr, shape, with_len
             assert_close(got / scale, want / scale, 2e-5, 0, f"{cell} lbr={lbr} {shape} reverse={reverse} {name}")
 
 
-@pytest.mark.parametrize("cell,lbr", CELLS)
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_step_splits_agree(rng, cell, lbr, threads):
-    """Batch 26 on one thread, and split by batch rows over two (13 + 13) and three threads (8 + 9 + 9),
-    against the float64 references: every row's recurrence and the summed bias gradients. (H = 360:
-    enough work that rnn.cpp does not run the call on one thread.)"""
-    T, B, H = 4, 26, 360
-    arrays, lengths = make_problem(rng, cell, T, B, 3, H, with_lengths=True)
-    a32 = cast(arrays, np.float32)
-    dy, dh_n = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
-    dc_n = rng.standard_normal((B, H)) if cell == "lstm" else None
-    expected = [numpy_forward(cell, **arrays, lengths=lengths, linear_before_reset=lbr)[0]]
-    expected += list(run_backward(cell, arrays, lengths, False, lbr, dy, dh_n, dc_n))
-    saved = rb.get_num_threads()
-    rb.set_num_threads(threads)
-    try:
-        actual = [run_forward(cell, a32, lengths, False, lbr)[0]]
-        actual += list(run_backward(cell, a32, lengths, False, lbr, dy, dh_n, dc_n))
-    finally:
-        rb.set_num_threads(saved)
-    for name, got, want in zip(["y", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"], actual, expected):
-        if want is None:
-            assert got is None
-            continue
-        scale = np.abs(want).max() + 1e-3
-        assert_close(got / scale, want / scale, 2e-5, 0, f"{cell} lbr={lbr} threads={threads} {name}")
-
-
-@pytest.mark.parametrize("cell,lbr", CELLS)
-@pytest.mark.parametrize("threads", [2, 3])
-@pytest.mark.parametrize("B", [1, 2])
-def test_small_batch_units_split(rng, cell, lbr, threads, B):
-    """A sequence at batch 1 and 2 split by hidden units over two and three threads (8-aligned slices
-    of H = 520: 256 + 264, and 168 + 176 + 176), each thread multiplying by its own packed columns of
-    W_hh, against the float64 references. (T = 32: enough work that rnn.cpp uses the threads.)"""
-    T, H = 32, 520
-    arrays, lengths = make_problem(rng, cell, T, B, 3, H, with_lengths=False)
+def check_on_threads(rng, cell, lbr, T, B, H, threads, with_lengths):
+    """The float32 kernels on `threads` threads against the float64 references, forward and backward."""
+    arrays, lengths = make_problem(rng, cell, T, B, 3, H, with_lengths=with_lengths)
     a32 = cast(arrays, np.float32)
     dy, dh_n = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
     dc_n = rng.standard_normal((B, H)) if cell == "lstm" else None
@@ -212,6 +178,33 @@ def test_small_batch_units_split(rng, cell, lbr, threads, B):
             continue
         scale = np.abs(want).max() + 1e-3
         assert_close(got / scale, want / scale, 2e-5, 0, f"{cell} lbr={lbr} B={B} threads={threads} {name}")
+
+
+@pytest.mark.parametrize("cell,lbr", CELLS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_step_splits_agree(rng, cell, lbr, threads):
+    """Batch 26 on one thread, and split by batch rows over two (13 + 13) and three threads (8 + 9 + 9):
+    every row's recurrence and the summed bias gradients. (H = 360: enough work that rnn.cpp does not
+    run the call on one thread.)"""
+    check_on_threads(rng, cell, lbr, T=4, B=26, H=360, threads=threads, with_lengths=True)
+
+
+@pytest.mark.parametrize("cell,lbr", CELLS)
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("B", [1, 2])
+def test_small_batch_units_split(rng, cell, lbr, threads, B):
+    """A sequence at batch 1 and 2 split by hidden units over two and three threads (8-aligned slices
+    of H = 520: 256 + 264, and 168 + 176 + 176), each thread multiplying by its own packed columns of
+    W_hh. (T = 32: enough work that rnn.cpp uses the threads.)"""
+    check_on_threads(rng, cell, lbr, T=32, B=B, H=520, threads=threads, with_lengths=False)
+
+
+@pytest.mark.parametrize("cell,lbr", CELLS)
+@pytest.mark.parametrize("threads", [2, 3])
+def test_single_step_splits_by_units(rng, cell, lbr, threads):
+    """One step at batch 32, where the rows split gives way to the units split (a cell step): each thread
+    packs its own columns of W_hh. (H = 520: enough work for the threads.)"""
+    check_on_threads(rng, cell, lbr, T=1, B=32, H=520, threads=threads, with_lengths=False)
 
 
 def numpy_lstm_backward_dc0(x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, clip):
