@@ -3,8 +3,9 @@
     python bench/ab_builds.py OLD_PACKAGE_DIR NEW_PACKAGE_DIR [--threads=2] [--seconds=6] CASE...
 
 Each PACKAGE_DIR is a directory holding a built `rosenblatt/_C*.so` (say a copy of `python/` taken
-before a change). CASE is `gemm:M,N,K` or `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
-and backward kernels). Both extension modules are loaded side by side and their samples alternate
+before a change). CASE is `gemm:M,N,K`, `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
+and backward kernels) or `maxpool:N,C,H,W,k,s,p` (forward without indices, its inputs rotating through
+copies larger than the last-level cache, as in the conv benchmark, so each call reads from memory). Both extension modules are loaded side by side and their samples alternate
 (old, new, old, new, ... about 20 ms each), so each pair of samples sees the same load on the
 machine. On a shared host the speed of a CPU drifts by tens of percent over seconds to minutes:
 separate runs of each build (or separate processes) then measure the drift more than the change.
@@ -38,7 +39,7 @@ def gemm_case(dims, rng):
     a = rng.standard_normal((M, K), dtype=np.float32)
     b = rng.standard_normal((K, N), dtype=np.float32)
     c = np.empty((M, N), np.float32)
-    return 2.0 * M * N * K, lambda C: C.gemm(a, b, False, False, 1.0, 0.0, c)
+    return 2.0 * M * N * K, "GFLOP/s", lambda C: C.gemm(a, b, False, False, 1.0, 0.0, c)
 
 
 def recurrent_case(cell, dims, rng):
@@ -56,7 +57,21 @@ def recurrent_case(cell, dims, rng):
         _, _, _, saved = C.rnn_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, False, True, None)
         C.rnn_backward(cell, x, w_ih, w_hh, True, None, False, True, saved, dy, dh_n, dc_n, 0.0, None)
 
-    return 3 * 2.0 * T * B * G * H * (I + H), forward_backward  # forward + twice that in backward
+    return 3 * 2.0 * T * B * G * H * (I + H), "GFLOP/s", forward_backward  # forward + twice that in backward
+
+
+def max_pool_case(dims, rng):
+    N, C, H, W, k, s, p = dims
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    copies = [x] + [x.copy() for _ in range(max(0, -(-(128 << 20) // x.nbytes) - 1))]
+    turn = {"next": 0}
+    out_bytes = N * C * ((H + 2 * p - k) // s + 1) * ((W + 2 * p - k) // s + 1) * 4
+
+    def forward(C_):
+        C_.max_pool2d_forward(copies[turn["next"]], (k, k), (s, s), (p, p), (1, 1), False, False)
+        turn["next"] = (turn["next"] + 1) % len(copies)
+
+    return float(x.nbytes + out_bytes), "GB/s", forward  # bytes read + written
 
 
 def make_case(spec: str, rng):
@@ -66,7 +81,10 @@ def make_case(spec: str, rng):
         return gemm_case(dims, rng)
     if kind in ("lstm", "gru") and len(dims) == 4:
         return recurrent_case(kind, dims, rng)
-    raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H or gru:T,B,I,H")
+    if kind == "maxpool" and len(dims) == 7:
+        return max_pool_case(dims, rng)
+    raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H, gru:T,B,I,H or "
+                     "maxpool:N,C,H,W,k,s,p")
 
 
 def paired_samples(builds, run, seconds: float):
@@ -103,12 +121,12 @@ def main(argv) -> None:
     rng = np.random.default_rng(0)
     print(f"old {positional[0]}, new {positional[1]}; {threads} thread(s), {seconds:g} s per case")
     for spec in positional[2:]:
-        flop, run = make_case(spec, rng)
+        work, unit, run = make_case(spec, rng)
         old, new = paired_samples(builds, run, seconds)
         ratios = [o / n for o, n in zip(old, new)]
         q1, _, q3 = statistics.quantiles(ratios, n=4)
-        print(f"{spec:24s} pairs {len(ratios):4d}  old {flop / statistics.median(old) / 1e9:7.1f} GFLOP/s  "
-              f"new {flop / statistics.median(new) / 1e9:7.1f} GFLOP/s  old/new time {statistics.median(ratios):.3f} "
+        print(f"{spec:24s} pairs {len(ratios):4d}  old {work / statistics.median(old) / 1e9:7.1f} {unit}  "
+              f"new {work / statistics.median(new) / 1e9:7.1f} {unit}  old/new time {statistics.median(ratios):.3f} "
               f"[quartiles {q1:.3f} {q3:.3f}]", flush=True)
 
 
