@@ -44,9 +44,4 @@ void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B,
 void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, float alpha, MatView<const float> A,
                          const float* packed_b, float beta, MatView<float> C, int64_t c_segment_stride);
 
-// dst (cols x rows, row stride ldd) = src^T for src (rows x cols, row stride lds), AVX2 float32:
-// 8 x 8 blocks through registers, so every cache line read or written is used whole. Threads split
-// the rows (one thread inside a parallel region).
-void transpose_avx2(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, int64_t ldd);
-
 }  // namespace rb

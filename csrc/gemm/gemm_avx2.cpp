@@ -953,24 +953,6 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
   }
 }
 
-void transpose_avx2(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, int64_t ldd) {
-  const int64_t blocks = ceil_div(rows, 8);
-  parallel_for(rows * cols >= (int64_t(1) << 16) ? available_threads() : 1, blocks, [&](int64_t block) {
-    const int64_t i0 = block * 8;
-    int64_t j0 = 0;
-    if (i0 + 8 <= rows)
-      for (; j0 + 8 <= cols; j0 += 8) {
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (i0 + i) * lds + j0);
-        transpose8(r);
-        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (j0 + j) * ldd + i0, r[j]);
-      }
-    // The ragged right edge, and a last block of fewer than 8 rows.
-    for (int64_t i = i0; i < min64(rows, i0 + 8); ++i)
-      for (int64_t j = j0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
-  });
-}
-
 const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A,
                        MatView<const float> B, float beta, MatView<float> C) {
   if (M == 0 || N == 0) return "avx2_empty";
