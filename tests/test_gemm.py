@@ -163,7 +163,7 @@ def test_gemm_both_paths_really_ran(rng):
     if _C.cpu_supports_avx2():
         _C.set_isa("avx2")
         kernels.gemm(a, b)
-        assert kernels.last_impl("gemm").startswith("avx2")
+        assert kernels.last_impl("gemm").startswith("avx512" if _C.gemm_avx512() else "avx2")
     _C.set_isa("scalar")
     try:
         kernels.gemm(a, b)
@@ -228,19 +228,68 @@ def test_gemm_out_with_shared_elements_rejected():
         kernels.gemm(a, b, out=out)
 
 
-def test_gemm_every_avx2_path_is_exercised(rng):
-    """The shape list above must reach every AVX2 implementation (else a path goes untested)."""
+@pytest.fixture
+def gemm_kernels():
+    """The micro-kernels the packed GEMM can run here: AVX2 alone, and with AVX-512 where the CPU has it.
+    Yields a function that selects one ("avx2" or "avx512"); the default comes back afterwards."""
     from rosenblatt import _C
     if not _C.cpu_supports_avx2():
         pytest.skip("no AVX2")
-    seen = set()
-    for M, N, K in SHAPES + [(512, 49, 300)]:
-        for trans_a in (False, True):
-            for trans_b in (False, True):
-                a, b = operands(rng, M, N, K, trans_a, trans_b, np.float32)
-                for out in (None, np.empty((N, M), np.float32).T):  # row-major and column-major C
-                    kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out)
-                    seen.add(kernels.last_impl("gemm"))
+    previous = _C.gemm_avx512()
+    yield lambda name: _C.set_gemm_avx512(name == "avx512")
+    _C.set_gemm_avx512(previous)
+
+
+def test_gemm_every_avx2_path_is_exercised(rng, gemm_kernels):
+    """The shape list above must reach every AVX2 implementation (else a path goes untested), with the
+    packed paths' AVX-512 micro-kernel too where the CPU has it."""
+    from rosenblatt import _C
+    names = ["avx2"] + (["avx512"] if _C.cpu_supports_avx512() else [])
     expected = {"avx2_direct_rows", "avx2_direct_cols", "avx2_direct_rows_transposed", "avx2_direct_cols_transposed",
-                "avx2_direct_k", "avx2_direct_k_transposed", "avx2_packed_6x16", "avx2_packed_6x16_transposed"}
+                "avx2_direct_k", "avx2_direct_k_transposed"}
+    seen = set()
+    for name in names:
+        gemm_kernels(name)
+        expected |= {f"{name}_packed_{'6x32' if name == 'avx512' else '6x16'}{suffix}" for suffix in ("", "_transposed")}
+        for M, N, K in SHAPES + [(512, 49, 300)]:
+            for trans_a in (False, True):
+                for trans_b in (False, True):
+                    a, b = operands(rng, M, N, K, trans_a, trans_b, np.float32)
+                    for out in (None, np.empty((N, M), np.float32).T):  # row-major and column-major C
+                        kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b, out=out)
+                        seen.add(kernels.last_impl("gemm"))
     assert expected <= seen, f"untested paths: {expected - seen}"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_avx512_kernel_gives_the_avx2_bits(rng, gemm_kernels, threads):
+    """The AVX-512 micro-kernel sums each element over k in the AVX2 kernel's order: the same bits, on every
+    shape, layout and alpha/beta of the list (each also checked against float64 above), and on the
+    per-step products of a recurrent layer (packed weight, gates as segments)."""
+    from rosenblatt import _C
+    if not _C.cpu_supports_avx512():
+        pytest.skip("no AVX-512F")
+    saved = rosenblatt.get_num_threads()
+    rosenblatt.set_num_threads(threads)
+    try:
+        for M, N, K in SHAPES + [(290, 290, 600), (144 * 2 + 13, 4096 + 48, 257)]:
+            for trans_a, trans_b in ((False, False), (True, False), (False, True)):
+                a, b = operands(rng, M, N, K, trans_a, trans_b, np.float32)
+                c = rng.standard_normal((M, N)).astype(np.float32)
+                results = []
+                for name in ("avx2", "avx512"):
+                    gemm_kernels(name)
+                    out = c.copy()
+                    kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=-1.5, out=out)
+                    results.append(out)
+                np.testing.assert_array_equal(results[0], results[1], err_msg=f"{M}x{N}x{K} {trans_a} {trans_b}")
+        x, h0, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((6, 37, 20), (37, 300), (37, 300)))
+        w_ih, w_hh = rng.standard_normal((1200, 20)).astype(np.float32), rng.standard_normal((1200, 300)).astype(np.float32)
+        outputs = []
+        for name in ("avx2", "avx512"):
+            gemm_kernels(name)
+            outputs.append(_C.rnn_forward("lstm", x, h0, c0, w_ih * 0.05, w_hh * 0.05, None, None, None, False, True,
+                                          None)[0])
+        np.testing.assert_array_equal(outputs[0], outputs[1])
+    finally:
+        rosenblatt.set_num_threads(saved)

@@ -43,6 +43,32 @@ void set_isa(const std::string& name) {
 
 const char* isa_name(Isa isa) { return isa == Isa::avx2 ? "avx2" : "scalar"; }
 
+bool cpu_supports_avx512() {
+  // libgcc reports AVX-512F only where the OS saves the ZMM state (XCR0), as it does AVX2's YMM.
+  static const bool supported = [] {
+    __builtin_cpu_init();
+    return cpu_supports_avx2() && __builtin_cpu_supports("avx512f");
+  }();
+  return supported;
+}
+
+static std::atomic<bool>& gemm_avx512_slot() {
+  static std::atomic<bool> slot{[] {
+    const char* env = std::getenv("ROSENBLATT_GEMM_AVX512");
+    return cpu_supports_avx512() && !(env && std::string(env) == "0");
+  }()};
+  return slot;
+}
+
+bool gemm_avx512_active() {
+  return active_isa() == Isa::avx2 && gemm_avx512_slot().load(std::memory_order_relaxed);
+}
+
+void set_gemm_avx512(bool enabled) {
+  if (enabled && !cpu_supports_avx512()) value_error("set_gemm_avx512: this CPU has no AVX-512F");
+  gemm_avx512_slot() = enabled;
+}
+
 static std::mutex impl_mutex;
 static std::map<std::string, std::string> impl_by_op;
 

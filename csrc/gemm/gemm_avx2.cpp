@@ -20,6 +20,7 @@
 
 #include "common/parallel.h"
 #include "common/scratch.h"
+#include "dispatch/dispatch.h"
 #include "gemm/gemm.h"
 
 namespace rb {
@@ -448,10 +449,24 @@ void run_tiles(int64_t ic, int64_t mc, int64_t j0, int64_t group, int64_t pc, in
   if (row_sweeps) {
     for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
       for (int64_t q = 0; q < group; ++q) tile(q, ir);
-  } else {
-    for (int64_t q = 0; q < group; ++q)
-      for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(q, ir);
+    return;
   }
+  int64_t q = 0;
+  if (!a_in_place && C.cs == 1 && gemm_avx512_active()) {
+    // Pairs of full B panels go through the AVX-512 kernel, 6 rows at a time (other rows as above).
+    for (; q + 2 <= group && N - (j0 + q * NR) >= 2 * NR; q += 2)
+      for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
+        if (panel_rows(mc - ir) == MR) {
+          kernel_6x32_avx512(kc, packed_a + ir * kc, b_group + q * stride, stride,
+                             C.data + (ic + ir) * C.rs + j0 + q * NR, C.rs, alpha, beta);
+        } else {
+          tile(q, ir);
+          tile(q + 1, ir);
+        }
+      }
+  }
+  for (; q < group; ++q)
+    for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(q, ir);
 }
 
 // ---- balanced drivers: chunks claimed at run time ------------------------------------------
@@ -929,6 +944,8 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
   const int64_t panels = ceil_div(N, NR);
   // As in sgemm_blocked: A's full panels are read in place when few B panels reuse them.
   const bool a_in_place = A.cs == 1 && segments * panels <= kInPlaceMaxPanels;
+  // Pairs of full panels of a segment go through the AVX-512 kernel where it is on (see run_tiles).
+  const bool wide = !a_in_place && C.cs == 1 && gemm_avx512_active();
   float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = min64(KC, K - pc);
@@ -937,18 +954,30 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = min64(MC, M - ic);
       if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
-      for (int64_t s = 0; s < segments; ++s)
-        for (int64_t jp = 0; jp < panels; ++jp) {
-          const int64_t j = jp * NR, nr = min64(NR, N - j);
-          const float* b_panel = block + (s * panels + jp) * kc * NR;
-          for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
-            const int64_t mr = panel_rows(mc - ir);
-            float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
-            const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-            const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
-            kernel(kc, a_panel, A.rs, b_panel, NR, c_tile, C.rs, C.cs, alpha, beta_here, nr);
-          }
-        }
+      // The tile of A panel ir (mr rows) and B panel jp of segment s.
+      auto tile = [&](int64_t s, int64_t jp, int64_t ir) {
+        const int64_t j = jp * NR, nr = min64(NR, N - j), mr = panel_rows(mc - ir);
+        float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
+        const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+        const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
+        kernel(kc, a_panel, A.rs, block + (s * panels + jp) * kc * NR, NR, c_tile, C.rs, C.cs, alpha, beta_here, nr);
+      };
+      for (int64_t s = 0; s < segments; ++s) {
+        int64_t jp = 0;
+        if (wide)
+          for (; jp + 2 <= panels && N - jp * NR >= 2 * NR; jp += 2)
+            for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
+              if (panel_rows(mc - ir) == MR) {
+                kernel_6x32_avx512(kc, packed_a + ir * kc, block + (s * panels + jp) * kc * NR, kc * NR,
+                                   C.data + s * c_segment_stride + (ic + ir) * C.rs + jp * NR, C.rs, alpha, beta_here);
+              } else {
+                tile(s, jp, ir);
+                tile(s, jp + 1, ir);
+              }
+            }
+        for (; jp < panels; ++jp)
+          for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(s, jp, ir);
+      }
     }
   }
 }
@@ -995,12 +1024,13 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
   // the cache), so a column-major C is computed transposed. Where C has no unit stride,
   // take the orientation that pads clearly less (transposed operands pack more slowly).
   const bool transpose = C.cs == 1 ? false : C.rs == 1 ? true : padded_work(N, M) * 10 < padded_work(M, N) * 9;
+  const bool wide = gemm_avx512_active();  // (run_tiles asks again; the answer names the path)
   if (transpose) {
     sgemm_blocked(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
-    return "avx2_packed_6x16_transposed";
+    return wide ? "avx512_packed_6x32_transposed" : "avx2_packed_6x16_transposed";
   }
   sgemm_blocked(M, N, K, alpha, A, B, beta, C, nthreads);
-  return "avx2_packed_6x16";
+  return wide ? "avx512_packed_6x32" : "avx2_packed_6x16";
 }
 
 }  // namespace rb

@@ -45,7 +45,8 @@ def interleaved_medians(fns, repeat: int = 7, warmup: int = 1, min_time: float =
 
 def machine_description() -> str:
     """The CPU the numbers come from, and whether it has AVX-512 (the peers use it where it exists;
-    rosenblatt's kernels are AVX2): machines of the same name differ from one session to the next."""
+    rosenblatt's are AVX2 but for the GEMM's micro-kernel): machines of the same name differ from one
+    session to the next."""
     import os
     import platform
 
