@@ -452,12 +452,13 @@ void run_tiles(int64_t ic, int64_t mc, int64_t j0, int64_t group, int64_t pc, in
     return;
   }
   int64_t q = 0;
-  if (!a_in_place && C.cs == 1 && gemm_avx512_active()) {
+  if (C.cs == 1 && gemm_avx512_active()) {
     // Pairs of full B panels go through the AVX-512 kernel, 6 rows at a time (other rows as above).
     for (; q + 2 <= group && N - (j0 + q * NR) >= 2 * NR; q += 2)
       for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
         if (panel_rows(mc - ir) == MR) {
-          kernel_6x32_avx512(kc, packed_a + ir * kc, b_group + q * stride, stride,
+          const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+          kernel_6x32_avx512(kc, a_panel, A.rs, a_in_place, b_group + q * stride, stride,
                              C.data + (ic + ir) * C.rs + j0 + q * NR, C.rs, alpha, beta);
         } else {
           tile(q, ir);
@@ -945,7 +946,7 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
   // As in sgemm_blocked: A's full panels are read in place when few B panels reuse them.
   const bool a_in_place = A.cs == 1 && segments * panels <= kInPlaceMaxPanels;
   // Pairs of full panels of a segment go through the AVX-512 kernel where it is on (see run_tiles).
-  const bool wide = !a_in_place && C.cs == 1 && gemm_avx512_active();
+  const bool wide = C.cs == 1 && gemm_avx512_active();
   float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = min64(KC, K - pc);
@@ -968,7 +969,8 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
           for (; jp + 2 <= panels && N - jp * NR >= 2 * NR; jp += 2)
             for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
               if (panel_rows(mc - ir) == MR) {
-                kernel_6x32_avx512(kc, packed_a + ir * kc, block + (s * panels + jp) * kc * NR, kc * NR,
+                const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+                kernel_6x32_avx512(kc, a_panel, A.rs, a_in_place, block + (s * panels + jp) * kc * NR, kc * NR,
                                    C.data + s * c_segment_stride + (ic + ir) * C.rs + jp * NR, C.rs, alpha, beta_here);
               } else {
                 tile(s, jp, ir);

@@ -1,6 +1,7 @@
 // The float32 GEMM's micro-kernel for CPUs with AVX-512F: 6 rows x 32 columns of C in 12 ZMM
 // accumulators, from the same packed panels as the AVX2 kernel (an A panel of 6 rows, two adjacent
-// B panels of 16 columns), so the AVX2 driver in gemm_avx2.cpp calls it for pairs of full panels.
+// B panels of 16 columns; or A's rows read in place), so the AVX2 driver in gemm_avx2.cpp calls it
+// for pairs of full panels.
 //
 // Why, when a ZMM FMA does no more arithmetic per cycle than two YMM FMAs on Zen 4: each step of k
 // loads B once per 32 columns instead of once per 16 and broadcasts each A value for twice the
@@ -17,11 +18,18 @@
 
 namespace rb {
 
-void kernel_6x32_avx512(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c, int64_t rsc,
-                        float alpha, float beta) {
+namespace {
+
+// A panel packed (element (i, p) at a[p * 6 + i]) or, with A_IN_PLACE, 6 rows of a matrix with unit
+// column stride (element (i, p) at a[i * lda + p]), as in the AVX2 kernel.
+template <bool A_IN_PLACE>
+void kernel_6x32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_stride, float* c, int64_t rsc,
+                 float alpha, float beta) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   const float* b1 = b + b_stride;
+  const int64_t row = A_IN_PLACE ? lda : 1, step = A_IN_PLACE ? 1 : 6;
+  const float *a0 = a, *a1 = a + row, *a2 = a + 2 * row, *a3 = a + 3 * row, *a4 = a + 4 * row, *a5 = a + 5 * row;
   for (int i = 0; i < 6; ++i) {  // fetch the C tile now so its update at the end does not wait
     _mm_prefetch(reinterpret_cast<const char*>(c + i * rsc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * rsc + 31), _MM_HINT_T0);
@@ -29,18 +37,18 @@ void kernel_6x32_avx512(int64_t kc, const float* a, const float* b, int64_t b_st
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 x0 = _mm512_loadu_ps(b + p * 16), x1 = _mm512_loadu_ps(b1 + p * 16);
-    const float* ap = a + p * 6;
-    __m512 ai = _mm512_set1_ps(ap[0]);
+    const int64_t k = p * step;
+    __m512 ai = _mm512_set1_ps(a0[k]);
     c00 = _mm512_fmadd_ps(ai, x0, c00), c01 = _mm512_fmadd_ps(ai, x1, c01);
-    ai = _mm512_set1_ps(ap[1]);
+    ai = _mm512_set1_ps(a1[k]);
     c10 = _mm512_fmadd_ps(ai, x0, c10), c11 = _mm512_fmadd_ps(ai, x1, c11);
-    ai = _mm512_set1_ps(ap[2]);
+    ai = _mm512_set1_ps(a2[k]);
     c20 = _mm512_fmadd_ps(ai, x0, c20), c21 = _mm512_fmadd_ps(ai, x1, c21);
-    ai = _mm512_set1_ps(ap[3]);
+    ai = _mm512_set1_ps(a3[k]);
     c30 = _mm512_fmadd_ps(ai, x0, c30), c31 = _mm512_fmadd_ps(ai, x1, c31);
-    ai = _mm512_set1_ps(ap[4]);
+    ai = _mm512_set1_ps(a4[k]);
     c40 = _mm512_fmadd_ps(ai, x0, c40), c41 = _mm512_fmadd_ps(ai, x1, c41);
-    ai = _mm512_set1_ps(ap[5]);
+    ai = _mm512_set1_ps(a5[k]);
     c50 = _mm512_fmadd_ps(ai, x0, c50), c51 = _mm512_fmadd_ps(ai, x1, c51);
   }
   const __m512 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
@@ -51,6 +59,16 @@ void kernel_6x32_avx512(int64_t kc, const float* a, const float* b, int64_t b_st
       const __m512 v = _mm512_mul_ps(va, acc[2 * i + half]);
       _mm512_storeu_ps(ci, beta == 0.0f ? v : _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), v));
     }
+}
+
+}  // namespace
+
+void kernel_6x32_avx512(int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b, int64_t b_stride,
+                        float* c, int64_t rsc, float alpha, float beta) {
+  if (a_in_place)
+    kernel_6x32<true>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
+  else
+    kernel_6x32<false>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
 }
 
 }  // namespace rb
