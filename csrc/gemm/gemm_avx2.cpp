@@ -14,8 +14,9 @@
 // are written through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
 // skip packing (the direct paths).
 //
-// This file is the only one compiled with -mavx2 -mfma for GEMM; it uses no standard
-// library templates, so nothing here can be shared with (and leak AVX2 into) baseline code.
+// Where the CPU has AVX-512F, pairs of full B panels go to the 6x32 AVX-512 micro-kernel instead
+// (gemm_avx512.cpp; same packed layouts, same bits). This file is compiled with -mavx2 -mfma; it uses
+// no standard library templates, so nothing here can be shared with (and leak AVX2 into) baseline code.
 #include <immintrin.h>
 
 #include "common/parallel.h"
