@@ -14,7 +14,8 @@
 // are written through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
 // skip packing (the direct paths).
 //
-// Where the CPU has AVX-512F, pairs of full B panels go to the 6x32 AVX-512 micro-kernel instead
+// Where the CPU has AVX-512F, pairs of full B panels go to the 6x32 AVX-512 micro-kernel instead, in
+// run_tiles (both loop orders) and the recurrences' packed-weight products
 // (gemm_avx512.cpp; same packed layouts, same bits). This file is compiled with -mavx2 -mfma; it uses
 // no standard library templates, so nothing here can be shared with (and leak AVX2 into) baseline code.
 #include <immintrin.h>
@@ -447,27 +448,29 @@ void run_tiles(int64_t ic, int64_t mc, int64_t j0, int64_t group, int64_t pc, in
     const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
     kernel(kc, a_panel, A.rs, b_group + q * stride, NR, c_tile, C.rs, C.cs, alpha, beta, nr);
   };
+  // Pairs of full B panels go through the AVX-512 kernel, 6 rows at a time (other tiles as above).
+  const bool wide = C.cs == 1 && gemm_avx512_active();
+  const int64_t pairs = wide ? min64(group, (N - j0) / NR) / 2 : 0;  // full panels, two at a time
+  auto pair = [&](int64_t q, int64_t ir) {
+    if (panel_rows(mc - ir) != MR) {
+      tile(q, ir);
+      tile(q + 1, ir);
+      return;
+    }
+    const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
+    kernel_6x32_avx512(kc, a_panel, A.rs, a_in_place, b_group + q * stride, stride,
+                       C.data + (ic + ir) * C.rs + j0 + q * NR, C.rs, alpha, beta);
+  };
   if (row_sweeps) {
-    for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))
-      for (int64_t q = 0; q < group; ++q) tile(q, ir);
+    for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
+      for (int64_t p = 0; p < pairs; ++p) pair(2 * p, ir);
+      for (int64_t q = 2 * pairs; q < group; ++q) tile(q, ir);
+    }
     return;
   }
-  int64_t q = 0;
-  if (C.cs == 1 && gemm_avx512_active()) {
-    // Pairs of full B panels go through the AVX-512 kernel, 6 rows at a time (other rows as above).
-    for (; q + 2 <= group && N - (j0 + q * NR) >= 2 * NR; q += 2)
-      for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
-        if (panel_rows(mc - ir) == MR) {
-          const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-          kernel_6x32_avx512(kc, a_panel, A.rs, a_in_place, b_group + q * stride, stride,
-                             C.data + (ic + ir) * C.rs + j0 + q * NR, C.rs, alpha, beta);
-        } else {
-          tile(q, ir);
-          tile(q + 1, ir);
-        }
-      }
-  }
-  for (; q < group; ++q)
+  for (int64_t p = 0; p < pairs; ++p)
+    for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) pair(2 * p, ir);
+  for (int64_t q = 2 * pairs; q < group; ++q)
     for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(q, ir);
 }
 
