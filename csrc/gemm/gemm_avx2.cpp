@@ -14,9 +14,8 @@
 // are written through a small buffer, so no size has to divide the tile. Small, skinny and K <= 4 products
 // skip packing (the direct paths).
 //
-// Where the CPU has AVX-512F, pairs of full B panels go to the 6x32 AVX-512 micro-kernel instead, in
-// run_tiles (both loop orders) and the recurrences' packed-weight products
-// (gemm_avx512.cpp; same packed layouts, same bits). This file is compiled with -mavx2 -mfma; it uses
+// Where the CPU has AVX-512F, run_tiles hands pairs of full B panels to the 6x32 AVX-512 micro-kernel
+// instead (gemm_avx512.cpp; same packed layouts, same bits). This file is compiled with -mavx2 -mfma; it uses
 // no standard library templates, so nothing here can be shared with (and leak AVX2 into) baseline code.
 #include <immintrin.h>
 
@@ -949,8 +948,6 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
   const int64_t panels = ceil_div(N, NR);
   // As in sgemm_blocked: A's full panels are read in place when few B panels reuse them.
   const bool a_in_place = A.cs == 1 && segments * panels <= kInPlaceMaxPanels;
-  // Pairs of full panels of a segment go through the AVX-512 kernel where it is on (see run_tiles).
-  const bool wide = C.cs == 1 && gemm_avx512_active();
   float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = min64(KC, K - pc);
@@ -959,30 +956,10 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = min64(MC, M - ic);
       if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
-      // The tile of A panel ir (mr rows) and B panel jp of segment s.
-      auto tile = [&](int64_t s, int64_t jp, int64_t ir) {
-        const int64_t j = jp * NR, nr = min64(NR, N - j), mr = panel_rows(mc - ir);
-        float* c_tile = C.data + s * c_segment_stride + (ic + ir) * C.rs + j * C.cs;
-        const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-        const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
-        kernel(kc, a_panel, A.rs, block + (s * panels + jp) * kc * NR, NR, c_tile, C.rs, C.cs, alpha, beta_here, nr);
-      };
-      for (int64_t s = 0; s < segments; ++s) {
-        int64_t jp = 0;
-        if (wide)
-          for (; jp + 2 <= panels && N - jp * NR >= 2 * NR; jp += 2)
-            for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {
-              if (panel_rows(mc - ir) == MR) {
-                const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-                kernel_6x32_avx512(kc, a_panel, A.rs, a_in_place, block + (s * panels + jp) * kc * NR, kc * NR,
-                                   C.data + s * c_segment_stride + (ic + ir) * C.rs + jp * NR, C.rs, alpha, beta_here);
-              } else {
-                tile(s, jp, ir);
-                tile(s, jp + 1, ir);
-              }
-            }
-        for (; jp < panels; ++jp)
-          for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) tile(s, jp, ir);
+      for (int64_t s = 0; s < segments; ++s) {  // segment s: its panels lie kc * NR apart
+        const MatView<float> C_s{C.data + s * c_segment_stride, C.rs, C.cs};
+        run_tiles(ic, mc, 0, panels, pc, kc, N, alpha, beta_here, A, a_in_place, packed_a,
+                  block + s * panels * kc * NR, kc * NR, false, C_s);
       }
     }
   }

@@ -114,7 +114,6 @@ def _as_array(data, dtype=None) -> np.ndarray:
     return array
 
 
-
 def _references(array) -> int:
     return sys.getrefcount(array)
 
@@ -134,6 +133,7 @@ def _sole_reference(array) -> bool:
     it can become a .grad without a copy. (The call adds one reference, as in _sole_reference_count.)"""
     return (type(array) is np.ndarray and array.base is None and array.flags.writeable
             and _references(array) <= _SOLE + 1)
+
 
 class Tensor:
     """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU or as a

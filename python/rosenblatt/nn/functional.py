@@ -221,8 +221,7 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
         weight_data = None if weight is None else as_tensor(weight).data
         safe = np.where(valid, target_data, 0)
         total = valid.sum() if weight is None else np.where(valid, weight_data[safe], 0).sum()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            smooth_reduced = ops.div(ops.sum(smooth), float(total))
+        smooth_reduced = ops.div(ops.sum(smooth), float(total))  # all ignored: 0 / 0 = NaN, as torch
     return ops.add(ops.mul(loss, 1.0 - label_smoothing), ops.mul(smooth_reduced, label_smoothing / classes))
 
 
