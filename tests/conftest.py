@@ -4,16 +4,20 @@ import pytest
 import rosenblatt
 from rosenblatt import _C
 
-ISAS = ["avx2", "scalar"] if _C.cpu_supports_avx2() else ["scalar"]
+# "avx512": the AVX2 path with its AVX-512 kernels (GEMM micro-kernel, max pooling 3x3 s2) switched on.
+ISAS = (["avx2"] + (["avx512"] if _C.cpu_supports_avx512() else []) + ["scalar"]) if _C.cpu_supports_avx2() else ["scalar"]
 
 
 @pytest.fixture(params=ISAS)
 def isa(request):
-    """Run a test once per kernel path (AVX2 fast path and scalar reference)."""
-    previous = _C.isa()
-    _C.set_isa(request.param)
+    """Run a test once per kernel path: the AVX2 fast path without and (where the CPU has AVX-512F)
+    with its AVX-512 kernels, and the scalar reference."""
+    previous_isa, previous_avx512 = _C.isa(), _C.avx512()
+    _C.set_isa("scalar" if request.param == "scalar" else "avx2")
+    _C.set_avx512(request.param == "avx512")
     yield request.param
-    _C.set_isa(previous)
+    _C.set_isa(previous_isa)
+    _C.set_avx512(previous_avx512)
 
 
 @pytest.fixture

@@ -16,29 +16,29 @@ def test_build_info_keys():
     assert info["version"] == rosenblatt.__version__
     assert info["isa"] in ("avx2", "scalar")
     assert isinstance(info["cuda_compiled"], bool) and isinstance(info["cuda_available"], bool)
-    # The GEMM's AVX-512 micro-kernel only within the AVX2 path, only where the CPU has AVX-512F.
-    assert info["gemm_avx512"] <= (info["isa"] == "avx2" and info["cpu_supports_avx512"])
+    # The AVX-512 kernels only within the AVX2 path, only where the CPU has AVX-512F.
+    assert info["avx512"] <= (info["isa"] == "avx2" and info["cpu_supports_avx512"])
 
 
-def test_gemm_avx512_switch_follows_the_isa_and_refuses_without_support():
+def test_avx512_switch_follows_the_isa_and_refuses_without_support():
     from rosenblatt import _C
     if not _C.cpu_supports_avx512():
-        with pytest.raises(ValueError, match="set_gemm_avx512: this CPU has no AVX-512F"):
-            _C.set_gemm_avx512(True)
-        assert not _C.gemm_avx512()
+        with pytest.raises(ValueError, match="set_avx512: this CPU has no AVX-512F"):
+            _C.set_avx512(True)
+        assert not _C.avx512()
         return
-    previous_isa, previous = _C.isa(), _C.gemm_avx512()
+    previous_isa, previous = _C.isa(), _C.avx512()
     try:
-        _C.set_gemm_avx512(True)
+        _C.set_avx512(True)
         _C.set_isa("scalar")
-        assert not _C.gemm_avx512()  # the scalar path has no AVX-512 kernel in it
+        assert not _C.avx512()  # the scalar path has no AVX-512 kernel in it
         _C.set_isa("avx2")
-        assert _C.gemm_avx512()
-        _C.set_gemm_avx512(False)
-        assert not _C.gemm_avx512()
+        assert _C.avx512()
+        _C.set_avx512(False)
+        assert not _C.avx512()
     finally:
         _C.set_isa(previous_isa)
-        _C.set_gemm_avx512(previous)
+        _C.set_avx512(previous)
 
 
 def test_threads_round_trip():

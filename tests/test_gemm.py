@@ -163,7 +163,7 @@ def test_gemm_both_paths_really_ran(rng):
     if _C.cpu_supports_avx2():
         _C.set_isa("avx2")
         kernels.gemm(a, b)
-        assert kernels.last_impl("gemm").startswith("avx512" if _C.gemm_avx512() else "avx2")
+        assert kernels.last_impl("gemm").startswith("avx512" if _C.avx512() else "avx2")
     _C.set_isa("scalar")
     try:
         kernels.gemm(a, b)
@@ -235,9 +235,9 @@ def gemm_kernels():
     from rosenblatt import _C
     if not _C.cpu_supports_avx2():
         pytest.skip("no AVX2")
-    previous = _C.gemm_avx512()
-    yield lambda name: _C.set_gemm_avx512(name == "avx512")
-    _C.set_gemm_avx512(previous)
+    previous = _C.avx512()
+    yield lambda name: _C.set_avx512(name == "avx512")
+    _C.set_avx512(previous)
 
 
 def test_gemm_every_avx2_path_is_exercised(rng, gemm_kernels):

@@ -29,6 +29,10 @@ MAX_CONFIGS = [
     ((2, 2, 13, 9), (3, 3), (1, 1), (0, 0), (1, 1), False),
     ((1, 3, 12, 12), (2, 3), (3, 3), (0, 0), (2, 1), False),
     ((1, 2, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), False),  # 4 outputs: too few for a block
+    # 3x3 stride 2 (the AVX-512 loop where the CPU has it): rows of 3 steps of 16, the last partial;
+    # a plane narrower than one step with ceil_mode's last window hanging over the edge
+    ((1, 2, 6, 70), (3, 3), (2, 2), (1, 1), (1, 1), False),
+    ((2, 3, 9, 7), (3, 3), (2, 2), (0, 0), (1, 1), True),
 ]
 
 
@@ -92,6 +96,8 @@ def test_max_pool2d_values_only_nan_and_signed_zero(isa, rng, k, s, p):
     x[1, 2, ::2, ::3] = -0.0  # ties between -0 and +0: the first in row-major window order wins
     with_index, _ = _C.max_pool2d_forward(x, k, s, p, (1, 1), False, True)
     values, none = _C.max_pool2d_forward(x, k, s, p, (1, 1), False, False)
+    if k == (3, 3) and isa != "scalar":
+        assert _C.last_impl("max_pool2d") == ("avx512_3x3s2" if isa == "avx512" else "avx2_row_ring")
     assert none is None
     np.testing.assert_array_equal(values, with_index)
     np.testing.assert_array_equal(np.signbit(values), np.signbit(with_index))

@@ -27,9 +27,9 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("cpu_supports_avx2", &rb::cpu_supports_avx2);
   m.def("cpu_supports_avx512", &rb::cpu_supports_avx512, "AVX-512F, with the OS saving ZMM state.");
-  m.def("gemm_avx512", &rb::gemm_avx512_active, "Whether the float32 GEMM uses its AVX-512 micro-kernel now.");
-  m.def("set_gemm_avx512", &rb::set_gemm_avx512, py::arg("enabled"),
-        "Use the GEMM's AVX-512 micro-kernel where the CPU has AVX-512F (the default), or keep the AVX2 one.");
+  m.def("avx512", &rb::avx512_active, "Whether the AVX-512 kernels (the GEMM's micro-kernel, max pooling 3x3 s2) run now.");
+  m.def("set_avx512", &rb::set_avx512, py::arg("enabled"),
+        "Use the AVX-512 kernels where the CPU has AVX-512F (the default), or keep the AVX2 code.");
   m.def("isa", [] { return std::string(rb::isa_name(rb::active_isa())); });
   m.def("set_isa", &rb::set_isa, py::arg("name"));
   m.def("last_impl", &rb::last_impl, py::arg("op"), "Name of the implementation the op last ran.");

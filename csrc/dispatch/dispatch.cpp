@@ -52,21 +52,21 @@ bool cpu_supports_avx512() {
   return supported;
 }
 
-static std::atomic<bool>& gemm_avx512_slot() {
+static std::atomic<bool>& avx512_slot() {
   static std::atomic<bool> slot{[] {
-    const char* env = std::getenv("ROSENBLATT_GEMM_AVX512");
+    const char* env = std::getenv("ROSENBLATT_AVX512");
     return cpu_supports_avx512() && !(env && std::string(env) == "0");
   }()};
   return slot;
 }
 
-bool gemm_avx512_active() {
-  return active_isa() == Isa::avx2 && gemm_avx512_slot().load(std::memory_order_relaxed);
+bool avx512_active() {
+  return active_isa() == Isa::avx2 && avx512_slot().load(std::memory_order_relaxed);
 }
 
-void set_gemm_avx512(bool enabled) {
-  if (enabled && !cpu_supports_avx512()) value_error("set_gemm_avx512: this CPU has no AVX-512F");
-  gemm_avx512_slot() = enabled;
+void set_avx512(bool enabled) {
+  if (enabled && !cpu_supports_avx512()) value_error("set_avx512: this CPU has no AVX-512F");
+  avx512_slot() = enabled;
 }
 
 static std::mutex impl_mutex;

@@ -34,7 +34,7 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
 
 // C[0:6, 0:32] (row stride rsc, unit column stride) = alpha * A . B + beta * C over kc steps of k, for
 // a packed A panel of 6 rows (or, a_in_place, 6 rows lda apart with unit column stride) and two packed
-// 16-column B panels at b and b + b_stride (gemm_avx512.cpp; call only where gemm_avx512_active(), see
+// 16-column B panels at b and b + b_stride (gemm_avx512.cpp; call only where avx512_active(), see
 // dispatch.h).
 void kernel_6x32_avx512(int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b, int64_t b_stride,
                         float* c, int64_t rsc, float alpha, float beta);

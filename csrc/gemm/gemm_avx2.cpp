@@ -448,7 +448,7 @@ void run_tiles(int64_t ic, int64_t mc, int64_t j0, int64_t group, int64_t pc, in
     kernel(kc, a_panel, A.rs, b_group + q * stride, NR, c_tile, C.rs, C.cs, alpha, beta, nr);
   };
   // Pairs of full B panels go through the AVX-512 kernel, 6 rows at a time (other tiles as above).
-  const bool wide = C.cs == 1 && gemm_avx512_active();
+  const bool wide = C.cs == 1 && avx512_active();
   const int64_t pairs = wide ? min64(group, (N - j0) / NR) / 2 : 0;  // full panels, two at a time
   auto pair = [&](int64_t q, int64_t ir) {
     if (panel_rows(mc - ir) != MR) {
@@ -1007,7 +1007,7 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
   // the cache), so a column-major C is computed transposed. Where C has no unit stride,
   // take the orientation that pads clearly less (transposed operands pack more slowly).
   const bool transpose = C.cs == 1 ? false : C.rs == 1 ? true : padded_work(N, M) * 10 < padded_work(M, N) * 9;
-  const bool wide = gemm_avx512_active();  // (run_tiles asks again; the answer names the path)
+  const bool wide = avx512_active();  // (run_tiles asks again; the answer names the path)
   if (transpose) {
     sgemm_blocked(N, M, K, alpha, Bt, At, beta, Ct, nthreads);
     return wide ? "avx512_packed_6x32_transposed" : "avx2_packed_6x16_transposed";

@@ -46,6 +46,11 @@ template <typename T>
 void max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx) {
   const int64_t work = g.H * g.W + window_work(g);
   if constexpr (kIsFloat<T>) {
+    if (!idx && avx512_active() && max_pool2d_3x3s2_avx512_applies(g)) {
+      for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { max_pool2d_3x3s2_avx512(g, p0, p1, x, y); });
+      record_impl("max_pool2d", "avx512_3x3s2");
+      return;
+    }
     if (avx2_active() && fits_int32_lanes(g)) {
       for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { max_pool2d_avx2(g, p0, p1, x, y, idx); });
       record_impl("max_pool2d", max_pool2d_avx2_impl(g, idx != nullptr));

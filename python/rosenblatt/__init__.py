@@ -47,13 +47,13 @@ def set_num_threads(n: int) -> None:
 
 
 def build_info() -> dict:
-    """What was built and what is in use: version, ISA path (and whether the GEMM runs its AVX-512
-    micro-kernel within it), threads, CUDA, compiler, and whether importing raised glibc malloc's
+    """What was built and what is in use: version, ISA path (and whether its AVX-512 kernels run
+    within it), threads, CUDA, compiler, and whether importing raised glibc malloc's
     thresholds (csrc/common/malloc_tuning.cpp)."""
     return {
         "version": __version__,
         "isa": _C.isa(),
-        "gemm_avx512": _C.gemm_avx512(),
+        "avx512": _C.avx512(),
         "cpu_supports_avx2": _C.cpu_supports_avx2(),
         "cpu_supports_avx512": _C.cpu_supports_avx512(),
         "threads": _C.get_num_threads(),
