@@ -9,7 +9,10 @@
 // masked store writes a row's last, partial step.
 //
 // Why beside the AVX2 row-ring loop (pool_avx2.cpp): that loop is bound by its shuffles and border
-// code, not by memory: about 30 GB/s on 2 threads with its input in L3, no faster than from DRAM.
+// code more than by memory. Paired with it on Zen 4, 2 threads: 1.27x with the input in L3, 1.09x
+// from DRAM (bench/ab_builds.py maxpool:8,64,112,112,3,2,1). This loop is itself bound by its
+// permutes (about 33 cycles per 16 outputs); combining the rows first would need a third of them
+// but breaks the -0/+0 rule below.
 //
 // The result is the AVX2 path's, bit for bit: NaN propagates (any NaN in a window gives NaN), and a
 // tie between -0 and +0 goes to the first tap in torch's scan order (rows top to bottom, each row
@@ -28,19 +31,50 @@ namespace rb {
 
 namespace {
 
-// The columns [col, col + 16) of `row` that lie in [0, W); -inf for the others.
-inline __m512 load_inside(const float* row, int64_t col, int64_t W, __m512i lane, __m512 neg_inf) {
+// Lanes whose columns col + lane lie in [0, W).
+inline __mmask16 inside(int64_t col, int64_t W, __m512i lane) {
   const __m512i cols = _mm512_add_epi32(lane, _mm512_set1_epi32(int32_t(col)));
-  const __mmask16 inside = _mm512_cmpge_epi32_mask(cols, _mm512_setzero_si512()) &
-                           _mm512_cmplt_epi32_mask(cols, _mm512_set1_epi32(int32_t(W)));
-  return _mm512_mask_loadu_ps(neg_inf, inside, row + col);  // masked-off lanes are not read
+  return _mm512_cmpge_epi32_mask(cols, _mm512_setzero_si512()) &
+         _mm512_cmplt_epi32_mask(cols, _mm512_set1_epi32(int32_t(W)));
 }
 
-// max(later, earlier), NaN where either is NaN. On a tie the earlier value (vmaxps's second operand)
-// stays, so -0 against +0 resolves as a scan that replaces its maximum only by a greater value.
-inline __m512 max_keeping_nan(__m512 later, __m512 earlier) {
-  const __mmask16 nan = _mm512_cmp_ps_mask(later, earlier, _CMP_UNORD_Q);
-  return _mm512_mask_mov_ps(_mm512_max_ps(later, earlier), nan, _mm512_set1_ps(__builtin_nanf("")));
+// One output row from the window's ROWS input rows (fewer than 3 at the top and bottom edges).
+// vmaxps(later, earlier) keeps `earlier` on a tie, so -0 against +0 resolves as a scan that replaces
+// its maximum only by a greater value. It also keeps `earlier` when either is NaN; the lanes whose
+// taps held a NaN are collected separately and set to NaN at the end.
+template <int ROWS>
+void pool_output_row(const float* const* rows, int64_t W, int64_t OW, int64_t pW, float* out) {
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  // Window o + k covers columns col + 2k, col + 2k + 1 and col + 2k + 2 (col = 2 o - pW) of each
+  // row: the columns of `low` and `high`, and the first of the next step's `low`. Masked-off lanes
+  // are not read (no fault past either end of the plane) and hold -inf.
+  __m512 low[ROWS];
+  const __mmask16 first = inside(-pW, W, lane);
+  for (int r = 0; r < ROWS; ++r) low[r] = _mm512_mask_loadu_ps(neg_inf, first, rows[r] - pW);
+  for (int64_t o = 0; o < OW; o += 16) {
+    const int64_t col = o * 2 - pW;
+    const __mmask16 in_high = inside(col + 16, W, lane), in_next = inside(col + 32, W, lane);
+    __m512 best = neg_inf;
+    __mmask16 nan = 0;
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512 high = _mm512_mask_loadu_ps(neg_inf, in_high, rows[r] + col + 16);
+      const __m512 next = _mm512_mask_loadu_ps(neg_inf, in_next, rows[r] + col + 32);
+      const __m512 left = _mm512_permutex2var_ps(low[r], even, high);
+      const __m512 middle = _mm512_permutex2var_ps(low[r], odd, high);
+      const __m512 right = _mm512_castsi512_ps(
+          _mm512_alignr_epi32(_mm512_castps_si512(next), _mm512_castps_si512(left), 1));
+      nan |= _mm512_cmp_ps_mask(left, middle, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(right, right, _CMP_UNORD_Q);
+      const __m512 in_row = _mm512_max_ps(right, _mm512_max_ps(middle, left));
+      best = r == 0 ? in_row : _mm512_max_ps(in_row, best);
+      low[r] = next;
+    }
+    best = _mm512_mask_mov_ps(best, nan, _mm512_set1_ps(__builtin_nanf("")));
+    const int64_t n = OW - o < 16 ? OW - o : 16;
+    _mm512_mask_storeu_ps(out + o, __mmask16((1u << n) - 1), best);
+  }
 }
 
 }  // namespace
@@ -51,10 +85,6 @@ bool max_pool2d_3x3s2_avx512_applies(const PoolGeometry& g) {
 }
 
 void max_pool2d_3x3s2_avx512(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y) {
-  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
   for (int64_t p = p0; p < p1; ++p) {
     const float* plane = x + p * g.H * g.W;
     for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -65,27 +95,12 @@ void max_pool2d_3x3s2_avx512(const PoolGeometry& g, int64_t p0, int64_t p1, cons
         if (ih >= 0 && ih < g.H) rows[count++] = plane + ih * g.W;
       }
       float* out = y + (p * g.OH + oh) * g.OW;
-      // Window o + k covers columns col + 2k, col + 2k + 1 and col + 2k + 2 (col = 2 o - pW) of
-      // each row: the columns of `low` and `high`, and the first of the next step's `low`.
-      __m512 low[3];
-      for (int r = 0; r < count; ++r) low[r] = load_inside(rows[r], -g.pW, g.W, lane, neg_inf);
-      for (int64_t o = 0; o < g.OW; o += 16) {
-        const int64_t col = o * 2 - g.pW;
-        __m512 best = neg_inf;
-        for (int r = 0; r < count; ++r) {
-          const __m512 high = load_inside(rows[r], col + 16, g.W, lane, neg_inf);
-          const __m512 next = load_inside(rows[r], col + 32, g.W, lane, neg_inf);
-          const __m512 left = _mm512_permutex2var_ps(low[r], even, high);
-          const __m512 middle = _mm512_permutex2var_ps(low[r], odd, high);
-          const __m512 right = _mm512_castsi512_ps(
-              _mm512_alignr_epi32(_mm512_castps_si512(next), _mm512_castps_si512(left), 1));
-          const __m512 in_row = max_keeping_nan(right, max_keeping_nan(middle, left));
-          best = r == 0 ? in_row : max_keeping_nan(in_row, best);
-          low[r] = next;
-        }
-        const int64_t n = g.OW - o < 16 ? g.OW - o : 16;
-        _mm512_mask_storeu_ps(out + o, __mmask16((1u << n) - 1), best);
-      }
+      if (count == 3)
+        pool_output_row<3>(rows, g.W, g.OW, g.pW, out);
+      else if (count == 2)
+        pool_output_row<2>(rows, g.W, g.OW, g.pW, out);
+      else
+        pool_output_row<1>(rows, g.W, g.OW, g.pW, out);
     }
   }
 }
