@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import rosenblatt
+from rosenblatt import _C
 import rosenblatt.nn.functional as RF
 from rosenblatt.autograd import gradcheck
 from conftest import assert_close
@@ -308,6 +309,19 @@ def test_leaf_gradients_never_alias_other_arrays():
     assert not np.shares_memory(c.grad.numpy(), kept)
     c.grad.numpy()[0] = -1.0
     assert kept.tolist() == [7.0, 7.0]
+
+    # The kernels' recycled arrays (blocks of 1 MiB and more, owned through a capsule): taken when
+    # fresh, copied when the backward keeps one.
+    n = 1 << 19
+    recycled = _C.recycled_empty(n, "float32")
+    recycled[:] = 5.0
+    e = rosenblatt.tensor(np.zeros(n, np.float32), requires_grad=True)
+    result(e.data * 2, (e,), lambda g: (recycled,), "KeptBackward").backward(np.ones(n, np.float32))
+    assert not np.shares_memory(e.grad.numpy(), recycled)
+    f = rosenblatt.tensor(np.zeros(n, np.float32), requires_grad=True)
+    result(f.data * 2, (f,), lambda g: (_C.recycled_empty(n, "float32"),), "FreshBackward").backward(
+        np.ones(n, np.float32))
+    assert type(f.grad.numpy().base).__name__ == "PyCapsule"  # no copy
 
 
 def test_division_by_zero_is_ieee_and_silent():

@@ -128,11 +128,21 @@ def _sole_reference_count() -> int:
 _SOLE = _sole_reference_count()
 
 
+def _owns_memory(array: np.ndarray) -> bool:
+    """No other array can see `array`'s memory: it owns it, or it is one of the kernels' recycled arrays
+    (csrc/bindings/arrays.cpp), whose block is held by a capsule that only this array refers to."""
+    base = array.base
+    if base is None:
+        return True
+    # References to the capsule: array.base, `base`, and the call's (as in _sole_reference_count).
+    return type(base).__name__ == "PyCapsule" and _references(base) <= _SOLE + 1
+
+
 def _sole_reference(array) -> bool:
     """True when `array` owns its memory, is writable, and only the caller's local variable refers to it:
     it can become a .grad without a copy. (The call adds one reference, as in _sole_reference_count.)"""
-    return (type(array) is np.ndarray and array.base is None and array.flags.writeable
-            and _references(array) <= _SOLE + 1)
+    return (type(array) is np.ndarray and array.flags.writeable and _references(array) <= _SOLE + 1
+            and _owns_memory(array))
 
 
 class Tensor:
