@@ -4,8 +4,9 @@
 
 Each PACKAGE_DIR is a directory holding a built `rosenblatt/_C*.so` (say a copy of `python/` taken
 before a change). CASE is `gemm:M,N,K`, `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
-and backward kernels) or `maxpool:N,C,H,W,k,s,p` (forward without indices, its inputs rotating through
-copies larger than the last-level cache, as in the conv benchmark, so each call reads from memory). Both extension modules are loaded side by side and their samples alternate
+and backward kernels), `maxpool:N,C,H,W,k,s,p` (forward without indices, its inputs rotating through
+copies larger than the last-level cache, as in the conv benchmark, so each call reads from memory) or
+`tconv:N,C,H,W,O,k,s,p` (transposed convolution forward, weight (C, O, k, k)). Both extension modules are loaded side by side and their samples alternate
 (old, new, old, new, ... about 20 ms each), so each pair of samples sees the same load on the
 machine. On a shared host the speed of a CPU drifts by tens of percent over seconds to minutes:
 separate runs of each build (or separate processes) then measure the drift more than the change.
@@ -74,6 +75,14 @@ def max_pool_case(dims, rng):
     return float(x.nbytes + out_bytes), "GB/s", forward  # bytes read + written
 
 
+def transposed_conv_case(dims, rng):
+    N, C, H, W, O, k, s, p = dims
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((C, O, k, k), dtype=np.float32)
+    return 2.0 * N * C * H * W * O * k * k, "GFLOP/s", lambda C_: C_.conv_transpose2d_forward(
+        x, w, None, (s, s), (p, p), (0, 0), (1, 1), 1)
+
+
 def make_case(spec: str, rng):
     kind, _, numbers = spec.partition(":")
     dims = tuple(int(v) for v in numbers.split(","))
@@ -83,8 +92,10 @@ def make_case(spec: str, rng):
         return recurrent_case(kind, dims, rng)
     if kind == "maxpool" and len(dims) == 7:
         return max_pool_case(dims, rng)
-    raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H, gru:T,B,I,H or "
-                     "maxpool:N,C,H,W,k,s,p")
+    if kind == "tconv" and len(dims) == 8:
+        return transposed_conv_case(dims, rng)
+    raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H, gru:T,B,I,H, "
+                     "maxpool:N,C,H,W,k,s,p or tconv:N,C,H,W,O,k,s,p")
 
 
 def paired_samples(builds, run, seconds: float):
