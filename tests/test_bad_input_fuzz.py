@@ -246,3 +246,25 @@ def test_lstm_state_must_be_a_pair(module):
     x, h = (_tensor(5, 2, 4), _tensor(1, 2, 3)) if module == "LSTM" else (_tensor(2, 4), _tensor(2, 3))
     with pytest.raises(TypeError, match=rf"{module}: hx must be a pair \(h0, c0\), got Tensor \(input shape"):
         layer(x, h)
+
+
+def _overcommit_refuses_huge_maps() -> bool:
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip() in ("0", "2")  # heuristic or strict: a 4 TiB map fails at once
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _overcommit_refuses_huge_maps(), reason="with overcommit on, a 4 TiB array is mapped and "
+                    "the kernel's writes would meet the OOM killer")
+@pytest.mark.parametrize("call, op", [
+    ("F.conv2d(rb.tensor(np.ones((1, 1, 4, 4), np.float32)), rb.tensor(np.ones((1, 1, 3, 3), np.float32)), "
+     "padding=2**20)", "conv2d_forward"),
+    ("F.interpolate(rb.tensor(np.ones((1, 1, 4, 4), np.float32)), size=(2**20, 2**20))", "interpolate"),
+])
+def test_output_too_large_to_allocate_names_the_op(call, op):
+    """NumPy's 'Unable to allocate 16.0 TiB ...' named neither the op nor its inputs."""
+    raised = raised_in_subprocess(f"import rosenblatt as rb; F = rb.nn.functional; {call}")
+    assert raised.startswith(f"MemoryError: {op}: not enough memory for the result (inputs of shapes (1, 1, 4, 4)"), \
+        raised

@@ -94,6 +94,12 @@ def same_device(op: str, a, b) -> None:
                          f"{device_of(a)} and {device_of(b)}")
 
 
+def out_of_memory(op: str, inputs, error: MemoryError) -> MemoryError:
+    """MemoryError naming the op and the shapes of its array inputs (NumPy's names neither)."""
+    shapes = ", ".join(str(tuple(a.shape)) for a in inputs if isinstance(a, (np.ndarray, DeviceArray)))
+    return MemoryError(f"{op}: not enough memory for the result (inputs of shapes {shapes}): {error}")
+
+
 class _KernelModule:
     """Stands in for `_C` in the functional layers: `kernels.conv2d_forward(x, w, ...)` runs `_C`'s
     function, or the CUDA backend's function of the same name and signature when the arrays among
@@ -104,12 +110,13 @@ class _KernelModule:
 
         def dispatch(*args, **kwargs):
             module = kernels(name, *[a for a in args if isinstance(a, (np.ndarray, DeviceArray))])
-            if module is _C:
-                return cpu(*args, **kwargs)
-            fn = getattr(module, name, None)
+            fn = cpu if module is _C else getattr(module, name, None)
             if fn is None:
                 raise _not_implemented(name)
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except MemoryError as error:  # an output too large to allocate (padding 2**20, say)
+                raise out_of_memory(name, args, error) from error
 
         dispatch.__name__ = name
         setattr(self, name, dispatch)  # later look-ups find it without __getattr__

@@ -428,7 +428,10 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         raise ValueError(f"{op}: output size {out_hw} must be positive (input {x.shape})")
     a_h, a_w = (_device.on_device_of(_interpolation_matrix(i, o, s, mode, bool(align_corners), x.dtype), x.data)
                 for i, o, s in zip(in_hw, out_hw, scales))
-    y = np.matmul(np.matmul(a_h, x.data), a_w.T)
+    try:
+        y = np.matmul(np.matmul(a_h, x.data), a_w.T)
+    except MemoryError as error:
+        raise _device.out_of_memory(op, (x.data,), error) from error
 
     def backward(grad):
         return (np.matmul(np.matmul(a_h.T, grad), a_w),)
