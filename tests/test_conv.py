@@ -130,6 +130,20 @@ def test_conv_transpose2d_matches_reference(isa, rng, config):
 
 
 @pytest.mark.parametrize("config", TRANSPOSED)
+def test_conv_transpose2d_backward_is_the_two_separate_passes(isa, rng, config):
+    """dx and dW from one pass over grad's im2col columns: the bits of the convolution's forward of grad
+    and of its weight gradient (the two passes it replaces), on the GEMM route and on every fallback."""
+    x, w, _, s, p, op, d, g = _random_transposed(rng, config, np.float32)
+    grad = rng.standard_normal(_C.conv_transpose2d_forward(x, w, None, s, p, op, d, g).shape).astype(np.float32)
+    dx, dw = _C.conv_transpose2d_backward(grad, x, w, s, p, d, g)
+    in_h, in_w = x.shape[2:]
+    np.testing.assert_array_equal(dx, _C.conv2d_forward(grad, w, None, s, p, d, g)[:, :, :in_h, :in_w])
+    np.testing.assert_array_equal(dw, _C.conv2d_backward_weight(grad, x, w.shape[2:], s, p, d, g))
+    with pytest.raises(ValueError, match=r"conv_transpose2d_backward: grad_output \(.*\), input \(.*\) and weight"):
+        _C.conv_transpose2d_backward(grad, x[:, :1], w, s, p, d, g)
+
+
+@pytest.mark.parametrize("config", TRANSPOSED)
 def test_conv_transpose2d_gradcheck(rng, config):
     x, w, b, s, p, op, d, g = _random_transposed(rng, config, np.float64)
     x, w, b = (rb.Tensor(a, requires_grad=True) for a in (x, w, b))

@@ -206,6 +206,40 @@ py::array conv2d_backward_bias_entry(py::handle dy_obj) {
 
 // ---- conv_transpose2d: the forward is conv2d's backward-data ----
 
+// The transposed convolution's backward for both its input and its weight (grad (N, C_out, OH, OW),
+// x (N, C_in, H, W), w (C_in, C_out/groups, kH, kW)): the forward of the convolution it transposes,
+// applied to grad, and that convolution's weight gradient with grad as input and x as output
+// gradient, in one pass over grad's im2col columns.
+template <typename T>
+py::tuple transposed_backward_typed(const py::array& grad_in, const py::array& x_in, const py::array& w_in,
+                                    const ConvGeometry& g, const char* op) {
+  py::array grad = c_contiguous<T>(grad_in, op, "grad_output"), x = c_contiguous<T>(x_in, op, "input"),
+            w = c_contiguous<T>(w_in, op, "weight");
+  py::array dx = py::array_t<T>({g.N, g.O, g.OH, g.OW}), dw = py::array_t<T>({g.O, g.c_per_group(), g.kH, g.kW});
+  T *dx_out = mptr<T>(dx), *dw_out = mptr<T>(dw);
+  {
+    py::gil_scoped_release release;  // (not around make_tuple, which needs the GIL)
+    conv2d_forward_and_backward_weight<T>(g, cptr<T>(grad), cptr<T>(w), cptr<T>(x), dx_out, dw_out, op);
+  }
+  return py::make_tuple(dx, dw);
+}
+
+py::tuple conv_transpose2d_backward_entry(py::handle grad_obj, py::handle x_obj, py::handle w_obj, Pair stride,
+                                          Pair padding, Pair dilation, int64_t groups) {
+  const char* op = "conv_transpose2d_backward";
+  py::array grad = require_4d(grad_obj, op, "grad_output"), x = require_4d(x_obj, op, "input"),
+            w = require_4d(w_obj, op, "weight");
+  const char kind = common_float_dtype(op, {{"grad_output", &grad}, {"input", &x}, {"weight", &w}});
+  if (groups < 1) value_error(op, ": groups must be >= 1, got ", groups);
+  if (grad.shape(0) != x.shape(0) || x.shape(1) != w.shape(0))
+    value_error(op, ": grad_output ", shape_str(shape_of(grad)), ", input ", shape_str(shape_of(x)), " and weight ",
+                shape_str(shape_of(w)), " do not match");
+  const Pair in_hw{x.shape(2), x.shape(3)};  // the transposed op's input: the convolution's output
+  const ConvGeometry g = make_geometry(op, dims(grad), dims(w), stride, padding, dilation, groups, &in_hw);
+  return kind == 'f' ? transposed_backward_typed<float>(grad, x, w, g, op)
+                     : transposed_backward_typed<double>(grad, x, w, g, op);
+}
+
 py::array conv_transpose2d_forward_entry(py::handle x_obj, py::handle w_obj, py::object bias, Pair stride,
                                          Pair padding, Pair output_padding, Pair dilation, int64_t groups) {
   const char* op = "conv_transpose2d";
@@ -330,6 +364,9 @@ void bind_conv(py::module_& m) {
   m.def("conv_transpose2d_forward", &conv_transpose2d_forward_entry, py::arg("input"), py::arg("weight"),
         py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation"),
         py::arg("groups"), "Transposed convolution: weight (C_in, C_out/groups, kH, kW).");
+  m.def("conv_transpose2d_backward", &conv_transpose2d_backward_entry, py::arg("grad_output"), py::arg("input"),
+        py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        "Transposed convolution's (dx, dw) in one pass over grad_output's im2col columns.");
   m.def("im2col", &im2col_entry, py::arg("input"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), "unfold: (N, C, H, W) -> (N, C*kH*kW, OH*OW).");
   m.def("col2im", &col2im_entry, py::arg("input"), py::arg("output_size"), py::arg("kernel_size"), py::arg("stride"),

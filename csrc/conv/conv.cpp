@@ -193,13 +193,16 @@ const float* block_columns(const ConvGeometry& g, const float* x, const RowBlock
   return buf;
 }
 
-// y[:, block] = W . col (+ bias)
-void forward_block(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y,
-                   const RowBlock& b) {
+// The block's im2col columns in the calling thread's scratch (block_columns).
+const float* scratch_columns(const ConvGeometry& g, const float* x, const RowBlock& b, int64_t* ld) {
+  return block_columns(g, x, b, thread_scratch_of<float>(ScratchSlot::conv, block_col_elems(g, b)), ld);
+}
+
+// y[:, block] = W . col (+ bias), col the block's columns (rows ld apart)
+void forward_products(const ConvGeometry& g, const float* col, int64_t ld, const float* w, const float* bias, float* y,
+                      const RowBlock& b) {
   const int64_t L = g.OH * g.OW, Kc = g.col_rows(), Og = g.o_per_group();
   const int64_t l0 = b.oh0 * g.OW, nl = (b.oh1 - b.oh0) * g.OW;
-  int64_t ld;
-  const float* col = block_columns(g, x, b, thread_scratch_of<float>(ScratchSlot::conv, block_col_elems(g, b)), &ld);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     float* yg = y + grp * Og * L + l0;
     float beta = 0.0f;
@@ -222,12 +225,11 @@ void backward_data_columns(const ConvGeometry& g, const float* dy, const float* 
          MatView<const float>{dy + grp * Og * L + l0, L, 1}, 0.0f, MatView<float>{col + grp * Kc * L + l0, L, 1});
 }
 
-// dw += dy[:, block] . col[:, block]^T
-void backward_weight_block(const ConvGeometry& g, const float* x, const float* dy, float* dw, const RowBlock& b) {
+// dw += dy[:, block] . col[:, block]^T, col the block's columns (rows ld apart)
+void backward_weight_products(const ConvGeometry& g, const float* col, int64_t ld, const float* dy, float* dw,
+                              const RowBlock& b) {
   const int64_t L = g.OH * g.OW, Kc = g.col_rows(), Og = g.o_per_group();
   const int64_t l0 = b.oh0 * g.OW, nl = (b.oh1 - b.oh0) * g.OW;
-  int64_t ld;
-  const float* col = block_columns(g, x, b, thread_scratch_of<float>(ScratchSlot::conv, block_col_elems(g, b)), &ld);
   for (int64_t grp = 0; grp < g.groups; ++grp)
     gemm(Og, Kc, nl, 1.0f, MatView<const float>{dy + grp * Og * L + l0, L, 1},
          MatView<const float>{col + grp * Kc * ld, 1, ld}, 1.0f, MatView<float>{dw + grp * Og * Kc, Kc, 1});
@@ -355,8 +357,11 @@ void forward_fast(const ConvGeometry& g, const float* x, const float* w, const f
   bool split;
   const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (size_t i = 0; i < blocks.size(); ++i)
-    forward_block(g, x + blocks[i].n * in_img, w, bias, y + blocks[i].n * out_img, blocks[i]);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    int64_t ld;
+    const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], &ld);
+    forward_products(g, col, ld, w, bias, y + blocks[i].n * out_img, blocks[i]);
+  }
   record_impl(op, gemm_impl_name(g, split));
 }
 
@@ -401,6 +406,16 @@ void backward_data_fast(const ConvGeometry& g, const float* dy, const float* w, 
   record_impl(op, gemm_impl_name(g, split));
 }
 
+// dw = the sum of the threads' partial weight gradients; inside a parallel region of `threads`.
+void sum_partials(const std::vector<float>& partial, int threads, int64_t w_elems, float* dw) {
+#pragma omp for schedule(static)
+  for (int64_t e = 0; e < w_elems; ++e) {
+    float sum = 0.0f;
+    for (int t = 0; t < threads; ++t) sum += partial[size_t(t) * w_elems + e];
+    dw[e] = sum;
+  }
+}
+
 void backward_weight_fast(const ConvGeometry& g, const float* x, const float* dy, float* dw, const char* op) {
   if (batched_applies(g)) {
     backward_weight_batched(g, x, dy, dw);
@@ -417,14 +432,38 @@ void backward_weight_fast(const ConvGeometry& g, const float* x, const float* dy
   {
     float* acc = partial.data() + int64_t(omp_get_thread_num()) * w_elems;
 #pragma omp for schedule(static)
-    for (size_t i = 0; i < blocks.size(); ++i)
-      backward_weight_block(g, x + blocks[i].n * in_img, dy + blocks[i].n * out_img, acc, blocks[i]);
-#pragma omp for schedule(static)
-    for (int64_t e = 0; e < w_elems; ++e) {
-      float sum = 0.0f;
-      for (int t = 0; t < threads; ++t) sum += partial[size_t(t) * w_elems + e];
-      dw[e] = sum;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      int64_t ld;
+      const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], &ld);
+      backward_weight_products(g, col, ld, dy + blocks[i].n * out_img, acc, blocks[i]);
     }
+    sum_partials(partial, threads, w_elems, dw);
+  }
+  record_impl(op, gemm_impl_name(g, split));
+}
+
+// The forward y of x and the weight gradient dw for output gradient dy, from one im2col of x per
+// block: the transposed convolution's backward (its dx is this convolution's forward of its output
+// gradient, its dW this convolution's weight gradient for the same input), where the two separate
+// passes spent a sixth of their time making the same columns twice.
+void forward_and_backward_weight_fast(const ConvGeometry& g, const float* x, const float* w, const float* dy,
+                                      float* y, float* dw, const char* op) {
+  const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW, w_elems = g.O * g.col_rows();
+  const int threads = available_threads();
+  bool split;
+  const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
+  std::vector<float> partial(size_t(threads) * w_elems, 0.0f);  // as in backward_weight_fast
+#pragma omp parallel num_threads(threads)
+  {
+    float* acc = partial.data() + int64_t(omp_get_thread_num()) * w_elems;
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      int64_t ld;
+      const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], &ld);
+      forward_products(g, col, ld, w, nullptr, y + blocks[i].n * out_img, blocks[i]);
+      backward_weight_products(g, col, ld, dy + blocks[i].n * out_img, acc, blocks[i]);
+    }
+    sum_partials(partial, threads, w_elems, dw);
   }
   record_impl(op, gemm_impl_name(g, split));
 }
@@ -458,6 +497,18 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* dy, T* d
   record_impl(op, "scalar_ref");
 }
 
+template <typename T>
+void conv2d_forward_and_backward_weight(const ConvGeometry& g, const T* x, const T* w, const T* dy, T* y, T* dw,
+                                        const char* op) {
+  if constexpr (std::is_same_v<T, float>) {
+    // Where the forward takes another route (one GEMM over the batch, Winograd), the passes stay apart.
+    if (use_fast_path() && !batched_applies(g) && !winograd_applies(g))
+      return forward_and_backward_weight_fast(g, x, w, dy, y, dw, op);
+  }
+  conv2d_forward(g, x, w, static_cast<const T*>(nullptr), y, op);
+  conv2d_backward_weight(g, x, dy, dw, op);
+}
+
 // dy (N, O, OH, OW) -> db (O,): the sum over images and positions. Memory-bound; threads split channels.
 template <typename T>
 void conv2d_backward_bias(const ConvGeometry& g, const T* dy, T* db) {
@@ -481,6 +532,8 @@ void conv2d_backward_bias(const ConvGeometry& g, const T* dy, T* db) {
   template void conv2d_forward<T>(const ConvGeometry&, const T*, const T*, const T*, T*, const char*);     \
   template void conv2d_backward_data<T>(const ConvGeometry&, const T*, const T*, T*, const char*);         \
   template void conv2d_backward_weight<T>(const ConvGeometry&, const T*, const T*, T*, const char*);       \
+  template void conv2d_forward_and_backward_weight<T>(const ConvGeometry&, const T*, const T*, const T*, T*, T*,   \
+                                                      const char*);                                        \
   template void conv2d_backward_bias<T>(const ConvGeometry&, const T*, T*);
 RB_CONV_INSTANTIATE(float)
 RB_CONV_INSTANTIATE(double)

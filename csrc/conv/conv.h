@@ -48,6 +48,11 @@ template <typename T>
 void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* dy, T* dw, const char* op);
 template <typename T>
 void conv2d_backward_bias(const ConvGeometry& g, const T* dy, T* db);
+// y = the forward of x (no bias) and dw = the weight gradient for x and output gradient dy, sharing
+// the im2col of x where both take the GEMM route: the transposed convolution's backward.
+template <typename T>
+void conv2d_forward_and_backward_weight(const ConvGeometry& g, const T* x, const T* w, const T* dy, T* y, T* dw,
+                                        const char* op);
 
 // im2col of one image for output rows [oh0, oh1): col (C * kH * kW, (oh1 - oh0) * OW) with row stride ld,
 // from x (C, H, W). col2im adds a whole image's col (C * kH * kW, OH * OW), row stride ld, back onto x

@@ -125,10 +125,13 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     def backward(grad):
         grad = grad[None] if unbatched else grad
         dx = dw = db = None
-        if x.requires_grad:  # conv2d forward; output_padding >= stride leaves extra rows to drop
+        if x.requires_grad and w.requires_grad and isinstance(grad, np.ndarray):  # one pass over grad's columns
+            dx, dw = _kernels.conv_transpose2d_backward(grad, x_data, w.data, stride, padding, dilation, groups)
+            dx = _unbatch(dx, unbatched)
+        elif x.requires_grad:  # conv2d forward; output_padding >= stride leaves extra rows to drop
             dx = _kernels.conv2d_forward(grad, w.data, None, stride, padding, dilation, groups)[:, :, :in_h, :in_w]
             dx = _unbatch(_device.ascontiguousarray(dx), unbatched)
-        if w.requires_grad:  # conv2d's weight gradient with the roles of input and output swapped
+        if w.requires_grad and dw is None:  # conv2d's weight gradient with the roles of input and output swapped
             dw = _kernels.conv2d_backward_weight(grad, x_data, w.shape[2:], stride, padding, dilation, groups)
         if b is not None and b.requires_grad:
             db = _kernels.conv2d_backward_bias(grad)
