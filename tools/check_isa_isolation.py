@@ -1,9 +1,10 @@
-"""Check that AVX2 code stays in *_avx2.cpp objects.
+"""Check that AVX2 code stays in *_avx2.cpp objects and AVX-512 code in *_avx512.cpp ones.
 
-The module must import and run on x86-64 CPUs without AVX2, so every object file
-not built from a *_avx2.cpp source must be free of YMM instructions, and AVX2
-objects must not export weak (COMDAT) code that the linker could pick for
-baseline callers. Usage: python tools/check_isa_isolation.py BUILD_DIR
+The module must import and run on x86-64 CPUs without AVX2 (or without AVX-512), so
+every object file not built from a *_avx2.cpp or *_avx512.cpp source must be free of
+YMM and ZMM instructions, *_avx2 objects free of ZMM ones, and neither kind may export
+weak (COMDAT) code that the linker could pick for other callers.
+Usage: python tools/check_isa_isolation.py BUILD_DIR
 """
 import pathlib
 import subprocess
@@ -17,15 +18,19 @@ def main(build_dir: str) -> int:
         return 1
     problems = []
     for obj in objects:
-        if obj.name.endswith("_avx2.cpp.o"):
+        wide = "AVX2" if obj.name.endswith("_avx2.cpp.o") else "AVX-512" if obj.name.endswith("_avx512.cpp.o") else ""
+        if wide:
             symbols = subprocess.run(["nm", "-C", str(obj)], capture_output=True, text=True, check=True).stdout
             weak = [line for line in symbols.splitlines() if line[17:18] == "W"]
             if weak:
-                problems.append(f"{obj.name}: weak symbols could leak AVX2 code: {weak[:3]}")
-        else:
-            disassembly = subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
-            if "%ymm" in disassembly:
-                problems.append(f"{obj.name}: baseline object uses YMM registers")
+                problems.append(f"{obj.name}: weak symbols could leak {wide} code: {weak[:3]}")
+        if wide == "AVX-512":
+            continue
+        disassembly = subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+        if "%zmm" in disassembly:
+            problems.append(f"{obj.name}: object outside *_avx512 uses ZMM registers")
+        if not wide and "%ymm" in disassembly:
+            problems.append(f"{obj.name}: baseline object uses YMM registers")
     for problem in problems:
         print("check_isa_isolation:", problem)
     print(f"check_isa_isolation: {len(objects)} objects, {len(problems)} problems")
