@@ -4,6 +4,8 @@
 // gather/scatter access that vectors do not speed up).
 #include "pool/pool.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -16,7 +18,9 @@ namespace rb {
 
 namespace {
 
-// body(p0, p1) over chunks of planes, in parallel when the work is worth a fork.
+// body(p0, p1) over chunks of planes, in parallel when the work is worth a fork: one contiguous
+// chunk per thread, so that a kernel's setup (say the narrow path's tap table) runs once per thread,
+// not once per plane (the digits CNN's 1024 planes of 8x8: 64 us a call, mostly setup).
 template <typename Body>
 void for_plane_chunks(int64_t planes, int64_t work_per_plane, Body body) {
   const int threads = available_threads();
@@ -24,8 +28,11 @@ void for_plane_chunks(int64_t planes, int64_t work_per_plane, Body body) {
     body(0, planes);
     return;
   }
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t p = 0; p < planes; ++p) body(p, p + 1);
+#pragma omp parallel num_threads(int(std::min<int64_t>(threads, planes)))
+  {
+    const int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
+    body(planes * t / team, planes * (t + 1) / team);
+  }
 }
 
 template <typename T>
