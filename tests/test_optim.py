@@ -80,6 +80,45 @@ def test_optimizer_matches_torch(case, rng):
             assert_close(a, b, atol=2e-6, rtol=2e-6, what=f"{_case_id(case)} step {step} param {i}")
 
 
+@pytest.mark.parametrize("case", [c for c in OPTIMIZER_CASES if c[0] != "SGD" and c[0] != "RMSprop"], ids=_case_id)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_gives_the_numpy_update_bits(isa, case, dtype, rng, monkeypatch):
+    """_C.adam_update (one pass in C++) against adam.py's NumPy lines (the spec, and the path for device
+    arrays), bit for bit, over steps; the last shape is large enough for the threaded loop."""
+    from rosenblatt.optim import adam
+    name, kwargs = case
+    shapes = SHAPES + [(700, 600)]
+    initial = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    gradients = [[rng.standard_normal(shape).astype(dtype) for shape in shapes] for _ in range(4)]
+    runs = []
+    for fused in (True, False):
+        monkeypatch.setattr(adam, "_fused_applies", (lambda *arrays: True) if fused else (lambda *arrays: False))
+        params = [Parameter(np.array(p)) for p in initial]
+        optimizer = getattr(optim, name)(params, **kwargs)
+        for grads in gradients:
+            for param, grad in zip(params, grads):
+                param.grad = Tensor(np.array(grad))
+            optimizer.step()
+        runs.append([np.array(p.data) for p in params] +
+                    [np.array(v.data) for state in optimizer.state.values() for v in state.values()
+                     if isinstance(v, Tensor)])
+    for fused, spec in zip(*runs):
+        assert fused.dtype == dtype
+        np.testing.assert_array_equal(fused, spec)
+
+
+def test_fused_adam_checks_its_arrays():
+    from rosenblatt import _C
+    a = np.zeros(4, np.float32)
+    scalars = (1.0, 0.0, 0.1, 0.001, 0.999, 0.5, 1e-8, 0.01)
+    with pytest.raises(ValueError, match="adam_update: exp_avg has dtype float64 and shape"):
+        _C.adam_update(a, a.copy(), np.zeros(4), a.copy(), None, *scalars)
+    with pytest.raises(ValueError, match="adam_update: param and exp_avg share memory"):
+        _C.adam_update(a, a.copy(), a, a.copy(), None, *scalars)
+    with pytest.raises(ValueError, match="adam_update: exp_avg_sq must be C-contiguous"):
+        _C.adam_update(a, a.copy(), a.copy(), np.zeros(8, np.float32)[::2], None, *scalars)
+
+
 def test_param_groups_have_their_own_hyperparameters(rng):
     torch = torch_or_skip()
     initial = [rng.standard_normal(shape).astype(np.float32) for shape in SHAPES]

@@ -15,6 +15,7 @@ void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_norm(py::module_& m);
+void bind_optim(py::module_& m);
 }  // namespace rb
 
 PYBIND11_MODULE(_C, m) {
@@ -70,4 +71,5 @@ PYBIND11_MODULE(_C, m) {
   rb::bind_pool(m);
   rb::bind_rnn(m);
   rb::bind_norm(m);
+  rb::bind_optim(m);
 }

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .. import _C
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter, lerp_
 
@@ -42,31 +43,48 @@ class Adam(Optimizer):
         state["step"] += 1
         step = state["step"]
         lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+        decoupled = weight_decay != 0 and group["decoupled_weight_decay"]
+        decay = 1 - lr * weight_decay if decoupled else 1.0
+        l2 = weight_decay if not decoupled else 0.0
+        bias2_sqrt, step_size = math.sqrt(1 - beta2 ** step), lr / (1 - beta1 ** step)
+        exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+        max_exp_avg_sq = state["max_exp_avg_sq"].data if group["amsgrad"] else None
+        if _fused_applies(param.data, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
+            # One pass over the arrays in C++, the same roundings as the lines below.
+            _C.adam_update(param.data, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, decay, l2, 1 - beta1, 1 - beta2,
+                           beta2, bias2_sqrt, group["eps"], step_size)
+            return
 
-        if weight_decay != 0:
-            if group["decoupled_weight_decay"]:
-                param.data *= 1 - lr * weight_decay
-            else:
-                grad = grad + weight_decay * param.data
+        if decay != 1.0:
+            param.data *= decay
+        if l2 != 0:
+            grad = grad + l2 * param.data
         # Every intermediate goes through one scratch array, in the order (and so with the
         # rounding) of the formulas above.
-        exp_avg, exp_avg_sq, scratch = state["exp_avg"].data, state["exp_avg_sq"].data, self._scratch(param)
+        scratch = self._scratch(param)
         lerp_(exp_avg, grad, 1 - beta1, scratch)
         np.multiply(grad, 1 - beta2, out=scratch)
         scratch *= grad
         exp_avg_sq *= beta2
         exp_avg_sq += scratch
-        if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"].data, exp_avg_sq, out=state["max_exp_avg_sq"].data)
-            exp_avg_sq = state["max_exp_avg_sq"].data
+        if max_exp_avg_sq is not None:
+            np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+            exp_avg_sq = max_exp_avg_sq
 
-        step_size = lr / (1 - beta1 ** step)
         denominator = np.sqrt(exp_avg_sq, out=scratch)
-        denominator /= math.sqrt(1 - beta2 ** step)
+        denominator /= bias2_sqrt
         denominator += group["eps"]
         update = np.divide(exp_avg, denominator, out=scratch)
         update *= step_size
         param.data -= update
+
+
+def _fused_applies(*arrays) -> bool:
+    """_C.adam_update takes C-contiguous NumPy arrays of one float dtype (None for no amsgrad state)."""
+    dtype = arrays[0].dtype
+    return dtype in (np.float32, np.float64) and all(
+        a is None or (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous) for a in arrays) \
+        and arrays[0].flags.writeable
 
 
 class AdamW(Adam):
