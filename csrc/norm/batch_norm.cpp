@@ -16,6 +16,42 @@ namespace {
 // Threads only when the work pays for a fork and join (a small batch-norm takes microseconds).
 int norm_threads(int64_t elements) { return elements >= (int64_t(1) << 16) ? available_threads() : 1; }
 
+// The row sums below keep kLanes running sums side by side, added at the end: a single running sum
+// is a chain of dependent additions, one per 4 cycles, and without reassociation (no -ffast-math)
+// the compiler cannot split it. As separate sums the lanes vectorise: batch norm forward on
+// (8, 64, 56, 56) took 1.5 ms (4 GB/s) with one.
+constexpr int kLanes = 8;
+
+// sum(f(l)) over l < L, f returning double.
+template <typename F>
+double lane_sum(int64_t L, F f) {
+  double lanes[kLanes] = {};
+  int64_t l = 0;
+  for (; l + kLanes <= L; l += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += f(l + k);
+  for (; l < L; ++l) lanes[0] += f(l);
+  double sum = 0.0;
+  for (int k = 0; k < kLanes; ++k) sum += lanes[k];
+  return sum;
+}
+
+// *sum_g += sum(g), *sum_gx += sum(g * (x - mean)) over a row of L, in one pass (as lane_sum).
+template <typename T>
+void add_gradient_sums(const T* g, const T* x, int64_t L, double mean, double* sum_g, double* sum_gx) {
+  double lanes_g[kLanes] = {}, lanes_gx[kLanes] = {};
+  int64_t l = 0;
+  for (; l + kLanes <= L; l += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      lanes_g[k] += double(g[l + k]);
+      lanes_gx[k] += double(g[l + k]) * (double(x[l + k]) - mean);
+    }
+  for (; l < L; ++l) {
+    lanes_g[0] += double(g[l]);
+    lanes_gx[0] += double(g[l]) * (double(x[l]) - mean);
+  }
+  for (int k = 0; k < kLanes; ++k) *sum_g += lanes_g[k], *sum_gx += lanes_gx[k];
+}
+
 }  // namespace
 
 template <typename T>
@@ -28,20 +64,16 @@ void batch_norm_forward(const BatchNormForward<T>& a) {
       double sum = 0.0;
       for (int64_t n = 0; n < N; ++n) {
         const T* row = a.x + (n * C + c) * L;
-        double row_sum = 0.0;
-        for (int64_t l = 0; l < L; ++l) row_sum += row[l];
-        sum += row_sum;
+        sum += lane_sum(L, [&](int64_t l) { return double(row[l]); });
       }
       mean = sum / double(count);
       double squares = 0.0;  // centred first: no cancellation between two large sums
       for (int64_t n = 0; n < N; ++n) {
         const T* row = a.x + (n * C + c) * L;
-        double row_squares = 0.0;
-        for (int64_t l = 0; l < L; ++l) {
+        squares += lane_sum(L, [&](int64_t l) {
           const double d = double(row[l]) - mean;
-          row_squares += d * d;
-        }
-        squares += row_squares;
+          return d * d;
+        });
       }
       var = squares / double(count);
       // torch: the running variance moves towards the unbiased estimate.
@@ -78,13 +110,7 @@ void batch_norm_backward(const BatchNormBackward<T>& a) {
     for (int64_t n = 0; n < N; ++n) {
       const T* g = a.grad + (n * C + c) * L;
       const T* x = a.x + (n * C + c) * L;
-      double row_g = 0.0, row_gx = 0.0;
-      for (int64_t l = 0; l < L; ++l) {
-        row_g += g[l];
-        row_gx += double(g[l]) * (double(x[l]) - mean);
-      }
-      sum_g += row_g;
-      sum_gx += row_gx;
+      add_gradient_sums(g, x, L, mean, &sum_g, &sum_gx);
     }
     sum_gx *= invstd;
     a.dbias[c] = T(sum_g);
