@@ -29,6 +29,9 @@ MAX_CONFIGS = [
     ((2, 2, 13, 9), (3, 3), (1, 1), (0, 0), (1, 1), False),
     ((1, 3, 12, 12), (2, 3), (3, 3), (0, 0), (2, 1), False),
     ((1, 2, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), False),  # 4 outputs: too few for a block
+    # planes of fewer than 8 outputs, 8 at a time as one sequence (indices made plane-relative), then the rest
+    ((3, 4, 4, 6), (2, 2), (2, 2), (0, 0), (1, 1), False),
+    ((2, 5, 5, 5), (2, 3), (2, 1), (0, 0), (1, 1), False),
     # 3x3 stride 2 (the AVX-512 loop where the CPU has it): rows of 3 steps of 16, the last partial;
     # a plane narrower than one step with ceil_mode's last window hanging over the edge
     ((1, 2, 6, 70), (3, 3), (2, 2), (1, 1), (1, 1), False),

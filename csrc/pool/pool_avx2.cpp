@@ -257,22 +257,37 @@ void max_pool_plane(const PoolGeometry& g, const float* plane, float* out, int64
 // outputs are taken 8 at a time in row-major order instead, each tap of the 8 windows gathered;
 // the windows' first taps come from a table shared by all planes of a call. Taps are compared in
 // the reference's order with its rule (the first tap, then v > best or v is NaN): the same values,
-// ties and indices.
+// ties and indices. Planes of fewer than 8 outputs (2x2 after two 2x2 pools of 8x8) go kNarrowGroup
+// at a time, as one sequence of outputs whose first taps include their plane's offset; their
+// indices are made plane-relative again on the way out.
+constexpr int64_t kNarrowGroup = 8;
+
+int64_t narrow_group(const PoolGeometry& g) { return g.OH * g.OW >= 8 ? 1 : kNarrowGroup; }
+
 bool narrow_applies(const PoolGeometry& g) {
-  return g.OW < 8 && g.OH * g.OW >= 8 && g.pH == 0 && g.pW == 0 && (g.OH - 1) * g.sH + (g.kH - 1) * g.dH < g.H &&
-         (g.OW - 1) * g.sW + (g.kW - 1) * g.dW < g.W;
+  return g.OW < 8 && g.pH == 0 && g.pW == 0 && (g.OH - 1) * g.sH + (g.kH - 1) * g.dH < g.H &&
+         (g.OW - 1) * g.sW + (g.kW - 1) * g.dW < g.W &&
+         narrow_group(g) * g.H * g.W < (int64_t(1) << 31);  // offsets in 32-bit lanes
 }
 
-// first_taps[q] = the plane offset of output q's first tap, outputs in row-major order.
-void narrow_first_taps(const PoolGeometry& g, int32_t* first_taps) {
-  for (int64_t oh = 0; oh < g.OH; ++oh)
-    for (int64_t ow = 0; ow < g.OW; ++ow) first_taps[oh * g.OW + ow] = int32_t(oh * g.sH * g.W + ow * g.sW);
+// For a group of narrow_group(g) planes: first_taps[q] = the offset of output q's first tap from the
+// group's first plane, outputs in row-major order plane after plane; bases[q] = its plane's offset.
+void narrow_first_taps(const PoolGeometry& g, int32_t* first_taps, int32_t* bases) {
+  const int64_t out_plane = g.OH * g.OW;
+  for (int64_t p = 0; p < narrow_group(g); ++p)
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t q = p * out_plane + oh * g.OW + ow;
+        bases[q] = int32_t(p * g.H * g.W);
+        first_taps[q] = int32_t(bases[q] + oh * g.sH * g.W + ow * g.sW);
+      }
 }
 
+// The `count` outputs of a group of planes (or of one plane) from `plane`, the first.
 template <bool kWithIndex>
-void max_pool_plane_narrow(const PoolGeometry& g, const float* plane, const int32_t* first_taps, float* out,
-                           int64_t* idx) {
-  for_each_block(0, g.OH * g.OW, [&](int64_t q) {
+void max_pool_plane_narrow(const PoolGeometry& g, const float* plane, int64_t count, const int32_t* first_taps,
+                           const int32_t* bases, float* out, int64_t* idx) {
+  for_each_block(0, count, [&](int64_t q) {
     const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first_taps + q));
     __m256 best = _mm256_i32gather_ps(plane, first, 4);  // the first tap is always inside: taken
     __m256i best_index = first;
@@ -283,6 +298,7 @@ void max_pool_plane_narrow(const PoolGeometry& g, const float* plane, const int3
     }
     _mm256_storeu_ps(out + q, best);
     if (kWithIndex) {
+      best_index = _mm256_sub_epi32(best_index, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bases + q)));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + q), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index)));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + q + 4),
                           _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index, 1)));
@@ -454,21 +470,31 @@ void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float*
   interior_columns(g, &first, &end);
   const MaxPath path = max_path(g, idx != nullptr);
   float* ring = path == MaxPath::row_ring ? thread_scratch_of<float>(ScratchSlot::pool, size_t(g.kH * g.OW)) : nullptr;
-  int32_t* first_taps = nullptr;
   if (path == MaxPath::narrow) {
-    first_taps = thread_scratch_of<int32_t>(ScratchSlot::pool, size_t(out_plane));
-    narrow_first_taps(g, first_taps);
+    const int64_t group = narrow_group(g), count = group * out_plane;
+    int32_t* first_taps = thread_scratch_of<int32_t>(ScratchSlot::pool, size_t(2 * count));
+    int32_t* bases = first_taps + count;
+    narrow_first_taps(g, first_taps, bases);
+    int64_t p = p0;
+    for (; p + group <= p1; p += group) {
+      if (idx)
+        max_pool_plane_narrow<true>(g, x + p * in_plane, count, first_taps, bases, y + p * out_plane, idx + p * out_plane);
+      else
+        max_pool_plane_narrow<false>(g, x + p * in_plane, count, first_taps, bases, y + p * out_plane, nullptr);
+    }
+    for (; p < p1; ++p) {  // fewer planes than a group: one window at a time
+      if (idx)
+        max_pool_plane<true>(g, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
+      else
+        max_pool_plane<false>(g, x + p * in_plane, y + p * out_plane, nullptr);
+    }
+    return;
   }
   for (int64_t p = p0; p < p1; ++p) {
     const float* plane = x + p * in_plane;
     float* out = y + p * out_plane;
     switch (path) {
-      case MaxPath::narrow:
-        if (idx)
-          max_pool_plane_narrow<true>(g, plane, first_taps, out, idx + p * out_plane);
-        else
-          max_pool_plane_narrow<false>(g, plane, first_taps, out, nullptr);
-        break;
+      case MaxPath::narrow: break;  // above
       case MaxPath::with_index: max_pool_plane<true>(g, plane, out, idx + p * out_plane); break;
       case MaxPath::plain_2x2: max_pool_plane_2x2(g, plane, out, end); break;
       case MaxPath::row_ring: max_pool_plane_by_rows(g, plane, out, ring, first, end); break;
