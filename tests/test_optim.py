@@ -99,6 +99,10 @@ def test_fused_adam_gives_the_numpy_update_bits(isa, case, dtype, rng, monkeypat
             for param, grad in zip(params, grads):
                 param.grad = Tensor(np.array(grad))
             optimizer.step()
+        if fused:
+            from rosenblatt import _C
+            expected = "avx2" if isa != "scalar" and dtype == np.float32 else "scalar_ref"
+            assert _C.last_impl("adam_update") == expected
         runs.append([np.array(p.data) for p in params] +
                     [np.array(v.data) for state in optimizer.state.values() for v in state.values()
                      if isinstance(v, Tensor)])
