@@ -5,8 +5,10 @@
 Each PACKAGE_DIR is a directory holding a built `rosenblatt/_C*.so` (say a copy of `python/` taken
 before a change). CASE is `gemm:M,N,K`, `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
 and backward kernels), `maxpool:N,C,H,W,k,s,p` (forward without indices, its inputs rotating through
-copies larger than the last-level cache, as in the conv benchmark, so each call reads from memory) or
-`tconv:N,C,H,W,O,k,s,p` (transposed convolution forward, weight (C, O, k, k)). Both extension modules are loaded side by side and their samples alternate
+copies larger than the last-level cache, as in the conv benchmark, so each call reads from memory),
+`tconv:N,C,H,W,O,k,s,p` (transposed convolution forward, weight (C, O, k, k)), `conv:N,C,H,W,O,k,s,p`
+(convolution forward, backward-data and backward-weight) or `batchnorm:N,C,H,W` (training forward and
+backward). Both extension modules are loaded side by side and their samples alternate
 (old, new, old, new, ... about 20 ms each), so each pair of samples sees the same load on the
 machine. On a shared host the speed of a CPU drifts by tens of percent over seconds to minutes:
 separate runs of each build (or separate processes) then measure the drift more than the change.
@@ -83,6 +85,35 @@ def transposed_conv_case(dims, rng):
         x, w, None, (s, s), (p, p), (0, 0), (1, 1), 1)
 
 
+def conv_case(dims, rng):
+    N, C, H, W, O, k, s, p = dims
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((O, C, k, k), dtype=np.float32)
+    OH, OW = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    dy = rng.standard_normal((N, O, OH, OW), dtype=np.float32)
+
+    def passes(C_):
+        C_.conv2d_forward(x, w, None, (s, s), (p, p), (1, 1), 1)
+        C_.conv2d_backward_data(dy, w, (H, W), (s, s), (p, p), (1, 1), 1)
+        C_.conv2d_backward_weight(x, dy, (k, k), (s, s), (p, p), (1, 1), 1)
+
+    return 3 * 2.0 * N * O * OH * OW * C * k * k, "GFLOP/s", passes
+
+
+def batch_norm_case(dims, rng):
+    x = rng.standard_normal(dims, dtype=np.float32)
+    g = rng.standard_normal(dims, dtype=np.float32)
+    C = dims[1]
+    weight, bias = np.ones(C, np.float32), np.zeros(C, np.float32)
+    mean, var = np.zeros(C, np.float32), np.ones(C, np.float32)
+
+    def forward_backward(C_):
+        _, save_mean, save_invstd = C_.batch_norm_forward(x, weight, bias, mean, var, True, 0.1, 1e-5)
+        C_.batch_norm_backward(g, x, weight, save_mean, save_invstd, True)
+
+    return 2.0 * x.nbytes, "GB/s (of x, both passes)", forward_backward
+
+
 def make_case(spec: str, rng):
     kind, _, numbers = spec.partition(":")
     dims = tuple(int(v) for v in numbers.split(","))
@@ -94,8 +125,12 @@ def make_case(spec: str, rng):
         return max_pool_case(dims, rng)
     if kind == "tconv" and len(dims) == 8:
         return transposed_conv_case(dims, rng)
+    if kind == "conv" and len(dims) == 8:
+        return conv_case(dims, rng)
+    if kind == "batchnorm" and len(dims) == 4:
+        return batch_norm_case(dims, rng)
     raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H, gru:T,B,I,H, "
-                     "maxpool:N,C,H,W,k,s,p or tconv:N,C,H,W,O,k,s,p")
+                     "maxpool:N,C,H,W,k,s,p, tconv:N,C,H,W,O,k,s,p, conv:N,C,H,W,O,k,s,p or batchnorm:N,C,H,W")
 
 
 def paired_samples(builds, run, seconds: float):
