@@ -25,7 +25,7 @@ template <typename T>
 void adam_update(int64_t n, T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
                  const AdamScalars& s);
 
-// The scalar loop (adam.cpp), the reference, and the AVX2 loop (adam_avx2.cpp) over elements [0, n).
+// The scalar loop (adam_ref.cpp), the reference, and the AVX2 loop (adam_avx2.cpp) over elements [0, n).
 template <typename T>
 void adam_update_ref(int64_t n, T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
                      const AdamScalars& s);
