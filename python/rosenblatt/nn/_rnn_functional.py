@@ -32,7 +32,10 @@ def _piece(packed: Tensor, start: int, shape: tuple) -> Tensor:
         full = _device.empty(packed.shape[0], packed.dtype, g)
         full[:start] = 0
         full[stop:] = 0
-        full[start:stop] = g.reshape(-1)
+        if isinstance(full, np.ndarray):  # g straight into place: g.reshape(-1) copies a broadcast g (sum's) first
+            np.copyto(full[start:stop].reshape(shape), g)
+        else:
+            full[start:stop] = g.reshape(-1)
         return (full,)
 
     return result(packed.data[start:stop].reshape(shape), (packed,), backward, "RnnOutputBackward")
