@@ -10,9 +10,9 @@
 //
 // Why beside the AVX2 row-ring loop (pool_avx2.cpp): that loop is bound by its shuffles and border
 // code more than by memory. Paired with it on Zen 4, 2 threads: 1.27x with the input in L3, 1.09x
-// from DRAM (bench/ab_builds.py maxpool:8,64,112,112,3,2,1). This loop is itself bound by its
-// permutes (about 33 cycles per 16 outputs); combining the rows first would need a third of them
-// but breaks the -0/+0 rule below.
+// from DRAM (bench/ab_builds.py maxpool:8,64,112,112,3,2,1). It takes about 33 cycles per 16
+// outputs in L3, and neither combining the rows first (a third of the permutes, and it would break
+// the -0/+0 rule below) nor keeping each input row's maxima in a ring (as the AVX2 loop) was faster.
 //
 // The result is the AVX2 path's, bit for bit: NaN propagates (any NaN in a window gives NaN), and a
 // tie between -0 and +0 goes to the first tap in torch's scan order (rows top to bottom, each row
