@@ -116,6 +116,8 @@ class _KernelModule:
             try:
                 return fn(*args, **kwargs)
             except MemoryError as error:  # an output too large to allocate (padding 2**20, say)
+                if str(error).startswith(f"{name}:"):  # the kernel's own message names the op already
+                    raise
                 raise out_of_memory(name, args, error) from error
 
         dispatch.__name__ = name
