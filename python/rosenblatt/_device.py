@@ -97,7 +97,7 @@ def same_device(op: str, a, b) -> None:
 def out_of_memory(op: str, inputs, error: MemoryError) -> MemoryError:
     """MemoryError naming the op and the shapes of its array inputs (NumPy's names neither)."""
     shapes = ", ".join(str(tuple(a.shape)) for a in inputs if isinstance(a, (np.ndarray, DeviceArray)))
-    return MemoryError(f"{op}: not enough memory for the result (inputs of shapes {shapes}): {error}")
+    return MemoryError(f"{op}: out of memory (inputs of shapes {shapes}): {error}")
 
 
 class _KernelModule:
