@@ -318,10 +318,17 @@ def test_leaf_gradients_never_alias_other_arrays():
     e = rosenblatt.tensor(np.zeros(n, np.float32), requires_grad=True)
     result(e.data * 2, (e,), lambda g: (recycled,), "KeptBackward").backward(np.ones(n, np.float32))
     assert not np.shares_memory(e.grad.numpy(), recycled)
+    def fresh(g):
+        out = _C.recycled_empty(n, "float32")
+        out[:] = 1.0
+        return (out,)
+
     f = rosenblatt.tensor(np.zeros(n, np.float32), requires_grad=True)
-    result(f.data * 2, (f,), lambda g: (_C.recycled_empty(n, "float32"),), "FreshBackward").backward(
-        np.ones(n, np.float32))
-    assert type(f.grad.numpy().base).__name__ == "PyCapsule"  # no copy
+    result(f.data * 2, (f,), fresh, "FreshBackward").backward(np.ones(n, np.float32))
+    taken = f.grad.numpy()
+    assert type(taken.base).__name__ == "PyCapsule"  # no copy
+    result(f.data * 2, (f,), fresh, "FreshBackward").backward(np.ones(n, np.float32))
+    assert f.grad.numpy() is taken and taken[0] == 2.0  # the next gradient accumulates into it in place
 
 
 def test_division_by_zero_is_ieee_and_silent():

@@ -302,7 +302,7 @@ class Tensor:
                         grad = np.broadcast_to(grad, node.shape)
                     held = None if node.grad is None else node.grad.data
                     if (isinstance(held, np.ndarray) and held.shape == node.shape and held.dtype == node.dtype
-                            and held.flags.writeable and held.base is None):
+                            and held.flags.writeable and _owns_memory(held)):
                         # Into the array .grad owns, as torch accumulates: no fresh array per backward.
                         np.add(held, grad, out=held)
                         node.grad._version += 1
