@@ -95,15 +95,16 @@ constexpr size_t kRecycleMaxCached = size_t(1) << 30;  // freed blocks kept at m
 constexpr size_t kHeaderBytes = 64;                    // a block's size, ahead of its (aligned) data
 
 // Freed blocks by data size. A block leaves the pool while an array owns it and goes back when that
-// array is freed (its capsule's destructor), unless the pool is full.
+// array is freed (its capsule's destructor), unless the pool is full. Of several blocks of one size
+// the last freed is handed out first: the one most likely still in cache.
 class BlockPool {
  public:
   // A block with room for `bytes` of data at block + kHeaderBytes.
   char* take(size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      const auto it = free_blocks_.find(bytes);
-      if (it != free_blocks_.end()) {
+      auto it = free_blocks_.upper_bound(bytes);  // (emplace puts a block last among its size)
+      if (it != free_blocks_.begin() && (--it)->first == bytes) {
         char* block = it->second;
         free_blocks_.erase(it);
         cached_bytes_ -= bytes;
