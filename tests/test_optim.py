@@ -93,19 +93,13 @@ def test_fused_adam_gives_the_numpy_update_bits(isa, case, dtype, rng, monkeypat
     runs = []
     for fused in (True, False):
         monkeypatch.setattr(adam, "_fused_applies", (lambda *arrays: True) if fused else (lambda *arrays: False))
-        params = [Parameter(np.array(p)) for p in initial]
-        optimizer = getattr(optim, name)(params, **kwargs)
-        for grads in gradients:
-            for param, grad in zip(params, grads):
-                param.grad = Tensor(np.array(grad))
-            optimizer.step()
+        history, optimizer = _run_ours(name, kwargs, initial, gradients)
         if fused:
             from rosenblatt import _C
             expected = "avx2" if isa != "scalar" and dtype == np.float32 else "scalar_ref"
             assert _C.last_impl("adam_update") == expected
-        runs.append([np.array(p.data) for p in params] +
-                    [np.array(v.data) for state in optimizer.state.values() for v in state.values()
-                     if isinstance(v, Tensor)])
+        runs.append(history[-1] + [np.array(v.data) for state in optimizer.state.values() for v in state.values()
+                                   if isinstance(v, Tensor)])
     for fused, spec in zip(*runs):
         assert fused.dtype == dtype
         np.testing.assert_array_equal(fused, spec)

@@ -457,27 +457,17 @@ void backward_data_fast(const ConvGeometry& g, const float* dy, const float* w, 
   record_impl(op, gemm_impl_name(g, split));
 }
 
-// dw = the sum of the threads' partial weight gradients; inside a parallel region of `threads`.
-void sum_partials(const std::vector<float>& partial, int threads, int64_t w_elems, float* dw) {
-#pragma omp for schedule(static)
-  for (int64_t e = 0; e < w_elems; ++e) {
-    float sum = 0.0f;
-    for (int t = 0; t < threads; ++t) sum += partial[size_t(t) * w_elems + e];
-    dw[e] = sum;
-  }
-}
-
-void backward_weight_fast(const ConvGeometry& g, const float* x, const float* dy, float* dw, const char* op) {
-  if (batched_applies(g)) {
-    backward_weight_batched(g, x, dy, dw);
-    record_impl(op, "im2col_gemm_batched");
-    return;
-  }
+// dw = the sum over blocks of dy . col^T, each thread into a private copy of dW, the copies summed
+// after. With y (and w), also y = W . col from the same columns: the transposed convolution's backward
+// (its dx is this convolution's forward of its output gradient, its dW this convolution's weight
+// gradient for the same input), where two separate passes spent a sixth of their time making the same
+// columns twice.
+void weight_gradient_pass(const ConvGeometry& g, const float* x, const float* dy, float* dw, const float* w,
+                          float* y, const char* op) {
   const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW, w_elems = g.O * g.col_rows();
   const int threads = available_threads();
   bool split;
   const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
-  // Each thread accumulates its blocks into a private copy of dW; the copies are summed after.
   std::vector<float> partial(size_t(threads) * w_elems, 0.0f);
 #pragma omp parallel num_threads(threads)
   {
@@ -486,37 +476,26 @@ void backward_weight_fast(const ConvGeometry& g, const float* x, const float* dy
     for (size_t i = 0; i < blocks.size(); ++i) {
       int64_t ld;
       const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], &ld);
+      if (y) forward_products(g, col, ld, w, nullptr, y + blocks[i].n * out_img, blocks[i]);
       backward_weight_products(g, col, ld, dy + blocks[i].n * out_img, acc, blocks[i]);
     }
-    sum_partials(partial, threads, w_elems, dw);
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < w_elems; ++e) {
+      float sum = 0.0f;
+      for (int t = 0; t < threads; ++t) sum += partial[size_t(t) * w_elems + e];
+      dw[e] = sum;
+    }
   }
   record_impl(op, gemm_impl_name(g, split));
 }
 
-// The forward y of x and the weight gradient dw for output gradient dy, from one im2col of x per
-// block: the transposed convolution's backward (its dx is this convolution's forward of its output
-// gradient, its dW this convolution's weight gradient for the same input), where the two separate
-// passes spent a sixth of their time making the same columns twice.
-void forward_and_backward_weight_fast(const ConvGeometry& g, const float* x, const float* w, const float* dy,
-                                      float* y, float* dw, const char* op) {
-  const int64_t in_img = g.C * g.H * g.W, out_img = g.O * g.OH * g.OW, w_elems = g.O * g.col_rows();
-  const int threads = available_threads();
-  bool split;
-  const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
-  std::vector<float> partial(size_t(threads) * w_elems, 0.0f);  // as in backward_weight_fast
-#pragma omp parallel num_threads(threads)
-  {
-    float* acc = partial.data() + int64_t(omp_get_thread_num()) * w_elems;
-#pragma omp for schedule(static)
-    for (size_t i = 0; i < blocks.size(); ++i) {
-      int64_t ld;
-      const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], &ld);
-      forward_products(g, col, ld, w, nullptr, y + blocks[i].n * out_img, blocks[i]);
-      backward_weight_products(g, col, ld, dy + blocks[i].n * out_img, acc, blocks[i]);
-    }
-    sum_partials(partial, threads, w_elems, dw);
+void backward_weight_fast(const ConvGeometry& g, const float* x, const float* dy, float* dw, const char* op) {
+  if (batched_applies(g)) {
+    backward_weight_batched(g, x, dy, dw);
+    record_impl(op, "im2col_gemm_batched");
+    return;
   }
-  record_impl(op, gemm_impl_name(g, split));
+  weight_gradient_pass(g, x, dy, dw, nullptr, nullptr, op);
 }
 
 }  // namespace
@@ -554,7 +533,7 @@ void conv2d_forward_and_backward_weight(const ConvGeometry& g, const T* x, const
   if constexpr (std::is_same_v<T, float>) {
     // Where the forward takes another route (one GEMM over the batch, Winograd), the passes stay apart.
     if (use_fast_path() && !batched_applies(g) && !winograd_applies(g))
-      return forward_and_backward_weight_fast(g, x, w, dy, y, dw, op);
+      return weight_gradient_pass(g, x, dy, dw, w, y, op);
   }
   conv2d_forward(g, x, w, static_cast<const T*>(nullptr), y, op);
   conv2d_backward_weight(g, x, dy, dw, op);

@@ -340,12 +340,8 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
         barrier.wait();  // dr complete
       }
       if (working) {
-        if (lbr) {
-          h_rows.multiply(rows, dg, GH, 1.0f, dh_prev + j0, H, 0);
-          n_rows.multiply(rows, step.dhn, H, 1.0f, dh_prev + j0, H, 0);
-        } else {
-          h_rows.multiply(rows, dg, GH, 1.0f, dh_prev + j0, H, 0);
-        }
+        h_rows.multiply(rows, dg, GH, 1.0f, dh_prev + j0, H, 0);
+        if (lbr) n_rows.multiply(rows, step.dhn, H, 1.0f, dh_prev + j0, H, 0);
         add_bias_grad(rows, H, G, j0, sl.j1, dg, GH, db.data() + tid * GH);
         if (lbr) add_bias_grad(rows, H, 1, j0, sl.j1, step.dhn, H, db_hn.data() + tid * H);
       }
