@@ -32,12 +32,12 @@ void gemm_ref(int64_t M, int64_t N, int64_t K, T alpha, MatView<const T> A, MatV
 const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A,
                        MatView<const float> B, float beta, MatView<float> C);
 
-// C[0:6, 0:32] (row stride rsc, unit column stride) = alpha * A . B + beta * C over kc steps of k, for
-// a packed A panel of 6 rows (or, a_in_place, 6 rows lda apart with unit column stride) and two packed
-// 16-column B panels at b and b + b_stride (gemm_avx512.cpp; call only where avx512_active(), see
-// dispatch.h).
-void kernel_6x32_avx512(int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b, int64_t b_stride,
-                        float* c, int64_t rsc, float alpha, float beta);
+// C[0:mr, 0:32] (row stride rsc, unit column stride) = alpha * A . B + beta * C over kc steps of k, for
+// a packed A panel of mr rows, 3 <= mr <= 6 (or, a_in_place, mr rows lda apart with unit column stride)
+// and two packed 16-column B panels at b and b + b_stride (gemm_avx512.cpp; call only where
+// avx512_active(), see dispatch.h).
+void kernel_x32_avx512(int64_t mr, int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b,
+                       int64_t b_stride, float* c, int64_t rsc, float alpha, float beta);
 
 // ---- a right-hand operand packed once (AVX2 float32, single-threaded) --------------------------
 // For products repeated with the same B, such as a recurrent weight at every time step: B is

@@ -447,18 +447,20 @@ void run_tiles(int64_t ic, int64_t mc, int64_t j0, int64_t group, int64_t pc, in
     const Kernel kernel = a_in_place ? kernel_for<true>(mr, nr) : kernel_for<false>(mr, nr);
     kernel(kc, a_panel, A.rs, b_group + q * stride, NR, c_tile, C.rs, C.cs, alpha, beta, nr);
   };
-  // Pairs of full B panels go through the AVX-512 kernel, 6 rows at a time (other tiles as above).
+  // Pairs of full B panels go through the AVX-512 kernel, panels of 3 to 6 rows (other tiles as above;
+  // one or two rows keep the AVX2 kernel's two accumulator sets along k).
   const bool wide = C.cs == 1 && avx512_active();
   const int64_t pairs = wide ? min64(group, (N - j0) / NR) / 2 : 0;  // full panels, two at a time
   auto pair = [&](int64_t q, int64_t ir) {
-    if (panel_rows(mc - ir) != MR) {
+    const int64_t mr = panel_rows(mc - ir);
+    if (mr < 3) {
       tile(q, ir);
       tile(q + 1, ir);
       return;
     }
     const float* a_panel = a_in_place ? A.data + (ic + ir) * A.rs + pc : packed_a + ir * kc;
-    kernel_6x32_avx512(kc, a_panel, A.rs, a_in_place, b_group + q * stride, stride,
-                       C.data + (ic + ir) * C.rs + j0 + q * NR, C.rs, alpha, beta);
+    kernel_x32_avx512(mr, kc, a_panel, A.rs, a_in_place, b_group + q * stride, stride,
+                      C.data + (ic + ir) * C.rs + j0 + q * NR, C.rs, alpha, beta);
   };
   if (row_sweeps) {
     for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir)) {

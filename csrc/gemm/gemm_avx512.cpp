@@ -1,5 +1,5 @@
-// The float32 GEMM's micro-kernel for CPUs with AVX-512F: 6 rows x 32 columns of C in 12 ZMM
-// accumulators, from the same packed panels as the AVX2 kernel (an A panel of 6 rows, two adjacent
+// The float32 GEMM's micro-kernel for CPUs with AVX-512F: 6 rows (or a last panel's 3 to 5) x 32
+// columns of C in up to 12 ZMM accumulators, from the same packed panels as the AVX2 kernel (an A panel of 6 rows, two adjacent
 // B panels of 16 columns; or A's rows read in place), so the AVX2 driver in gemm_avx2.cpp calls it
 // for pairs of full panels.
 //
@@ -20,17 +20,19 @@ namespace rb {
 
 namespace {
 
-// A panel packed (element (i, p) at a[p * 6 + i]) or, with A_IN_PLACE, 6 rows of a matrix with unit
-// column stride (element (i, p) at a[i * lda + p]), as in the AVX2 kernel.
-template <bool A_IN_PLACE>
-void kernel_6x32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_stride, float* c, int64_t rsc,
-                 float alpha, float beta) {
+// A panel of ROWS rows packed (element (i, p) at a[p * ROWS + i]) or, with A_IN_PLACE, ROWS rows of a
+// matrix with unit column stride (element (i, p) at a[i * lda + p]), as in the AVX2 kernel. Fewer than 6
+// rows are a block's last panel: the AVX2 kernel's 4-row tile ran at about a third of this kernel's rate
+// per flop, and a recurrent step's 64 rows (10 panels and 4 rows) lost 5% of an LSTM's time to it.
+template <bool A_IN_PLACE, int ROWS>
+void kernel_x32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_stride, float* c, int64_t rsc,
+                float alpha, float beta) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   const float* b1 = b + b_stride;
-  const int64_t row = A_IN_PLACE ? lda : 1, step = A_IN_PLACE ? 1 : 6;
+  const int64_t row = A_IN_PLACE ? lda : 1, step = A_IN_PLACE ? 1 : ROWS;
   const float *a0 = a, *a1 = a + row, *a2 = a + 2 * row, *a3 = a + 3 * row, *a4 = a + 4 * row, *a5 = a + 5 * row;
-  for (int i = 0; i < 6; ++i) {  // fetch the C tile now so its update at the end does not wait
+  for (int i = 0; i < ROWS; ++i) {  // fetch the C tile now so its update at the end does not wait
     _mm_prefetch(reinterpret_cast<const char*>(c + i * rsc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * rsc + 31), _MM_HINT_T0);
   }
@@ -44,16 +46,22 @@ void kernel_6x32(int64_t kc, const float* a, int64_t lda, const float* b, int64_
     c10 = _mm512_fmadd_ps(ai, x0, c10), c11 = _mm512_fmadd_ps(ai, x1, c11);
     ai = _mm512_set1_ps(a2[k]);
     c20 = _mm512_fmadd_ps(ai, x0, c20), c21 = _mm512_fmadd_ps(ai, x1, c21);
-    ai = _mm512_set1_ps(a3[k]);
-    c30 = _mm512_fmadd_ps(ai, x0, c30), c31 = _mm512_fmadd_ps(ai, x1, c31);
-    ai = _mm512_set1_ps(a4[k]);
-    c40 = _mm512_fmadd_ps(ai, x0, c40), c41 = _mm512_fmadd_ps(ai, x1, c41);
-    ai = _mm512_set1_ps(a5[k]);
-    c50 = _mm512_fmadd_ps(ai, x0, c50), c51 = _mm512_fmadd_ps(ai, x1, c51);
+    if constexpr (ROWS > 3) {
+      ai = _mm512_set1_ps(a3[k]);
+      c30 = _mm512_fmadd_ps(ai, x0, c30), c31 = _mm512_fmadd_ps(ai, x1, c31);
+    }
+    if constexpr (ROWS > 4) {
+      ai = _mm512_set1_ps(a4[k]);
+      c40 = _mm512_fmadd_ps(ai, x0, c40), c41 = _mm512_fmadd_ps(ai, x1, c41);
+    }
+    if constexpr (ROWS > 5) {
+      ai = _mm512_set1_ps(a5[k]);
+      c50 = _mm512_fmadd_ps(ai, x0, c50), c51 = _mm512_fmadd_ps(ai, x1, c51);
+    }
   }
   const __m512 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int i = 0; i < 6; ++i)
+  for (int i = 0; i < ROWS; ++i)
     for (int half = 0; half < 2; ++half) {
       float* ci = c + i * rsc + 16 * half;
       const __m512 v = _mm512_mul_ps(va, acc[2 * i + half]);
@@ -61,14 +69,25 @@ void kernel_6x32(int64_t kc, const float* a, int64_t lda, const float* b, int64_
     }
 }
 
+template <bool A_IN_PLACE>
+void kernel_rows(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_stride, float* c,
+                 int64_t rsc, float alpha, float beta) {
+  switch (mr) {
+    case 3: return kernel_x32<A_IN_PLACE, 3>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
+    case 4: return kernel_x32<A_IN_PLACE, 4>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
+    case 5: return kernel_x32<A_IN_PLACE, 5>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
+    default: return kernel_x32<A_IN_PLACE, 6>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
+  }
+}
+
 }  // namespace
 
-void kernel_6x32_avx512(int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b, int64_t b_stride,
-                        float* c, int64_t rsc, float alpha, float beta) {
+void kernel_x32_avx512(int64_t mr, int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b,
+                       int64_t b_stride, float* c, int64_t rsc, float alpha, float beta) {
   if (a_in_place)
-    kernel_6x32<true>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
+    kernel_rows<true>(mr, kc, a, lda, b, b_stride, c, rsc, alpha, beta);
   else
-    kernel_6x32<false>(kc, a, lda, b, b_stride, c, rsc, alpha, beta);
+    kernel_rows<false>(mr, kc, a, lda, b, b_stride, c, rsc, alpha, beta);
 }
 
 }  // namespace rb

@@ -5,6 +5,11 @@ weights, same thread count, measured in one run (ours and torch's repeats interl
 drifts hit both), median of the repeats after a warm-up; then single-step cell latency at batch 1.
 Ratio = torch time / our time (> 1: we are faster). Forward+backward = output.sum().backward() with
 gradients for the input and every weight.
+
+A second table sets the forward+backward rates against the FMA peak, probed among the same samples:
+the matrix products of one layer's forward are 2*T*B*G*H*(I + H) flops (G gates), its backward twice
+that (the input and state gradients, the weight gradients). A ratio target needs our rate at
+target x torch's rate; where that is above the peak, no kernel of this arithmetic meets it.
 """
 from __future__ import annotations
 
@@ -13,11 +18,18 @@ import numpy as np
 import rosenblatt as rb
 from rosenblatt import nn
 
+from .. import _C
 from .common import interleaved_medians, print_table, try_import_torch
 
 SHAPES = [(100, 64, 512, 512), (50, 32, 128, 256), (200, 1, 65, 512)]  # (T, B, I, H)
 # Targets of issue 4 for forward+backward (torch / ours).
 TARGETS = {("LSTM", 1): 1.2, ("LSTM", 64): 1.2, ("LSTM", 32): 1.2, ("GRU", 64): 1.5, ("GRU", 32): 1.5, ("GRU", 1): 3.0}
+GATES = {"LSTM": 4, "GRU": 3}
+
+
+def product_flops(name, T, B, I, H):
+    """Flops of the matrix products of one layer's forward and backward (the element-wise work aside)."""
+    return 3 * 2 * T * B * GATES[name] * H * (I + H)
 
 
 def make_pair(torch, name, I, H):
@@ -28,7 +40,7 @@ def make_pair(torch, name, I, H):
     return ours, theirs
 
 
-def layer_cases(torch, names, repeat):
+def layer_cases(torch, names, repeat, threads):
     rows = []
     rng = np.random.default_rng(0)
     for name in names:
@@ -60,9 +72,15 @@ def layer_cases(torch, names, repeat):
                     theirs(xt)[0].sum().backward()
 
                 fns += [torch_forward, torch_backward]
+            # The FMA peak, probed in the same rotation: a shared machine slows it as it slows the layers.
+            peaks = []
+            if _C.cpu_supports_avx2():
+                fns.append(lambda: peaks.append(_C.fma_peak_gflops(threads) * 1e9))
             reps = max(3, repeat // 2) if T * B * H > 1_000_000 else repeat
-            times = interleaved_medians(fns, reps)
-            rows.append((f"{name} (T,B,I,H)=({T},{B},{I},{H})", times, TARGETS.get((name, B))))
+            times = interleaved_medians(fns, reps)[:4 if torch else 2]
+            peak = float(np.median(peaks)) if peaks else float("nan")
+            rows.append((f"{name} (T,B,I,H)=({T},{B},{I},{H})", times, TARGETS.get((name, B)),
+                         product_flops(name, T, B, I, H), peak))
     return rows
 
 
@@ -126,12 +144,29 @@ def main(options):
 
     header = ["case", "ours fwd", "torch fwd", "ratio", "ours fwd+bwd", "torch fwd+bwd", "ratio", "target", "met"]
     table = []
-    for label, times, target in layer_cases(torch, names, repeat) + cell_cases(torch, names, max(repeat, 9)):
+    layers = layer_cases(torch, names, repeat, threads)
+    cells = [row + (None, None) for row in cell_cases(torch, names, max(repeat, 9))]
+    for label, times, target, _, _ in layers + cells:
         row = [label, fmt(times[0]), "-", "-", fmt(times[1]), "-", "-", "-", "-"]
         if torch:
             fwd_ratio, bwd_ratio = times[2] / times[0], times[3] / times[1]
             row[2], row[3], row[5], row[6] = fmt(times[2]), f"{fwd_ratio:.2f}x", fmt(times[3]), f"{bwd_ratio:.2f}x"
             if target:
                 row[7], row[8] = f">= {target}x", "yes" if bwd_ratio >= target else "NO"
+        table.append(row)
+    print_table(header, table)
+
+    print(f"\n-- forward+backward against the FMA peak ({threads} threads, probed among each case's samples)")
+    header = ["case", "products", "peak", "ours", "% peak", "torch", "% peak", "target needs"]
+    table = []
+    for label, times, target, flops, peak in layers:
+        ours = flops / times[1]
+        row = [label, f"{flops / 1e9:.2f} GFLOP", f"{peak / 1e9:.0f} GFLOP/s", f"{ours / 1e9:.0f} GFLOP/s",
+               f"{100 * ours / peak:.0f}%", "-", "-", "-"]
+        if torch:
+            theirs = flops / times[3]
+            row[5], row[6] = f"{theirs / 1e9:.0f} GFLOP/s", f"{100 * theirs / peak:.0f}%"
+            if target:
+                row[7] = f"{100 * target * theirs / peak:.0f}% of peak"
         table.append(row)
     print_table(header, table)
