@@ -73,9 +73,10 @@ def layer_cases(torch, names, repeat, threads):
 
                 fns += [torch_forward, torch_backward]
             # The FMA peak, probed in the same rotation: a shared machine slows it as it slows the layers.
+            # Each probe lasts about 0.2 s, long enough to average over the host's short swings.
             peaks = []
             if _C.cpu_supports_avx2():
-                fns.append(lambda: peaks.append(_C.fma_peak_gflops(threads) * 1e9))
+                fns.append(lambda: peaks.append(_C.fma_peak_gflops(threads, 100_000_000) * 1e9))
             reps = max(3, repeat // 2) if T * B * H > 1_000_000 else repeat
             times = interleaved_medians(fns, reps)[:4 if torch else 2]
             peak = float(np.median(peaks)) if peaks else float("nan")
