@@ -4,8 +4,9 @@
 
 Each PACKAGE_DIR is a directory holding a built `rosenblatt/_C*.so` (say a copy of `python/` taken
 before a change). CASE is `gemm:M,N,K`, `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
-and backward kernels), `maxpool:N,C,H,W,k,s,p` (forward without indices, its inputs rotating through
-copies larger than the last-level cache, as in the conv benchmark, so each call reads from memory),
+and backward kernels), `maxpool:N,C,H,W,k,s,p` / `avgpool:N,C,H,W,k,s,p` (forward, max without
+indices, its inputs rotating through copies larger than the last-level cache, as in the conv
+benchmark, so each call reads from memory),
 `tconv:N,C,H,W,O,k,s,p` (transposed convolution forward, weight (C, O, k, k)), `conv:N,C,H,W,O,k,s,p`
 (convolution forward, backward-data and backward-weight) or `batchnorm:N,C,H,W` (training forward and
 backward). Both extension modules are loaded side by side and their samples alternate
@@ -63,7 +64,7 @@ def recurrent_case(cell, dims, rng):
     return 3 * 2.0 * T * B * G * H * (I + H), "GFLOP/s", forward_backward  # forward + twice that in backward
 
 
-def max_pool_case(dims, rng):
+def pool_case(kind, dims, rng):
     N, C, H, W, k, s, p = dims
     x = rng.standard_normal((N, C, H, W), dtype=np.float32)
     copies = [x] + [x.copy() for _ in range(max(0, -(-(128 << 20) // x.nbytes) - 1))]
@@ -71,7 +72,10 @@ def max_pool_case(dims, rng):
     out_bytes = N * C * ((H + 2 * p - k) // s + 1) * ((W + 2 * p - k) // s + 1) * 4
 
     def forward(C_):
-        C_.max_pool2d_forward(copies[turn["next"]], (k, k), (s, s), (p, p), (1, 1), False, False)
+        if kind == "maxpool":
+            C_.max_pool2d_forward(copies[turn["next"]], (k, k), (s, s), (p, p), (1, 1), False, False)
+        else:
+            C_.avg_pool2d_forward(copies[turn["next"]], (k, k), (s, s), (p, p), False, True, None)
         turn["next"] = (turn["next"] + 1) % len(copies)
 
     return float(x.nbytes + out_bytes), "GB/s", forward  # bytes read + written
@@ -121,8 +125,8 @@ def make_case(spec: str, rng):
         return gemm_case(dims, rng)
     if kind in ("lstm", "gru") and len(dims) == 4:
         return recurrent_case(kind, dims, rng)
-    if kind == "maxpool" and len(dims) == 7:
-        return max_pool_case(dims, rng)
+    if kind in ("maxpool", "avgpool") and len(dims) == 7:
+        return pool_case(kind, dims, rng)
     if kind == "tconv" and len(dims) == 8:
         return transposed_conv_case(dims, rng)
     if kind == "conv" and len(dims) == 8:
@@ -130,7 +134,7 @@ def make_case(spec: str, rng):
     if kind == "batchnorm" and len(dims) == 4:
         return batch_norm_case(dims, rng)
     raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H, gru:T,B,I,H, "
-                     "maxpool:N,C,H,W,k,s,p, tconv:N,C,H,W,O,k,s,p, conv:N,C,H,W,O,k,s,p or batchnorm:N,C,H,W")
+                     "maxpool:N,C,H,W,k,s,p, avgpool:N,C,H,W,k,s,p, tconv:N,C,H,W,O,k,s,p, conv:N,C,H,W,O,k,s,p or batchnorm:N,C,H,W")
 
 
 def paired_samples(builds, run, seconds: float):

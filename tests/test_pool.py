@@ -114,6 +114,9 @@ AVG_CONFIGS = [  # shape, kernel, stride, padding, ceil_mode, count_include_pad,
     ((1, 2, 10, 27), (2, 4), (3, 2), (1, 2), False, False, 5),
     ((2, 2, 7, 7), (7, 7), (1, 1), (3, 3), True, False, None),
     ((2, 2, 9, 43), (2, 2), (2, 2), (1, 1), True, True, None),
+    ((1, 2, 9, 35), (2, 2), (2, 2), (0, 0), True, True, None),  # plain 2x2, ceil_mode clips the last row and column
+    ((2, 2, 8, 40), (2, 2), (2, 2), (0, 0), False, True, 3),  # plain 2x2 divided by 3
+    ((2, 2, 8, 40), (2, 2), (2, 2), (0, 0), False, True, 8),  # ... by a power of two: its reciprocal
 ]
 
 
@@ -123,6 +126,26 @@ def test_avg_pool2d_matches_reference(isa, rng, config):
     x = rng.standard_normal(shape).astype(np.float32)
     y = _C.avg_pool2d_forward(x, k, s, p, ceil, count_pad, divisor)
     assert_close(y, ref.avg_pool2d(x, k, s, p, ceil, count_pad, divisor), 1e-6, 1e-5, "avg_pool2d")
+
+
+@pytest.mark.parametrize("divisor", [None, 3, 8])
+def test_avg_pool2d_plain_2x2_gives_the_reference_bits(rng, divisor):
+    """The 2x2 loop sums in the reference's order and divides by a power of two as a product with its
+    exact reciprocal: the scalar path's float32 bits, -0, subnormals, infinities and NaN included."""
+    x = rng.standard_normal((2, 3, 6, 44)).astype(np.float32)
+    x[0, 0, 0, :8] = -0.0
+    x[0, 1, 2, :16] = np.float32(3e-45) * rng.integers(-3, 4, 16)  # subnormal sums and quotients
+    x[1, 0, 1, 5], x[1, 2, 4, 30], x[1, 2, 5, 31] = np.nan, np.inf, -np.inf
+    previous = _C.isa()
+    try:
+        results = []
+        for name in ("avx2", "scalar"):
+            _C.set_isa(name)
+            results.append(_C.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0), False, True, divisor))
+            assert _C.last_impl("avg_pool2d") == ("avx2_2x2" if name == "avx2" else "scalar_ref")
+    finally:
+        _C.set_isa(previous)
+    np.testing.assert_array_equal(results[0].view(np.uint32), results[1].view(np.uint32))
 
 
 @pytest.mark.parametrize("config", AVG_CONFIGS[1:4])

@@ -83,7 +83,7 @@ void avg_pool2d_forward(const PoolGeometry& g, const AvgOptions& opt, const T* x
   if constexpr (kIsFloat<T>) {
     if (avx2_active()) {
       for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { avg_pool2d_avx2(g, opt, p0, p1, x, y); });
-      record_impl("avg_pool2d", g.sW <= 2 ? "avx2_rows" : "avx2_rows_scalar_windows");
+      record_impl("avg_pool2d", avg_pool2d_avx2_impl(g));
       return;
     }
   }

@@ -93,6 +93,7 @@ void avg_pool2d_bounds(const PoolGeometry& g, const AvgOptions& opt, int64_t oh,
 void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, int64_t* idx);
 const char* max_pool2d_avx2_impl(const PoolGeometry& g, bool with_index);  // which loop max_pool2d_avx2 runs
 void avg_pool2d_avx2(const PoolGeometry& g, const AvgOptions& opt, int64_t p0, int64_t p1, const float* x, float* y);
+const char* avg_pool2d_avx2_impl(const PoolGeometry& g);  // which loop avg_pool2d_avx2 runs
 
 // ---- AVX-512 fast path (pool_avx512.cpp; call only where avx512_active()): max 3x3 stride 2, no indices ----
 bool max_pool2d_3x3s2_avx512_applies(const PoolGeometry& g);

@@ -306,9 +306,41 @@ void max_pool_plane_narrow(const PoolGeometry& g, const float* plane, int64_t co
   });
 }
 
+// Average pooling over 2x2 windows at stride 2 without padding, as max_pool_plane_2x2: the sum in the
+// reference's order ((((0 + top even) + top odd) + bottom even) + bottom odd), then divided. A divisor
+// that is a power of two (4, unless divisor_override says otherwise) is a multiplication by its exact
+// reciprocal: the same real number, so the same rounding, without vdivps (a fifth of the loop's time).
+void avg_pool_plane_2x2(const PoolGeometry& g, const AvgOptions& opt, const float* plane, float* out, int64_t end) {
+  const int64_t divisor = opt.divisor_override ? opt.divisor_override : 4;
+  const bool exact_reciprocal = (divisor & (divisor - 1)) == 0;
+  const __m256 scale = _mm256_set1_ps(exact_reciprocal ? 1.0f / float(divisor) : float(divisor));
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    float* out_row = out + oh * g.OW;
+    const float* top = plane + 2 * oh * g.W;
+    const float* bottom = top + g.W;
+    const bool whole_row = 2 * oh + 1 < g.H && end >= 8;  // not ceil_mode's clipped last row
+    const int64_t vector_end = whole_row ? end : 0;
+    for_each_block(0, vector_end, [&](int64_t o) {
+      prefetch_ahead(top + 2 * o);
+      prefetch_ahead(bottom + 2 * o);
+      __m256 e0, o0, e1, o1;
+      load_pairs(top + 2 * o, &e0, &o0);
+      load_pairs(bottom + 2 * o, &e1, &o1);
+      const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_setzero_ps(), e0), o0), e1), o1);
+      const __m256 mean = exact_reciprocal ? _mm256_mul_ps(sum, scale) : _mm256_div_ps(sum, scale);
+      _mm256_storeu_ps(out_row + o, in_output_order(mean, 2));
+    });
+    for (int64_t ow = vector_end; ow < g.OW; ++ow) out_row[ow] = avg_pool2d_window(g, opt, plane, oh, ow);
+  }
+}
+
 void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* plane, float* out) {
   int64_t first, end;
   interior_columns(g, &first, &end);
+  if (is_plain_2x2(g)) {
+    avg_pool_plane_2x2(g, opt, plane, out, end);
+    return;
+  }
   const bool vectorise = g.sW == 1 || g.sW == 2, pairs = pairs_apply(g);
   // A window wholly inside the image has kH * kW taps under every counting rule.
   const __m256 divisor = _mm256_set1_ps(float(opt.divisor_override ? opt.divisor_override : g.kH * g.kW));
@@ -501,6 +533,10 @@ void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float*
       case MaxPath::blocks: max_pool_plane<false>(g, plane, out, nullptr); break;
     }
   }
+}
+
+const char* avg_pool2d_avx2_impl(const PoolGeometry& g) {
+  return is_plain_2x2(g) ? "avx2_2x2" : g.sW <= 2 ? "avx2_rows" : "avx2_rows_scalar_windows";
 }
 
 // x (P, H, W) -> y (P, OH, OW) for planes [p0, p1); avg pooling has no dilation (dH = dW = 1)
