@@ -12,7 +12,7 @@ SHAPES = [  # (M, N, K): ones, primes, non-multiples of the 6x16 tile, skinny an
     (150, 40, 600), (64, 3, 2000), (3, 64, 2000), (290, 290, 290), (512, 49, 300), (20, 700, 40),
     (37, 200, 600),  # few rows: B packed a group of panels at a time, over several K blocks
     (9, 40, 30), (45, 33, 300),  # a last row panel of 3 (each ragged height has its own kernel)
-    (100, 1100, 300), (61, 1030, 517),  # A packed (many B panels), K blocks of 256 and a ragged rest
+    (100, 1100, 300), (61, 1030, 517),  # A packed (many B panels), a K block of 512 and a ragged rest
     (300, 45, 3), (70, 530, 4), (530, 70, 2),  # K <= 4: rows written from a few outer products
     (70, 2500, 27), (13, 1800, 100), (50, 200, 40),  # small K: row sweeps over groups of B panels
     # a last B panel of 1 to 4 columns with A read in place (the thin-edge dot products), with

@@ -13,8 +13,8 @@ GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 # multiplies W_hh in place, on rb::gemm's direct path); (4, 1, 5, 24), (5, 3, 7, 13) and (6, 2, 3, 130)
 # are sequences at batch <= 4, whose W_hh is packed once per call and multiplied one or a few rows at a
 # time (130: backward's K = 4H = 520 spans two K blocks of the packed weight, the units split gives
-# ragged panels); (4, 1, 3, 300) the same at batch 1 with H > 256;
-# (3, 13, 4, 300) has batch > 4 (W_hh packed once per call) and backward's K = 1200 in three blocks
+# ragged panels); (4, 1, 3, 300) the same at batch 1 with H = 300 (an LSTM's backward K = 1200: three blocks);
+# (3, 13, 4, 300) has batch > 4 (W_hh packed once per call) and an LSTM's backward K = 1200 in three blocks
 # (forward's K spans two blocks in the tests of H = 520 below);
 # (12, 7, 3, 6) has T * B > 2 (I + H), where the weight gradients are one product over [X | H_prev];
 # (4, 17, 3, 360) has batch >= 16 and enough work for two threads (rnn.cpp runs smaller sequences on

@@ -29,14 +29,16 @@ namespace {
 
 constexpr int64_t MR = 6;
 constexpr int64_t NR = 16;
-constexpr int64_t MC = 144;   // MR multiple: A block 144 x 256 floats = 144 KiB, fits L2 (512 KiB)
-constexpr int64_t KC = 256;   // one B micro-panel 256 x 16 floats = 16 KiB, half of L1D
-// K block of the products against a B packed once (pack_b_avx2: a recurrent weight). A step's C is
-// a few dozen rows per thread, read and written once per K block: blocks of 512 halve that traffic
-// against 256 and leave an A panel (12 KiB) in L1. Paired, whole LSTM (100, 64, 512, 512) kernels:
-// 512 against 256 1.029x; 2048 against 512 1.005x, not worth 1.2 MiB of A scratch per thread.
-constexpr int64_t kStepKC = 512;
-constexpr int64_t NC = 4080;  // NR multiple: B block 256 x 4080 floats = 4 MiB, fits L3
+constexpr int64_t MC = 144;   // MR multiple: A block 144 x 512 floats = 288 KiB, fits L2 (512 KiB on Zen 3)
+// K block. C is read and written once per block (its tiles are too many to stay in cache between
+// blocks), and a product with few rows (a recurrent step: a few dozen per thread) or a large C (the
+// RNN's gates and gradients) paid that traffic as much as the arithmetic at 256. At 512 the 6x32
+// kernel's B pair (64 KiB) streams from L2 for each A panel, which measured free. Paired against 256
+// (bench/ab_builds.py, 2 threads, Zen 4): 1024^3 1.017x, 2048^3 1.016x, 6400x512x2048 1.032x,
+// 128x784x1152 1.020x, 512x49x4608 1.021x, 64x50176x27 1.055x; AVX2 kernel 1.03-1.045x; 1 thread
+// 1024^3 1.027x; recurrent step products: LSTM (100,64) kernels 1.023x; convolutions unchanged.
+constexpr int64_t KC = 512;
+constexpr int64_t NC = 4080;  // NR multiple: B block 512 x 4080 floats = 8 MiB, fits L3
 // B panels packed together right before use (see pack_b_panels): 8 reads 512 contiguous bytes of
 // each B row. Against 4, interleaved A/B medians: 64x2048x2048 +7-11% at 1 and 2 threads, where B
 // streams from memory; 64x3136x576, 128x784x1152, 256x196x2304 within noise.
@@ -437,7 +439,7 @@ inline int64_t row_sweep_panels(int64_t kc) { return kPanelGroup * KC / kc; }
 void run_tiles(int64_t ic, int64_t mc, int64_t j0, int64_t group, int64_t pc, int64_t kc, int64_t N, float alpha,
                float beta, MatView<const float> A, bool a_in_place, const float* packed_a, const float* b_group,
                int64_t stride, bool row_sweeps, MatView<float> C) {
-  alignas(32) float thin_columns[kThinMaxColumns * kStepKC];
+  alignas(32) float thin_columns[kThinMaxColumns * KC];
   const int64_t last_columns = N - (j0 + (group - 1) * NR);
   const bool thin_edge = a_in_place && last_columns <= kThinMaxColumns;
   if (thin_edge) panel_columns(last_columns, kc, b_group + (group - 1) * stride, thin_columns);
@@ -526,7 +528,8 @@ void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<c
     float* const packed_a = a_in_place ? nullptr : packed_a_all + tid * a_floats;
     for (int64_t pc = 0; pc < K && !a_in_place; pc += KC)
       pack_a_block(M, min64(KC, K - pc), A.data + pc * A.cs, A.rs, A.cs, packed_a + pc / KC * M * KC);
-    float* packed_b = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(KC * NR * chunk_max));
+    float* packed_b =
+        thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(panel_stride(row_sweeps, min64(K, KC)) * chunk_max));
     int64_t begin, end;
     while (claim_chunk(&next_panel, panels, team, 1, chunk_max, &begin, &end)) {
       const int64_t group = end - begin, j0 = begin * NR;
@@ -923,7 +926,7 @@ inline int64_t padded_work(int64_t M, int64_t N) {
 
 // ---- a right-hand operand packed once, reused by many products ------------------------
 //
-// Layout, for each kStepKC block of rows: segment 0's 16-column panels, then segment 1's, ...
+// Layout, for each KC block of rows: segment 0's 16-column panels, then segment 1's, ...
 // (each panel kc x 16, zero-padded past the segment's N columns). Segment s of B starts
 // `b_segment_stride` elements after segment 0; its product goes `c_segment_stride` elements
 // along C. A recurrent step uses one segment per gate: one packing of h serves all gates.
@@ -933,8 +936,8 @@ int64_t packed_b_floats(int64_t K, int64_t N, int64_t segments) { return segment
 void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B, int64_t b_segment_stride,
                  float* packed) {
   const int64_t panels = ceil_div(N, NR);
-  for (int64_t pc = 0; pc < K; pc += kStepKC) {
-    const int64_t kc = min64(kStepKC, K - pc);
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = min64(KC, K - pc);
     float* block = packed + pc * segments * panels * NR;
     for (int64_t s = 0; s < segments; ++s)
       for (int64_t jp = 0; jp < panels; ++jp) {
@@ -955,9 +958,9 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
   const int64_t panels = ceil_div(N, NR);
   // As in sgemm_blocked: A's full panels are read in place when few B panels reuse them.
   const bool a_in_place = A.cs == 1 && segments * panels <= kInPlaceMaxPanels;
-  float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * kStepKC));
-  for (int64_t pc = 0; pc < K; pc += kStepKC) {
-    const int64_t kc = min64(kStepKC, K - pc);
+  float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = min64(KC, K - pc);
     const float beta_here = pc == 0 ? beta : 1.0f;
     const float* block = packed_b + pc * segments * panels * NR;
     for (int64_t ic = 0; ic < M; ic += MC) {
