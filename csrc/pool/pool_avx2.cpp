@@ -198,7 +198,13 @@ bool is_plain_2x2(const PoolGeometry& g) {
   return g.kH == 2 && g.kW == 2 && g.sH == 2 && g.sW == 2 && g.pH == 0 && g.pW == 0 && g.dH == 1 && g.dW == 1;
 }
 
-void max_pool_plane_2x2(const PoolGeometry& g, const float* plane, float* out, int64_t end) {
+// The 2x2 stride-2 windows of a plane without padding: for 8 outputs of a row at a time, combine(e0,
+// o0, e1, o1) of the top row's even and odd taps and the bottom row's (in load_strided's lane
+// order); window(oh, ow) for the outputs no vector covers (a row's ragged end, ceil_mode's clipped
+// last row and column).
+template <typename Combine, typename Window>
+void for_plain_2x2_windows(const PoolGeometry& g, const float* plane, float* out, int64_t end, Combine combine,
+                           Window window) {
   for (int64_t oh = 0; oh < g.OH; ++oh) {
     float* out_row = out + oh * g.OW;
     const float* top = plane + 2 * oh * g.W;
@@ -211,12 +217,21 @@ void max_pool_plane_2x2(const PoolGeometry& g, const float* plane, float* out, i
       __m256 e0, o0, e1, o1;
       load_pairs(top + 2 * o, &e0, &o0);
       load_pairs(bottom + 2 * o, &e1, &o1);
-      const __m256 upper = _mm256_max_ps(o0, e0), lower = _mm256_max_ps(o1, e1);
-      const __m256 saw_nan = _mm256_or_ps(_mm256_cmp_ps(e0, o0, _CMP_UNORD_Q), _mm256_cmp_ps(e1, o1, _CMP_UNORD_Q));
-      _mm256_storeu_ps(out_row + o, in_output_order(nan_where(saw_nan, _mm256_max_ps(lower, upper)), 2));
+      _mm256_storeu_ps(out_row + o, in_output_order(combine(e0, o0, e1, o1), 2));
     });
-    for (int64_t ow = vector_end; ow < g.OW; ++ow) out_row[ow] = max_window_value(g, plane, oh, ow);
+    for (int64_t ow = vector_end; ow < g.OW; ++ow) out_row[ow] = window(oh, ow);
   }
+}
+
+void max_pool_plane_2x2(const PoolGeometry& g, const float* plane, float* out, int64_t end) {
+  for_plain_2x2_windows(
+      g, plane, out, end,
+      [](__m256 e0, __m256 o0, __m256 e1, __m256 o1) {
+        const __m256 upper = _mm256_max_ps(o0, e0), lower = _mm256_max_ps(o1, e1);
+        const __m256 saw_nan = _mm256_or_ps(_mm256_cmp_ps(e0, o0, _CMP_UNORD_Q), _mm256_cmp_ps(e1, o1, _CMP_UNORD_Q));
+        return nan_where(saw_nan, _mm256_max_ps(lower, upper));
+      },
+      [&](int64_t oh, int64_t ow) { return max_window_value(g, plane, oh, ow); });
 }
 
 template <bool kWithIndex>
@@ -314,24 +329,14 @@ void avg_pool_plane_2x2(const PoolGeometry& g, const AvgOptions& opt, const floa
   const int64_t divisor = opt.divisor_override ? opt.divisor_override : 4;
   const bool exact_reciprocal = (divisor & (divisor - 1)) == 0;
   const __m256 scale = _mm256_set1_ps(exact_reciprocal ? 1.0f / float(divisor) : float(divisor));
-  for (int64_t oh = 0; oh < g.OH; ++oh) {
-    float* out_row = out + oh * g.OW;
-    const float* top = plane + 2 * oh * g.W;
-    const float* bottom = top + g.W;
-    const bool whole_row = 2 * oh + 1 < g.H && end >= 8;  // not ceil_mode's clipped last row
-    const int64_t vector_end = whole_row ? end : 0;
-    for_each_block(0, vector_end, [&](int64_t o) {
-      prefetch_ahead(top + 2 * o);
-      prefetch_ahead(bottom + 2 * o);
-      __m256 e0, o0, e1, o1;
-      load_pairs(top + 2 * o, &e0, &o0);
-      load_pairs(bottom + 2 * o, &e1, &o1);
-      const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_setzero_ps(), e0), o0), e1), o1);
-      const __m256 mean = exact_reciprocal ? _mm256_mul_ps(sum, scale) : _mm256_div_ps(sum, scale);
-      _mm256_storeu_ps(out_row + o, in_output_order(mean, 2));
-    });
-    for (int64_t ow = vector_end; ow < g.OW; ++ow) out_row[ow] = avg_pool2d_window(g, opt, plane, oh, ow);
-  }
+  for_plain_2x2_windows(
+      g, plane, out, end,
+      [&](__m256 e0, __m256 o0, __m256 e1, __m256 o1) {
+        const __m256 sum =
+            _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_setzero_ps(), e0), o0), e1), o1);
+        return exact_reciprocal ? _mm256_mul_ps(sum, scale) : _mm256_div_ps(sum, scale);
+      },
+      [&](int64_t oh, int64_t ow) { return avg_pool2d_window(g, opt, plane, oh, ow); });
 }
 
 void avg_pool_plane(const PoolGeometry& g, const AvgOptions& opt, const float* plane, float* out) {
