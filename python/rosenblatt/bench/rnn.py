@@ -160,14 +160,17 @@ def main(options):
     print(f"\n-- forward+backward against the FMA peak ({threads} threads, probed among each case's samples)")
     header = ["case", "products", "peak", "ours", "% peak", "torch", "% peak", "target needs"]
     table = []
+    def share(rate, peak):  # no peak without AVX2/FMA to probe it
+        return "-" if np.isnan(peak) else f"{100 * rate / peak:.0f}%"
+
     for label, times, target, flops, peak in layers:
         ours = flops / times[1]
-        row = [label, f"{flops / 1e9:.2f} GFLOP", f"{peak / 1e9:.0f} GFLOP/s", f"{ours / 1e9:.0f} GFLOP/s",
-               f"{100 * ours / peak:.0f}%", "-", "-", "-"]
+        row = [label, f"{flops / 1e9:.2f} GFLOP", "-" if np.isnan(peak) else f"{peak / 1e9:.0f} GFLOP/s",
+               f"{ours / 1e9:.0f} GFLOP/s", share(ours, peak), "-", "-", "-"]
         if torch:
             theirs = flops / times[3]
-            row[5], row[6] = f"{theirs / 1e9:.0f} GFLOP/s", f"{100 * theirs / peak:.0f}%"
-            if target:
-                row[7] = f"{100 * target * theirs / peak:.0f}% of peak"
+            row[5], row[6] = f"{theirs / 1e9:.0f} GFLOP/s", share(theirs, peak)
+            if target and not np.isnan(peak):
+                row[7] = f"{share(target * theirs, peak)} of peak"
         table.append(row)
     print_table(header, table)
