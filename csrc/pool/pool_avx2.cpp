@@ -324,7 +324,8 @@ void max_pool_plane_narrow(const PoolGeometry& g, const float* plane, int64_t co
 // Average pooling over 2x2 windows at stride 2 without padding, as max_pool_plane_2x2: the sum in the
 // reference's order ((((0 + top even) + top odd) + bottom even) + bottom odd), then divided. A divisor
 // that is a power of two (4, unless divisor_override says otherwise) is a multiplication by its exact
-// reciprocal: the same real number, so the same rounding, without vdivps (a fifth of the loop's time).
+// reciprocal: the same real number, so the same rounding, without vdivps. Against the general loop
+// (a branch per window row, a division per vector): 1.9x on data in cache, 1.06x from memory.
 void avg_pool_plane_2x2(const PoolGeometry& g, const AvgOptions& opt, const float* plane, float* out, int64_t end) {
   const int64_t divisor = opt.divisor_override ? opt.divisor_override : 4;
   const bool exact_reciprocal = (divisor & (divisor - 1)) == 0;
