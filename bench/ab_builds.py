@@ -134,7 +134,8 @@ def make_case(spec: str, rng):
     if kind == "batchnorm" and len(dims) == 4:
         return batch_norm_case(dims, rng)
     raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H, gru:T,B,I,H, "
-                     "maxpool:N,C,H,W,k,s,p, avgpool:N,C,H,W,k,s,p, tconv:N,C,H,W,O,k,s,p, conv:N,C,H,W,O,k,s,p or batchnorm:N,C,H,W")
+                     "maxpool:N,C,H,W,k,s,p, avgpool:N,C,H,W,k,s,p, tconv:N,C,H,W,O,k,s,p, "
+                     "conv:N,C,H,W,O,k,s,p or batchnorm:N,C,H,W")
 
 
 def paired_samples(builds, run, seconds: float):

@@ -40,6 +40,11 @@ def make_pair(torch, name, I, H):
     return ours, theirs
 
 
+def share(rate, peak):
+    """rate as a percentage of the FMA peak; "-" where none was probed (no AVX2/FMA)."""
+    return "-" if np.isnan(peak) else f"{100 * rate / peak:.0f}%"
+
+
 def layer_cases(torch, names, repeat, threads):
     rows = []
     rng = np.random.default_rng(0)
@@ -160,9 +165,6 @@ def main(options):
     print(f"\n-- forward+backward against the FMA peak ({threads} threads, probed among each case's samples)")
     header = ["case", "products", "peak", "ours", "% peak", "torch", "% peak", "target needs"]
     table = []
-    def share(rate, peak):  # no peak without AVX2/FMA to probe it
-        return "-" if np.isnan(peak) else f"{100 * rate / peak:.0f}%"
-
     for label, times, target, flops, peak in layers:
         ours = flops / times[1]
         row = [label, f"{flops / 1e9:.2f} GFLOP", "-" if np.isnan(peak) else f"{peak / 1e9:.0f} GFLOP/s",
