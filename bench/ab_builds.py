@@ -3,7 +3,7 @@
     python bench/ab_builds.py OLD_PACKAGE_DIR NEW_PACKAGE_DIR [--threads=2] [--seconds=6] CASE...
 
 Each PACKAGE_DIR is a directory holding a built `rosenblatt/_C*.so` (say a copy of `python/` taken
-before a change). CASE is `gemm:M,N,K`, `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
+before a change). CASE is `gemm:M,N,K` (`gemm_ta:M,N,K`: A stored transposed, (K, M)), `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
 and backward kernels), `maxpool:N,C,H,W,k,s,p` / `avgpool:N,C,H,W,k,s,p` (forward, max without
 indices, its inputs rotating through copies larger than the last-level cache, as in the conv
 benchmark, so each call reads from memory),
@@ -38,12 +38,12 @@ def load_build(package_dir: str, tag: str):
     return module
 
 
-def gemm_case(dims, rng):
+def gemm_case(dims, rng, trans_a=False):
     M, N, K = dims
-    a = rng.standard_normal((M, K), dtype=np.float32)
+    a = rng.standard_normal((K, M) if trans_a else (M, K), dtype=np.float32)
     b = rng.standard_normal((K, N), dtype=np.float32)
     c = np.empty((M, N), np.float32)
-    return 2.0 * M * N * K, "GFLOP/s", lambda C: C.gemm(a, b, False, False, 1.0, 0.0, c)
+    return 2.0 * M * N * K, "GFLOP/s", lambda C: C.gemm(a, b, trans_a, False, 1.0, 0.0, c)
 
 
 def recurrent_case(cell, dims, rng):
@@ -121,8 +121,8 @@ def batch_norm_case(dims, rng):
 def make_case(spec: str, rng):
     kind, _, numbers = spec.partition(":")
     dims = tuple(int(v) for v in numbers.split(","))
-    if kind == "gemm" and len(dims) == 3:
-        return gemm_case(dims, rng)
+    if kind in ("gemm", "gemm_ta") and len(dims) == 3:
+        return gemm_case(dims, rng, trans_a=kind == "gemm_ta")
     if kind in ("lstm", "gru") and len(dims) == 4:
         return recurrent_case(kind, dims, rng)
     if kind in ("maxpool", "avgpool") and len(dims) == 7:
@@ -133,7 +133,7 @@ def make_case(spec: str, rng):
         return conv_case(dims, rng)
     if kind == "batchnorm" and len(dims) == 4:
         return batch_norm_case(dims, rng)
-    raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, lstm:T,B,I,H, gru:T,B,I,H, "
+    raise SystemExit(f"ab_builds: bad case {spec!r}; expected gemm:M,N,K, gemm_ta:M,N,K, lstm:T,B,I,H, gru:T,B,I,H, "
                      "maxpool:N,C,H,W,k,s,p, avgpool:N,C,H,W,k,s,p, tconv:N,C,H,W,O,k,s,p, "
                      "conv:N,C,H,W,O,k,s,p or batchnorm:N,C,H,W")
 

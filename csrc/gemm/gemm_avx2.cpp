@@ -58,6 +58,13 @@ constexpr int64_t kRowSweepMaxK = 128;
 constexpr int64_t kThinMaxColumns = 4;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// K blocks of near-equal depth: as few as KC allows, each a multiple of 8 (at most KC). A remainder
+// block (K = 1600 as 512, 512, 512, 64) paid a full pass over C for an eighth of the arithmetic.
+inline int64_t k_depth(int64_t K) {
+  const int64_t blocks = (K + KC - 1) / KC;
+  return ((K + blocks - 1) / blocks + 7) / 8 * 8;
+}
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Rows of the next A panel when `remaining` rows of a block are left: MR, except that a last 7 or 8
@@ -131,7 +138,7 @@ void pack_a_block(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs
   }
   for (int64_t p = 0; p < kc; ++p) {
     const float* column = a + p * cs;
-    _mm_prefetch(reinterpret_cast<const char*>(column + 8 * cs), _MM_HINT_T0);
+    for (int64_t i = 0; i < mc; i += 16) _mm_prefetch(reinterpret_cast<const char*>(column + 8 * cs + i), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(column + 8 * cs + mc - 1), _MM_HINT_T0);
     for (int64_t ir = 0; ir < mc;) {
       const int64_t mr = panel_rows(mc - ir);
@@ -513,7 +520,7 @@ bool claim_chunk(int64_t* next, int64_t total, int team, int64_t least, int64_t 
 // a time, so B is read from memory once overall.
 void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<const float> A, MatView<const float> B,
                          float beta, MatView<float> C, int team) {
-  const int64_t panels = ceil_div(N, NR), k_blocks = ceil_div(K, KC);
+  const int64_t panels = ceil_div(N, NR), kd = k_depth(K), k_blocks = ceil_div(K, kd);
   const bool a_in_place = A.cs == 1 && panels <= kInPlaceMaxPanels;
   const bool row_sweeps = K <= kRowSweepMaxK;
   const int64_t chunk_max = row_sweeps ? row_sweep_panels(K) : kPanelGroup;
@@ -526,22 +533,22 @@ void sgemm_column_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<c
   int64_t next_panel = 0;
   run_team(team, [&](int tid) {
     float* const packed_a = a_in_place ? nullptr : packed_a_all + tid * a_floats;
-    for (int64_t pc = 0; pc < K && !a_in_place; pc += KC)
-      pack_a_block(M, min64(KC, K - pc), A.data + pc * A.cs, A.rs, A.cs, packed_a + pc / KC * M * KC);
+    for (int64_t pc = 0; pc < K && !a_in_place; pc += kd)
+      pack_a_block(M, min64(kd, K - pc), A.data + pc * A.cs, A.rs, A.cs, packed_a + pc / kd * M * KC);
     float* packed_b =
         thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(panel_stride(row_sweeps, min64(K, KC)) * chunk_max));
     int64_t begin, end;
     while (claim_chunk(&next_panel, panels, team, 1, chunk_max, &begin, &end)) {
       const int64_t group = end - begin, j0 = begin * NR;
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = min64(KC, K - pc);
+      for (int64_t pc = 0; pc < K; pc += kd) {
+        const int64_t kc = min64(kd, K - pc);
         const int64_t stride = panel_stride(row_sweeps, kc);
         pack_b_panels(group, min64(group * NR, N - j0), kc, B.data + pc * B.rs + j0 * B.cs, B.rs, B.cs, packed_b,
                       stride);
-        if (pc + KC < K)  // ask for the next KC rows of these panels, to load while this block computes
-          for (int64_t q = 0; q < group; ++q) prefetch_b_panel(B, pc + KC, min64(KC, K - pc - KC), j0 + q * NR);
+        if (pc + kd < K)  // ask for the next block's rows of these panels, to load while this block computes
+          for (int64_t q = 0; q < group; ++q) prefetch_b_panel(B, pc + kd, min64(kd, K - pc - kd), j0 + q * NR);
         run_tiles(0, M, j0, group, pc, kc, N, alpha, pc == 0 ? beta : 1.0f, A, a_in_place,
-                  a_in_place ? nullptr : packed_a + pc / KC * M * KC, packed_b, stride, row_sweeps, C);
+                  a_in_place ? nullptr : packed_a + pc / kd * M * KC, packed_b, stride, row_sweeps, C);
       }
     }
   });
@@ -556,17 +563,18 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
   const bool row_sweeps = K <= kRowSweepMaxK;
   // Every thread's copy of B, allocated before the team starts (as A in sgemm_column_chunks). The KC
   // block of B from row pc starts at pc * panels * NR; its panels lie panel_stride apart.
-  const int64_t b_floats = ceil_div(K, KC) * KC * NR * panels;
+  const int64_t kd = k_depth(K), b_floats = ceil_div(K, kd) * KC * NR * panels;
   float* const packed_b_all = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(team * b_floats));
   int64_t next_unit = 0;
   run_team(team, [&](int tid) {
     float* const packed_b = packed_b_all + tid * b_floats;
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = min64(KC, K - pc);
+    for (int64_t pc = 0; pc < K; pc += kd) {
+      const int64_t kc = min64(kd, K - pc);
       for (int64_t jp = 0; jp < panels; jp += kPackGroup) {
         const int64_t group = min64(kPackGroup, panels - jp);
         pack_b_panels(group, min64(group * NR, N - jp * NR), kc, B.data + pc * B.rs + jp * NR * B.cs, B.rs, B.cs,
-                      packed_b + pc * panels * NR + jp * panel_stride(row_sweeps, kc), panel_stride(row_sweeps, kc));
+                      packed_b + pc / kd * KC * NR * panels + jp * panel_stride(row_sweeps, kc),
+                      panel_stride(row_sweeps, kc));
       }
     }
     float* packed_a = a_in_place ? nullptr : thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
@@ -574,11 +582,11 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
     // Chunks of at least 4 row panels: each chunk reads all of B's packed panels from L2 per KC block.
     while (claim_chunk(&next_unit, row_units, team, 4, MC / MR, &begin, &end)) {
       const int64_t ic = begin * MR, mc = min64(M, end * MR) - ic;
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = min64(KC, K - pc);
+      for (int64_t pc = 0; pc < K; pc += kd) {
+        const int64_t kc = min64(kd, K - pc);
         if (!a_in_place) pack_a_block(mc, kc, A.data + ic * A.rs + pc * A.cs, A.rs, A.cs, packed_a);
         run_tiles(ic, mc, 0, panels, pc, kc, N, alpha, pc == 0 ? beta : 1.0f, A, a_in_place, packed_a,
-                  packed_b + pc * panels * NR, panel_stride(row_sweeps, kc), row_sweeps, C);
+                  packed_b + pc / kd * KC * NR * panels, panel_stride(row_sweeps, kc), row_sweeps, C);
       }
     }
   });
@@ -668,6 +676,7 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
     split_range(ceil_div(nc, NR), tn, v % tn, panel_begin, panel_end);
   };
 
+  const int64_t kd = k_depth(K);
   run_team(team, [&](int tid) {
     float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
     const int64_t my_panels_max = ceil_div(ceil_div(nc_max, NR), tn);
@@ -681,8 +690,8 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, MatView<const f
       int64_t row_begin, row_end, panel_begin, panel_end;
       rectangle_of(tid, nc, &row_begin, &row_end, &panel_begin, &panel_end);
 
-      for (int64_t pc = 0; pc < K; pc += KC, ++stage) {
-        const int64_t kc = min64(KC, K - pc);
+      for (int64_t pc = 0; pc < K; pc += kd, ++stage) {
+        const int64_t kc = min64(kd, K - pc);
         const float beta_here = pc == 0 ? beta : 1.0f;
         const int64_t stride = panel_stride(row_sweeps, kc);
         if (!b_panelwise)
@@ -926,7 +935,7 @@ inline int64_t padded_work(int64_t M, int64_t N) {
 
 // ---- a right-hand operand packed once, reused by many products ------------------------
 //
-// Layout, for each KC block of rows: segment 0's 16-column panels, then segment 1's, ...
+// Layout, for each K block of rows (k_depth): segment 0's 16-column panels, then segment 1's, ...
 // (each panel kc x 16, zero-padded past the segment's N columns). Segment s of B starts
 // `b_segment_stride` elements after segment 0; its product goes `c_segment_stride` elements
 // along C. A recurrent step uses one segment per gate: one packing of h serves all gates.
@@ -935,9 +944,9 @@ int64_t packed_b_floats(int64_t K, int64_t N, int64_t segments) { return segment
 
 void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B, int64_t b_segment_stride,
                  float* packed) {
-  const int64_t panels = ceil_div(N, NR);
-  for (int64_t pc = 0; pc < K; pc += KC) {
-    const int64_t kc = min64(KC, K - pc);
+  const int64_t panels = ceil_div(N, NR), kd = k_depth(K);
+  for (int64_t pc = 0; pc < K; pc += kd) {
+    const int64_t kc = min64(kd, K - pc);
     float* block = packed + pc * segments * panels * NR;
     for (int64_t s = 0; s < segments; ++s)
       for (int64_t jp = 0; jp < panels; ++jp) {
@@ -959,8 +968,9 @@ void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, floa
   // As in sgemm_blocked: A's full panels are read in place when few B panels reuse them.
   const bool a_in_place = A.cs == 1 && segments * panels <= kInPlaceMaxPanels;
   float* packed_a = thread_scratch_of<float>(ScratchSlot::gemm_pack_a, size_t(MC * KC));
-  for (int64_t pc = 0; pc < K; pc += KC) {
-    const int64_t kc = min64(KC, K - pc);
+  const int64_t kd = k_depth(K);  // the depth pack_b_avx2 used
+  for (int64_t pc = 0; pc < K; pc += kd) {
+    const int64_t kc = min64(kd, K - pc);
     const float beta_here = pc == 0 ? beta : 1.0f;
     const float* block = packed_b + pc * segments * panels * NR;
     for (int64_t ic = 0; ic < M; ic += MC) {
