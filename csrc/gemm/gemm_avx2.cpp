@@ -129,7 +129,9 @@ void pack_a_panel(int64_t mr, int64_t kc, const float* a, int64_t rs, int64_t cs
 // ir at dst + ir * kc. When A's columns are contiguous (A is a transposed row-major matrix) the
 // block is walked column by column, each column dealt out to all panels: a panel at a time read 24
 // bytes of each column's cache line, and at a power-of-two column stride the lines fell out of L1
-// and L2 (same sets) before the next panel could use the rest of them.
+// and L2 (same sets) before the next panel could use the rest of them. Packing reads A from memory
+// with no arithmetic beside it, but asking for the next block's lines while the current block
+// computes measured 0.99-1.00x (6400x512x2048, 2048x1024x6400 transposed).
 void pack_a_block(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* dst) {
   if (rs != 1 || cs == 1) {
     for (int64_t ir = 0; ir < mc; ir += panel_rows(mc - ir))

@@ -18,8 +18,9 @@
 //   team meets at one barrier per step (two for Cho's GRU).
 // The GEMM runs single-threaded inside the region. The W_hh a thread uses is packed into the GEMM's
 // panel layout once per call (StepWeight; split by rows, one copy serves all threads: private copies
-// of a 4 MiB weight crowded L3), so a step packs only h (or dgates). A call of fewer than 4 steps at
-// batch <= 4 (a cell step) multiplies the weight in place instead (see prepacked_steps).
+// of a 4 MiB weight crowded L3, and of a 1 MiB one measured no faster), so a step packs only h (or
+// dgates). A call of fewer than 4 steps at batch <= 4 (a cell step) multiplies the weight in place
+// instead (see prepacked_steps).
 //
 // The per-step barrier spins briefly and then yields the CPU: on a machine shared with other
 // processes, a thread that spins for its whole time slice while its partner waits to be scheduled
