@@ -77,6 +77,7 @@ BALANCED_SHAPES = [
     (600, 49, 700), (145, 256, 300),  # A-row chunks, a thin last panel; one row past a single block
     (1000, 20, 60), (500, 250, 257),  # A-row chunks in a row sweep; K a block and one
     (300, 700, 530), (700, 300, 100), (150, 4200, 20),  # static split with taking; a row sweep; two NC blocks
+    (300, 400, 1537),  # static split, four K blocks of near-equal depth (392, 392, 392, 361)
 ]
 
 
