@@ -58,14 +58,11 @@ constexpr int64_t kRowSweepMaxK = 128;
 constexpr int64_t kThinMaxColumns = 4;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // K blocks of near-equal depth: as few as KC allows, each a multiple of 8 (at most KC). A remainder
 // block (K = 1600 as 512, 512, 512, 64) paid a full pass over C for an eighth of the arithmetic.
-inline int64_t k_depth(int64_t K) {
-  const int64_t blocks = (K + KC - 1) / KC;
-  return ((K + blocks - 1) / blocks + 7) / 8 * 8;
-}
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t k_depth(int64_t K) { return ceil_div(ceil_div(K, ceil_div(K, KC)), 8) * 8; }
 
 // Rows of the next A panel when `remaining` rows of a block are left: MR, except that a last 7 or 8
 // go as 4 + 3 or 4 + 4. A 1- or 2-row tile has 2 or 4 independent FMA chains for the FMA latency of
@@ -563,8 +560,8 @@ void sgemm_row_chunks(int64_t M, int64_t N, int64_t K, float alpha, MatView<cons
   const int64_t panels = ceil_div(N, NR), row_units = ceil_div(M, MR);
   const bool a_in_place = A.cs == 1;
   const bool row_sweeps = K <= kRowSweepMaxK;
-  // Every thread's copy of B, allocated before the team starts (as A in sgemm_column_chunks). The KC
-  // block of B from row pc starts at pc * panels * NR; its panels lie panel_stride apart.
+  // Every thread's copy of B, allocated before the team starts (as A in sgemm_column_chunks). The K
+  // block from row pc starts at pc / kd * KC * NR * panels; its panels lie panel_stride apart.
   const int64_t kd = k_depth(K), b_floats = ceil_div(K, kd) * KC * NR * panels;
   float* const packed_b_all = thread_scratch_of<float>(ScratchSlot::gemm_pack_b, size_t(team * b_floats));
   int64_t next_unit = 0;
