@@ -186,7 +186,8 @@ def check_on_threads(rng, cell, lbr, T, B, H, threads, with_lengths):
 def test_step_splits_agree(rng, cell, lbr, threads):
     """Batch 26 on one thread, and split by batch rows over two (13 + 13) and three threads (8 + 9 + 9):
     every row's recurrence and the summed bias gradients. (H = 360: enough work that rnn.cpp does not
-    run the call on one thread.)"""
+    run the call on one thread; the shared packed W_hh, 23 panels per gate forward and three K blocks
+    backward, is packed by the team.)"""
     check_on_threads(rng, cell, lbr, T=4, B=26, H=360, threads=threads, with_lengths=True)
 
 

@@ -39,12 +39,13 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
 void kernel_x32_avx512(int64_t mr, int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b,
                        int64_t b_stride, float* c, int64_t rsc, float alpha, float beta);
 
-// ---- a right-hand operand packed once (AVX2 float32, single-threaded) --------------------------
+// ---- a right-hand operand packed once (AVX2 float32) --------------------------
 // For products repeated with the same B, such as a recurrent weight at every time step: B is
 // packed once and each product then packs only A. B may be several segments of the same shape
 // (K x N), segment s at B.data + s * b_segment_stride; the product of segment s is written to
 // C.data + s * c_segment_stride: C_s (M x N) = alpha * A . B_s + beta * C_s. A is packed once for
-// all segments. Both functions run on the calling thread (use them inside a parallel region).
+// all segments. The product runs on the calling thread (use it inside a parallel region); a large B
+// is packed by the threads available (the calling thread alone inside a parallel region).
 int64_t packed_b_floats(int64_t K, int64_t N, int64_t segments);
 void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B, int64_t b_segment_stride,
                  float* packed);

@@ -51,6 +51,8 @@ constexpr int64_t kPackGroup = 8;
 // paid back only over many panels. Measured at 1 and 2 threads: 16 beats 4 by 10-25% on 256^3,
 // 512^3, 256x196x2304 and the RNN's dX = dgates . W_ih, and 32 loses on tall products.
 constexpr int64_t kInPlaceMaxPanels = 16;
+// Smallest weight (floats) that pack_b_avx2 packs with the whole team.
+constexpr int64_t kParallelPackFloats = int64_t(1) << 16;
 // Largest K at which the packed driver sweeps rows of C (see sgemm_blocked).
 constexpr int64_t kRowSweepMaxK = 128;
 // A last B panel of at most this many valid columns goes through the thin-edge kernels (see
@@ -943,17 +945,18 @@ int64_t packed_b_floats(int64_t K, int64_t N, int64_t segments) { return segment
 
 void pack_b_avx2(int64_t K, int64_t N, int64_t segments, MatView<const float> B, int64_t b_segment_stride,
                  float* packed) {
-  const int64_t panels = ceil_div(N, NR), kd = k_depth(K);
-  for (int64_t pc = 0; pc < K; pc += kd) {
-    const int64_t kc = min64(kd, K - pc);
-    float* block = packed + pc * segments * panels * NR;
-    for (int64_t s = 0; s < segments; ++s)
-      for (int64_t jp = 0; jp < panels; ++jp) {
-        const int64_t j = jp * NR;
-        pack_b_panel(min64(NR, N - j), kc, B.data + s * b_segment_stride + pc * B.rs + j * B.cs, B.rs, B.cs,
-                     block + (s * panels + jp) * kc * NR);
-      }
-  }
+  const int64_t panels = ceil_div(N, NR), kd = k_depth(K), k_blocks = ceil_div(K, kd);
+  // The panels are split over the threads available (none inside a parallel region): a recurrent
+  // weight is packed again at every forward and backward call, and after the other products of a
+  // training step it comes from memory. LSTM (50, 32, 128, 256) forward+backward kernels, 2 threads,
+  // paired: 1.008-1.014x; a pack of 256 KiB or less is not worth waking the team.
+  const int team = segments * K * N >= kParallelPackFloats ? available_threads() : 1;
+  parallel_for(team, k_blocks * segments * panels, [&](int64_t item) {
+    const int64_t jp = item % panels, s = item / panels % segments, pc = item / (panels * segments) * kd;
+    const int64_t j = jp * NR, kc = min64(kd, K - pc);
+    pack_b_panel(min64(NR, N - j), kc, B.data + s * b_segment_stride + pc * B.rs + j * B.cs, B.rs, B.cs,
+                 packed + pc * segments * panels * NR + (s * panels + jp) * kc * NR);
+  });
 }
 
 void sgemm_packed_b_avx2(int64_t M, int64_t N, int64_t K, int64_t segments, float alpha, MatView<const float> A,

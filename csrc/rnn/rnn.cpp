@@ -95,10 +95,11 @@ struct StepPlan {
   bool by_rows;
 };
 
-// Split by rows, the one packed copy of W_hh is made by the calling thread before the steps: over a
+// Split by rows, the one packed copy of W_hh is made before the steps, as a pass of its own: over a
 // sequence that is one pass among many, but for a cell step or two it is most of the call (LSTM
-// (1, 32, 65, 512): packing 4 MiB serially, then 16 rows x 2048 columns per thread). Calls of fewer
-// steps split by units, each thread packing only its own columns.
+// (1, 32, 65, 512): packing 4 MiB serially, then 16 rows x 2048 columns per thread; the pack has
+// since been split over the team). Calls of fewer steps split by units, each thread packing only its
+// own columns.
 constexpr int64_t kMinStepsByRows = 4;
 
 StepPlan plan_steps(int64_t T, int64_t B, int64_t H) {
