@@ -154,12 +154,11 @@ std::vector<unsigned char> active_mask(int64_t T, int64_t B, const int64_t* leng
 }
 
 // db[k * H + j] += sum over the B rows of dg[b * ldg + k * H + j], for the gate blocks k < blocks and
-// units [j0, j1): the bias gradient gathered while the step's dgates are still in cache.
+// units [j0, j1): the bias gradient gathered while the step's dgates are still in cache. (A scalar
+// loop here took 1.5% of the LSTM (50, 32, 128, 256) backward.)
 void add_bias_grad(int64_t B, int64_t H, int64_t blocks, int64_t j0, int64_t j1, const float* dg, int64_t ldg,
                    float* db) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t k = 0; k < blocks; ++k)
-      for (int64_t j = j0; j < j1; ++j) db[k * H + j] += dg[b * ldg + k * H + j];
+  for (int64_t k = 0; k < blocks; ++k) add_column_sums_avx2(B, dg + k * H, ldg, db + k * H, j0, j1);
 }
 
 }  // namespace

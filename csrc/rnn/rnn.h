@@ -158,6 +158,10 @@ void gru_step_backward_avx2(const StepBackward& s);      // linear_before_reset
 void gru_cho_step_backward_avx2(const StepBackward& s);  // Cho phase 1: dz, dn, dh * z
 void gru_cho_step_reset_avx2(const StepBackward& s);     // Cho phase 2: dr, dh_prev += drh * r
 
+// sums[j] += a[b * lda + j] for the rows b < rows, in order, and j in [j0, j1): a bias gradient
+// gathered while a step's gradients are still in cache.
+void add_column_sums_avx2(int64_t rows, const float* a, int64_t lda, float* sums, int64_t j0, int64_t j1);
+
 // Vectorised activations over n floats (exposed for the accuracy test and the grid recurrence).
 void sigmoid_avx2(const float* x, float* y, int64_t n);
 void tanh_avx2(const float* x, float* y, int64_t n);

@@ -193,6 +193,17 @@ void tanh_backward_avx2(const float* v, const float* g, float* out, int64_t n) {
   }
 }
 
+void add_column_sums_avx2(int64_t rows, const float* a, int64_t lda, float* sums, int64_t j0, int64_t j1) {
+  for_vectors(j0, j1, [&](auto width, int64_t j, const Lanes& l) {
+    constexpr int N = decltype(width)::count;
+    __m256 acc[N];
+    for (int k = 0; k < N; ++k) acc[k] = load(sums + j + 8 * k, l);
+    for (int64_t b = 0; b < rows; ++b)  // row by row, as a scalar loop would add them
+      for (int k = 0; k < N; ++k) acc[k] = _mm256_add_ps(acc[k], load(a + b * lda + j + 8 * k, l));
+    for (int k = 0; k < N; ++k) store(sums + j + 8 * k, acc[k], l);
+  });
+}
+
 // ---- forward ----------------------------------------------------------------------------------
 
 void lstm_step_forward_avx2(const StepForward& s) {
