@@ -37,6 +37,7 @@ constexpr int64_t MC = 144;   // MR multiple: A block 144 x 512 floats = 288 KiB
 // (bench/ab_builds.py, 2 threads, Zen 4): 1024^3 1.017x, 2048^3 1.016x, 6400x512x2048 1.032x,
 // 128x784x1152 1.020x, 512x49x4608 1.021x, 64x50176x27 1.055x; AVX2 kernel 1.03-1.045x; 1 thread
 // 1024^3 1.027x; recurrent step products: LSTM (100,64) kernels 1.023x; convolutions unchanged.
+// (A cap of 256 or 128 for the pre-packed step weights alone: LSTM (50, 32) kernels 0.995x, 0.985x.)
 constexpr int64_t KC = 512;
 constexpr int64_t NC = 4080;  // NR multiple: B block 512 x 4080 floats = 8 MiB, fits L3
 // B panels packed together right before use (see pack_b_panels): 8 reads 512 contiguous bytes of
@@ -49,7 +50,8 @@ constexpr int64_t kPackGroup = 8;
 // A thread that multiplies each A block by at most this many B panels reads A's row panels in
 // place (unit column stride) instead of packing them: packing is one more pass over A, from L3,
 // paid back only over many panels. Measured at 1 and 2 threads: 16 beats 4 by 10-25% on 256^3,
-// 512^3, 256x196x2304 and the RNN's dX = dgates . W_ih, and 32 loses on tall products.
+// 512^3, 256x196x2304 and the RNN's dX = dgates . W_ih, and 32 loses on tall products. (Packing A
+// in the LSTM (50, 32) backward's step products, 16 panels: 0.989-0.993x.)
 constexpr int64_t kInPlaceMaxPanels = 16;
 // Smallest weight (floats) that pack_b_avx2 packs with the whole team.
 constexpr int64_t kParallelPackFloats = int64_t(1) << 16;
