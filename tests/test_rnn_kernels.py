@@ -333,6 +333,20 @@ def test_recycled_empty_and_gemm_results(rng):
         _C.recycled_empty(-1, "float32")
 
 
+def test_recycled_blocks_across_the_huge_page_threshold():
+    """Pool blocks from 1 MiB up are whole huge pages aligned to one (common/large_block.cpp), the data
+    64 bytes in: arrays just below and at the threshold and across huge pages are fully writable and
+    never overlap."""
+    counts = [(1 << 18) - 16, 1 << 18, (1 << 19) + 1, 3 << 18]  # float32: 1 MiB - 64 B, 1 MiB, 2 MiB + 4 B, 3 MiB
+    arrays = [_C.recycled_empty(n, "float32") for n in counts]
+    for k, a in enumerate(arrays):
+        a[:] = k
+    for k, a in enumerate(arrays):
+        assert (a == k).all()
+        assert not any(np.shares_memory(a, b) for b in arrays[k + 1:])
+    assert all(a.ctypes.data % (2 << 20) == 64 for a in arrays[1:])
+
+
 def test_activations_accuracy(isa):
     """sigmoid and tanh as the fused passes compute them: max relative error vs float64 <= 1e-6."""
     x = np.concatenate([np.linspace(-30, 30, 200001), np.linspace(-1e-3, 1e-3, 2001), np.geomspace(1e-30, 1e-4, 500),

@@ -1,5 +1,7 @@
 #include "bindings/arrays.h"
 
+#include "common/large_block.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <map>
@@ -94,7 +96,7 @@ constexpr size_t kRecycleMinBytes = size_t(1) << 20;   // below this malloc reus
 constexpr size_t kRecycleMaxCached = size_t(1) << 30;  // freed blocks kept at most, in bytes
 constexpr size_t kHeaderBytes = 64;                    // a block's size, ahead of its (aligned) data
 
-// Freed blocks by data size. A block leaves the pool while an array owns it and goes back when that
+// Freed blocks by data size (large_block_alloc: huge pages from 1 MiB up). A block leaves the pool while an array owns it and goes back when that
 // array is freed (its capsule's destructor), unless the pool is full. Of several blocks of one size
 // the last freed is handed out first: the one most likely still in cache.
 class BlockPool {
@@ -111,7 +113,8 @@ class BlockPool {
         return block;
       }
     }
-    char* block = static_cast<char*>(std::aligned_alloc(64, kHeaderBytes + (bytes + 63) / 64 * 64));
+    if (bytes > SIZE_MAX - kHeaderBytes) throw std::bad_alloc();
+    char* block = static_cast<char*>(large_block_alloc(kHeaderBytes + bytes));
     if (!block) throw std::bad_alloc();
     *reinterpret_cast<size_t*>(block) = bytes;
     return block;

@@ -1,5 +1,8 @@
 #include "common/scratch.h"
 
+#include "common/large_block.h"
+
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -18,12 +21,11 @@ void* thread_scratch(ScratchSlot slot, size_t bytes) {
   Buffer& buf = buffers[static_cast<int>(slot)];
   if (bytes > buf.bytes) {
     std::free(buf.data);
+    buf.data = nullptr, buf.bytes = 0;
+    if (bytes > SIZE_MAX - 4096) throw std::bad_alloc();
     size_t rounded = (bytes + 4095) / 4096 * 4096;
-    buf.data = std::aligned_alloc(64, rounded);
-    if (!buf.data) {
-      buf.bytes = 0;
-      throw std::bad_alloc();
-    }
+    buf.data = large_block_alloc(rounded);
+    if (!buf.data) throw std::bad_alloc();
     buf.bytes = rounded;
   }
   return buf.data;
