@@ -8,12 +8,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "common/bandwidth.h"
+#include "common/large_block.h"
 #include "common/parallel.h"
 
 namespace rb {
@@ -60,12 +63,29 @@ int64_t share_floats(const char* op, int64_t bytes, int repeats, int team, int64
   return share;
 }
 
+// A buffer of n floats set to `value`, in the same kind of memory as the kernels' large arrays
+// (huge pages, as NumPy's and the recycled blocks): the probes measure the ceiling the kernels see.
+class ProbeBuffer {
+ public:
+  ProbeBuffer(size_t n, float value) : data_(static_cast<float*>(large_block_alloc(n * sizeof(float)))) {
+    if (!data_) throw std::bad_alloc();
+    std::fill(data_, data_ + n, value);  // written once: pages faulted in
+  }
+  ~ProbeBuffer() { std::free(data_); }
+  ProbeBuffer(const ProbeBuffer&) = delete;
+  ProbeBuffer& operator=(const ProbeBuffer&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  float* data_;
+};
+
 }  // namespace
 
 double read_bandwidth_gbs(int64_t bytes, int repeats) {
   const int team = available_threads();
   const int64_t share = share_floats("read_bandwidth", bytes, repeats, team, 16);
-  std::vector<float> src(size_t(share * team), 1.0f);  // written once: pages faulted in
+  const ProbeBuffer src(size_t(share * team), 1.0f);
   std::vector<float> sums(static_cast<size_t>(team));
   double best_seconds = 1e30;
   for (int r = 0; r < repeats; ++r) {
@@ -82,7 +102,7 @@ double read_bandwidth_gbs(int64_t bytes, int repeats) {
 double copy_bandwidth_gbs(int64_t bytes, int repeats) {
   const int team = available_threads();
   const int64_t n = share_floats("copy_bandwidth", bytes, repeats, team, 4) * team;  // equal shares of vectors
-  std::vector<float> src(size_t(n), 1.0f), dst(size_t(n), 0.0f);   // written once: pages faulted in
+  const ProbeBuffer src(size_t(n), 1.0f), dst(size_t(n), 0.0f);
   double best_seconds = 1e30;
   for (CopyMethod method : {CopyMethod::memcpy_call, CopyMethod::plain_loop, CopyMethod::streaming_stores})
     for (int r = 0; r < repeats; ++r) {
