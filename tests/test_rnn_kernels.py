@@ -337,7 +337,8 @@ def test_recycled_blocks_across_the_huge_page_threshold():
     """Pool blocks from 1 MiB up are whole huge pages aligned to one (common/large_block.cpp), the data
     64 bytes in: arrays just below and at the threshold and across huge pages are fully writable and
     never overlap."""
-    counts = [(1 << 18) - 16, 1 << 18, (1 << 19) + 1, 3 << 18]  # float32: 1 MiB - 64 B, 1 MiB, 2 MiB + 4 B, 3 MiB
+    # float32 counts: 1 MiB - 64 B (a plain NumPy array), 1 MiB, 2 MiB + 4 B, 3 MiB
+    counts = [(1 << 18) - 16, 1 << 18, (1 << 19) + 1, 3 << 18]
     arrays = [_C.recycled_empty(n, "float32") for n in counts]
     for k, a in enumerate(arrays):
         a[:] = k

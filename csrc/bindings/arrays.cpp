@@ -96,9 +96,10 @@ constexpr size_t kRecycleMinBytes = size_t(1) << 20;   // below this malloc reus
 constexpr size_t kRecycleMaxCached = size_t(1) << 30;  // freed blocks kept at most, in bytes
 constexpr size_t kHeaderBytes = 64;                    // a block's size, ahead of its (aligned) data
 
-// Freed blocks by data size (large_block_alloc: huge pages from 1 MiB up). A block leaves the pool while an array owns it and goes back when that
+// Freed blocks by data size. A block leaves the pool while an array owns it and goes back when that
 // array is freed (its capsule's destructor), unless the pool is full. Of several blocks of one size
-// the last freed is handed out first: the one most likely still in cache.
+// the last freed is handed out first: the one most likely still in cache. Blocks are huge pages
+// (large_block_alloc).
 class BlockPool {
  public:
   // A block with room for `bytes` of data at block + kHeaderBytes.

@@ -10,8 +10,7 @@ namespace rb {
 enum class ScratchSlot { gemm_pack_a, gemm_pack_b, gemm_misc, conv, conv_aux, rnn, rnn_grad, pool, count_ };
 
 // A 64-byte aligned buffer of at least `bytes` for the calling thread (in huge pages from 1 MiB up:
-// large_block.h). The pointer
-// stays valid until the same thread asks the same slot for more.
+// large_block.h). The pointer stays valid until the same thread asks the same slot for more.
 void* thread_scratch(ScratchSlot slot, size_t bytes);
 
 template <typename T>

@@ -39,7 +39,7 @@ const char* sgemm_avx2(int64_t M, int64_t N, int64_t K, float alpha, MatView<con
 void kernel_x32_avx512(int64_t mr, int64_t kc, const float* a, int64_t lda, bool a_in_place, const float* b,
                        int64_t b_stride, float* c, int64_t rsc, float alpha, float beta);
 
-// ---- a right-hand operand packed once (AVX2 float32) --------------------------
+// ---- a right-hand operand packed once (AVX2 float32) ----------------------------------------
 // For products repeated with the same B, such as a recurrent weight at every time step: B is
 // packed once and each product then packs only A. B may be several segments of the same shape
 // (K x N), segment s at B.data + s * b_segment_stride; the product of segment s is written to

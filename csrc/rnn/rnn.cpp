@@ -88,8 +88,8 @@ UnitRange units_of(int tid, int team, int64_t H) {
 // ran as fast as 32 rows x 512 columns, isolated and with the partner running. Whole nn.LSTM
 // forward+backward, rows against units, alternating processes: (50, 32, 128, 256) median 39.8 ->
 // 34.6 ms, minimum unchanged; (100, 64, 512, 512) median 701 -> 674 ms, minimum 638 -> 596 ms.
-// Re-measured with today's kernels, paired in one process at (50, 32, 128, 256): splitting by units
-// only the backward 0.991x, only the forward 0.971x.)
+// Re-measured later, paired in one process at (50, 32, 128, 256): splitting by units only the
+// backward 0.991x, only the forward 0.971x.)
 constexpr int64_t kMinRowsPerThread = 8;
 
 struct StepPlan {
@@ -181,8 +181,8 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
   const std::vector<unsigned char> active = active_mask(T, B, a.lengths);
 
   // 1. Input projection of every step at once (a direct matrix-vector product for a single step).
-  // (Done inside each step instead, x_t . W_ih^T with W_ih pre-packed and beta = 0, so that the step's
-  // product no longer reads its gates from memory: 0.993-1.000x, paired, LSTM and GRU.)
+  // (Computing x_t . W_ih^T inside each step instead, W_ih pre-packed and beta = 0, so that the step's
+  // product no longer reads its gates from memory, measured 0.993-1.000x, paired, LSTM and GRU.)
   gemm_h_wT(T * B, GH, I, a.x, I, a.w_ih, I, 0.0f, a.gates, GH);
 
   // The state entering the first step.
@@ -271,8 +271,8 @@ void rnn_backward_fast(const RnnBackwardArgs<float>& a) {
 
   // Every element of dgates / dhn is written by the step passes: no zero-fill. They live in the
   // calling thread's scratch (kept between calls: a training loop does not fault in fresh pages).
-  // (Rows padded by 16 floats, so that the step product's in-place A rows are not 4 KiB apart at
-  // 4H = 1024: 0.998-0.999x.)
+  // (Padding the rows by 16 floats, so that the step product's in-place A rows are not 4 KiB apart
+  // at 4H = 1024, measured 0.998-0.999x.)
   float* const dgates = thread_scratch_of<float>(ScratchSlot::rnn_grad, size_t(T * B * (GH + (lbr ? H : 0))));
   float* const dhn = lbr ? dgates + T * B * GH : nullptr;
   const StepPlan plan = plan_steps(T, B, H);

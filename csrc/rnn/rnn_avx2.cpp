@@ -21,7 +21,8 @@ namespace {
 // registers, eight vectors in lockstep ran 1.3-1.4x faster again in isolation (sigmoid 14 -> 10
 // cycles per 8 floats, tanh 21 -> 17 on Zen 4), but whole LSTM and GRU kernels only 1.00-1.01x:
 // not worth a second build of this file. A ZMM pass doing all of an LSTM row's activations for 32
-// units at a time measured the same (forward 6.65 -> 6.60 ms at (50, 32, 128, 256), fwd+bwd 1.000-1.003x).
+// units at a time measured the same: forward 6.65 -> 6.60 ms at (50, 32, 128, 256), forward+backward
+// 1.000-1.003x.
 
 template <int N>
 inline void exp_n(__m256 (&x)[N]) {
