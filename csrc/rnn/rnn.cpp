@@ -182,7 +182,9 @@ void rnn_forward_fast(const RnnForwardArgs<float>& a) {
 
   // 1. Input projection of every step at once (a direct matrix-vector product for a single step).
   // (Computing x_t . W_ih^T inside each step instead, W_ih pre-packed and beta = 0, so that the step's
-  // product no longer reads its gates from memory, measured 0.993-1.000x, paired, LSTM and GRU.)
+  // product no longer reads its gates from memory, measured 0.993-1.000x, paired, LSTM and GRU. And
+  // running an LSTM step's product and element-wise pass in chunks of 32-128 units, so that the pass
+  // reads gates still in L1, measured 0.943-0.989x.)
   gemm_h_wT(T * B, GH, I, a.x, I, a.w_ih, I, 0.0f, a.gates, GH);
 
   // The state entering the first step.
