@@ -3,15 +3,15 @@
     python bench/ab_builds.py OLD_PACKAGE_DIR NEW_PACKAGE_DIR [--threads=2] [--seconds=6] CASE...
 
 Each PACKAGE_DIR is a directory holding a built `rosenblatt/_C*.so` (say a copy of `python/` taken
-before a change). CASE is `gemm:M,N,K` (`gemm_ta:M,N,K`: A stored transposed, (K, M)), `lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward
-and backward kernels), `maxpool:N,C,H,W,k,s,p` / `avgpool:N,C,H,W,k,s,p` (forward, max without
-indices, its inputs rotating through copies larger than the last-level cache, as in the conv
-benchmark, so each call reads from memory),
-`tconv:N,C,H,W,O,k,s,p` (transposed convolution forward, weight (C, O, k, k)), `conv:N,C,H,W,O,k,s,p`
-(convolution forward, backward-data and backward-weight) or `batchnorm:N,C,H,W` (training forward and
-backward). Both extension modules are loaded side by side and their samples alternate
-(old, new, old, new, ... about 20 ms each), so each pair of samples sees the same load on the
-machine. On a shared host the speed of a CPU drifts by tens of percent over seconds to minutes:
+before a change). CASE is `gemm:M,N,K` (`gemm_ta:M,N,K`: A stored transposed, (K, M)),
+`lstm:T,B,I,H` / `gru:T,B,I,H` (the whole-sequence forward and backward kernels),
+`maxpool:N,C,H,W,k,s,p` / `avgpool:N,C,H,W,k,s,p` (forward, max without indices, its inputs rotating
+through copies larger than the last-level cache, as in the conv benchmark, so each call reads from
+memory), `tconv:N,C,H,W,O,k,s,p` (transposed convolution forward, weight (C, O, k, k)),
+`conv:N,C,H,W,O,k,s,p` (convolution forward, backward-data and backward-weight) or
+`batchnorm:N,C,H,W` (training forward and backward). Both extension modules are loaded side by side
+and their samples alternate (old, new, old, new, ... about 20 ms each), so each pair of samples sees
+the same load on the machine. On a shared host the speed of a CPU drifts by tens of percent over seconds to minutes:
 separate runs of each build (or separate processes) then measure the drift more than the change.
 
 Prints, per case, each build's median speed and the median of the paired ratios old time / new time

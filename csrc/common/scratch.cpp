@@ -2,7 +2,6 @@
 
 #include "common/large_block.h"
 
-#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -21,12 +20,9 @@ void* thread_scratch(ScratchSlot slot, size_t bytes) {
   Buffer& buf = buffers[static_cast<int>(slot)];
   if (bytes > buf.bytes) {
     std::free(buf.data);
-    buf.data = nullptr, buf.bytes = 0;
-    if (bytes > SIZE_MAX - 4096) throw std::bad_alloc();
-    size_t rounded = (bytes + 4095) / 4096 * 4096;
-    buf.data = large_block_alloc(rounded);
+    buf.data = large_block_alloc(bytes);  // rounds the size up itself
+    buf.bytes = buf.data ? bytes : 0;
     if (!buf.data) throw std::bad_alloc();
-    buf.bytes = rounded;
   }
   return buf.data;
 }
