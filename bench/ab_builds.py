@@ -11,8 +11,9 @@ memory), `tconv:N,C,H,W,O,k,s,p` (transposed convolution forward, weight (C, O, 
 `conv:N,C,H,W,O,k,s,p` (convolution forward, backward-data and backward-weight) or
 `batchnorm:N,C,H,W` (training forward and backward). Both extension modules are loaded side by side
 and their samples alternate (old, new, old, new, ... about 20 ms each), so each pair of samples sees
-the same load on the machine. On a shared host the speed of a CPU drifts by tens of percent over seconds to minutes:
-separate runs of each build (or separate processes) then measure the drift more than the change.
+the same load on the machine. On a shared host the speed of a CPU drifts by tens of percent over
+seconds to minutes: separate runs of each build (or separate processes) then measure the drift more
+than the change.
 
 Prints, per case, each build's median speed and the median of the paired ratios old time / new time
 (> 1: the new build is faster) with its quartiles.
