@@ -89,12 +89,17 @@ def test_max_pool2d_propagates_nan(isa):
 
 @pytest.mark.parametrize("k,s,p", [((3, 3), (2, 2), (1, 1)), ((3, 3), (2, 2), (0, 0)), ((2, 2), (2, 2), (0, 0)), ((5, 3), (1, 2), (2, 1)),
                                    ((3, 2), (2, 2), (1, 1))])
-def test_max_pool2d_values_only_nan_and_signed_zero(isa, rng, k, s, p):
+@pytest.mark.parametrize("width", [41, 113])
+def test_max_pool2d_values_only_nan_and_signed_zero(isa, rng, k, s, p, width):
     """Without indices, stride 2 along W takes the row maxima once per input row: the same values,
-    NaN and the sign of zero included, as the path with indices (which follows the reference)."""
-    x = rng.standard_normal((2, 3, 15, 41)).astype(np.float32)
+    NaN and the sign of zero included, as the path with indices (which follows the reference).
+    Width 113: the 3x3 stride-2 loop's unmasked steps, NaN on both sides of its vector boundaries."""
+    x = rng.standard_normal((2, 3, 15, width)).astype(np.float32)
     for n, c, h, w in [(0, 0, 4, 10), (0, 1, 7, 21), (1, 0, 2, 5), (1, 1, 9, 30)]:  # every row and column parity
         x[n, c, h, w] = np.nan
+    if width > 64:
+        for h, w in enumerate([15, 16, 31, 32, 33, 47, 48, 63, 64, 65, 95, 96, 97, 112]):
+            x[0, 2, h, w] = np.nan
     x[1, 2, :, :] = 0.0
     x[1, 2, ::2, ::3] = -0.0  # ties between -0 and +0: the first in row-major window order wins
     with_index, _ = _C.max_pool2d_forward(x, k, s, p, (1, 1), False, True)

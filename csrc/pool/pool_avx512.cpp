@@ -1,18 +1,24 @@
 // Max pooling 3x3, stride 2 (ResNet's stem; dilation 1, padding 0 or 1), without indices, for CPUs
 // with AVX-512F: 16 outputs of a row per step.
 //
-// For each of a window's (up to) three rows, a step loads the 33 columns its 16 windows cover (two
-// vectors, the first carried over from the previous step, and the first lane of the next one),
-// picks out every window's left, middle and right taps with two lane permutes and one shift, and
-// takes their maximum; then the maximum over the rows. Masked loads read only columns inside the
-// image and give -inf elsewhere, so padding and ragged row ends need no scalar border code, and a
-// masked store writes a row's last, partial step.
+// For each of a window's (up to) three rows, a step loads the 32 or 33 columns its 16 windows cover
+// (two vectors, and a lane carried over from the neighbouring step), picks out every window's left,
+// middle and right taps with two lane permutes and one shift, and takes their maximum; then the
+// maximum over the rows. The loads start at column 2 o whatever the padding, so that where a row
+// is 64-byte aligned (a width that is a multiple of 16) no load straddles two cache lines. Masked
+// loads read only columns inside the image and give -inf elsewhere, so padding and ragged row ends
+// need no scalar border code; steps wholly inside the row take no masks, and a masked store writes
+// a row's last, partial step. (Paired against loads from column 2 o - 1 with padding 1, each one
+// split: skipping the masks and one NaN compare alone gave 1.24x in cache but 0.935x from DRAM;
+// with the aligned loads 1.42x and 1.063x.)
 //
 // Why beside the AVX2 row-ring loop (pool_avx2.cpp): that loop is bound by its shuffles and border
 // code more than by memory. Paired with it on Zen 4, 2 threads: 1.27x with the input in L3, 1.09x
-// from DRAM (bench/ab_builds.py maxpool:8,64,112,112,3,2,1). It takes about 33 cycles per 16
-// outputs in L3, and neither combining the rows first (a third of the permutes, and it would break
-// the -0/+0 rule below) nor keeping each input row's maxima in a ring (as the AVX2 loop) was faster.
+// from DRAM (bench/ab_builds.py maxpool:8,64,112,112,3,2,1), before the aligned loads above.
+// Combining the rows first would need a third of the permutes but breaks the -0/+0 rule below;
+// keeping each input row's maxima in a ring (as the AVX2 loop) was not faster. Software prefetch
+// 4 KiB ahead cost 8-16% from DRAM, and staging a plane's outputs to write them with streaming
+// stores 16%.
 //
 // The result is the AVX2 path's, bit for bit: NaN propagates (any NaN in a window gives NaN), and a
 // tie between -0 and +0 goes to the first tap in torch's scan order (rows top to bottom, each row
@@ -38,43 +44,87 @@ inline __mmask16 inside(int64_t col, int64_t W, __m512i lane) {
          _mm512_cmplt_epi32_mask(cols, _mm512_set1_epi32(int32_t(W)));
 }
 
-// One output row from the window's ROWS input rows (fewer than 3 at the top and bottom edges).
-// vmaxps(later, earlier) keeps `earlier` on a tie, so -0 against +0 resolves as a scan that replaces
-// its maximum only by a greater value. It also keeps `earlier` when either is NaN; the lanes whose
-// taps held a NaN are collected separately and set to NaN at the end.
-template <int ROWS>
-void pool_output_row(const float* const* rows, int64_t W, int64_t OW, int64_t pW, float* out) {
+// One output row from the window's ROWS input rows (fewer than 3 at the top and bottom edges), PW
+// the padding along W. vmaxps(later, earlier) keeps `earlier` on a tie, so -0 against +0 resolves
+// as a scan that replaces its maximum only by a greater value. It also keeps `earlier` when either
+// is NaN. With NAN_LANES the lanes whose taps held a NaN are collected and set to NaN at the end;
+// without, the loop only notes whether any column it read was NaN and returns that, and the caller
+// runs the row again with NAN_LANES (one compare per row and step instead of two, for inputs that
+// hardly ever hold a NaN).
+template <int ROWS, int PW, bool NAN_LANES>
+bool pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out) {
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
-  // Window o + k covers columns col + 2k, col + 2k + 1 and col + 2k + 2 (col = 2 o - pW) of each
-  // row: the columns of `low` and `high`, and the first of the next step's `low`. Masked-off lanes
-  // are not read (no fault past either end of the plane) and hold -inf.
-  __m512 low[ROWS];
-  const __mmask16 first = inside(-pW, W, lane);
-  for (int r = 0; r < ROWS; ++r) low[r] = _mm512_mask_loadu_ps(neg_inf, first, rows[r] - pW);
-  for (int64_t o = 0; o < OW; o += 16) {
-    const int64_t col = o * 2 - pW;
-    const __mmask16 in_high = inside(col + 16, W, lane), in_next = inside(col + 32, W, lane);
+  // Step o loads from column b = 2 o (aligned where the row is). Window o + k covers columns
+  // b + 2k - PW + {0, 1, 2}. PW = 0: the even and odd columns of [b, b + 32) and the next even one
+  // (carry: the vector at b + 32, the next step's first). PW = 1: the previous odd column and the
+  // even and odd columns of [b, b + 32) (carry: this step's odd columns, the next step's left taps).
+  __m512 carry[ROWS];
+  __mmask16 nan_seen = 0;
+  for (int r = 0; r < ROWS; ++r) {
+    if (PW == 0) {
+      carry[r] = _mm512_mask_loadu_ps(neg_inf, inside(0, W, lane), rows[r]);
+      if (!NAN_LANES) nan_seen |= _mm512_cmp_ps_mask(carry[r], carry[r], _CMP_UNORD_Q);
+    } else {
+      carry[r] = neg_inf;
+    }
+  }
+  auto step = [&](int64_t o, __mmask16 in_a, __mmask16 in_b, __mmask16 stored) {
+    const int64_t b = o * 2;
     __m512 best = neg_inf;
     __mmask16 nan = 0;
     for (int r = 0; r < ROWS; ++r) {
-      const __m512 high = _mm512_mask_loadu_ps(neg_inf, in_high, rows[r] + col + 16);
-      const __m512 next = _mm512_mask_loadu_ps(neg_inf, in_next, rows[r] + col + 32);
-      const __m512 left = _mm512_permutex2var_ps(low[r], even, high);
-      const __m512 middle = _mm512_permutex2var_ps(low[r], odd, high);
-      const __m512 right = _mm512_castsi512_ps(
-          _mm512_alignr_epi32(_mm512_castps_si512(next), _mm512_castps_si512(left), 1));
-      nan |= _mm512_cmp_ps_mask(left, middle, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(right, right, _CMP_UNORD_Q);
+      __m512 left, middle, right;
+      if (PW == 0) {
+        const __m512 high = _mm512_mask_loadu_ps(neg_inf, in_a, rows[r] + b + 16);
+        const __m512 next = _mm512_mask_loadu_ps(neg_inf, in_b, rows[r] + b + 32);
+        left = _mm512_permutex2var_ps(carry[r], even, high);
+        middle = _mm512_permutex2var_ps(carry[r], odd, high);
+        right = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(next), _mm512_castps_si512(left), 1));
+        if (!NAN_LANES) nan_seen |= _mm512_cmp_ps_mask(high, next, _CMP_UNORD_Q);
+        carry[r] = next;
+      } else {
+        const __m512 v0 = _mm512_mask_loadu_ps(neg_inf, in_a, rows[r] + b);
+        const __m512 v1 = _mm512_mask_loadu_ps(neg_inf, in_b, rows[r] + b + 16);
+        middle = _mm512_permutex2var_ps(v0, even, v1);
+        right = _mm512_permutex2var_ps(v0, odd, v1);
+        left = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(right), _mm512_castps_si512(carry[r]), 15));
+        if (!NAN_LANES) nan_seen |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q);
+        carry[r] = right;
+      }
+      if (NAN_LANES)
+        nan |= _mm512_cmp_ps_mask(left, middle, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(right, right, _CMP_UNORD_Q);
       const __m512 in_row = _mm512_max_ps(right, _mm512_max_ps(middle, left));
       best = r == 0 ? in_row : _mm512_max_ps(in_row, best);
-      low[r] = next;
     }
-    best = _mm512_mask_mov_ps(best, nan, _mm512_set1_ps(__builtin_nanf("")));
-    const int64_t n = OW - o < 16 ? OW - o : 16;
-    _mm512_mask_storeu_ps(out + o, __mmask16((1u << n) - 1), best);
+    if (NAN_LANES) best = _mm512_mask_mov_ps(best, nan, _mm512_set1_ps(__builtin_nanf("")));
+    _mm512_mask_storeu_ps(out + o, stored, best);
+  };
+  // Steps whose columns all lie inside the row need no masks (all but the last one or two). A step
+  // loads [b + first_load, b + first_load + 32).
+  const int64_t first_load = PW == 0 ? 16 : 0;
+  int64_t o = 0;
+  for (; o + 16 <= OW && o * 2 + first_load + 32 <= W; o += 16) step(o, 0xFFFF, 0xFFFF, 0xFFFF);
+  for (; o < OW; o += 16) {
+    const int64_t b = o * 2 + first_load, n = OW - o < 16 ? OW - o : 16;
+    step(o, inside(b, W, lane), inside(b + 16, W, lane), __mmask16((1u << n) - 1));
   }
+  return nan_seen != 0;
+}
+
+template <int ROWS, int PW>
+void pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out) {
+  if (pool_output_row<ROWS, PW, false>(rows, W, OW, out)) pool_output_row<ROWS, PW, true>(rows, W, OW, out);
+}
+
+template <int ROWS>
+void pool_output_row(const float* const* rows, int64_t W, int64_t OW, int64_t pW, float* out) {
+  if (pW == 0)
+    pool_output_row<ROWS, 0>(rows, W, OW, out);
+  else
+    pool_output_row<ROWS, 1>(rows, W, OW, out);
 }
 
 }  // namespace
