@@ -8,9 +8,9 @@
 // is 64-byte aligned (a width that is a multiple of 16) no load straddles two cache lines. Masked
 // loads read only columns inside the image and give -inf elsewhere, so padding and ragged row ends
 // need no scalar border code; steps wholly inside the row take no masks, and a masked store writes
-// a row's last, partial step. (Paired against loads from column 2 o - 1 with padding 1, each one
-// split: skipping the masks and one NaN compare alone gave 1.24x in cache but 0.935x from DRAM;
-// with the aligned loads 1.42x and 1.063x.)
+// a row's last, partial step. (Paired against the earlier loop, whose loads began at column
+// 2 o - 1 with padding 1 and so, on aligned rows, all split: skipping the masks and one NaN compare
+// alone gave 1.24x in cache but 0.935x from DRAM; with the aligned loads 1.42x and 1.063x.)
 //
 // Why beside the AVX2 row-ring loop (pool_avx2.cpp): that loop is bound by its shuffles and border
 // code more than by memory. Paired with it on Zen 4, 2 threads: 1.27x with the input in L3, 1.09x
@@ -18,7 +18,9 @@
 // Combining the rows first would need a third of the permutes but breaks the -0/+0 rule below;
 // keeping each input row's maxima in a ring (as the AVX2 loop) was not faster. Software prefetch
 // 4 KiB ahead cost 8-16% from DRAM, and staging a plane's outputs to write them with streaming
-// stores 16%.
+// stores 16%. For rows not 64-byte aligned (numpy and malloc give 16-byte alignment), starting
+// each row's steps up to 7 outputs early so that the later loads align measured 0.94-0.98x in
+// cache: the extra masked step cost more than the split loads (6% in cache, about 1% from DRAM).
 //
 // The result is the AVX2 path's, bit for bit: NaN propagates (any NaN in a window gives NaN), and a
 // tie between -0 and +0 goes to the first tap in torch's scan order (rows top to bottom, each row
