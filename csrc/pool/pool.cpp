@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "dispatch/dispatch.h"
 
 namespace rb {
@@ -54,7 +55,10 @@ void max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx) {
   const int64_t work = g.H * g.W + window_work(g);
   if constexpr (kIsFloat<T>) {
     if (!idx && avx512_active() && max_pool2d_3x3s2_avx512_applies(g)) {
-      for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) { max_pool2d_3x3s2_avx512(g, p0, p1, x, y); });
+      for_plane_chunks(g.planes, work, [&](int64_t p0, int64_t p1) {
+        float* ring = thread_scratch_of<float>(ScratchSlot::pool, size_t(max_pool2d_3x3s2_ring_floats(g)));
+        max_pool2d_3x3s2_avx512(g, p0, p1, x, y, ring);
+      });
       record_impl("max_pool2d", "avx512_3x3s2");
       return;
     }

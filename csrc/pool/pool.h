@@ -97,6 +97,8 @@ const char* avg_pool2d_avx2_impl(const PoolGeometry& g);  // which loop avg_pool
 
 // ---- AVX-512 fast path (pool_avx512.cpp; call only where avx512_active()): max 3x3 stride 2, no indices ----
 bool max_pool2d_3x3s2_avx512_applies(const PoolGeometry& g);
-void max_pool2d_3x3s2_avx512(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y);
+// ring: max_pool2d_3x3s2_ring_floats(g) floats, 64-byte aligned, the calling thread's own.
+void max_pool2d_3x3s2_avx512(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, float* ring);
+inline int64_t max_pool2d_3x3s2_ring_floats(const PoolGeometry& g) { return (g.OW + 15) / 16 * 16; }
 
 }  // namespace rb

@@ -4,19 +4,24 @@
 // For each of a window's (up to) three rows, a step loads the 32 or 33 columns its 16 windows cover
 // (two vectors, and a lane carried over from the neighbouring step), picks out every window's left,
 // middle and right taps with two lane permutes and one shift, and takes their maximum; then the
-// maximum over the rows. The loads start at column 2 o whatever the padding, so that where a row
-// is 64-byte aligned (a width that is a multiple of 16) no load straddles two cache lines. Masked
-// loads read only columns inside the image and give -inf elsewhere, so padding and ragged row ends
-// need no scalar border code; steps wholly inside the row take no masks, and a masked store writes
-// a row's last, partial step. (Paired against the earlier loop, whose loads began at column
-// 2 o - 1 with padding 1 and so, on aligned rows, all split: skipping the masks and one NaN compare
-// alone gave 1.24x in cache but 0.935x from DRAM; with the aligned loads 1.42x and 1.063x.)
+// maximum over the rows. An input row shared by two output rows (the last of one window, the
+// first of the next) is reduced along W once: the first output row keeps its last row's maxima in
+// a ring of OW floats and the second starts from them (paired: 1.09-1.10x in cache; from DRAM,
+// where the loop is bound by memory, 0.93-1.03x over five runs, within the host's noise).
+//
+// The loads start at column 2 o whatever the padding, so that where a row is 64-byte aligned (a
+// width that is a multiple of 16) no load straddles two cache lines. Masked loads read only columns
+// inside the image and give -inf elsewhere, so padding and ragged row ends need no scalar border
+// code; steps wholly inside the row take no masks, and a masked store writes a row's last, partial
+// step. (Paired against the earlier loop, whose loads began at column 2 o - 1 with padding 1 and
+// so, on aligned rows, all split: skipping the masks and one NaN compare alone gave 1.24x in cache
+// but 0.935x from DRAM; with the aligned loads 1.42x and 1.063x.)
 //
 // Why beside the AVX2 row-ring loop (pool_avx2.cpp): that loop is bound by its shuffles and border
 // code more than by memory. Paired with it on Zen 4, 2 threads: 1.27x with the input in L3, 1.09x
 // from DRAM (bench/ab_builds.py maxpool:8,64,112,112,3,2,1), before the aligned loads above.
-// Combining the rows first would need a third of the permutes but breaks the -0/+0 rule below;
-// keeping each input row's maxima in a ring (as the AVX2 loop) was not faster. Software prefetch
+// Combining the rows first would need a third of the permutes but breaks the -0/+0 rule below
+// (reducing each row along W first, as here and in the AVX2 loop, keeps it). Software prefetch
 // 4 KiB ahead cost 8-16% from DRAM, and staging a plane's outputs to write them with streaming
 // stores 16%. For rows not 64-byte aligned (numpy and malloc give 16-byte alignment), starting
 // each row's steps up to 7 outputs early so that the later loads align measured 0.94-0.98x in
@@ -52,20 +57,23 @@ inline __mmask16 inside(int64_t col, int64_t W, __m512i lane) {
 // is NaN. With NAN_LANES the lanes whose taps held a NaN are collected and set to NaN at the end;
 // without, the loop only notes whether any column it read was NaN and returns that, and the caller
 // runs the row again with NAN_LANES (one compare per row and step instead of two, for inputs that
-// hardly ever hold a NaN).
-template <int ROWS, int PW, bool NAN_LANES>
-bool pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out) {
+// hardly ever hold a NaN). Every pass stores the maxima of its last row in `ring` (with NAN_LANES,
+// NaN where a window's taps in that row held one); with RING_IN the first row is taken from there.
+template <int ROWS, int PW, bool NAN_LANES, bool RING_IN>
+bool pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out, float* ring) {
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  const __m512 nan_value = _mm512_set1_ps(__builtin_nanf(""));
+  constexpr int kFresh = RING_IN ? 1 : 0;  // the first row read from memory
   // Step o loads from column b = 2 o (aligned where the row is). Window o + k covers columns
   // b + 2k - PW + {0, 1, 2}. PW = 0: the even and odd columns of [b, b + 32) and the next even one
   // (carry: the vector at b + 32, the next step's first). PW = 1: the previous odd column and the
   // even and odd columns of [b, b + 32) (carry: this step's odd columns, the next step's left taps).
   __m512 carry[ROWS];
   __mmask16 nan_seen = 0;
-  for (int r = 0; r < ROWS; ++r) {
+  for (int r = kFresh; r < ROWS; ++r) {
     if (PW == 0) {
       carry[r] = _mm512_mask_loadu_ps(neg_inf, inside(0, W, lane), rows[r]);
       if (!NAN_LANES) nan_seen |= _mm512_cmp_ps_mask(carry[r], carry[r], _CMP_UNORD_Q);
@@ -77,7 +85,10 @@ bool pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out
     const int64_t b = o * 2;
     __m512 best = neg_inf;
     __mmask16 nan = 0;
-    for (int r = 0; r < ROWS; ++r) {
+    // The first row's maxima from the ring: a NaN lane there (stored by a NAN_LANES pass) stays NaN,
+    // as `best` is the operand vmaxps keeps.
+    if (RING_IN) best = _mm512_load_ps(ring + o);
+    for (int r = kFresh; r < ROWS; ++r) {
       __m512 left, middle, right;
       if (PW == 0) {
         const __m512 high = _mm512_mask_loadu_ps(neg_inf, in_a, rows[r] + b + 16);
@@ -96,12 +107,18 @@ bool pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out
         if (!NAN_LANES) nan_seen |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q);
         carry[r] = right;
       }
-      if (NAN_LANES)
-        nan |= _mm512_cmp_ps_mask(left, middle, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(right, right, _CMP_UNORD_Q);
       const __m512 in_row = _mm512_max_ps(right, _mm512_max_ps(middle, left));
+      if (NAN_LANES) {
+        const __mmask16 nan_row =
+            _mm512_cmp_ps_mask(left, middle, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(right, right, _CMP_UNORD_Q);
+        nan |= nan_row;
+        if (r == ROWS - 1) _mm512_store_ps(ring + o, _mm512_mask_mov_ps(in_row, nan_row, nan_value));
+      } else if (r == ROWS - 1) {
+        _mm512_store_ps(ring + o, in_row);
+      }
       best = r == 0 ? in_row : _mm512_max_ps(in_row, best);
     }
-    if (NAN_LANES) best = _mm512_mask_mov_ps(best, nan, _mm512_set1_ps(__builtin_nanf("")));
+    if (NAN_LANES) best = _mm512_mask_mov_ps(best, nan, nan_value);
     _mm512_mask_storeu_ps(out + o, stored, best);
   };
   // Steps whose columns all lie inside the row need no masks (all but the last one or two). A step
@@ -116,17 +133,21 @@ bool pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out
   return nan_seen != 0;
 }
 
+// A window of a single row (ROWS = 1) reads it from memory even when the ring holds it.
 template <int ROWS, int PW>
-void pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out) {
-  if (pool_output_row<ROWS, PW, false>(rows, W, OW, out)) pool_output_row<ROWS, PW, true>(rows, W, OW, out);
+void pool_output_row(const float* const* rows, int64_t W, int64_t OW, bool ring_in, float* out, float* ring) {
+  const bool nan_seen = ring_in && ROWS > 1 ? pool_output_row<ROWS, PW, false, ROWS != 1>(rows, W, OW, out, ring)
+                                            : pool_output_row<ROWS, PW, false, false>(rows, W, OW, out, ring);
+  if (nan_seen) pool_output_row<ROWS, PW, true, false>(rows, W, OW, out, ring);
 }
 
 template <int ROWS>
-void pool_output_row(const float* const* rows, int64_t W, int64_t OW, int64_t pW, float* out) {
+void pool_output_row(const float* const* rows, int64_t W, int64_t OW, int64_t pW, bool ring_in, float* out,
+                     float* ring) {
   if (pW == 0)
-    pool_output_row<ROWS, 0>(rows, W, OW, out);
+    pool_output_row<ROWS, 0>(rows, W, OW, ring_in, out, ring);
   else
-    pool_output_row<ROWS, 1>(rows, W, OW, out);
+    pool_output_row<ROWS, 1>(rows, W, OW, ring_in, out, ring);
 }
 
 }  // namespace
@@ -136,7 +157,7 @@ bool max_pool2d_3x3s2_avx512_applies(const PoolGeometry& g) {
          g.W + 64 < (int64_t(1) << 31);  // column numbers in 32-bit lanes
 }
 
-void max_pool2d_3x3s2_avx512(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y) {
+void max_pool2d_3x3s2_avx512(const PoolGeometry& g, int64_t p0, int64_t p1, const float* x, float* y, float* ring) {
   for (int64_t p = p0; p < p1; ++p) {
     const float* plane = x + p * g.H * g.W;
     for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -147,12 +168,14 @@ void max_pool2d_3x3s2_avx512(const PoolGeometry& g, int64_t p0, int64_t p1, cons
         if (ih >= 0 && ih < g.H) rows[count++] = plane + ih * g.W;
       }
       float* out = y + (p * g.OH + oh) * g.OW;
+      // From the second output row on, this window's first row (2 oh - pH) was the previous one's last.
+      const bool ring_in = oh > 0;
       if (count == 3)
-        pool_output_row<3>(rows, g.W, g.OW, g.pW, out);
+        pool_output_row<3>(rows, g.W, g.OW, g.pW, ring_in, out, ring);
       else if (count == 2)
-        pool_output_row<2>(rows, g.W, g.OW, g.pW, out);
+        pool_output_row<2>(rows, g.W, g.OW, g.pW, ring_in, out, ring);
       else
-        pool_output_row<1>(rows, g.W, g.OW, g.pW, out);
+        pool_output_row<1>(rows, g.W, g.OW, g.pW, ring_in, out, ring);
     }
   }
 }
