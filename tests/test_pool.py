@@ -36,6 +36,7 @@ MAX_CONFIGS = [
     # a plane narrower than one step with ceil_mode's last window hanging over the edge
     ((1, 2, 6, 70), (3, 3), (2, 2), (1, 1), (1, 1), False),
     ((2, 3, 9, 7), (3, 3), (2, 2), (0, 0), (1, 1), True),
+    ((1, 2, 6, 40), (3, 3), (2, 2), (1, 1), (1, 1), True),  # ceil_mode's last window holds one row
 ]
 
 

@@ -133,11 +133,10 @@ bool pool_output_row(const float* const* rows, int64_t W, int64_t OW, float* out
   return nan_seen != 0;
 }
 
-// A window of a single row (ROWS = 1) reads it from memory even when the ring holds it.
 template <int ROWS, int PW>
 void pool_output_row(const float* const* rows, int64_t W, int64_t OW, bool ring_in, float* out, float* ring) {
-  const bool nan_seen = ring_in && ROWS > 1 ? pool_output_row<ROWS, PW, false, ROWS != 1>(rows, W, OW, out, ring)
-                                            : pool_output_row<ROWS, PW, false, false>(rows, W, OW, out, ring);
+  const bool nan_seen = ring_in ? pool_output_row<ROWS, PW, false, true>(rows, W, OW, out, ring)
+                                : pool_output_row<ROWS, PW, false, false>(rows, W, OW, out, ring);
   if (nan_seen) pool_output_row<ROWS, PW, true, false>(rows, W, OW, out, ring);
 }
 
