@@ -105,6 +105,7 @@ py::tuple simulate_roi_pool(const py::array& x_obj, const py::array& rois_obj, i
 
 void register_conv(py::module_& m) {
   using namespace rb::cuda;
+  using rb::UpsampleDims;
   // ---- convolution ----
   m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"),

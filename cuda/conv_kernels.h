@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "pool/upsample.h"
+
 namespace rb::cuda {
 
 // ---- convolution (conv.cu): implicit GEMM -----------------------------------------------------
@@ -104,11 +106,7 @@ void roi_pool_backward_cuda(int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
                             int64_t PW, const T* dy, const int64_t* argmax, T* dx, cudaStream_t stream);
 
 // ---- up-sampling (upsample.cu): nearest or bilinear, torch's source-index rules -----------------
-struct UpsampleDims {
-  int64_t planes, H, W, OH, OW;
-  double scale_h, scale_w;  // torch's in / out ratios (1 / scale_factor when a factor was given)
-  bool bilinear, align_corners;
-};
+// UpsampleDims and the per-element rules: csrc/pool/upsample.h, shared with the CPU kernel.
 template <typename T>
 void upsample2d_forward_cuda(const UpsampleDims& g, const T* x, T* y, cudaStream_t stream);
 template <typename T>

@@ -1,8 +1,8 @@
 // Up-sampling (and down-sampling) of planes x (P, H, W) -> y (P, OH, OW), nearest or bilinear, with
-// the source-index rules of the CPU path (_interpolation_matrix in nn/_conv_functional.py, torch's
-// rules): each output reads at most 2 x 2 inputs, y = sum wh * ww * x, so the forward is a gather of
-// one output per thread and the backward a scatter of each output's gradient to its (at most four)
-// inputs with atomicAdd into a zeroed dx. Source positions are computed in double, as NumPy does.
+// the per-element rules the CPU kernel uses (csrc/pool/upsample.h: torch's source indices and
+// arithmetic): each output reads at most 2 x 2 inputs, so the forward is a gather of one output per
+// thread and the backward a scatter of each output's gradient to its taps with atomicAdd into a
+// zeroed dx (the CPU kernel adds them output by output; here the order of the additions varies).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,59 +14,26 @@
 namespace rb::cuda {
 namespace {
 
-#define RB_HD __host__ __device__ __forceinline__
-
 constexpr int kThreads = 256;
 
-struct Source {  // out = (1 - frac) in[low] + frac in[high] along one axis
-  int64_t low, high;
-  double frac;
-};
-
-// scale is torch's in / out ratio (1 / scale_factor when a factor was given).
-RB_HD Source source_index(int64_t dst, int64_t in, int64_t out, double scale, bool bilinear, bool align_corners) {
-  if (!bilinear) {
-    const int64_t s = std::min(static_cast<int64_t>(floor(double(dst) * scale)), in - 1);
-    return {s, s, 0.0};
-  }
-  double src;
-  if (align_corners)
-    src = out > 1 ? double(dst) * (double(in - 1) / double(out - 1)) : 0.0;
-  else
-    src = std::max((double(dst) + 0.5) * scale - 0.5, 0.0);
-  const int64_t low = std::min(static_cast<int64_t>(floor(src)), in - 1);
-  return {low, std::min(low + 1, in - 1), src - double(low)};
-}
-
-// The four taps of output o of (P, OH, OW) and their weights.
+// Output o of (P, OH, OW): its plane and its row and column taps.
 template <typename T>
-struct Taps {
-  int64_t plane, h[2], w[2];
-  T weight[2][2];
+struct OutputTaps {
+  int64_t plane;
+  UpsampleTap<T> h, w;
 };
 
 template <typename T>
-RB_HD Taps<T> output_taps(const UpsampleDims& g, int64_t o) {
+__host__ __device__ OutputTaps<T> output_taps(const UpsampleDims& g, int64_t o) {
   const int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH;
-  const Source sh = source_index(oh, g.H, g.OH, g.scale_h, g.bilinear, g.align_corners);
-  const Source sw = source_index(ow, g.W, g.OW, g.scale_w, g.bilinear, g.align_corners);
-  Taps<T> taps;
-  taps.plane = o / (g.OW * g.OH);
-  taps.h[0] = sh.low, taps.h[1] = sh.high, taps.w[0] = sw.low, taps.w[1] = sw.high;
-  const T wh[2] = {T(1.0 - sh.frac), T(sh.frac)}, ww[2] = {T(1.0 - sw.frac), T(sw.frac)};
-  for (int a = 0; a < 2; ++a)
-    for (int b = 0; b < 2; ++b) taps.weight[a][b] = wh[a] * ww[b];
-  return taps;
+  return {o / (g.OW * g.OH), upsample_tap<T>(oh, g.H, g.OH, g.scale_h, g.bilinear, g.align_corners),
+          upsample_tap<T>(ow, g.W, g.OW, g.scale_w, g.bilinear, g.align_corners)};
 }
 
 template <typename T>
-RB_HD T upsample_output(const UpsampleDims& g, const T* x, int64_t o) {
-  const Taps<T> t = output_taps<T>(g, o);
-  const T* plane = x + t.plane * g.H * g.W;
-  T sum = T(0);
-  for (int a = 0; a < 2; ++a)
-    for (int b = 0; b < 2; ++b) sum += t.weight[a][b] * plane[t.h[a] * g.W + t.w[b]];
-  return sum;
+__host__ __device__ T upsample_output(const UpsampleDims& g, const T* x, int64_t o) {
+  const OutputTaps<T> t = output_taps<T>(g, o);
+  return upsample_value(x + t.plane * g.H * g.W, g.W, t.h, t.w, g.bilinear);
 }
 
 template <typename T>
@@ -77,11 +44,9 @@ __global__ void upsample_kernel(UpsampleDims g, const T* __restrict__ x, T* __re
 template <typename T>
 __global__ void upsample_backward_kernel(UpsampleDims g, const T* __restrict__ dy, T* __restrict__ dx, int64_t total) {
   for (int64_t o = global_thread_index(); o < total; o += grid_threads()) {
-    const Taps<T> t = output_taps<T>(g, o);
+    const OutputTaps<T> t = output_taps<T>(g, o);
     T* plane = dx + t.plane * g.H * g.W;
-    for (int a = 0; a < 2; ++a)
-      for (int b = 0; b < 2; ++b)
-        if (t.weight[a][b] != T(0)) atomicAdd(plane + t.h[a] * g.W + t.w[b], t.weight[a][b] * dy[o]);
+    upsample_scatter(g.W, t.h, t.w, g.bilinear, dy[o], [plane](int64_t i, T amount) { atomicAdd(plane + i, amount); });
   }
 }
 
@@ -111,10 +76,9 @@ void upsample2d_simulated_on_host(const UpsampleDims& g, const T* x, T* y, const
   for (int64_t o = 0; o < total; ++o) y[o] = upsample_output(g, x, o);
   std::fill(dx, dx + g.planes * g.H * g.W, T(0));
   for (int64_t o = 0; o < total; ++o) {  // the backward kernel's scatter, one output after another
-    const Taps<T> t = output_taps<T>(g, o);
-    for (int a = 0; a < 2; ++a)
-      for (int b = 0; b < 2; ++b)
-        if (t.weight[a][b] != T(0)) dx[t.plane * g.H * g.W + t.h[a] * g.W + t.w[b]] += t.weight[a][b] * dy[o];
+    const OutputTaps<T> t = output_taps<T>(g, o);
+    T* plane = dx + t.plane * g.H * g.W;
+    upsample_scatter(g.W, t.h, t.w, g.bilinear, dy[o], [plane](int64_t i, T amount) { plane[i] += amount; });
   }
 }
 

@@ -163,3 +163,44 @@ def roi_pool(x, rois, size, scale):
                 if h1 > h0 and w1 > w0:
                     y[k, :, ph, pw] = x[int(b), :, h0:h1, w0:w1].max(axis=(1, 2))
     return y
+
+
+def _interpolation_weights(n_in, n_out, ratio, mode, align_corners):
+    """(n_out, n_in) matrix W with out = W @ in along one axis, by torch's rules (see
+    csrc/pool/upsample.h); nearest takes torch's float32 source index."""
+    w = np.zeros((n_out, n_in))
+    for dst in range(n_out):
+        if mode == "nearest":
+            if n_out == n_in:
+                src = dst
+            elif n_out == 2 * n_in:
+                src = dst // 2
+            else:
+                src = min(int(np.floor(np.float32(dst) * np.float32(ratio))), n_in - 1)
+            w[dst, src] = 1.0
+            continue
+        if n_out == n_in:
+            w[dst, dst] = 1.0
+            continue
+        if align_corners:
+            pos = dst * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        else:
+            pos = max(ratio * (dst + 0.5) - 0.5, 0.0)
+        low = int(pos)
+        high = low + 1 if low < n_in - 1 else low
+        w[dst, low] += 1.0 - (pos - low)
+        w[dst, high] += pos - low
+    return w
+
+
+def interpolate(x, out_hw, ratios, mode, align_corners):
+    """F.interpolate for finite inputs, float64: out = W_h @ x @ W_w^T. ratios: torch's in/out ratios."""
+    x = np.asarray(x, np.float64)
+    w_h, w_w = (_interpolation_weights(i, o, r, mode, align_corners) for i, o, r in zip(x.shape[2:], out_hw, ratios))
+    return w_h @ x @ w_w.T
+
+
+def interpolate_backward(dy, in_hw, ratios, mode, align_corners):
+    dy = np.asarray(dy, np.float64)
+    w_h, w_w = (_interpolation_weights(i, o, r, mode, align_corners) for i, o, r in zip(in_hw, dy.shape[2:], ratios))
+    return w_h.T @ dy @ w_w

@@ -261,7 +261,7 @@ def _overcommit_refuses_huge_maps() -> bool:
 @pytest.mark.parametrize("call, op", [
     ("F.conv2d(rb.tensor(np.ones((1, 1, 4, 4), np.float32)), rb.tensor(np.ones((1, 1, 3, 3), np.float32)), "
      "padding=2**20)", "conv2d_forward"),
-    ("F.interpolate(rb.tensor(np.ones((1, 1, 4, 4), np.float32)), size=(2**20, 2**20))", "interpolate"),
+    ("F.interpolate(rb.tensor(np.ones((1, 1, 4, 4), np.float32)), size=(2**20, 2**20))", "upsample2d_forward"),
 ])
 def test_output_too_large_to_allocate_names_the_op(call, op):
     """NumPy's 'Unable to allocate 16.0 TiB ...' named neither the op nor its inputs."""

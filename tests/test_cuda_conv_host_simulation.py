@@ -204,7 +204,7 @@ def test_roi_pool_code_matches_cpu(rng, dtype):
         np.testing.assert_array_equal(arg, arg_ref)
 
 
-# ---- up-sampling: the kernels' per-element code against the CPU path (interpolation matrices) ------
+# ---- up-sampling: the kernels' per-element code against the CPU path (F.interpolate) -------------
 def upsample_geometry(in_hw, size=None, scale_factor=None):
     """(output size, scales) as F.interpolate computes them; scales are torch's in / out ratios."""
     if size is not None:

@@ -235,6 +235,79 @@ def test_interpolate_gradcheck_and_torch(rng, mode, align):
         assert_close(xt.grad.data, tx.grad.numpy(), 1e-5, 1e-4, f"{mode} {kwargs} grad")
 
 
+
+# input shape, output size, ratios (torch's in / out ratios: 1 / scale_factor where a factor was given)
+UPSAMPLE_KERNEL_CASES = [
+    ((2, 3, 5, 7), (10, 14), (0.5, 0.5)),          # twice the size: nearest halves the index
+    ((1, 2, 5, 7), (11, 4), (5 / 11, 7 / 4)),      # up along H, down along W
+    ((1, 1, 1, 1), (3, 5), (1 / 3, 1 / 5)),        # a single input pixel
+    ((1, 2, 1, 9), (1, 4), (1.0, 9 / 4)),          # one row, kept: the equal-size rule along H
+    ((2, 1, 3, 3), (3, 3), (1 / 1.3, 1 / 1.3)),    # factor 1.3 on 3 pixels: the factor is ignored, as torch
+    ((1, 2, 9, 8), (4, 3), (9 / 4, 8 / 3)),        # down-sampling
+    ((1, 1, 6, 5), (13, 1), (6 / 13, 5.0)),        # a single output column
+    ((1, 1, 4, 6), (9, 13), (1 / 2.3, 1 / 2.2)),   # factors whose sizes are not a ratio of integers
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode,align", [("nearest", False), ("bilinear", False), ("bilinear", True)])
+@pytest.mark.parametrize("shape,out_hw,ratios", UPSAMPLE_KERNEL_CASES)
+def test_upsample_kernel_matches_reference(rng, shape, out_hw, ratios, mode, align, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape[:2] + out_hw).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    y = _C.upsample2d_forward(np.asfortranarray(x), out_hw, ratios, mode, align)  # any layout
+    assert y.dtype == dtype and y.shape == shape[:2] + out_hw
+    assert_close(y, ref.interpolate(x, out_hw, ratios, mode, align), tol, tol, "upsample2d_forward")
+    dx = _C.upsample2d_backward(dy, shape[2:], ratios, mode, align)
+    assert_close(dx, ref.interpolate_backward(dy, shape[2:], ratios, mode, align), tol, tol, "upsample2d_backward")
+
+
+def _nonfinite_pattern(a):
+    return np.isnan(a), np.isposinf(a), np.isneginf(a)
+
+
+def test_interpolate_matches_torch_with_nonfinite_values():
+    """Each output reads only its (at most 2 x 2) taps: a NaN or inf reaches the outputs and input
+    gradients that torch's reach, and every other value stays finite. (Interpolation matrices, used
+    before, spread 0 * inf = NaN over whole rows.)"""
+    torch = torch_or_skip()
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        dtype = (np.float32, np.float64)[trial % 2]
+        mode = ("nearest", "bilinear")[trial // 2 % 2]
+        align = bool(rng.integers(0, 2)) if mode == "bilinear" else None
+        H, W = (int(v) for v in rng.integers(1, 9, 2))
+        x = rng.standard_normal((1, 2, H, W)).astype(dtype)
+        x.reshape(-1)[rng.integers(0, x.size, 2)] = rng.choice([np.nan, np.inf, -np.inf], 2)
+        if trial % 3:
+            kwargs = dict(size=tuple(int(v) for v in rng.integers(1, 17, 2)))
+        else:
+            kwargs = dict(scale_factor=tuple(float(v) for v in np.round(rng.uniform(0.6, 3.5, 2), 1)))
+            if min(np.floor(np.multiply((H, W), kwargs["scale_factor"]))) < 1:
+                continue
+        what = f"trial {trial} {dtype.__name__} {mode} align={align} x{x.shape} {kwargs}"
+        xt, tx = rb.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y = F.interpolate(xt, mode=mode, align_corners=align, **kwargs)
+        ty = torch.nn.functional.interpolate(tx, mode=mode, align_corners=align, **kwargs)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        g.reshape(-1)[rng.integers(0, g.size)] = np.nan
+        y.backward(g)
+        ty.backward(torch.tensor(g))
+        for ours, theirs, name in ((y.data, ty.detach().numpy(), "output"), (xt.grad.data, tx.grad.numpy(), "grad")):
+            for a, b in zip(_nonfinite_pattern(ours), _nonfinite_pattern(theirs)):
+                np.testing.assert_array_equal(a, b, f"{what}: {name} non-finite pattern")
+            finite = np.isfinite(theirs)
+            assert_close(ours[finite], theirs[finite], 1e-5, 1e-4, f"{what}: {name}")
+
+
+def test_interpolate_refuses_empty_and_integer_input():
+    with pytest.raises(ValueError, match=r"interpolate: input is empty, shape \(1, 1, 0, 3\)"):
+        F.interpolate(rb.Tensor(np.zeros((1, 1, 0, 3), np.float32)), size=5)
+    with pytest.raises(TypeError, match="interpolate: input must be floating point"):
+        F.interpolate(rb.Tensor(np.arange(4).reshape(1, 1, 1, 4)), scale_factor=2, mode="bilinear")
+
+
 def test_pooling_matches_torch_over_random_configs(isa):
     torch = torch_or_skip()
     tf = torch.nn.functional

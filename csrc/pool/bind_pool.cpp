@@ -3,9 +3,12 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "bindings/arrays.h"
 #include "pool/pool.h"
+#include "pool/upsample.h"
 
 namespace rb {
 
@@ -362,6 +365,60 @@ py::array roi_pool_backward_entry(py::handle dy_obj, py::handle rois_obj, py::ha
                               : roi_backward_typed<double>(dy, rois, argmax, input_shape);
 }
 
+// ---- up-sampling ----
+
+// scales: torch's in / out ratio per axis (1 / scale_factor when a factor was given, else in / out).
+UpsampleDims upsample_geometry(const char* op, const std::vector<int64_t>& xs, const Pair& out_hw,
+                               const std::vector<double>& scales, const std::string& mode, bool align_corners) {
+  check_pair(out_hw, op, "output_size", 1, xs);
+  if (mode != "nearest" && mode != "bilinear")
+    value_error(op, ": mode must be 'nearest' or 'bilinear', got '", mode, "' (input ", shape_str(xs), ")");
+  if (scales.size() != 2 || !std::isfinite(scales[0]) || !std::isfinite(scales[1]) || scales[0] <= 0 || scales[1] <= 0)
+    value_error(op, ": scales must be two positive numbers (input / output size per axis) (input ", shape_str(xs), ")");
+  return UpsampleDims{xs[0] * xs[1], xs[2], xs[3], out_hw[0], out_hw[1], scales[0], scales[1], mode == "bilinear",
+                      align_corners};
+}
+
+template <typename T>
+py::array upsample_forward_typed(const py::array& x_in, const UpsampleDims& g) {
+  py::array x = c_contiguous<T>(x_in, "upsample2d", "input");
+  py::array y = py::array_t<T>({x.shape(0), x.shape(1), g.OH, g.OW});
+  const T* src = static_cast<const T*>(x.data());
+  T* dst = static_cast<T*>(y.mutable_data());
+  py::gil_scoped_release release;
+  upsample2d_forward<T>(g, src, dst);
+  return y;
+}
+
+py::array upsample2d_forward_entry(py::handle x_obj, Pair output_size, std::vector<double> scales, std::string mode,
+                                   bool align_corners) {
+  const char* op = "upsample2d";
+  py::array x = require_4d_float(x_obj, op, "input");
+  const UpsampleDims g = upsample_geometry(op, shape_of(x), output_size, scales, mode, align_corners);
+  return has_dtype<float>(x) ? upsample_forward_typed<float>(x, g) : upsample_forward_typed<double>(x, g);
+}
+
+template <typename T>
+py::array upsample_backward_typed(const py::array& dy_in, const UpsampleDims& g) {
+  py::array dy = c_contiguous<T>(dy_in, "upsample2d_backward", "grad_output");
+  py::array dx = py::array_t<T>({dy.shape(0), dy.shape(1), g.H, g.W});
+  const T* grad = static_cast<const T*>(dy.data());
+  T* out = static_cast<T*>(dx.mutable_data());
+  py::gil_scoped_release release;
+  upsample2d_backward<T>(g, grad, out);
+  return dx;
+}
+
+py::array upsample2d_backward_entry(py::handle dy_obj, Pair input_size, std::vector<double> scales, std::string mode,
+                                    bool align_corners) {
+  const char* op = "upsample2d_backward";
+  py::array dy = require_4d_float(dy_obj, op, "grad_output");
+  check_pair(input_size, op, "input_size", 1, dy);
+  const std::vector<int64_t> xs{dy.shape(0), dy.shape(1), input_size[0], input_size[1]};
+  const UpsampleDims g = upsample_geometry(op, xs, {dy.shape(2), dy.shape(3)}, scales, mode, align_corners);
+  return has_dtype<float>(dy) ? upsample_backward_typed<float>(dy, g) : upsample_backward_typed<double>(dy, g);
+}
+
 }  // namespace
 
 void bind_pool(py::module_& m) {
@@ -384,6 +441,12 @@ void bind_pool(py::module_& m) {
         py::arg("spatial_scale"), "(output, argmax): torchvision.ops.roi_pool on NCHW input, boxes (K, 5).");
   m.def("roi_pool_backward", &roi_pool_backward_entry, py::arg("grad_output"), py::arg("boxes"), py::arg("argmax"),
         py::arg("input_shape"));
+  m.def("upsample2d_forward", &upsample2d_forward_entry, py::arg("input"), py::arg("output_size"), py::arg("scales"),
+        py::arg("mode"), py::arg("align_corners"),
+        "F.interpolate of NCHW input to output_size; scales = torch's input / output ratio per axis "
+        "(1 / scale_factor when a factor was given); mode 'nearest' or 'bilinear'.");
+  m.def("upsample2d_backward", &upsample2d_backward_entry, py::arg("grad_output"), py::arg("input_size"),
+        py::arg("scales"), py::arg("mode"), py::arg("align_corners"), "Gradient of upsample2d_forward.");
 }
 
 }  // namespace rb

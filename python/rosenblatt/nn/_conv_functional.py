@@ -380,33 +380,11 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
 
 # ---- up-sampling -----------------------------------------------------------------------------------
 
-def _interpolation_matrix(in_size, out_size, scale, mode, align_corners, dtype):
-    """(out_size, in_size) matrix A with out = A @ in along one axis, torch's source-index rules.
-
-    scale is torch's in/out ratio: 1/scale_factor when a scale factor was given, else in/out."""
-    dst = np.arange(out_size, dtype=np.float64)
-    matrix = np.zeros((out_size, in_size), dtype=dtype)
-    rows = np.arange(out_size)
-    if mode == "nearest":
-        src = np.minimum(np.floor(dst * scale).astype(np.int64), in_size - 1)
-        matrix[rows, src] = 1
-        return matrix
-    if align_corners:
-        src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
-    else:
-        src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-    low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    high = np.minimum(low + 1, in_size - 1)
-    frac = src - low
-    np.add.at(matrix, (rows, low), 1 - frac)
-    np.add.at(matrix, (rows, high), frac)
-    return matrix
-
-
 def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", align_corners=None) -> Tensor:
     """Up- or down-sampling of (N, C, H, W) input, as torch's F.interpolate for mode "nearest" and "bilinear".
 
-    Both modes are separable linear maps, out = A_h @ x @ A_w^T, so the backward is A_h^T @ g @ A_w."""
+    Each output reads at most 2 x 2 inputs (the kernel `upsample2d_forward`, with torch's source-index
+    rules and arithmetic: csrc/pool/upsample.h), so a NaN or inf reaches only the outputs that read it."""
     op = "interpolate"
     x = as_tensor(input)
     if mode not in ("nearest", "bilinear"):
@@ -415,31 +393,32 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         raise ValueError(f"{op}: align_corners can only be set with mode 'bilinear' (input {x.shape})")
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D (N, C, H, W) input for mode {mode!r}, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be floating point (float32 or float64), got dtype {x.dtype} "
+                        f"(shape {x.shape})")
+    if 0 in x.shape:
+        raise ValueError(f"{op}: input is empty, shape {x.shape}")
     if (size is None) == (scale_factor is None):
         raise ValueError(f"{op}: give exactly one of size and scale_factor (input {x.shape})")
     in_hw = x.shape[2:]
     if size is not None:
         out_hw = _pair(size, op, "size")
-        scales = [i / max(o, 1) for i, o in zip(in_hw, out_hw)]
+        ratios = [i / max(o, 1) for i, o in zip(in_hw, out_hw)]
     else:
         factors = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else tuple(scale_factor)
         if len(factors) != 2 or not all(0 < f < math.inf for f in factors):  # NaN fails too
             raise ValueError(f"{op}: scale_factor must be positive and finite (one or two values), got {scale_factor!r}")
         out_hw = tuple(int(math.floor(i * f)) for i, f in zip(in_hw, factors))
-        scales = [1.0 / f for f in factors]
+        ratios = [1.0 / f for f in factors]  # torch's rule: the factor given, not the sizes' ratio
     if min(out_hw) < 1:
         raise ValueError(f"{op}: output size {out_hw} must be positive (input {x.shape})")
-    a_h, a_w = (_device.on_device_of(_interpolation_matrix(i, o, s, mode, bool(align_corners), x.dtype), x.data)
-                for i, o, s in zip(in_hw, out_hw, scales))
-    try:
-        y = np.matmul(np.matmul(a_h, x.data), a_w.T)
-    except MemoryError as error:
-        raise _device.out_of_memory(op, (x.data,), error) from error
+    align = bool(align_corners)
+    y = _kernels.upsample2d_forward(x.data, out_hw, ratios, mode, align)
 
     def backward(grad):
-        return (np.matmul(np.matmul(a_h.T, grad), a_w),)
+        return (_kernels.upsample2d_backward(_device.ascontiguousarray(grad), in_hw, ratios, mode, align),)
 
-    return result(_device.ascontiguousarray(y), (x,), backward, "UpsampleBackward")
+    return result(y, (x,), backward, "UpsampleBackward")
 
 
 def upsample(input, size=None, scale_factor=None, mode: str = "nearest", align_corners=None) -> Tensor:
