@@ -440,11 +440,11 @@ DeviceArray conv_transpose2d_forward(const DeviceArray& x, const DeviceArray& w,
     if (v >= kInt32Limit)
       value_error(op, ": stride, padding, dilation and output_padding must be below 2^31", shapes);
   Pair out_hw(2);
-  for (int d = 0; d < 2; ++d) {
+  for (int d = 0; d < 2; ++d)
     out_hw[d] = (x.shape()[2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (w.shape()[2 + d] - 1) +
                 output_padding[d] + 1;
-    if (out_hw[d] < 1) value_error(op, ": the output size ", out_hw[0], "x", out_hw[1], " is not positive", shapes);
-  }
+  if (out_hw[0] < 1 || out_hw[1] < 1)
+    value_error(op, ": the output size ", out_hw[0], "x", out_hw[1], " is not positive", shapes);
   const ConvGeometry g = geometry_from_output(op, x, w, out_hw, stride, padding, dilation, groups);
   check_bias(bias, op, g.C, x, w);
   return backward_data(x, w, bias, g, op);

@@ -206,6 +206,34 @@ def test_embedding_padding_idx_out_of_range(padding_idx):
         F.embedding(np.array([1, 3]), weight, padding_idx=padding_idx)
 
 
+
+def test_embedding_padding_idx_and_weight_types():
+    # A padding_idx of 1.5 passed the range check and failed in NumPy's indexing during backward; an
+    # ndarray weight was taken for a device array ("built without CUDA").
+    import rosenblatt.nn as nn
+    import rosenblatt.nn.functional as F
+    from rosenblatt.tensor import Tensor
+    weight = Tensor(np.ones((5, 3), np.float32), requires_grad=True)
+    with pytest.raises(TypeError, match=r"embedding: padding_idx must be an integer, got 1.5 \(weight of shape "
+                                        r"\(5, 3\)\)"):
+        F.embedding(np.array([1, 3]), weight, padding_idx=1.5)
+    with pytest.raises(TypeError, match="Embedding: padding_idx must be an integer, got 1.5"):
+        nn.Embedding(5, 3, padding_idx=1.5)
+    with pytest.raises(TypeError, match="embedding: weight must be a Tensor, got ndarray"):
+        F.embedding(np.array([1]), np.ones((5, 3), np.float32))
+    assert F.embedding(np.array([1]), weight, padding_idx=np.int64(2)).shape == (1, 3)  # NumPy integers are fine
+
+
+def test_roi_pool_without_boxes_gives_a_zero_gradient():
+    # A step without proposals: the forward gave (0, C, PH, PW) but the backward refused its empty grad_output.
+    import rosenblatt as rb
+    import rosenblatt.nn.functional as F
+    x = rb.Tensor(np.random.default_rng(0).random((2, 3, 4, 4)).astype(np.float32), requires_grad=True)
+    y = F.roi_pool(x, np.zeros((0, 5), np.float32), 2)
+    assert y.shape == (0, 3, 2, 2)
+    (rb.sum(y) + rb.sum(x)).backward()
+    np.testing.assert_array_equal(x.grad.data, np.ones(x.shape, np.float32))
+
 def test_embedding_weight_must_be_2d():
     import rosenblatt.nn.functional as F
     from rosenblatt.tensor import Tensor

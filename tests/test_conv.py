@@ -237,6 +237,11 @@ def test_torch_agreement_over_random_configs(isa):
     (lambda x, w: F.conv2d(rb.Tensor(x), rb.Tensor(w), None, 2, "same"), "strided"),
     (lambda x, w: F.conv_transpose2d(rb.Tensor(x), rb.Tensor(w[:, :, :1, :1]), None, 1, 0, 1), "output_padding"),
     (lambda x, w: F.conv_transpose2d(rb.Tensor(x[:, :, :1, :1]), rb.Tensor(w), None, 1, 2), "not positive"),
+    # only the height is not positive: the message gives the width too (it printed 0 before)
+    (lambda x, w: F.conv_transpose2d(rb.Tensor(x[:, :, :1]), rb.Tensor(w[:, :, :2]), None, (1, 2), 1, 0, 1, (1, 2)),
+     r"output size 0x11 is not positive \(input \(2, 3, 1, 5\), weight \(3, 3, 2, 3\)\)"),
+    # an empty batch is named as this op's input (it was reported as the output's shape)
+    (lambda x, w: F.conv_transpose2d(rb.Tensor(x[:0]), rb.Tensor(w), None), r"empty dimension \(input \(0, 3, 5, 5\)"),
 ])
 def test_invalid_configurations_raise_value_error(rng, call, fragment):
     x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)

@@ -261,14 +261,18 @@ py::array conv_transpose2d_forward_entry(py::handle x_obj, py::handle w_obj, py:
   const std::string too_large = cat(op, ": stride ", shape_str(stride), ", padding ", shape_str(padding),
                                     ", output_padding ", shape_str(output_padding), " and dilation ",
                                     shape_str(dilation), " give an output size beyond int64", shapes);
+  // Checked here, with this op's shapes: below, the geometry of the equivalent convolution would
+  // name this op's output its input.
+  if (x.size() == 0 || w.size() == 0) value_error(op, ": empty dimension", shapes);
   for (int d = 0; d < 2; ++d) {
     // (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1, none of it wrapping around
     int64_t size = checked_mul(x.shape(2 + d) - 1, stride[d], too_large);
     size = checked_add(size, -checked_mul(2, padding[d], too_large), too_large);
     size = checked_add(size, checked_mul(dilation[d], w.shape(2 + d) - 1, too_large), too_large);
     out_hw[d] = checked_add(checked_add(size, output_padding[d], too_large), 1, too_large);
-    if (out_hw[d] < 1) value_error(op, ": the output size ", out_hw[0], "x", out_hw[1], " is not positive", shapes);
   }
+  if (out_hw[0] < 1 || out_hw[1] < 1)
+    value_error(op, ": the output size ", out_hw[0], "x", out_hw[1], " is not positive", shapes);
   ConvGeometry g = geometry_from_output(op, x, w, out_hw, stride, padding, dilation, groups);
   const int64_t C_out = g.C;
   check_bias(bias, op, C_out, x, w);

@@ -373,6 +373,8 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
     shape = list(x.shape)
 
     def backward(grad):
+        if rois.shape[0] == 0:  # no boxes (a step without proposals): nothing reaches the input
+            return (_device.full(tuple(shape), 0, x.dtype, x.data),)
         return (_kernels.roi_pool_backward(_device.ascontiguousarray(grad), rois, argmax, shape),)
 
     return result(y, (x,), backward, "RoIPoolBackward")

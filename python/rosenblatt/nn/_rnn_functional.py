@@ -10,6 +10,7 @@ of it, so gradients from any of them reach the same backward call.
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -148,10 +149,17 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
 def _check_table(weight: Tensor, padding_idx: int | None) -> int | None:
     """weight must be a 2-D table; padding_idx None or in [-num, num) (as torch), returned non-negative.
     Out of range, the backward zeroed another row's gradient (negative) or failed in NumPy."""
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"embedding: weight must be a Tensor, got {type(weight).__name__}")
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got shape {weight.shape}")
     if padding_idx is None:
         return None
+    try:
+        padding_idx = operator.index(padding_idx)
+    except TypeError:
+        raise TypeError(f"embedding: padding_idx must be an integer, got {padding_idx!r} (weight of shape "
+                        f"{weight.shape})") from None
     num = weight.shape[0]
     if not -num <= padding_idx < num:
         raise ValueError(f"embedding: padding_idx {padding_idx} is outside [-{num}, {num}) for weight of shape "

@@ -347,6 +347,8 @@ class Embedding(Module):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Embedding: {arg} must be a positive integer, got {value!r}")
         if padding_idx is not None:
+            if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool):
+                raise TypeError(f"Embedding: padding_idx must be an integer, got {padding_idx!r}")
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is outside the table of {num_embeddings}")
             padding_idx %= num_embeddings
