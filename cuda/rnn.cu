@@ -331,7 +331,7 @@ RB_HD void forward_pair(const StepParams<T>& p, int64_t b, int64_t u, const T* s
   } else {  // Elman
     T* g = p.gates + b * H;
     const T v = g[u] + s[0] + bias(p, u);
-    const T h = K == Step::rnn_relu ? (v > T(0) ? v : T(0)) : tanh_hd(v);
+    const T h = K == Step::rnn_relu ? (v <= T(0) ? T(0) : v) : tanh_hd(v);  // relu keeps a NaN, as the CPU
     g[u] = h;
     store_state(p, b, u, h, T(0), false);
   }
@@ -391,7 +391,7 @@ RB_HD void backward_pair(const StepParams<T>& p, int64_t b, int64_t u, const T* 
       }  // Cho: dr needs the whole n block (back_cho_reset, the next launch)
     } else {
       const T v = g[u];
-      dg[u] = K == Step::back_rnn_relu ? (v > T(0) ? dht : T(0)) : dht * (T(1) - v * v);
+      dg[u] = K == Step::back_rnn_relu ? (v <= T(0) ? T(0) : dht) : dht * (T(1) - v * v);
       p.carry[i] = T(0);
     }
   }

@@ -166,3 +166,14 @@ def test_batch_norm_1d_matches_torch(rng):
     assert_close(y.data, ty.detach().numpy(), 1e-5, 1e-4, "y")
     assert_close(xt.grad.data, tx.grad.numpy(), 1e-5, 1e-4, "grad input")
     assert_close(ours.running_var.data, theirs.running_var.numpy(), 1e-6, 1e-5, "running_var")
+
+
+def test_batchnorm_eval_gradient_does_not_read_the_input():
+    # In evaluation dx = g * weight / sqrt(running_var + eps): a NaN in x gave NaN through (x - mean) * 0.
+    x = np.arange(8, dtype=np.float32).reshape(2, 2, 2, 1)
+    x[0, 0, 0, 0] = np.nan
+    bn = nn.BatchNorm2d(2).eval()
+    xt = rb.Tensor(x, requires_grad=True)
+    bn(xt).backward(np.ones(x.shape, np.float32))
+    assert_close(xt.grad.data, np.full(x.shape, 1 / np.sqrt(1 + 1e-5), np.float32), 1e-7, 1e-6, "dx")
+    assert np.isnan(bn.weight.grad.data[0]) and np.isfinite(bn.weight.grad.data[1])  # dw reads x: NaN, as torch

@@ -330,3 +330,23 @@ def test_grid_rnn_bad_input():
     layer = nn.GridRNN2d(3, 4)
     with pytest.raises(ValueError, match=r"GridRNN2d: input has shape \(2, 5, 4, 4\)"):
         layer(rb.Tensor(np.zeros((2, 5, 4, 4), np.float32)))
+
+
+@pytest.mark.parametrize("isa", ["avx2", "scalar"], indirect=True)
+def test_relu_passes_the_gradient_at_nan_like_torch(isa):
+    """torch's threshold_backward zeroes the gradient where the output is <= 0, so a NaN output passes it;
+    `output > 0` dropped it (the element-wise relu and the recurrences' relu)."""
+    x = rb.Tensor(np.array([np.nan, -1.0, 2.0], np.float32), requires_grad=True)
+    rb.sum(F.relu(x)).backward()
+    np.testing.assert_array_equal(x.grad.data, [1.0, 0.0, 1.0])
+    cell = nn.RNNCell(2, 3, nonlinearity="relu")
+    x = rb.Tensor(np.array([[np.nan, 1.0], [0.5, -1.0]], np.float32), requires_grad=True)
+    rb.sum(cell(x)).backward()
+    # row 0: every pre-activation is NaN and passes the gradient, dx = W_ih^T . 1
+    assert_close(x.grad.data[0], cell.weight_ih.data.sum(axis=0), 1e-6, 1e-6, "dx of the NaN row")
+    torch = torch_or_skip()
+    theirs = torch.nn.RNNCell(2, 3, nonlinearity="relu")
+    theirs.load_state_dict({k: torch.tensor(np.asarray(v.data)) for k, v in cell.state_dict().items()})
+    tx = torch.tensor(x.data, requires_grad=True)
+    theirs(tx).sum().backward()
+    assert_close(x.grad.data, tx.grad.numpy(), 1e-6, 1e-5, "dx against torch")

@@ -125,7 +125,11 @@ void batch_norm_backward(const BatchNormBackward<T>& a) {
       const T* g = a.grad + (n * C + c) * L;
       const T* x = a.x + (n * C + c) * L;
       T* dx = a.dx + (n * C + c) * L;
-      for (int64_t l = 0; l < L; ++l) dx[l] = g[l] * scale_t - (x[l] - mean_t) * k_t - j_t;
+      if (a.training) {
+        for (int64_t l = 0; l < L; ++l) dx[l] = g[l] * scale_t - (x[l] - mean_t) * k_t - j_t;
+      } else {  // x does not enter (a NaN in x must not reach dx through (x - mean) * 0)
+        for (int64_t l = 0; l < L; ++l) dx[l] = g[l] * scale_t;
+      }
     }
   }
   record_impl("batch_norm_backward", "channels_parallel");

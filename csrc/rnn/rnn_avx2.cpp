@@ -371,7 +371,8 @@ void rnn_step_backward_avx2(const StepBackward& s, bool relu) {
     for (int64_t j = s.j0; j < s.j1; j += 8) {
       const Lanes l = lanes(s.j1 - j);
       const __m256 dh = total_dh(s, b, j, l), v = load(g + j, l);
-      const __m256 d = relu ? _mm256_and_ps(dh, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ))
+      // relu passes the gradient unless h' <= 0 (torch's threshold_backward): a NaN h' passes it
+      const __m256 d = relu ? _mm256_and_ps(dh, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ))
                             : _mm256_mul_ps(dh, dtanh(v));
       store(dg + j, d, l);
       store(s.dh_prev + b * H + j, _mm256_setzero_ps(), l);

@@ -149,7 +149,8 @@ void rnn_backward_ref(const RnnBackwardArgs<T>& a) {
           dh_direct[j] = dht[j] * z;
         } else {
           const T v = gates[j];
-          dgx[j] = a.cell == RnnCell::rnn_relu ? (v > T(0) ? dht[j] : T(0)) : dht[j] * (T(1) - v * v);
+          // relu: zero unless h' <= 0, so a NaN h' passes the gradient (torch's threshold_backward)
+          dgx[j] = a.cell == RnnCell::rnn_relu ? (v <= T(0) ? T(0) : dht[j]) : dht[j] * (T(1) - v * v);
           dh_direct[j] = T(0);
         }
       }

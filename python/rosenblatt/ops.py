@@ -960,8 +960,9 @@ def _zero_where_not(g: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def relu(x: Tensor) -> Tensor:
     out = np.maximum(x.data, 0)
     if not isinstance(out, np.ndarray):
-        return result(out, (x,), lambda g: (np.where(out > 0, g, 0),), "ReluBackward")
-    return result(out, (x,), lambda g: (_zero_where_not(np.asarray(g, out.dtype), out > 0),), "ReluBackward")
+        return result(out, (x,), lambda g: (np.where(out <= 0, 0, g),), "ReluBackward")
+    # The gradient passes unless out <= 0 (torch's threshold_backward): where x is NaN, so is out, and it passes.
+    return result(out, (x,), lambda g: (_zero_where_not(np.asarray(g, out.dtype), ~(out <= 0)),), "ReluBackward")
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
