@@ -114,3 +114,14 @@ def test_cuda_producer_is_refused_clearly():
 def test_non_producer_is_refused():
     with pytest.raises(TypeError, match="from_dlpack"):
         rosenblatt.from_dlpack([1.0, 2.0])
+
+
+def test_flipped_tensor_is_exported_as_a_copy():
+    # Negative strides (rb.flip, x[::-1]) went out as they were, and torch's importer aborted the process.
+    x = rosenblatt.flip(rosenblatt.arange(6, dtype=rosenblatt.float32).reshape(2, 3), 1)
+    assert any(step < 0 for step in x.data.strides)
+    np.testing.assert_array_equal(np.from_dlpack(x), [[2, 1, 0], [5, 4, 3]])
+    with pytest.raises(BufferError, match="negative strides"):
+        x.__dlpack__(copy=False)
+    torch = torch_or_skip()
+    np.testing.assert_array_equal(torch.from_dlpack(x).numpy(), [[2, 1, 0], [5, 4, 3]])

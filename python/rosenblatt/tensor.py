@@ -254,7 +254,15 @@ class Tensor:
             return self.data.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
         if stream is not None:  # the DLPack spec: CPU producers take no stream
             raise BufferError(f"__dlpack__: a CPU tensor takes stream=None, got {stream!r}")
-        return self.data.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+        data = self.data
+        if any(step < 0 for step in data.strides):
+            # A flipped view (rb.flip, x[::-1]): DLPack can carry negative strides, but consumers
+            # refuse them, torch's by aborting the process. Export a copy instead.
+            if copy is False:
+                raise BufferError(f"__dlpack__: a tensor with negative strides {data.strides} (shape {data.shape}) "
+                                  "can only be exported as a copy, and copy=False was asked")
+            data = np.ascontiguousarray(data)
+        return data.__dlpack__(stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
 
     def __dlpack_device__(self) -> tuple:
         return self.data.__dlpack_device__()
