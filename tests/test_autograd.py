@@ -462,6 +462,28 @@ def test_backward_refuses_values_changed_in_place_after_the_forward():
         loss.backward()
 
 
+@pytest.mark.parametrize("update", ["detached", "view", "optimizer_step", "load_state_dict"])
+def test_backward_refuses_storage_changed_through_another_tensor(update):
+    """The version is the storage's: a change through a detached tensor or a view, an optimiser's step
+    or load_state_dict between forward and backward made the gradient use the new values silently
+    (x.grad [22, 24, 26] for [2, 4, 6], say). torch refuses each."""
+    layer = rosenblatt.nn.Linear(3, 1, bias=False)
+    x = rosenblatt.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    y = (layer(x) * x).sum()
+    if update == "detached":
+        x.detach().add_(10.0)
+    elif update == "view":
+        with rosenblatt.no_grad():
+            x[0, 0:2].mul_(100.0)
+    elif update == "optimizer_step":
+        y.backward(retain_graph=True)
+        rosenblatt.optim.SGD(layer.parameters(), lr=1.0).step()
+    else:
+        layer.load_state_dict({"weight": rosenblatt.tensor([[5.0, 7.0, 9.0]])})
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.backward()
+
+
 def test_in_place_update_between_steps_is_fine():
     w = rosenblatt.tensor([1.0, 2.0], requires_grad=True)
     for _ in range(2):

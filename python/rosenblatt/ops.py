@@ -671,7 +671,7 @@ def setitem(x: Tensor, index, value) -> None:
     index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
     try:
         x.data[index] = value.data
-        x._version += 1
+        x._bump_version()
     except (IndexError, ValueError) as error:
         raise ValueError(f"setitem: cannot assign a value of shape {value.shape} to index {index!r} of a tensor "
                          f"of shape {x.shape}: {error}") from None
@@ -1201,10 +1201,13 @@ def _inplace(op: str, fn):
         other_data = None if other is None else as_tensor(other, like=self).data
         try:
             fn(self.data, other_data, **kwargs)
-            self._version += 1
+            self._bump_version()
         except ValueError:
             raise ValueError(f"{op}: cannot update shape {self.shape} in place with shape "
                              f"{np.shape(other_data)}") from None
+        except TypeError:  # NumPy's casting refusal (float into an int tensor, say)
+            raise TypeError(f"{op}: cannot update a {self.dtype} tensor of shape {self.shape} in place with "
+                            f"{getattr(other_data, 'dtype', type(other).__name__)} values") from None
         return self
 
     update.__name__ = op

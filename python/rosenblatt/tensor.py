@@ -13,8 +13,10 @@ summing the gradients that reach each node, and accumulating (+=) into the
 from __future__ import annotations
 
 import contextlib
+import operator
 import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -149,7 +151,7 @@ class Tensor:
     """An n-dimensional array with an optional gradient, stored as a NumPy array on the CPU or as a
     DeviceArray on a CUDA device."""
 
-    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "_version", "_saved_versions",
+    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "_saved_versions",
                  "__weakref__")
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
     __hash__ = object.__hash__  # comparisons return Tensors, identity stays the hash (as torch)
@@ -163,8 +165,7 @@ class Tensor:
         self._parents = _parents
         self._backward = _backward
         self._op = _op
-        self._version = 0  # bumped by in-place updates, so backward can refuse stale saved values
-        self._saved_versions = None  # the parents' versions when this node was recorded
+        self._saved_versions = None  # this node's and its parents' storage versions when it was recorded
 
     # ---- basic properties --------------------------------------------------------------
     @property
@@ -233,6 +234,14 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         return Tensor(self.data)
+
+    @property
+    def _version(self) -> int:
+        """How many in-place updates the storage has had (shared by views, as torch's _version)."""
+        return _STORAGE_VERSIONS.get(id(_storage(self.data)), 0)
+
+    def _bump_version(self) -> None:
+        _bump_storage_version(self.data)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self.data.dtype.kind not in "fc":
@@ -313,7 +322,7 @@ class Tensor:
                             and held.flags.writeable and _owns_memory(held)):
                         # Into the array .grad owns, as torch accumulates: no fresh array per backward.
                         np.add(held, grad, out=held)
-                        node.grad._version += 1
+                        node.grad._bump_version()
                     elif held is None:  # the gradient itself when nothing else refers to it, as torch steals it
                         node.grad = Tensor(grad if _sole_reference(grad) else np.array(grad))
                     else:
@@ -338,6 +347,7 @@ class Tensor:
             if not retain_graph:
                 node._backward = _graph_freed
                 node._parents = ()
+                node._saved_versions = None
 
     def _topological_order(self) -> list:
         """Nodes that require grad, each after every node that consumes it (iterative DFS)."""
@@ -359,16 +369,71 @@ class Tensor:
         return order
 
 
+# ---- storage versions ------------------------------------------------------------------------------
+# An in-place update (x.add_, x[i] = v, an optimiser's step, init.*_) bumps a counter kept per
+# storage: the array that owns the memory (a NumPy view's base; a DeviceArray itself). Views,
+# detached tensors and the parameter an optimiser updates therefore share it with every tensor that
+# reads the same memory, as torch's version counters are shared between views. Counters exist only
+# for storages updated in place, and go with them.
+_STORAGE_VERSIONS: dict = {}
+_BUMPS = [0]  # in-place updates so far, of any storage: while unchanged, no version has moved
+_NDARRAY = np.ndarray
+
+
+def _storage(data):
+    if type(data) is _NDARRAY:
+        base = data.base
+        if type(base) is _NDARRAY:  # NumPy points a view of a view at the owner itself
+            return base
+    return data
+
+
+def _bump_storage_version(data) -> None:
+    root = _storage(data)
+    key = id(root)
+    if key not in _STORAGE_VERSIONS:
+        try:  # the entry goes when the storage does (its id may then be reused)
+            weakref.finalize(root, _STORAGE_VERSIONS.pop, key, None)
+        except TypeError:  # a storage type without weak references: the entry stays
+            pass
+    _STORAGE_VERSIONS[key] = _STORAGE_VERSIONS.get(key, 0) + 1
+    _BUMPS[0] += 1
+
+
+def _storage_versions(arrays) -> tuple | None:
+    """The versions of the arrays' storages; None when no storage has a version yet (all 0)."""
+    if not _STORAGE_VERSIONS:
+        return None
+    get = _STORAGE_VERSIONS.get
+    return tuple([get(id(_storage(a)), 0) for a in arrays])
+
+
+_DATA = operator.attrgetter("data")
+
+
+def _record_versions(out: Tensor, parents: tuple) -> tuple:
+    """What a node keeps to check its inputs at backward time: its output's and parents' arrays (a
+    replaced .data shows as another array), their storages' versions, and the update count."""
+    arrays = (out.data, *map(_DATA, parents))
+    return _BUMPS[0], arrays, _storage_versions(arrays)
+
+
 def _check_not_modified(node: Tensor) -> None:
     """A backward closure reads the values its op saw; if an input or the output itself was since changed
-    in place (under no_grad), its gradient would be silently wrong, so refuse, as torch does.
+    in place (under no_grad; through a view or a detached tensor too), or given other storage
+    (load_state_dict), its gradient would be silently wrong, so refuse, as torch does.
     (Conservative: torch only checks the values an op actually saved.)"""
     if node._saved_versions is None:
         return
-    changed = node._version != 0 or any(p._version != v for p, v in zip(node._parents, node._saved_versions))
-    if changed:
-        raise RuntimeError(f"backward: a tensor used by {node._op} (output shape {node.shape}) was modified by an "
-                           "in-place operation after the forward pass; recompute the forward or avoid the update")
+    bumps, arrays, versions = node._saved_versions
+    if node.data is arrays[0] and all(map(operator.is_, map(_DATA, node._parents), arrays[1:])):
+        if bumps == _BUMPS[0]:
+            return
+        zeros = (0,) * len(arrays)
+        if (_storage_versions(arrays) or zeros) == (versions or zeros):
+            return
+    raise RuntimeError(f"backward: a tensor used by {node._op} (output shape {node.shape}) was modified by an "
+                       "in-place operation after the forward pass; recompute the forward or avoid the update")
 
 
 def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
@@ -414,7 +479,7 @@ def result(data: np.ndarray, parents: tuple, backward, op: str) -> Tensor:
     """Wrap an op's output, recording the graph edge only when grad mode is on and a parent needs grad."""
     if is_grad_enabled() and any(p.requires_grad for p in parents):
         out = Tensor(data, requires_grad=True, _parents=parents, _backward=backward, _op=op)
-        out._saved_versions = tuple(p._version for p in parents)
+        out._saved_versions = _record_versions(out, parents)
         return out
     return Tensor(data)
 

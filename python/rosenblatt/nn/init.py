@@ -62,12 +62,12 @@ def _fill(tensor: Tensor, values) -> Tensor:
         if np.ndim(values) and not isinstance(values, _device.DeviceArray):
             values = _device.on_device_of(np.asarray(values), tensor.data)
         tensor.data[...] = values
-        tensor._version += 1
+        tensor._bump_version()
         return tensor
     if not tensor.data.flags.writeable:
         tensor.data = np.array(tensor.data)
     tensor.data[...] = values
-    tensor._version += 1
+    tensor._bump_version()
     return tensor
 
 

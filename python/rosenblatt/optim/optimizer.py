@@ -134,6 +134,7 @@ class Optimizer:
                     if isinstance(value, Tensor) and type(value.data) is not type(param.data):
                         value.data = _device.to_device(value.data, param.device, f"{type(self).__name__}.step")
                 self._update(group, param, grad, state)
+                param._bump_version()  # a graph recorded before the step now refuses its stale weights
         return loss
 
     def _update(self, group: dict, param: Tensor, grad: np.ndarray, state: dict) -> None:
