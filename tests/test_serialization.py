@@ -2,11 +2,13 @@
 atomic writes (a writer killed mid-save) and clear errors on damaged files."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -138,6 +140,8 @@ def test_unsavable_values_raise_type_errors(tmp_path):
         rosenblatt.save({"a.b": np.zeros(1), "a": {"b": np.zeros(1)}}, tmp_path / "m")
     with pytest.raises(TypeError):
         rosenblatt.save({"a": np.array(["text", "array"])}, tmp_path / "m")
+    with pytest.raises(ValueError, match="nested more than"):
+        rosenblatt.save(_nested_lists(150), tmp_path / "m")
     assert not os.listdir(tmp_path)  # failed saves leave no file and no temporary behind
 
 
@@ -179,6 +183,139 @@ def test_not_a_checkpoint(tmp_path):
         rosenblatt.load(tmp_path / "text")
     with pytest.raises(FileNotFoundError):
         rosenblatt.load(tmp_path / "missing")
+
+
+def _nested_lists(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _replace_header(content: bytes, header: bytes) -> bytes:
+    """content with its safetensors header replaced (and the size prefix updated)."""
+    size = int.from_bytes(content[:8], "little")
+    return len(header).to_bytes(8, "little") + header + content[8 + size:]
+
+
+def _loads_the_same(path, expected):
+    try:
+        _equal(rosenblatt.load(path), expected)
+    except AssertionError:
+        return False
+    return True
+
+
+def test_changed_dtype_or_epoch_in_the_header_is_detected(tmp_path):
+    path = tmp_path / "ck.safetensors"
+    rosenblatt.save({"w": Tensor(np.ones(3, np.float32)), "epoch": 3}, path)
+    good = path.read_bytes()
+    for old, new in [(b'"F32"', b'"I32"'), (rb'\"epoch\": 3', rb'\"epoch\": 8')]:
+        assert old in good
+        path.write_bytes(good.replace(old, new, 1))
+        with pytest.raises(CheckpointError, match="header .* does not match its checksum"):
+            rosenblatt.load(path)
+
+
+def test_every_single_byte_change_of_the_header_is_detected(tmp_path):
+    """Each byte of the size prefix and the JSON header, replaced by bytes that keep the JSON
+    plausible (digits, dtype letters, quotes, space): CheckpointError naming the file, or the same content."""
+    path, damaged = tmp_path / "good.safetensors", tmp_path / "damaged.safetensors"
+    obj = {"w": Tensor(np.arange(6, dtype=np.float32).reshape(2, 3)), "ids": np.arange(2, dtype=np.int16),
+           "epoch": 3, "betas": (0.9, None)}
+    rosenblatt.save(obj, path)
+    good = path.read_bytes()
+    header_end = 8 + int.from_bytes(good[:8], "little")
+    undetected = []
+    for position in range(header_end):
+        for byte in set(b'0123456789IFUB" ') - {good[position]}:
+            damaged.write_bytes(good[:position] + bytes([byte]) + good[position + 1:])
+            try:
+                same = _loads_the_same(damaged, obj)
+            except CheckpointError as error:
+                assert str(damaged) in str(error)
+                continue
+            if not same:
+                undetected.append((position, good[max(0, position - 10):position + 10], chr(byte)))
+    assert not undetected, f"{len(undetected)} changes load different content, e.g. {undetected[:5]}"
+
+
+def _save_format_1(path, arrays: dict, structure: str):
+    """A checkpoint as rosenblatt wrote it before format 2: no header checksum, only a CRC-32
+    of the tensor names and bytes; `structure` is the JSON text of the skeleton."""
+    from safetensors.numpy import save_file
+    crc = 0
+    for name in sorted(arrays):
+        crc = zlib.crc32(arrays[name].tobytes(), zlib.crc32(name.encode(), crc))
+    save_file(arrays, str(path), metadata={"format": "pt", "rosenblatt.format": "1",
+                                           "rosenblatt.structure": structure, "rosenblatt.crc32": f"{crc:08x}"})
+
+
+def test_format_1_files_still_load(tmp_path):
+    path = tmp_path / "old.safetensors"
+    arrays = {"model.w": np.arange(6, dtype=np.float32).reshape(2, 3), "ids": np.arange(3, dtype=np.int64)}
+    structure = {"__dict__": [["model", {"w": {"__tensor__": "model.w"}}], ["ids", {"__ndarray__": "ids"}],
+                              [0, {"step": 2, "betas": {"__tuple__": [0.9, 0.999]}}], ["epoch", 4]]}
+    _save_format_1(path, arrays, json.dumps(structure))
+    _equal(rosenblatt.load(path), {"model": {"w": Tensor(arrays["model.w"])}, "ids": arrays["ids"],
+                                   0: {"step": 2, "betas": (0.9, 0.999)}, "epoch": 4})
+    content = bytearray(path.read_bytes())
+    content[-1] ^= 0x01  # the data checksum still guards format 1
+    path.write_bytes(bytes(content))
+    with pytest.raises(CheckpointError, match="tensor data does not match"):
+        rosenblatt.load(path)
+
+
+@pytest.mark.parametrize("structure, problem", [
+    ('{"__dict__": 5}', "__dict__ holds 5, not a list"),
+    ('{"__dict__": [5]}', r"not a \[key, value\] pair"),
+    ('{"__dict__": [[1.5, 2]]}', r"not a \[key, value\] pair"),
+    ('{"__dict__": [[true, 2]]}', r"not a \[key, value\] pair"),
+    ('{"__dict__": [["a", 1, 2]]}', r"not a \[key, value\] pair"),
+    ('{"__tuple__": 3}', "__tuple__ holds 3, not a list"),
+    ('{"__tuple__": "ab"}', "__tuple__ holds 'ab', not a list"),
+    ('{"__tensor__": [1]}', r"__tensor__ holds \[1\], not a tensor name"),
+    ('{"x": {"__ndarray__": {"a": 1}}}', "at x: __ndarray__ holds"),
+    ('{"__tensor__": "w", "x": 1}', "shares its dict with other keys"),
+    pytest.param("[" * 150 + "]" * 150, "nested more than 100 levels", id="150 levels"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "unreadable structure .*Recursion", id="100000 levels"),
+])
+def test_malformed_structures_raise_checkpoint_errors(tmp_path, structure, problem):
+    path = tmp_path / "malformed.safetensors"
+    _save_format_1(path, {"w": np.ones(2, np.float32)}, structure)  # format 1: no header checksum to fail first
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*" + problem):
+        rosenblatt.load(path)
+
+
+def _safetensors_file(path, dtype: str, shape: list, data: bytes):
+    """A one-tensor safetensors file named "w", written by hand (for dtypes NumPy lacks)."""
+    header = json.dumps({"w": {"dtype": dtype, "shape": shape, "data_offsets": [0, len(data)]}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+
+
+def test_bfloat16_tensors_load_as_float32(tmp_path):
+    values = np.array([[1.0, -2.5, 3.140625], [np.inf, 0.0, -1.5e-40]], np.float32)
+    values = (values.view(np.uint32) & 0xFFFF0000).view(np.float32)  # exactly representable in bfloat16
+    bits = (values.view(np.uint32) >> 16).astype("<u2")
+    _safetensors_file(tmp_path / "bf16.safetensors", "BF16", [2, 3], bits.tobytes())
+    loaded = rosenblatt.load(tmp_path / "bf16.safetensors")
+    _equal(loaded, {"w": Tensor(values)})
+
+
+def test_bfloat16_files_written_by_torch_load(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    weight = torch.tensor([[0.1, -2.0], [3.5, 1e30]], dtype=torch.bfloat16)
+    save_file({"weight": weight}, str(tmp_path / "torch.safetensors"))
+    loaded = rosenblatt.load(tmp_path / "torch.safetensors")
+    assert loaded["weight"].dtype == np.float32
+    assert np.array_equal(loaded["weight"].data, weight.float().numpy())
+
+
+def test_dtypes_numpy_lacks_raise_checkpoint_errors(tmp_path):
+    _safetensors_file(tmp_path / "f8.safetensors", "F8_E4M3", [4], bytes(4))
+    with pytest.raises(CheckpointError, match="f8.safetensors.*'w'.*F8_E4M3"):
+        rosenblatt.load(tmp_path / "f8.safetensors")
 
 
 def test_wrong_keys_or_shapes_at_load_state_dict(tmp_path):
@@ -228,3 +365,22 @@ def test_a_writer_killed_during_save_leaves_the_previous_file_intact(tmp_path):
             assert np.all(block == step), "a checkpoint mixes two saves"
     leftovers = [name for name in os.listdir(tmp_path) if name != "ckpt.safetensors"]
     assert all(name.startswith(".ckpt.safetensors.") for name in leftovers), leftovers
+    assert len(leftovers) <= 1, leftovers  # each writer's first save removed its killed predecessor's
+
+
+def test_save_removes_the_temporary_of_a_killed_save_and_nothing_else(tmp_path):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = f".ckpt.{finished.pid}.a1b2c3d_.tmp"  # a save killed before its rename
+        kept = [f".ckpt.{running.pid}.a1b2c3d_.tmp",  # a save in progress
+                f".other.{finished.pid}.a1b2c3d_.tmp", ".ckpt.a1b2c3d_.tmp", f".ckpt.{finished.pid}.tmp",
+                f".ckpt.1.{finished.pid}.a1b2c3d_.tmp", "ckpt.backup"]
+        for name in [stale] + kept:
+            (tmp_path / name).write_bytes(b"partial")
+        rosenblatt.save({"epoch": 1}, tmp_path / "ckpt")
+        assert sorted(os.listdir(tmp_path)) == sorted(kept + ["ckpt"])
+    finally:
+        running.kill()
+        running.wait()
