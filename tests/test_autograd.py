@@ -104,6 +104,9 @@ CASES = [
     Case("index_bool_mask", lambda lib, F, a: a[targets(lib, MASK)] ** 2, [(3, 4)]),
     Case("index_bool_rows", lambda lib, F, a: a[targets(lib, [True, False, True])] ** 2, [(3, 4)]),
     Case("gather_repeats", lambda lib, F, a: a.gather(1, targets(lib, [[0, 0, 2], [1, 1, 1]])) ** 2, [(2, 3)]),
+    # an index smaller than the input outside dim reads only the part it covers (NumPy would broadcast it)
+    Case("gather_smaller_index", lambda lib, F, a: a.gather(1, targets(lib, [[0, 3]])) ** 2
+         + a.gather(0, targets(lib, [[2], [0]])).sum(), [(3, 4)]),
     Case("masked_fill", lambda lib, F, a: a.masked_fill(targets(lib, MASK), 2.0) ** 2, [(3, 4)]),
     Case("clone_contiguous", lambda lib, F, a: a.T.contiguous().clone() ** 2, [(3, 4)]),
     Case("unflatten", lambda lib, F, a: a.unflatten(1, (2, 3)) * lib.arange(12.0).reshape(2, 2, 3), [(2, 6)]),
@@ -139,6 +142,9 @@ CASES = [
     Case("elu", lambda lib, F, a: F.elu(a, 0.7), [(3, 4)]),
     Case("hardtanh", lambda lib, F, a: F.hardtanh(a, -0.5, 0.8), [(3, 4)]),
     Case("normalize", lambda lib, F, a: F.normalize(a, dim=1), [(3, 4)]),
+    Case("normalize_p", lambda lib, F, a: F.normalize(a, 3, 0) + F.normalize(a, 1, -1) + F.normalize(a, np.inf, 1),
+         [(3, 4)]),
+    Case("expm1", lambda lib, F, a: lib.expm1(a), [(3, 4)]),
     Case("softmax", lambda lib, F, a: F.softmax(a, 1), [(3, 4)]),
     Case("softmax_dim0_3d", lambda lib, F, a: F.softmax(a * 50, 0), [(3, 2, 2)]),
     Case("log_softmax", lambda lib, F, a: F.log_softmax(a, -1), [(3, 4)]),
@@ -395,6 +401,33 @@ def test_relu_and_clamp_gradients_at_the_kinks_match_torch():
         fn(rosenblatt, ours).sum().backward()
         fn(torch, theirs).sum().backward()
         assert ours.grad.tolist() == theirs.grad.tolist()
+
+
+def test_gradients_at_degenerate_points_match_torch():
+    """Where the chain rule meets 0 * inf, torch defines the gradient: 0 for std over a constant slice
+    and for the norm of a zero row (normalize then gives 1 / eps); hardtanh stops at its bounds (clamp's
+    gradient passes there). These were NaN, NaN and 1."""
+    torch = pytest.importorskip("torch")
+    rows = np.array([[1.5, 1.5, 1.5], [0.0, 0.0, 0.0], [0.5, -2.0, 1.0]])
+    cases = [
+        lambda lib, F, x: x.std(1),
+        lambda lib, F, x: x.std(1, unbiased=False, keepdim=True) * x,
+        lambda lib, F, x: F.normalize(x, 2.0, 1) * lib.arange(3.0),
+        lambda lib, F, x: F.normalize(x, 1.0, 1) + F.normalize(x, 3.0, 1) + F.normalize(x, float("inf"), 1),
+        lambda lib, F, x: F.hardtanh(x, -2.0, 1.5),
+    ]
+    for i, fn in enumerate(cases):
+        ours, theirs = rosenblatt.tensor(rows, requires_grad=True), torch.tensor(rows, requires_grad=True)
+        out = fn(rosenblatt, rosenblatt.nn.functional, ours)
+        assert_close(out.data, fn(torch, torch.nn.functional, theirs).detach().numpy(), 1e-12, 1e-12, f"case {i}")
+        out.sum().backward()
+        fn(torch, torch.nn.functional, theirs).sum().backward()
+        assert_close(ours.grad.data, theirs.grad.numpy(), 1e-12, 1e-9, f"case {i} gradient")
+
+
+def test_elu_keeps_its_digits_near_zero():
+    x = rosenblatt.tensor(np.array([-1e-8, -1e-5, -1e-3], np.float32))
+    assert_close(rosenblatt.nn.functional.elu(x).data, np.expm1(x.data.astype(np.float64)), 0, 1e-6, "elu")
 
 
 def test_clamp_with_tensor_bounds_gives_ties_to_the_input():

@@ -109,3 +109,9 @@ def test_bad_arguments_raise(kwargs, error):
 def test_sampler_gives_the_order():
     loader = DataLoader(_dataset(), batch_size=2, sampler=[9, 0, 5])
     assert [list(y.data) for _, y in loader] == [[9, 0], [5]] and len(loader) == 2
+
+
+def test_default_collate_of_mixed_numbers_is_float():
+    # The first example decided: [1, 2.5] became int64 [1, 2].
+    np.testing.assert_array_equal(default_collate([1, 2.5]).numpy(), np.array([1.0, 2.5], np.float32))
+    assert default_collate([1, 2]).dtype == np.int64

@@ -429,3 +429,26 @@ def test_bilinear_kernel_interpolates_linearly():
 def test_init_bad_input(fn, message):
     with pytest.raises((ValueError, TypeError), match=message):
         fn()
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # torch's, for its own layer
+@pytest.mark.parametrize("in_features,out_features,batch", [(3, 6, 0), (3, 0, 4), (0, 6, 4)])
+def test_linear_with_an_empty_dimension_matches_torch(in_features, out_features, batch):
+    # Each failed: "gemm: out ... has elements that share memory" or NumPy's reshape(-1, 0).
+    rosenblatt.manual_seed(0)
+    layer = nn.Linear(in_features, out_features)
+    x = rosenblatt.Tensor(np.ones((batch, in_features), np.float32), requires_grad=True)
+    y = layer(x)
+    assert y.shape == (batch, out_features)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and layer.weight.grad.shape == layer.weight.shape
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.Linear(in_features, out_features)
+    theirs.load_state_dict({k: torch.tensor(np.asarray(v.data)) for k, v in layer.state_dict().items()})
+    tx = torch.ones((batch, in_features), requires_grad=True)
+    ty = theirs(tx)
+    ty.sum().backward()
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layer.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layer.bias.grad.data, theirs.bias.grad.numpy(), rtol=1e-6)
+    assert rosenblatt.matmul(rosenblatt.zeros(5, 2, 0), rosenblatt.zeros(0, 4)).shape == (5, 2, 4)

@@ -4,7 +4,7 @@ import pytest
 
 import rosenblatt
 import rosenblatt.nn.functional as F
-from conftest import assert_close
+from conftest import assert_close, torch_or_skip
 
 
 def f32(rng, *shape):
@@ -366,6 +366,15 @@ def test_linear_shape_and_dtype_errors():
     (lambda x: x.clamp(), ValueError, r"^clamp: "),
     (lambda x: x.long().mean(), TypeError, r"^mean: .*int64"),
     (lambda x: x.gather(1, rosenblatt.ones(2, 3, 4)), TypeError, r"^gather: index must be an integer"),
+    (lambda x: rosenblatt.argmax(x[:, :0]), ValueError, r"^argmax: cannot reduce an empty dimension \(shape \(2, 0, 4\)"),
+    (lambda x: x[:0].argmin(0), ValueError, r"^argmin: cannot reduce an empty dimension"),
+    (lambda x: x.long().add_(0.5), TypeError, r"^add_: cannot update a int64 tensor of shape \(2, 3, 4\) in place"),
+    (lambda x: rosenblatt.split(x, [3, -1]), ValueError, r"^split: sections \[3, -1\] must not be negative"),
+    (lambda x: rosenblatt.chunk(x, 0), ValueError, r"^chunk: chunks must be positive, got 0"),
+    (lambda x: x.gather(1, rosenblatt.zeros(3, 3, 4, dtype=rosenblatt.int64)), ValueError,
+     r"^gather: index shape \(3, 3, 4\) is larger than input shape \(2, 3, 4\) outside dim 1"),
+    (lambda x: x.gather(2, rosenblatt.full((1, 1, 1), 4, dtype=rosenblatt.int64)), IndexError,
+     r"^gather: an index is out of range \[-4, 4\) for dim 2 \(input shape \(2, 3, 4\)"),
     (lambda x: F.dropout(x, 1.5), ValueError, r"^dropout: probability"),
     (lambda x: F.maxout(x, 3), ValueError, r"^maxout: .*\(2, 3, 4\)"),
     (lambda x: rosenblatt.zeros("a"), TypeError, r"^zeros: "),
@@ -380,3 +389,13 @@ def test_linear_shape_and_dtype_errors():
 def test_shape_op_errors_name_the_op_and_shape(fn, error, message):
     with pytest.raises(error, match=message):
         fn(rosenblatt.ones(2, 3, 4))
+
+
+def test_split_and_chunk_pieces_match_torch():
+    # An empty dim gave no pieces (torch: one empty piece; chunk: `chunks` empty pieces).
+    torch = torch_or_skip()
+    for n in range(9):
+        for k in range(1, 6):
+            for ours, theirs in ((rosenblatt.split(rosenblatt.zeros(n, 2), k), torch.split(torch.zeros(n, 2), k)),
+                                 (rosenblatt.chunk(rosenblatt.zeros(n, 2), k), torch.chunk(torch.zeros(n, 2), k))):
+                assert [p.shape for p in ours] == [tuple(p.shape) for p in theirs], (n, k)

@@ -51,7 +51,8 @@ static void byte_extent(const py::array& a, uintptr_t* lo, uintptr_t* hi) {
 
 bool has_internal_overlap(const py::array& a) {
   // Distinct elements iff, with dimensions ordered by |stride|, each stride steps past
-  // the whole extent of the dimensions below it.
+  // the whole extent of the dimensions below it. An empty array has no elements to share.
+  if (a.size() == 0) return false;
   std::vector<std::pair<int64_t, int64_t>> dims;  // (|stride| in bytes, size)
   for (py::ssize_t i = 0; i < a.ndim(); ++i)
     if (a.shape(i) > 1) dims.push_back({std::abs(int64_t(a.strides(i))), int64_t(a.shape(i))});

@@ -51,7 +51,7 @@ class TensorDataset(Dataset):
 
 def default_collate(examples: list):
     """Stack a list of examples into a batch, keeping their structure: Tensors and arrays are
-    stacked along a new first dimension, numbers become a 1-d Tensor (float32 / int64),
+    stacked along a new first dimension, numbers become a 1-d Tensor (int64 when all are integers, else float32),
     tuples, lists and dicts are collated field by field, and strings stay a list."""
     first = examples[0]
     if isinstance(first, (Tensor, np.ndarray)):
@@ -61,7 +61,7 @@ def default_collate(examples: list):
         return Tensor(np.stack([e.data if isinstance(e, Tensor) else e for e in examples]))
     if isinstance(first, (bool, np.bool_)):
         return Tensor(np.array(examples, dtype=np.bool_))
-    if isinstance(first, numbers.Integral):
+    if all(isinstance(e, numbers.Integral) for e in examples):
         return Tensor(np.array(examples, dtype=np.int64))
     if isinstance(first, numbers.Real):
         return Tensor(np.array(examples, dtype=np.float32))

@@ -278,6 +278,8 @@ def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def _arg_extreme(x, dim, keepdim, fn, op):
+    if x.data.size == 0 and (dim is None or x.shape[_dim(dim, x.ndim, op, x.shape)] == 0):
+        raise ValueError(f"{op}: cannot reduce an empty dimension (shape {x.shape}, dim {dim})")
     if dim is None:  # the flat index; keepdim keeps every dim with size 1, as torch
         return Tensor(fn(x.data).astype(np.int64).reshape((1,) * x.ndim if keepdim else ()))
     axis = _dim(dim, x.ndim, op, x.shape)
@@ -321,7 +323,17 @@ def var(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False
 
 
 def std(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
-    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+    """sqrt(var), whose gradient is 0 where the std is 0 (a constant slice), as torch: the chain
+    rule through sqrt would give 0 * inf = NaN there."""
+    variance = var(x, dim, unbiased, keepdim, correction=correction)
+    with np.errstate(invalid="ignore"):
+        out = np.sqrt(variance.data)
+
+    def backward(g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (np.where(out == 0, 0, g / (2 * out)),)
+
+    return result(out, (variance,), backward, "StdBackward")
 
 
 def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
@@ -690,8 +702,18 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
         raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
     if index.ndim != x.ndim:
         raise ValueError(f"gather: index shape {index.shape} and input shape {x.shape} differ in their number of dims")
+    if any(index.shape[d] > x.shape[d] for d in range(x.ndim) if d != axis):
+        raise ValueError(f"gather: index shape {index.shape} is larger than input shape {x.shape} outside dim {axis}")
+    shape = x.shape
+    if any(index.shape[d] < x.shape[d] for d in range(x.ndim) if d != axis):
+        # torch reads only the part of x the index covers (NumPy would broadcast the index over the rest)
+        x = x[tuple(slice(None) if d == axis else slice(0, index.shape[d]) for d in range(x.ndim))]
     if not isinstance(x.data, np.ndarray):
         return _device_gather(x, axis, index)
+    n = x.shape[axis]
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise IndexError(f"gather: an index is out of range [-{n}, {n}) for dim {axis} (input shape {shape}, "
+                         f"index shape {index.shape})")
     out = np.take_along_axis(x.data, index, axis=axis)
 
     def backward(g):
@@ -781,9 +803,11 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0):
         size = split_size_or_sections
         if size <= 0:
             raise ValueError(f"split: split_size must be positive, got {size}")
-        bounds = list(range(0, n, size)) + [n]
+        bounds = list(range(0, n, size)) + [n] if n else [0, 0]  # an empty dim gives one empty piece, as torch
     else:
         sizes = list(split_size_or_sections)
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"split: sections {sizes} must not be negative (dim {dim} of shape {x.shape})")
         if builtins.sum(sizes) != n:
             raise ValueError(f"split: sections {sizes} do not add up to dim {dim} of shape {x.shape}")
         bounds = [0] + list(np.cumsum(sizes))
@@ -797,6 +821,10 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0):
 
 def chunk(x: Tensor, chunks: int, dim: int = 0):
     n = x.shape[_dim(dim, x.ndim, "chunk", x.shape)]
+    if chunks < 1:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks} (shape {x.shape})")
+    if n == 0:  # torch: `chunks` empty pieces
+        return split(x, [0] * chunks, dim)
     return split(x, builtins.max(-(-n // chunks), 1), dim)
 
 
@@ -836,6 +864,13 @@ def where(condition, a=None, b=None):
 def exp(x: Tensor) -> Tensor:
     out = np.exp(_float_data(x))
     return result(out, (x,), lambda g: (g * out,), "ExpBackward")
+
+
+def expm1(x: Tensor) -> Tensor:
+    """exp(x) - 1, exact near 0 (where exp(x) - 1 loses the digits of x)."""
+    data = _float_data(x)
+    out = np.expm1(data) if isinstance(data, np.ndarray) else np.exp(data) - 1  # no expm1 kernel on the device
+    return result(out, (x,), lambda g: (g * np.exp(data),), "Expm1Backward")
 
 
 def log(x: Tensor) -> Tensor:
@@ -1083,6 +1118,11 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
     return matmul(a, b)
 
 
+def _leading(shape) -> int:
+    """The number of rows of shape's (..., n) as a matrix: reshape(-1, n) cannot tell it when n = 0."""
+    return int(np.prod(shape[:-1], dtype=np.int64))
+
+
 def _matmul_2d_or_batched(a: Tensor, b: Tensor) -> Tensor:
     """a (..., M, K) @ b (..., K, N), both at least 2-D, shapes already checked."""
     kernels = _C if isinstance(a.data, np.ndarray) else _device.backend("matmul")
@@ -1096,10 +1136,10 @@ def _matmul_2d_or_batched(a: Tensor, b: Tensor) -> Tensor:
 
     if b.ndim == 2:
         # (..., M, K) @ (K, N) is one GEMM on the rows of a: (B*M, K) @ (K, N)
-        (k, n), rows = b.shape, a.data.reshape(-1, a.shape[-1])
+        (k, n), rows = b.shape, a.data.reshape(_leading(a.shape), a.shape[-1])
 
         def backward(g):
-            g2 = g.reshape(-1, n)
+            g2 = g.reshape(_leading(g.shape), n)
             grad_a = kernels.gemm(g2, b.data, trans_b=True).reshape(a.shape) if a.requires_grad else None
             grad_b = kernels.gemm(rows, g2, trans_a=True) if b.requires_grad else None
             return grad_a, grad_b
@@ -1166,7 +1206,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if len(dtypes) != 1 or x.dtype not in (np.float32, np.float64):
         raise TypeError(f"linear: expected one floating dtype, got input {x.dtype}, weight {weight.dtype}"
                         + (f", bias {bias.dtype}" if bias is not None else "") + f" (input shape {x.shape})")
-    rows = x.data.reshape(-1, in_features)
+    rows = x.data.reshape(_leading(x.shape), in_features)
     kernels = _C
     if not isinstance(rows, np.ndarray) or not isinstance(weight.data, np.ndarray):
         kernels = _device.kernels("linear", rows, weight.data, None if bias is None else bias.data)
@@ -1182,7 +1222,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         _C.gemm(rows, weight.data, trans_b=True, beta=1.0, out=out)
 
     def backward(g):
-        g2 = g.reshape(-1, out_features)
+        g2 = g.reshape(_leading(g.shape), out_features)
         grad_x = kernels.gemm(g2, weight.data).reshape(x.shape) if x.requires_grad else None
         grad_w = kernels.gemm(g2, rows, trans_a=True) if weight.requires_grad else None
         grad_b = g2.sum(axis=0) if bias is not None and bias.requires_grad else None
@@ -1280,7 +1320,7 @@ def _install_methods():
         "unsqueeze": unsqueeze, "permute": permute, "transpose": transpose, "t": t, "expand": expand,
         "contiguous": contiguous, "flip": flip, "clone": clone, "astype": astype, "to": to, "gather": gather,
         "masked_fill": masked_fill, "split": split, "chunk": chunk, "unbind": unbind, "exp": exp, "log": log,
-        "log1p": log1p, "sqrt": sqrt, "abs": abs, "sign": sign, "sin": sin, "cos": cos, "clamp": clamp,
+        "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "abs": abs, "sign": sign, "sin": sin, "cos": cos, "clamp": clamp,
         "clip": clip, "clamp_min": clamp_min, "clamp_max": clamp_max, "sigmoid": sigmoid, "tanh": tanh,
         "relu": relu, "softmax": softmax, "log_softmax": log_softmax,
         "add_": _inplace("add_", _add_inplace), "copy_": _inplace("copy_", _copy_inplace),

@@ -44,16 +44,47 @@ def maxout(input: Tensor, pieces: int) -> Tensor:
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
-    return ops.clamp(input, min_val, max_val)
+    """clamp(input, min_val, max_val), but the gradient stops at the bounds themselves, as torch's
+    hardtanh (clamp's passes there)."""
+    x = as_tensor(input)
+    out = np.clip(x.data, min_val, max_val)
+    stopped = (x.data <= min_val) | (x.data >= max_val)
+    return result(out, (x,), lambda g: (np.where(stopped, 0, g),), "HardtanhBackward")
 
 
 def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return ops.where(input > 0, input, ops.mul(ops.sub(ops.exp(ops.clamp(input, max=0.0)), 1.0), alpha))
+    return ops.where(input > 0, input, ops.mul(ops.expm1(ops.clamp(input, max=0.0)), alpha))
+
+
+def _vector_norm(x: Tensor, p: float, dim: int) -> Tensor:
+    """The p-norm along dim (kept), whose gradient is 0 where the norm is 0, as torch's norm: the
+    chain rule through pow(sum, 1/p) would give 0 * inf = NaN there. p = inf: the largest |x|,
+    its gradient shared among ties."""
+    axis = ops._dim(dim, x.ndim, "normalize", x.shape)
+    magnitude = np.abs(x.data)
+    if p == np.inf:
+        out = magnitude.max(axis=axis, keepdims=True)
+    else:
+        out = (magnitude ** p).sum(axis=axis, keepdims=True) ** (1.0 / p)
+
+    def backward(g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == np.inf:
+                at_max = magnitude == out
+                local = np.sign(x.data) * at_max / at_max.sum(axis=axis, keepdims=True)
+            else:  # d|x|_p / dx = sign(x) |x|^(p-1) / |x|_p^(p-1)
+                local = np.sign(x.data) * (magnitude / out) ** (p - 1)
+            return (np.where(out == 0, 0, g * local),)
+
+    return result(out, (x,), backward, "NormBackward")
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
-    norm = ops.pow(ops.sum(ops.pow(ops.abs(input), p), dim, keepdim=True), 1.0 / p)
-    return ops.div(input, ops.clamp(norm, min=eps))
+    """input / max(||input||_p along dim, eps), as torch."""
+    x = as_tensor(input)
+    if not p > 0:
+        raise ValueError(f"normalize: p must be positive, got {p} (input shape {x.shape})")
+    return ops.div(x, ops.clamp(_vector_norm(x, float(p), dim), min=eps))
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
