@@ -115,3 +115,11 @@ def test_default_collate_of_mixed_numbers_is_float():
     # The first example decided: [1, 2.5] became int64 [1, 2].
     np.testing.assert_array_equal(default_collate([1, 2.5]).numpy(), np.array([1.0, 2.5], np.float32))
     assert default_collate([1, 2]).dtype == np.int64
+
+
+def test_sampler_indices_must_be_integers():
+    loader = DataLoader(TensorDataset(rosenblatt.arange(4.0)), batch_size=2, sampler=[0, 1.7])
+    with pytest.raises(TypeError, match=r"DataLoader: the sampler must give integer indices, got 1.7"):
+        list(loader)
+    assert [b[0].tolist() for b in DataLoader(TensorDataset(rosenblatt.arange(4.0)), batch_size=2,
+                                               sampler=np.array([3, 0]))] == [[3.0, 0.0]]

@@ -107,7 +107,12 @@ class DataLoader:
 
     def _order(self) -> np.ndarray:
         if self.sampler is not None:
-            return np.fromiter(iter(self.sampler), dtype=np.int64)
+            indices = list(self.sampler)
+            if not all(isinstance(i, numbers.Integral) for i in indices):
+                wrong = next(i for i in indices if not isinstance(i, numbers.Integral))
+                raise TypeError(f"DataLoader: the sampler must give integer indices, got {wrong!r} "
+                                f"({type(wrong).__name__})")  # np.fromiter truncated 1.7 to 1
+            return np.array(indices, dtype=np.int64)
         if self.shuffle:
             return (self.generator or default_generator()).permutation(len(self.dataset))
         return np.arange(len(self.dataset))
