@@ -379,15 +379,19 @@ UpsampleDims upsample_geometry(const char* op, const std::vector<int64_t>& xs, c
                       align_corners};
 }
 
-template <typename T>
-py::array upsample_forward_typed(const py::array& x_in, const UpsampleDims& g) {
-  py::array x = c_contiguous<T>(x_in, "upsample2d", "input");
-  py::array y = py::array_t<T>({x.shape(0), x.shape(1), g.OH, g.OW});
-  const T* src = static_cast<const T*>(x.data());
-  T* dst = static_cast<T*>(y.mutable_data());
+// The forward (dst of OH x OW planes from x) or the backward (dst of H x W planes from dy).
+template <typename T, bool BACKWARD>
+py::array upsample_typed(const py::array& src_in, const UpsampleDims& g, const char* op, const char* name) {
+  py::array src = c_contiguous<T>(src_in, op, name);
+  py::array dst = py::array_t<T>({src.shape(0), src.shape(1), BACKWARD ? g.H : g.OH, BACKWARD ? g.W : g.OW});
+  const T* in = static_cast<const T*>(src.data());
+  T* out = static_cast<T*>(dst.mutable_data());
   py::gil_scoped_release release;
-  upsample2d_forward<T>(g, src, dst);
-  return y;
+  if (BACKWARD)
+    upsample2d_backward<T>(g, in, out);
+  else
+    upsample2d_forward<T>(g, in, out);
+  return dst;
 }
 
 py::array upsample2d_forward_entry(py::handle x_obj, Pair output_size, std::vector<double> scales, std::string mode,
@@ -395,18 +399,8 @@ py::array upsample2d_forward_entry(py::handle x_obj, Pair output_size, std::vect
   const char* op = "upsample2d";
   py::array x = require_4d_float(x_obj, op, "input");
   const UpsampleDims g = upsample_geometry(op, shape_of(x), output_size, scales, mode, align_corners);
-  return has_dtype<float>(x) ? upsample_forward_typed<float>(x, g) : upsample_forward_typed<double>(x, g);
-}
-
-template <typename T>
-py::array upsample_backward_typed(const py::array& dy_in, const UpsampleDims& g) {
-  py::array dy = c_contiguous<T>(dy_in, "upsample2d_backward", "grad_output");
-  py::array dx = py::array_t<T>({dy.shape(0), dy.shape(1), g.H, g.W});
-  const T* grad = static_cast<const T*>(dy.data());
-  T* out = static_cast<T*>(dx.mutable_data());
-  py::gil_scoped_release release;
-  upsample2d_backward<T>(g, grad, out);
-  return dx;
+  return has_dtype<float>(x) ? upsample_typed<float, false>(x, g, op, "input")
+                             : upsample_typed<double, false>(x, g, op, "input");
 }
 
 py::array upsample2d_backward_entry(py::handle dy_obj, Pair input_size, std::vector<double> scales, std::string mode,
@@ -416,7 +410,8 @@ py::array upsample2d_backward_entry(py::handle dy_obj, Pair input_size, std::vec
   check_pair(input_size, op, "input_size", 1, dy);
   const std::vector<int64_t> xs{dy.shape(0), dy.shape(1), input_size[0], input_size[1]};
   const UpsampleDims g = upsample_geometry(op, xs, {dy.shape(2), dy.shape(3)}, scales, mode, align_corners);
-  return has_dtype<float>(dy) ? upsample_backward_typed<float>(dy, g) : upsample_backward_typed<double>(dy, g);
+  return has_dtype<float>(dy) ? upsample_typed<float, true>(dy, g, op, "grad_output")
+                              : upsample_typed<double, true>(dy, g, op, "grad_output");
 }
 
 }  // namespace
