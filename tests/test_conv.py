@@ -240,6 +240,7 @@ def test_torch_agreement_over_random_configs(isa):
     # only the height is not positive: the message gives the width too (it printed 0 before)
     (lambda x, w: F.conv_transpose2d(rb.Tensor(x[:, :, :1]), rb.Tensor(w[:, :, :2]), None, (1, 2), 1, 0, 1, (1, 2)),
      r"output size 0x11 is not positive \(input \(2, 3, 1, 5\), weight \(3, 3, 2, 3\)\)"),
+    (lambda x, w: rb.nn.ConvTranspose2d(3, 3, 3, stride=2)(rb.Tensor(x), output_size=(7,)), "2 or 4 elements"),
     # an empty batch is named as this op's input (it was reported as the output's shape)
     (lambda x, w: F.conv_transpose2d(rb.Tensor(x[:0]), rb.Tensor(w), None), r"empty dimension \(input \(0, 3, 5, 5\)"),
 ])
@@ -249,7 +250,7 @@ def test_invalid_configurations_raise_value_error(rng, call, fragment):
     with pytest.raises(ValueError, match=fragment) as info:
         call(x, w)
     message = str(info.value)
-    assert message.split(":")[0] in ("conv2d", "conv_transpose2d")
+    assert message.split(":")[0] in ("conv2d", "conv_transpose2d", "ConvTranspose2d")
     assert "(" in message  # names the shapes
 
 

@@ -158,3 +158,16 @@ def test_shakespeare_fetch_failure_is_a_clear_error(tmp_path, monkeypatch):
 def test_python_corpus_is_the_standard_library():
     text = charlm.python_stdlib_text()
     assert len(text) > 1_000_000 and "def " in text and "import " in text
+
+
+@pytest.mark.parametrize("option", [["--minutes", "0"], ["--seq-len", "0"], ["--batch-size", "0"],
+                                    ["--eval-every", "0"], ["--checkpoint-every", "0"], ["--steps", "-1"]])
+def test_charlm_refuses_counts_that_are_not_positive(tiny_text, option, capsys):
+    # --minutes 0 trained forever (no deadline); the zero counts divided by zero somewhere inside.
+    with pytest.raises(SystemExit):
+        charlm.main(["train", "--text", str(tiny_text), "--quick", "--no-progress", *option])
+    assert "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        charlm.main(["sample", "--checkpoint", "unused.safetensors", "--temperature", "nan"])
+    with pytest.raises(ValueError, match="empty text"):
+        charlm.Vocabulary.from_text("")

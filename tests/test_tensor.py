@@ -371,6 +371,7 @@ def test_linear_shape_and_dtype_errors():
     (lambda x: x.long().add_(0.5), TypeError, r"^add_: cannot update a int64 tensor of shape \(2, 3, 4\) in place"),
     (lambda x: rosenblatt.split(x, [3, -1]), ValueError, r"^split: sections \[3, -1\] must not be negative"),
     (lambda x: rosenblatt.chunk(x, 0), ValueError, r"^chunk: chunks must be positive, got 0"),
+    (lambda x: F.pad(x[:, :, :0], (1, 1), mode="replicate"), ValueError, r"^pad: replicate padding of an empty dim"),
     (lambda x: x.gather(1, rosenblatt.zeros(3, 3, 4, dtype=rosenblatt.int64)), ValueError,
      r"^gather: index shape \(3, 3, 4\) is larger than input shape \(2, 3, 4\) outside dim 1"),
     (lambda x: x.gather(2, rosenblatt.full((1, 1, 1), 4, dtype=rosenblatt.int64)), IndexError,

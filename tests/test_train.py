@@ -217,3 +217,9 @@ def test_bad_batches_and_divergence_raise():
     train, _ = _loaders()
     with pytest.raises(FloatingPointError, match="lower learning rate"):
         fit(model, mse, optim.SGD(model.parameters(), lr=1e6), train, epochs=20, progress=False)
+
+
+def test_checkpoint_monitor_errors_name_the_checkpoint(tmp_path):
+    # They were labelled "_Monitor:", the helper class inside.
+    with pytest.raises(ValueError, match="^Checkpoint: mode must be"):
+        Checkpoint(tmp_path / "c.safetensors", monitor="loss", mode="lowest")

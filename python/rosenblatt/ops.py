@@ -612,6 +612,8 @@ def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
 
 def _pad_source_index(n: int, before: int, after: int, mode: str, shape) -> np.ndarray:
     """For each position of a padded dim, the input position it copies."""
+    if n == 0:
+        raise ValueError(f"pad: {mode} padding of an empty dim has nothing to copy (input shape {shape})")
     positions = np.arange(-before, n + after)
     if mode == "replicate":
         return np.clip(positions, 0, n - 1)

@@ -132,17 +132,18 @@ class Callback:
 class _Monitor:
     """Tracks the best value of one logged quantity ('min' or 'max' is better)."""
 
-    def __init__(self, monitor: str, mode: str, min_delta: float = 0.0):
+    def __init__(self, monitor: str, mode: str, min_delta: float = 0.0, owner: str | None = None):
+        self.owner = owner or type(self).__name__  # the callback named in errors
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         if mode not in ("min", "max"):
-            raise ValueError(f"{type(self).__name__}: mode must be 'min', 'max' or 'auto', got {mode!r}")
+            raise ValueError(f"{self.owner}: mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         self.best = math.inf if mode == "min" else -math.inf
 
     def improved(self, logs: dict) -> bool:
         if self.monitor not in logs:
-            raise KeyError(f"{type(self).__name__}: monitored quantity {self.monitor!r} is not logged; "
+            raise KeyError(f"{self.owner}: monitored quantity {self.monitor!r} is not logged; "
                            f"available: {sorted(logs)}")
         value = logs[self.monitor]
         better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
@@ -189,7 +190,7 @@ class Checkpoint(Callback):
             raise ValueError(f"Checkpoint: every must be at least 1, got {every}")
         self.path = os.fspath(path)
         self.every = every
-        self.best = _Monitor(monitor, mode) if monitor else None
+        self.best = _Monitor(monitor, mode, owner="Checkpoint") if monitor else None
 
     def on_epoch_end(self, run, epoch, logs):
         if self.best is not None:

@@ -115,6 +115,8 @@ class Vocabulary:
 
     @classmethod
     def from_text(cls, text: str, min_count: int = 1) -> "Vocabulary":
+        if not text:
+            raise ValueError("charlm: cannot build a vocabulary from empty text")
         codes, counts = np.unique(_code_points(text), return_counts=True)
         kept = codes[counts >= min_count]
         if len(kept) < len(codes):
@@ -252,7 +254,7 @@ def train(args) -> dict:
     initial_bpc = evaluate_bpc(model, val_streams)
     log(f"charlm: validation {initial_bpc:.3f} bits/char before this run (uniform: {math.log2(len(vocab)):.3f})")
     parameters = list(model.parameters())
-    deadline = time.perf_counter() + 60 * args.minutes if args.minutes else math.inf
+    deadline = time.perf_counter() + 60 * args.minutes if args.minutes is not None else math.inf
     start, state, val_bpc, train_bpc = time.perf_counter(), None, initial_bpc, []
     first_step = step
     with tqdm(total=args.steps, initial=step, unit="step", disable=args.no_progress, dynamic_ncols=True) as bar:
@@ -321,6 +323,22 @@ def sample(args) -> dict:
 
 
 # ---- command line ------------------------------------------------------------------------------------
+def positive(kind):
+    """An argparse type: a number of `kind` above 0 (a zero step count or window divided by zero,
+    and zero minutes read as no deadline at all)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not (0 < value < math.inf):  # NaN fails too
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.charlm", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -330,25 +348,26 @@ def main(argv=None) -> dict:
     source = t.add_mutually_exclusive_group()
     source.add_argument("--text", metavar="PATH", help="train on this UTF-8 text file")
     source.add_argument("--corpus", choices=["shakespeare", "python"], default="shakespeare")
-    t.add_argument("--layers", type=int, default=2)
-    t.add_argument("--hidden", type=int, default=512)
-    t.add_argument("--embedding", type=int, default=64)
+    t.add_argument("--layers", type=positive(int), default=2)
+    t.add_argument("--hidden", type=positive(int), default=512)
+    t.add_argument("--embedding", type=positive(int), default=64)
     t.add_argument("--dropout", type=float, default=0.0, help="dropout between LSTM layers")
     # 50-character windows (twice as many updates per character as 100) and lr 3e-3 make better use
     # of a 30-minute budget: Shakespeare, 2 x 512, 2 cores: 2.28 validation bits/char after 15 minutes.
-    t.add_argument("--seq-len", type=int, default=50, help="characters per truncated-BPTT window")
-    t.add_argument("--batch-size", type=int, default=64, help="parallel streams")
+    t.add_argument("--seq-len", type=positive(int), default=50, help="characters per truncated-BPTT window")
+    t.add_argument("--batch-size", type=positive(int), default=64, help="parallel streams")
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--clip", type=float, default=5.0, help="maximal global gradient norm")
-    t.add_argument("--steps", type=int, default=None, help="stop after this many steps (in all, when resuming)")
-    t.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
-    t.add_argument("--eval-every", type=int, default=200)
+    t.add_argument("--steps", type=positive(int), default=None,
+                   help="stop after this many steps (in all, when resuming)")
+    t.add_argument("--minutes", type=positive(float), default=None, help="stop after this much training time")
+    t.add_argument("--eval-every", type=positive(int), default=200)
     t.add_argument("--val-fraction", type=float, default=0.05)
-    t.add_argument("--val-chars", type=int, default=100_000, help="validate on at most this many characters")
+    t.add_argument("--val-chars", type=positive(int), default=100_000, help="validate on at most this many characters")
     t.add_argument("--min-count", type=int, default=None,
                    help="rarer characters share one symbol (default 1; 20 for --corpus python)")
     t.add_argument("--checkpoint", metavar="PATH", help="save model and optimizer here")
-    t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--checkpoint-every", type=positive(int), default=200)
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
@@ -357,7 +376,7 @@ def main(argv=None) -> dict:
 
     s = commands.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", metavar="PATH", required=True)
-    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--temperature", type=positive(float), default=1.0)
     s.add_argument("--length", type=int, default=500)
     s.add_argument("--prime", default="", help="text to start from")
     s.add_argument("--seed", type=int, default=0)

@@ -97,6 +97,9 @@ class ConvTranspose2d(_ConvNd):
         if output_size is None:
             return self.output_padding
         size = tuple(int(s) for s in output_size)[-2:]
+        if len(output_size) not in (2, 4):
+            raise ValueError(f"ConvTranspose2d: output_size must have 2 or 4 elements (H, W or N, C, H, W), got "
+                             f"{tuple(output_size)} (input {tuple(input.shape)})")
         padding = []
         for d in range(2):
             smallest = ((input.shape[-2 + d] - 1) * self.stride[d] - 2 * self.padding[d]
