@@ -38,9 +38,7 @@ class _ConvNd(Module):
         self.output_padding = _pair(output_padding)
         dtype = np.dtype(dtype or np.float32)
         self.weight = Parameter(np.empty(weight_shape(self.kernel_size), dtype))
-        self.bias = Parameter(np.empty(out_channels, dtype)) if bias else None
-        if not bias:
-            self.register_parameter("bias", None)
+        self.register_parameter("bias", Parameter(np.empty(out_channels, dtype)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -38,24 +38,29 @@ class Module:
 
     # ---- registration through attribute assignment ------------------------------------------
     def __setattr__(self, name, value):
+        """As torch.nn.Module: a Parameter registers as a parameter, a Module as a sub-module; a name
+        already registered keeps its registry (and its place in the order), so assigning a value of the
+        wrong kind to it is a TypeError instead of silently unregistering it."""
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        if name in self._buffers and (value is None or type(value) is Tensor):
-            self._buffers[name] = value  # updating a buffer (running statistics) keeps it a buffer
-            return
-        if name in self._parameters and value is None:
-            self._parameters[name] = None
-            return
-        for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
+        params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            self._unregister(name, keep=params)
+            self.register_parameter(name, value)
+        elif name in params:
+            self._check_assignable(name, value, None, "parameter", "rosenblatt.nn.Parameter")
+            params[name] = None
         elif isinstance(value, Module):
-            self._modules[name] = value
+            self._unregister(name, keep=modules)
+            modules[name] = value
+        elif name in modules:
+            self._check_assignable(name, value, None, "child module", "rosenblatt.nn.Module")
+            modules[name] = None
+        elif name in buffers:
+            self._check_assignable(name, value, Tensor, "buffer", "rosenblatt.Tensor")
+            buffers[name] = value  # updating a buffer (running statistics) keeps it a buffer, in its place
         else:
             object.__setattr__(self, name, value)
-            return
-        self.__dict__.pop(name, None)
 
     def __getattr__(self, name):
         for table in ("_parameters", "_buffers", "_modules"):
@@ -68,22 +73,65 @@ class Module:
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
+                self._non_persistent_names().discard(name)
                 return
         object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        self._check_name(name, self._parameters, "parameter")
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"{type(self).__name__}: cannot assign '{type(param).__name__}' object to parameter "
+                            f"'{name}' (rosenblatt.nn.Parameter or None required)")
         self.__dict__.pop(name, None)
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        self._check_name(name, self._buffers, "buffer")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"{type(self).__name__}: cannot assign '{type(tensor).__name__}' object to buffer "
+                            f"'{name}' (rosenblatt.Tensor or None required)")
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
-        if not persistent:
+        if persistent:
+            self._non_persistent_names().discard(name)
+        else:
             self.__dict__.setdefault("_non_persistent", set()).add(name)
 
     def add_module(self, name: str, module: "Module | None") -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: {type(module).__name__} is not a Module subclass "
+                            f"(adding module '{name}')")
+        self._check_name(name, self._modules, "module")
         self.__dict__.pop(name, None)
         self._modules[name] = module
+
+    def _check_name(self, name, registry, kind: str) -> None:
+        """torch's rules: a str, non-empty, no "." (it separates state_dict keys), and not an attribute
+        that lives elsewhere (a method, a plain attribute, or another registry's entry)."""
+        owner = type(self).__name__
+        if not isinstance(name, str):
+            raise TypeError(f"{owner}: {kind} name should be a string, got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f"{owner}: {kind} name can't contain \".\", got '{name}'")
+        if name == "":
+            raise KeyError(f"{owner}: {kind} name can't be empty string \"\"")
+        if name not in registry and hasattr(self, name):
+            raise KeyError(f"{owner}: attribute '{name}' already exists")
+
+    def _check_assignable(self, name: str, value, allowed, kind: str, expected: str) -> None:
+        if value is not None and (allowed is None or not isinstance(value, allowed)):
+            raise TypeError(f"{type(self).__name__}: cannot assign '{type(value).__name__}' as {kind} '{name}' "
+                            f"({expected} or None expected)")
+
+    def _unregister(self, name: str, keep) -> None:
+        """Forget name everywhere but the registry `keep` (where it is about to be stored, in place)."""
+        for table in (self.__dict__, self._parameters, self._buffers, self._modules):
+            if table is not keep:
+                table.pop(name, None)
+        self._non_persistent_names().discard(name)
+
+    def _non_persistent_names(self) -> set:
+        return self.__dict__.get("_non_persistent", set())
 
     # ---- calling ------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -93,17 +141,25 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ---- traversal ----------------------------------------------------------------------------
-    def named_modules(self, prefix: str = ""):
-        seen = set()
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
+        """Depth first, self first. remove_duplicate=False lists a module registered under several
+        names under each of them (as state_dict needs); a module that contains itself is an error then."""
+        seen, path = set(), []
 
         def walk(module, prefix):
-            if id(module) in seen:
-                return
-            seen.add(id(module))
+            if remove_duplicate:
+                if id(module) in seen:
+                    return
+                seen.add(id(module))
+            elif id(module) in path:
+                raise ValueError(f"{type(self).__name__}: the sub-module at '{prefix}' ({type(module).__name__}) "
+                                 "contains itself; a cycle of modules has no state_dict")
+            path.append(id(module))
             yield prefix, module
             for name, child in module._modules.items():
                 if child is not None:
                     yield from walk(child, f"{prefix}.{name}" if prefix else name)
+            path.pop()
 
         yield from walk(self, prefix)
 
@@ -159,6 +215,9 @@ class Module:
                 dtype = arg
         target = None if device is None else _device_type(device)
         dtype = _to_dtype(dtype)
+        if dtype is not None and dtype.kind != "f":  # torch refuses too: the weights would be truncated
+            raise TypeError(f"{type(self).__name__}.to only accepts floating point dtypes, but got desired "
+                            f"dtype={dtype}")
         for module in self.modules():
             for table in (module._parameters, module._buffers):
                 for value in table.values():
@@ -172,6 +231,14 @@ class Module:
                         if target is not None:
                             tensor.data = _device.to_device(tensor.data, target, f"{type(self).__name__}.to")
         return self
+
+    def float(self) -> "Module":
+        """Cast floating point parameters and buffers (and their gradients) to float32, as torch."""
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        """Cast floating point parameters and buffers (and their gradients) to float64, as torch."""
+        return self.to(np.float64)
 
     def cuda(self, device=None) -> "Module":
         return self.to(_device_type("cuda") if device is None else _device_type(device))
@@ -207,43 +274,54 @@ class Module:
         return self
 
     # ---- state_dict ---------------------------------------------------------------------------
-    def state_dict(self, prefix: str = "") -> "OrderedDict[str, Tensor]":
-        """Parameters then persistent buffers of each module, depth first, keys as torch.nn."""
-        state = OrderedDict()
-        for module_prefix, module in self.named_modules(prefix.rstrip(".")):
-            skip = module.__dict__.get("_non_persistent", set())
+    def _state_entries(self, prefix: str = ""):
+        """(key, tensor) for each parameter then persistent buffer of each module, depth first, as
+        torch's state_dict: a module registered under two names is listed under both prefixes."""
+        for module_prefix, module in self.named_modules(prefix.rstrip("."), remove_duplicate=False):
+            skip = module._non_persistent_names()
             for table in (module._parameters, module._buffers):
                 for name, value in table.items():
                     if value is not None and name not in skip:
-                        state[f"{module_prefix}.{name}" if module_prefix else name] = value.detach()
-        return state
+                        yield (f"{module_prefix}.{name}" if module_prefix else name), value
+
+    def state_dict(self, prefix: str = "") -> "OrderedDict[str, Tensor]":
+        """Parameters then persistent buffers of each module, depth first, keys as torch.nn."""
+        return OrderedDict((key, value.detach()) for key, value in self._state_entries(prefix))
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values (Tensors, NumPy arrays, or anything with .numpy()) into this module's
-        parameters and buffers. Shapes must match; with strict, keys must match exactly."""
-        own = self.state_dict()
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        targets = {}
-        for module_prefix, module in self.named_modules():
-            for table in (module._parameters, module._buffers):
-                for name, value in table.items():
-                    if value is not None:
-                        targets[f"{module_prefix}.{name}" if module_prefix else name] = value
-        for key, value in state_dict.items():
-            if key not in targets:
+        parameters and buffers. Shapes must match; with strict, keys must match exactly.
+        Every key is checked before anything is copied: on error nothing is loaded, and the error
+        lists every problem (ValueError if a shape or dtype is wrong, else KeyError)."""
+        targets = OrderedDict(self._state_entries())
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        arrays, bad_values = {}, []
+        for key, target in targets.items():
+            if key not in state_dict:
                 continue
-            array = _to_numpy(value)
-            target = targets[key]
+            array = _to_numpy(state_dict[key])
             if array.shape != target.shape:
-                raise ValueError(f"load_state_dict: {key} has shape {array.shape} in the checkpoint, "
-                                 f"{target.shape} in the model")
+                bad_values.append(f"{key} has shape {array.shape} in the checkpoint, {target.shape} in the model")
+                continue
+            try:
+                arrays[key] = np.array(array, dtype=target.dtype)
+            except (TypeError, ValueError) as error:
+                bad_values.append(f"{key} holds {array.dtype} values that do not convert to {target.dtype}: {error}")
+        bad_keys = []
+        if strict and missing:
+            bad_keys.append(f"missing keys {missing}")
+        if strict and unexpected:
+            bad_keys.append(f"unexpected keys {unexpected}")
+        if bad_values or bad_keys:
+            raise (ValueError if bad_values else KeyError)(
+                f"{type(self).__name__}.load_state_dict: nothing was loaded: " + "; ".join(bad_values + bad_keys))
+        for key, array in arrays.items():
+            target = targets[key]
             if isinstance(target.data, np.ndarray):
-                target.data = np.array(array, dtype=target.dtype)
+                target.data = array
             else:  # a parameter on a device stays there
-                target.data = _device.to_device(np.array(array, dtype=target.dtype), target.device, "load_state_dict")
+                target.data = _device.to_device(array, target.device, "load_state_dict")
         return missing, unexpected
 
     # ---- printing -----------------------------------------------------------------------------
