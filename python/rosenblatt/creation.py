@@ -2,6 +2,8 @@
 `rosenblatt.random.default_generator()` so `rosenblatt.manual_seed` reproduces them."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from . import _device
@@ -129,18 +131,58 @@ def rand(*size, dtype=None, requires_grad: bool = False, generator=None, device=
     return _make(_random_floats(draw, size, dtype, "rand"), requires_grad, device)
 
 
+def _exact_integer_range(dtype: np.dtype, op: str) -> tuple:
+    """The least and greatest integers that dtype holds exactly: its limits for bool and integer
+    dtypes, +-2**(mantissa bits + 1) for floats (as torch checks)."""
+    if dtype == np.bool_:
+        return 0, 1
+    if dtype.kind in "iu":
+        return int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+    if dtype.kind == "f":
+        largest = 2 ** (np.finfo(dtype).nmant + 1)
+        return -largest, largest
+    raise TypeError(f"{op}: dtype must be a bool, integer or float dtype, got {dtype}")
+
+
+def _integer_arg(value, name: str, op: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}") from None
+
+
 def randint(low, high=None, size=None, dtype=None, generator=None, device=None) -> Tensor:
-    """Integers uniform on [low, high); randint(high, size) draws from [0, high), as torch."""
+    """Integers uniform on [low, high); randint(high, size) draws from [0, high), as torch.
+    [low, high) must be non-empty and fit the dtype (torch raises; a cast would wrap silently)."""
     if size is None:
         low, high, size = 0, low, high
     if size is None:
         raise TypeError("randint: size is required")
-    values = (generator or default_generator()).integers(low, high, _size((size,), int64, "randint"))
-    return _make(values.astype(_to_dtype(dtype) or int64), False, device)
+    low, high = _integer_arg(low, "low", "randint"), _integer_arg(high, "high", "randint")
+    dtype = _to_dtype(dtype) or int64
+    if low >= high:
+        raise ValueError(f"randint: need low < high, got low={low}, high={high}")
+    smallest, largest = _exact_integer_range(dtype, "randint")
+    if low < smallest or high - 1 > largest:
+        raise ValueError(f"randint: [low, high) = [{low}, {high}) does not fit {dtype} "
+                         f"(which holds integers in [{smallest}, {largest}])")
+    draw_dtype = np.uint64 if high - 1 > np.iinfo(np.int64).max else np.int64  # only uint64 reaches past int64
+    shape = _size((size,), int64, "randint")
+    values = (generator or default_generator()).integers(low, high, shape, dtype=draw_dtype)
+    return _make(values.astype(dtype), False, device)
 
 
 def randperm(n: int, dtype=None, generator=None, device=None) -> Tensor:
-    return _make((generator or default_generator()).permutation(n).astype(_to_dtype(dtype) or int64), False, device)
+    """A random permutation of 0 .. n - 1; n - 1 must fit the dtype (as torch)."""
+    n = _integer_arg(n, "n", "randperm")
+    if n < 0:
+        raise ValueError(f"randperm: n must be non-negative, got {n}")
+    dtype = _to_dtype(dtype) or int64
+    _, largest = _exact_integer_range(dtype, "randperm")
+    if n - 1 > largest:
+        raise ValueError(f"randperm: n={n} does not fit {dtype} (which holds integers up to {largest})")
+    _size((n,), int64, "randperm")
+    return _make((generator or default_generator()).permutation(n).astype(dtype), False, device)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
