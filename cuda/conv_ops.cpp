@@ -176,7 +176,10 @@ ConvGeometry geometry_from_output(const char* op, const DeviceArray& dy, const D
   if (dy.shape()[1] != w.shape()[0])
     value_error(op, ": grad_output has ", dy.shape()[1], " channels but weight ", shape_str(w.shape()), " has ",
                 w.shape()[0], " output channels");
-  const std::vector<int64_t> xs{dy.shape()[0], w.shape()[1] * groups, input_hw[0], input_hw[1]};
+  int64_t channels;  // w.shape()[1] * groups, which an absurd groups would overflow
+  if (__builtin_mul_overflow(w.shape()[1], groups, &channels))
+    value_error(op, ": groups ", groups, " is too large for weight ", shape_str(w.shape()));
+  const std::vector<int64_t> xs{dy.shape()[0], channels, input_hw[0], input_hw[1]};
   const Pair out_hw{dy.shape()[2], dy.shape()[3]};
   return make_geometry(op, xs, w.shape(), stride, padding, dilation, groups, &out_hw);
 }

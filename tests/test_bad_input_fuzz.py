@@ -296,3 +296,28 @@ def test_output_too_large_to_allocate_names_the_op(call, op):
     raised = raised_in_subprocess(f"import rosenblatt as rb; F = rb.nn.functional; {call}")
     assert raised.startswith(f"MemoryError: {op}: out of memory (inputs of shapes (1, 1, 4, 4)"), \
         raised
+
+
+@pytest.mark.skipif(not _overcommit_refuses_huge_maps(), reason="with overcommit on, the 400 GB scratch is mapped and "
+                    "the kernel's writes would meet the OOM killer")
+@pytest.mark.parametrize("call, op", [
+    ("_C.conv2d_forward(np.ones((1, 1, 1, 1), np.float32), W, None, (1, 1), (500, 50000), (1, 1), 1)", "conv2d"),
+    ("_C.conv2d_backward_data(np.ones((2, 1, 2, 99002), np.float32), W, (1, 1), (1, 1), (500, 50000), (1, 1), 1)",
+     "conv2d_backward_data"),
+    ("_C.conv2d_backward_weight(np.ones((1, 1, 1, 1), np.float32), np.ones((1, 1, 2, 99002), np.float32), "
+     "(1000, 1000), (1, 1), (500, 50000), (1, 1), 1)", "conv2d_backward_weight"),
+])
+def test_conv_scratch_too_large_is_a_memory_error(call, op):
+    # A block of output rows needs C * kH * kW * OW floats of columns (400 GB here): the threads took them
+    # inside their parallel region, and the failed allocation aborted the process (SIGABRT).
+    raised = raised_in_subprocess(f"W = np.ones((1, 1, 1000, 1000), np.float32); {call}")
+    assert raised.startswith(f"MemoryError: {op}: no memory for the im2col columns"), raised
+
+
+def test_conv_backward_data_with_absurd_groups_names_them():
+    # w.shape[1] * groups overflowed before the divisibility check: "input (1, -9223372036854775808, 4, 4)".
+    from rosenblatt import _C
+    with pytest.raises(ValueError, match=r"^conv2d_backward_data: groups 4611686018427387904 is too large for "
+                                         r"weight \(2, 2, 3, 3\)"):
+        _C.conv2d_backward_data(np.ones((1, 2, 2, 2), np.float32), np.ones((2, 2, 3, 3), np.float32), (4, 4),
+                                (1, 1), (0, 0), (1, 1), 2**62)

@@ -369,3 +369,13 @@ def test_pool_modules(rng):
     assert nn.AdaptiveAvgPool2d((1, None))(x).shape == (2, 3, 1, 8)
     assert nn.AdaptiveMaxPool2d(3)(x).shape == (2, 3, 3, 3)
     assert nn.MaxPool2d(2)(rb.Tensor(x.data[0])).shape == (3, 4, 4)  # unbatched
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_upsample_kernel_with_an_absurd_ratio_reads_the_last_row(mode):
+    # A source position past int64's range was cast to INT64_MIN (undefined behaviour) and read row 0.
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    expected = _C.upsample2d_forward(x, (2, 2), [1e18, 1e18], mode, False)
+    for ratio in (1e20, 1e30):
+        np.testing.assert_array_equal(_C.upsample2d_forward(x, (2, 2), [ratio, ratio], mode, False), expected)
+    np.testing.assert_array_equal(expected[0, 0, 1], [12, 15] if mode == "nearest" else [15, 15])

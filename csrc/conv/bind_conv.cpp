@@ -144,7 +144,9 @@ ConvGeometry geometry_from_output(const char* op, const py::array& dy, const py:
   if (dy.shape(1) != w.shape(0))
     value_error(op, ": grad_output has ", dy.shape(1), " channels but weight ", shape_str(shape_of(w)), " has ",
                 w.shape(0), " output channels");
-  const std::vector<int64_t> xs{dy.shape(0), w.shape(1) * groups, input_hw[0], input_hw[1]};
+  const int64_t channels = checked_mul(w.shape(1), groups, cat(op, ": groups ", groups, " is too large for weight ",
+                                                                shape_str(shape_of(w))));
+  const std::vector<int64_t> xs{dy.shape(0), channels, input_hw[0], input_hw[1]};
   const Pair out_hw{dy.shape(2), dy.shape(3)};
   return make_geometry(op, xs, dims(w), stride, padding, dilation, groups, &out_hw);
 }

@@ -18,10 +18,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
+#include "common/check.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
 #include "dispatch/dispatch.h"
@@ -244,9 +246,37 @@ const float* block_columns(const ConvGeometry& g, const float* x, const RowBlock
   return buf;
 }
 
-// The block's im2col columns in the calling thread's scratch (block_columns).
-const float* scratch_columns(const ConvGeometry& g, const float* x, const RowBlock& b, int64_t* ld) {
-  return block_columns(g, x, b, thread_scratch_of<float>(ScratchSlot::conv, block_col_elems(g, b)), ld);
+// Scratch taken by the threads of a parallel region. An exception must not leave an OpenMP region
+// (the process would terminate), so a failed allocation is noted, the thread skips its block, and
+// throw_if_failed raises MemoryError after the region. (A block is at least one output row: with a
+// 1000 x 1000 kernel over a row of 99,002 outputs, 400 GB of columns.)
+class RegionScratch {
+ public:
+  float* get(ScratchSlot slot, size_t count) {
+    try {
+      return thread_scratch_of<float>(slot, count);
+    } catch (const std::bad_alloc&) {
+      failed_.store(true, std::memory_order_relaxed);
+      return nullptr;
+    }
+  }
+  void throw_if_failed(const char* op, const ConvGeometry& g) const {
+    if (failed_.load(std::memory_order_relaxed))
+      memory_error(op, ": no memory for the im2col columns of a block of output rows (input (", g.N, ", ", g.C,
+                   ", ", g.H, ", ", g.W, "), kernel ", g.kH, "x", g.kW, ", output ", g.OH, "x", g.OW, ")");
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+};
+
+// The block's im2col columns in the calling thread's scratch (block_columns), or null when that
+// scratch could not be had (noted in `scratch`).
+const float* scratch_columns(const ConvGeometry& g, const float* x, const RowBlock& b, RegionScratch& scratch,
+                             int64_t* ld) {
+  float* buf = g.is_pointwise() ? nullptr : scratch.get(ScratchSlot::conv, block_col_elems(g, b));
+  if (!g.is_pointwise() && !buf) return nullptr;
+  return block_columns(g, x, b, buf, ld);
 }
 
 // y[:, block] = W . col (+ bias), col the block's columns (rows ld apart)
@@ -407,12 +437,14 @@ void forward_fast(const ConvGeometry& g, const float* x, const float* w, const f
   const int threads = available_threads();
   bool split;
   const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
+  RegionScratch scratch;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (size_t i = 0; i < blocks.size(); ++i) {
     int64_t ld;
-    const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], &ld);
-    forward_products(g, col, ld, w, bias, y + blocks[i].n * out_img, blocks[i]);
+    const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], scratch, &ld);
+    if (col) forward_products(g, col, ld, w, bias, y + blocks[i].n * out_img, blocks[i]);
   }
+  scratch.throw_if_failed(op, g);
   record_impl(op, gemm_impl_name(g, split));
 }
 
@@ -432,15 +464,18 @@ void backward_data_fast(const ConvGeometry& g, const float* dy, const float* w, 
   bool split;
   const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
   if (split) {  // whole images per thread: GEMM into the thread's col, then col2im
+    RegionScratch scratch;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t n = 0; n < g.N; ++n) {
-      float* col = g.is_pointwise() ? dx + n * in_img : thread_scratch_of<float>(ScratchSlot::conv, col_img);
+      float* col = g.is_pointwise() ? dx + n * in_img : scratch.get(ScratchSlot::conv, col_img);
+      if (!col) continue;
       backward_data_columns(g, dy + n * out_img, w, col, RowBlock{n, 0, g.OH});
       if (!g.is_pointwise()) {
         std::memset(dx + n * in_img, 0, sizeof(float) * in_img);
         col2im(g, col, g.OH * g.OW, dx + n * in_img);
       }
     }
+    scratch.throw_if_failed(op, g);
   } else {  // per image: row blocks of col in parallel, then col2im split by channel
     float* col = g.is_pointwise() ? nullptr : thread_scratch_of<float>(ScratchSlot::conv, col_img);
     for (int64_t n = 0; n < g.N; ++n) {
@@ -469,13 +504,15 @@ void weight_gradient_pass(const ConvGeometry& g, const float* x, const float* dy
   bool split;
   const std::vector<RowBlock> blocks = row_blocks(g, threads, &split);
   std::vector<float> partial(size_t(threads) * w_elems, 0.0f);
+  RegionScratch scratch;
 #pragma omp parallel num_threads(threads)
   {
     float* acc = partial.data() + int64_t(omp_get_thread_num()) * w_elems;
 #pragma omp for schedule(static)
     for (size_t i = 0; i < blocks.size(); ++i) {
       int64_t ld;
-      const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], &ld);
+      const float* col = scratch_columns(g, x + blocks[i].n * in_img, blocks[i], scratch, &ld);
+      if (!col) continue;
       if (y) forward_products(g, col, ld, w, nullptr, y + blocks[i].n * out_img, blocks[i]);
       backward_weight_products(g, col, ld, dy + blocks[i].n * out_img, acc, blocks[i]);
     }
@@ -486,6 +523,7 @@ void weight_gradient_pass(const ConvGeometry& g, const float* x, const float* dy
       dw[e] = sum;
     }
   }
+  scratch.throw_if_failed(op, g);
   record_impl(op, gemm_impl_name(g, split));
 }
 

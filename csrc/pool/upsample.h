@@ -46,6 +46,13 @@ struct UpsampleTap {
 RB_UPSAMPLE_FN float fused_multiply_add(float a, float b, float c) { return fmaf(a, b, c); }
 RB_UPSAMPLE_FN double fused_multiply_add(double a, double b, double c) { return fma(a, b, c); }
 
+// A whole-number source position as an index, at most in - 1. Compared as a float before the
+// cast: a position past int64's range (a ratio no F.interpolate call makes, 1e20 say) or NaN would
+// make the cast undefined (on x86 INT64_MIN, which then read row 0).
+RB_UPSAMPLE_FN int64_t last_at_most(float whole, int64_t in) {
+  return whole < static_cast<float>(in - 1) ? static_cast<int64_t>(whole) : in - 1;
+}
+
 // The inputs and weights of output index dst along an axis of `in` inputs and `out` outputs.
 template <typename T>
 RB_UPSAMPLE_FN UpsampleTap<T> upsample_tap(int64_t dst, int64_t in, int64_t out, double ratio, bool bilinear,
@@ -55,8 +62,7 @@ RB_UPSAMPLE_FN UpsampleTap<T> upsample_tap(int64_t dst, int64_t in, int64_t out,
     if (out == 2 * in) {
       src = dst >> 1;
     } else if (out != in) {
-      src = static_cast<int64_t>(floorf(static_cast<float>(dst) * static_cast<float>(ratio)));
-      if (src > in - 1) src = in - 1;
+      src = last_at_most(floorf(static_cast<float>(dst) * static_cast<float>(ratio)), in);
     }
     return {src, src, T(1), T(0)};
   }
@@ -68,8 +74,7 @@ RB_UPSAMPLE_FN UpsampleTap<T> upsample_tap(int64_t dst, int64_t in, int64_t out,
     src = fused_multiply_add(static_cast<T>(ratio), T(dst) + T(0.5), T(-0.5));
     if (src < T(0)) src = T(0);
   }
-  int64_t low = static_cast<int64_t>(floorf(static_cast<float>(src)));  // float, even for double (torch)
-  if (low > in - 1) low = in - 1;
+  const int64_t low = last_at_most(floorf(static_cast<float>(src)), in);  // float, even for double (torch)
   T frac = src - T(low);
   frac = frac < T(0) ? T(0) : frac > T(1) ? T(1) : frac;
   return {low, low < in - 1 ? low + 1 : low, T(1) - frac, frac};
