@@ -321,3 +321,16 @@ def test_conv_backward_data_with_absurd_groups_names_them():
                                          r"weight \(2, 2, 3, 3\)"):
         _C.conv2d_backward_data(np.ones((1, 2, 2, 2), np.float32), np.ones((2, 2, 3, 3), np.float32), (4, 4),
                                 (1, 1), (0, 0), (1, 1), 2**62)
+
+
+@pytest.mark.skipif(not _overcommit_refuses_huge_maps(), reason="with overcommit on, the buffers are mapped and "
+                    "the writes would meet the OOM killer")
+@pytest.mark.parametrize("call, expected", [
+    ("_C.copy_bandwidth(2**62)", "MemoryError: copy_bandwidth: no memory"),
+    ("_C.read_bandwidth(2**62)", "MemoryError: read_bandwidth: no memory"),
+    ("_C.recycled_empty(2**40, 'float32')", "MemoryError: recycled_empty: no memory"),
+    ("_C.recycled_empty(2**61, 'float64')", "ValueError: recycled_empty: 2305843009213693952 elements"),
+])
+def test_helper_allocations_too_large_name_the_function(call, expected):
+    # They raised a bare "MemoryError: std::bad_alloc" or NumPy's "array is too big".
+    assert raised_in_subprocess(call).startswith(expected)

@@ -288,6 +288,8 @@ def test_output_into_column_slice_and_dx_accumulation(isa, rng):
     dx = dx_f.copy()
     _C.rnn_backward("gru", *args, True, True, saved_b, dy[:, :, 6:], None, None, 0.0, dx)
     assert_close(dx, dx_f + dx_b, 1e-6, 1e-6, "accumulated dx")
+    with pytest.raises(TypeError, match="^gru_backward: dx has dtype float64"):  # it said "out"
+        _C.rnn_backward("gru", *args, True, True, saved_b, dy[:, :, 6:], None, None, 0.0, dx.astype(np.float64))
 
 
 def test_recycled_results_are_never_shared_while_alive(rng):

@@ -74,18 +74,19 @@ bool may_overlap(const py::array& a, const py::array& b) {
 }
 
 void check_out(const py::array& out, const py::dtype& dtype, const std::vector<int64_t>& shape,
-               const std::vector<const py::array*>& inputs, const char* op) {
+               const std::vector<const py::array*>& inputs, const char* op, const char* name) {
   if (!out.dtype().equal(dtype))
-    throw py::type_error(cat(op, ": out has dtype ", dtype_name(out), ", expected ", std::string(py::str(dtype))));
+    throw py::type_error(
+        cat(op, ": ", name, " has dtype ", dtype_name(out), ", expected ", std::string(py::str(dtype))));
   if (shape_of(out) != shape)
-    value_error(op, ": out has shape ", shape_str(shape_of(out)), ", expected ", shape_str(shape));
-  if (!out.writeable()) value_error(op, ": out of shape ", shape_str(shape), " is read-only");
+    value_error(op, ": ", name, " has shape ", shape_str(shape_of(out)), ", expected ", shape_str(shape));
+  if (!out.writeable()) value_error(op, ": ", name, " of shape ", shape_str(shape), " is read-only");
   if (has_internal_overlap(out))
-    value_error(op, ": out of shape ", shape_str(shape), " has elements that share memory (a zero or overlapping ",
-                "stride); pass an array with distinct elements");
+    value_error(op, ": ", name, " of shape ", shape_str(shape), " has elements that share memory (a zero or ",
+                "overlapping stride); pass an array with distinct elements");
   for (const py::array* input : inputs)
     if (may_overlap(out, *input))
-      value_error(op, ": out of shape ", shape_str(shape), " overlaps an input of shape ",
+      value_error(op, ": ", name, " of shape ", shape_str(shape), " overlaps an input of shape ",
                   shape_str(shape_of(*input)), "; pass a separate array");
 }
 

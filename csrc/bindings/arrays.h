@@ -37,7 +37,8 @@ bool may_overlap(const py::array& a, const py::array& b);
 
 // `out` must be writeable, of the given dtype and shape, and must not alias any input.
 void check_out(const py::array& out, const py::dtype& dtype, const std::vector<int64_t>& shape,
-               const std::vector<const py::array*>& inputs, const char* op);
+               const std::vector<const py::array*>& inputs, const char* op,
+               const char* name = "out");
 
 // `a` as a C-contiguous array of T: `a` itself when it already is one, else a copy. numpy's copy can fail
 // (a broadcast view far larger than memory); that is a MemoryError naming the op, where pybind11's

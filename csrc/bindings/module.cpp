@@ -38,9 +38,16 @@ PYBIND11_MODULE(_C, m) {
       "recycled_empty",
       [](int64_t count, const std::string& dtype) -> py::object {
         if (count < 0) throw py::value_error("recycled_empty: count must be >= 0, got " + std::to_string(count));
-        if (dtype == "float32") return rb::recycled_array<float>({count});
-        if (dtype == "float64") return rb::recycled_array<double>({count});
-        throw py::type_error("recycled_empty: dtype must be float32 or float64, got " + dtype);
+        if (dtype != "float32" && dtype != "float64")
+          throw py::type_error("recycled_empty: dtype must be float32 or float64, got " + dtype);
+        try {
+          return dtype == "float32" ? py::object(rb::recycled_array<float>({count}))
+                                    : py::object(rb::recycled_array<double>({count}));
+        } catch (const std::bad_alloc&) {
+          rb::memory_error("recycled_empty: no memory for ", count, " elements of ", dtype);
+        } catch (const std::exception& error) {  // NumPy's "array is too big" (a size past its limits)
+          rb::value_error("recycled_empty: ", count, " elements of ", dtype, " are too many (", error.what(), ")");
+        }
       },
       py::arg("count"), py::arg("dtype"),
       "A 1-D array of `count` elements (contents undefined) whose memory, when large, comes from the "

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/bandwidth.h"
+#include "common/check.h"
 #include "common/large_block.h"
 #include "common/parallel.h"
 
@@ -67,8 +68,9 @@ int64_t share_floats(const char* op, int64_t bytes, int repeats, int team, int64
 // (huge pages, as NumPy's and the recycled blocks): the probes measure the ceiling the kernels see.
 class ProbeBuffer {
  public:
-  ProbeBuffer(size_t n, float value) : data_(static_cast<float*>(large_block_alloc(n * sizeof(float)))) {
-    if (!data_) throw std::bad_alloc();
+  ProbeBuffer(const char* op, size_t n, float value)
+      : data_(static_cast<float*>(large_block_alloc(n * sizeof(float)))) {
+    if (!data_) memory_error(op, ": no memory for a probe buffer of ", n * sizeof(float), " bytes");
     std::fill(data_, data_ + n, value);  // written once: pages faulted in
   }
   ~ProbeBuffer() { std::free(data_); }
@@ -85,7 +87,7 @@ class ProbeBuffer {
 double read_bandwidth_gbs(int64_t bytes, int repeats) {
   const int team = available_threads();
   const int64_t share = share_floats("read_bandwidth", bytes, repeats, team, 16);
-  const ProbeBuffer src(size_t(share * team), 1.0f);
+  const ProbeBuffer src("read_bandwidth", size_t(share * team), 1.0f);
   std::vector<float> sums(static_cast<size_t>(team));
   double best_seconds = 1e30;
   for (int r = 0; r < repeats; ++r) {
@@ -102,7 +104,7 @@ double read_bandwidth_gbs(int64_t bytes, int repeats) {
 double copy_bandwidth_gbs(int64_t bytes, int repeats) {
   const int team = available_threads();
   const int64_t n = share_floats("copy_bandwidth", bytes, repeats, team, 4) * team;  // equal shares of vectors
-  const ProbeBuffer src(size_t(n), 1.0f), dst(size_t(n), 0.0f);
+  const ProbeBuffer src("copy_bandwidth", size_t(n), 1.0f), dst("copy_bandwidth", size_t(n), 0.0f);
   double best_seconds = 1e30;
   for (CopyMethod method : {CopyMethod::memcpy_call, CopyMethod::plain_loop, CopyMethod::streaming_stores})
     for (int r = 0; r < repeats; ++r) {

@@ -184,7 +184,7 @@ py::tuple backward_typed(RnnCell cell, const std::string& op, const py::array& x
     dx = recycled_array<T>({steps, B, I});
   } else {
     dx = require_ndarray(dx_obj, op.c_str(), "dx");
-    check_out(dx, py::dtype::of<T>(), {steps, B, I}, {&x}, op.c_str());
+    check_out(dx, py::dtype::of<T>(), {steps, B, I}, {&x}, op.c_str(), "dx");
     if (!(dx.flags() & py::array::c_style)) value_error(op, ": dx of shape ", shape_str({steps, B, I}), " must be C-contiguous");
     a.accumulate_dx = true;
   }
