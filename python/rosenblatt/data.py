@@ -108,10 +108,10 @@ class DataLoader:
     def _order(self) -> np.ndarray:
         if self.sampler is not None:
             indices = list(self.sampler)
-            if not all(isinstance(i, numbers.Integral) for i in indices):
-                wrong = next(i for i in indices if not isinstance(i, numbers.Integral))
-                raise TypeError(f"DataLoader: the sampler must give integer indices, got {wrong!r} "
-                                f"({type(wrong).__name__})")  # np.fromiter truncated 1.7 to 1
+            for i in indices:  # np.fromiter truncated 1.7 to 1
+                if not isinstance(i, numbers.Integral):
+                    raise TypeError(f"DataLoader: the sampler must give integer indices, got {i!r} "
+                                    f"({type(i).__name__})")
             return np.array(indices, dtype=np.int64)
         if self.shuffle:
             return (self.generator or default_generator()).permutation(len(self.dataset))

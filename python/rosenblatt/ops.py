@@ -999,7 +999,11 @@ def relu(x: Tensor) -> Tensor:
     if not isinstance(out, np.ndarray):
         return result(out, (x,), lambda g: (np.where(out <= 0, 0, g),), "ReluBackward")
     # The gradient passes unless out <= 0 (torch's threshold_backward): where x is NaN, so is out, and it passes.
-    return result(out, (x,), lambda g: (_zero_where_not(np.asarray(g, out.dtype), ~(out <= 0)),), "ReluBackward")
+    def backward(g):
+        keep = out <= 0
+        return (_zero_where_not(np.asarray(g, out.dtype), np.logical_not(keep, out=keep)),)
+
+    return result(out, (x,), backward, "ReluBackward")
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:

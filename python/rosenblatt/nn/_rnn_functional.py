@@ -146,25 +146,30 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
 
 
 # ---- embedding -----------------------------------------------------------------------------------
+def padding_index(padding_idx, shape: tuple, op: str) -> int | None:
+    """padding_idx None or an integer in [-num, num) for a table of `shape` (num, dim), as torch,
+    returned non-negative. Out of range, the backward zeroed another row's gradient (negative) or
+    failed in NumPy; so did a float."""
+    if padding_idx is None:
+        return None
+    try:
+        index = operator.index(padding_idx)
+    except TypeError:
+        raise TypeError(f"{op}: padding_idx must be an integer, got {padding_idx!r} (weight of shape "
+                        f"{shape})") from None
+    num = shape[0]
+    if not -num <= index < num:
+        raise ValueError(f"{op}: padding_idx {index} is outside [-{num}, {num}) for weight of shape {shape}")
+    return index % num
+
+
 def _check_table(weight: Tensor, padding_idx: int | None) -> int | None:
-    """weight must be a 2-D table; padding_idx None or in [-num, num) (as torch), returned non-negative.
-    Out of range, the backward zeroed another row's gradient (negative) or failed in NumPy."""
+    """weight must be a 2-D table; returns padding_index(padding_idx)."""
     if not isinstance(weight, Tensor):
         raise TypeError(f"embedding: weight must be a Tensor, got {type(weight).__name__}")
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got shape {weight.shape}")
-    if padding_idx is None:
-        return None
-    try:
-        padding_idx = operator.index(padding_idx)
-    except TypeError:
-        raise TypeError(f"embedding: padding_idx must be an integer, got {padding_idx!r} (weight of shape "
-                        f"{weight.shape})") from None
-    num = weight.shape[0]
-    if not -num <= padding_idx < num:
-        raise ValueError(f"embedding: padding_idx {padding_idx} is outside [-{num}, {num}) for weight of shape "
-                         f"{weight.shape}")
-    return padding_idx + num if padding_idx < 0 else padding_idx
+    return padding_index(padding_idx, weight.shape, "embedding")
 
 
 def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:

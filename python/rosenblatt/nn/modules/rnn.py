@@ -346,12 +346,7 @@ class Embedding(Module):
         for arg, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Embedding: {arg} must be a positive integer, got {value!r}")
-        if padding_idx is not None:
-            if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool):
-                raise TypeError(f"Embedding: padding_idx must be an integer, got {padding_idx!r}")
-            if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"Embedding: padding_idx {padding_idx} is outside the table of {num_embeddings}")
-            padding_idx %= num_embeddings
+        padding_idx = RF.padding_index(padding_idx, (num_embeddings, embedding_dim), "Embedding")
         self.num_embeddings, self.embedding_dim, self.padding_idx = int(num_embeddings), int(embedding_dim), padding_idx
         dtype = np.dtype(np.float32 if dtype is None else dtype)
         if _weight is None:
