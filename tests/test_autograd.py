@@ -197,6 +197,12 @@ CASES = [
       for r in ("mean", "sum", "none")],
     *[Case(f"l1_loss_{r}", (lambda r: lambda lib, F, x, t: F.l1_loss(x, t, reduction=r))(r), [(3, 4), (3, 4)])
       for r in ("mean", "sum", "none")],
+    *[Case(f"smooth_l1_loss_{r}_beta_{beta}", (lambda r, beta: lambda lib, F, x, t: F.smooth_l1_loss(
+        x, t, reduction=r, beta=beta))(r, beta), [(3, 4), (3, 4)])
+      for r, beta in (("mean", 1.0), ("sum", 0.5), ("none", 2.0), ("mean", 0.0))],
+    *[Case(f"huber_loss_{r}_delta_{delta}", (lambda r, delta: lambda lib, F, x, t: F.huber_loss(
+        x, t, reduction=r, delta=delta))(r, delta), [(3, 4), (3, 4)])
+      for r, delta in (("mean", 1.0), ("sum", 0.7), ("none", 1.5))],
     *[Case(f"binary_cross_entropy_{r}", (lambda r: lambda lib, F, x, t: F.binary_cross_entropy(
         x, t, weight=targets(lib, [0.5, 2.0, 1.0]), reduction=r))(r), [(4, 3), (4, 3)], "unit")
       for r in ("mean", "sum", "none")],

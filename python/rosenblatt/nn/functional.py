@@ -290,6 +290,33 @@ def l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: st
     return _reduce(ops.abs(ops.sub(input, _same_shape_target(input, target, "l1_loss"))), reduction)
 
 
+def _huber_terms(input: Tensor, target, delta: float, op: str) -> Tensor:
+    """Huber's terms, 0.5 d^2 for |d| <= delta and delta (|d| - 0.5 delta) beyond, written as
+    m (|d| - m / 2) with m = min(|d|, delta): one expression whose gradient is d inside and
+    delta sign(d) outside, as torch's."""
+    if not delta >= 0:
+        raise ValueError(f"{op}: beta/delta must be non-negative, got {delta} (input shape {input.shape})")
+    size = ops.abs(ops.sub(input, _same_shape_target(input, target, op)))
+    m = ops.clamp(size, max=delta)
+    return ops.mul(m, ops.sub(size, ops.mul(m, 0.5)))
+
+
+def smooth_l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    """Fast R-CNN's box loss: 0.5 d^2 / beta for |d| < beta, |d| - 0.5 beta beyond (beta 0: l1_loss)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "smooth_l1_loss")
+    if beta == 0:
+        return l1_loss(input, target, reduction=reduction)
+    return _reduce(ops.mul(_huber_terms(input, target, beta, "smooth_l1_loss"), 1.0 / beta), reduction)
+
+
+def huber_loss(input: Tensor, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """0.5 d^2 for |d| <= delta, delta (|d| - 0.5 delta) beyond: smooth_l1_loss times delta."""
+    _check_reduction(reduction, "huber_loss")
+    return _reduce(_huber_terms(input, target, delta, "huber_loss"), reduction)
+
+
 def _same_shape_target(input: Tensor, target, op: str) -> Tensor:
     target = as_tensor(target, like=input)
     if target.shape != input.shape:
