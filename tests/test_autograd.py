@@ -14,7 +14,7 @@ import rosenblatt
 from rosenblatt import _C
 import rosenblatt.nn.functional as RF
 from rosenblatt.autograd import gradcheck
-from conftest import assert_close
+from conftest import assert_close, torch_or_skip
 
 
 @dataclass
@@ -561,3 +561,91 @@ def test_float32_gradients_stay_float32():
     loss = RF.cross_entropy(RF.linear(x, w).relu() * 0.5 + 1, rosenblatt.tensor([0, 1, 1, 0]))
     loss.backward()
     assert loss.dtype == np.float32 and x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+
+
+# ---- autograd.grad ----------------------------------------------------------------------------------
+def _mlp_graph(lib, x, w1, w2):
+    hidden = (x @ w1).tanh()
+    return hidden, (hidden @ w2).sigmoid()
+
+
+def _leaves(lib, rng, dtype=np.float64):
+    arrays = [rng.standard_normal(s).astype(dtype) for s in ((5, 4), (4, 3), (3, 2))]
+    return arrays, [lib.tensor(a.copy(), requires_grad=True) for a in arrays]
+
+
+def test_grad_equals_backward_and_touches_no_grad():
+    rng = np.random.default_rng(0)
+    _, (x, w1, w2) = _leaves(rosenblatt, rng)
+    _, out = _mlp_graph(rosenblatt, x, w1, w2)
+    gx, gw2 = rosenblatt.autograd.grad(out.sum(), [x, w2], retain_graph=True)
+    assert x.grad is None and w1.grad is None and w2.grad is None
+    out.sum().backward()
+    assert_close(gx.numpy(), x.grad.numpy(), atol=0, rtol=0, what="grad x")
+    assert_close(gw2.numpy(), w2.grad.numpy(), atol=0, rtol=0, what="grad w2")
+
+
+def test_grad_equals_torch_with_grad_outputs_and_intermediate_inputs():
+    torch = torch_or_skip()
+    rng = np.random.default_rng(1)
+    arrays, (x, w1, w2) = _leaves(rosenblatt, rng)
+    tx, tw1, tw2 = (torch.tensor(a, requires_grad=True) for a in arrays)
+    hidden, out = _mlp_graph(rosenblatt, x, w1, w2)
+    t_hidden, t_out = _mlp_graph(torch, tx, tw1, tw2)
+    weights = rng.standard_normal((5, 2))
+    # Two outputs, one weighted; inputs: an intermediate and a leaf it depends on.
+    ours = rosenblatt.autograd.grad([out, hidden.sum()], [hidden, w1], grad_outputs=[rosenblatt.tensor(weights), None])
+    theirs = torch.autograd.grad([t_out, t_hidden.sum()], [t_hidden, tw1], grad_outputs=[torch.tensor(weights), None])
+    for o, t, name in zip(ours, theirs, ["hidden", "w1"]):
+        assert_close(o.numpy(), t.numpy(), atol=1e-12, rtol=1e-10, what=f"grad {name}")
+
+
+def test_grad_of_a_broadcast_and_a_shared_gradient():
+    x = rosenblatt.tensor(np.ones((2, 3)), requires_grad=True)
+    b = rosenblatt.tensor(np.ones(3), requires_grad=True)
+    gx, gb = rosenblatt.autograd.grad((x + b).sum(), [x, b])
+    assert gx.tolist() == [[1.0] * 3] * 2 and gb.tolist() == [2.0] * 3
+    y, z = (rosenblatt.tensor(np.ones(3), requires_grad=True) for _ in range(2))
+    gy, gz = rosenblatt.autograd.grad((y + z).sum(), [y, z])  # add passes one array to both
+    gy.data[0] = 7.0  # each result owns its array
+    assert gz.tolist() == [1.0] * 3
+
+
+def test_grad_unused_inputs_and_bad_arguments():
+    x = rosenblatt.tensor(np.ones(3), requires_grad=True)
+    unused = rosenblatt.tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match="input 1 .* not used"):
+        rosenblatt.autograd.grad((x * 2).sum(), [x, unused])
+    assert rosenblatt.autograd.grad((x * 2).sum(), [x, unused], allow_unused=True)[1] is None
+    zeros = rosenblatt.autograd.grad((x * 2).sum(), [x, unused], materialize_grads=True)[1]
+    assert zeros.tolist() == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match="scalar outputs"):
+        rosenblatt.autograd.grad(x * 2, x)
+    with pytest.raises(RuntimeError, match="input 0 .* does not require grad"):
+        rosenblatt.autograd.grad((x * 2).sum(), rosenblatt.ones(3))
+    with pytest.raises(RuntimeError, match="output 0 .* does not require grad"):
+        rosenblatt.autograd.grad(rosenblatt.ones(3).sum(), x)
+    with pytest.raises(ValueError, match="1 grad_outputs for 2 outputs"):
+        rosenblatt.autograd.grad([x.sum(), x.sum()], x, grad_outputs=[None])
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        rosenblatt.autograd.grad(x.sum(), x, create_graph=True)
+
+
+def test_grad_frees_the_graph_unless_retained():
+    x = rosenblatt.tensor(np.ones(3), requires_grad=True)
+    loss = (x.tanh() * 2).sum()
+    rosenblatt.autograd.grad(loss, x, retain_graph=True)
+    rosenblatt.autograd.grad(loss, x)
+    with pytest.raises(RuntimeError):
+        rosenblatt.autograd.grad(loss, x)
+
+
+def test_grad_skips_branches_that_lead_to_no_input():
+    calls = []
+    x = rosenblatt.tensor(np.ones(3), requires_grad=True)
+    w = rosenblatt.tensor(np.ones(3), requires_grad=True)
+    branch = w.exp()
+    original = branch._backward
+    branch._backward = lambda g: calls.append(1) or original(g)
+    rosenblatt.autograd.grad((x * 2 + branch).sum(), x)
+    assert calls == [] and w.grad is None

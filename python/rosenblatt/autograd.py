@@ -1,9 +1,56 @@
-"""Autograd utilities: a finite-difference gradient check (as torch.autograd.gradcheck)."""
+"""Autograd utilities, as torch.autograd: gradients of outputs with respect to chosen inputs
+(`grad`), and a finite-difference gradient check (`gradcheck`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, no_grad
+from .tensor import Tensor, no_grad, run_backward
+
+
+def _tensors(value, what: str) -> list:
+    tensors = [value] if isinstance(value, Tensor) else list(value)
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: {what} must be Tensors, got {type(t).__name__} at position {i}")
+    return tensors
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bool = False, allow_unused=None,
+         materialize_grads: bool = False) -> tuple:
+    """The gradients of `outputs` (weighted by `grad_outputs`, ones for scalar outputs) with respect
+    to each of `inputs`, as torch.autograd.grad: a tuple of Tensors, one per input, and no .grad
+    anywhere is changed. An input the outputs do not depend on raises RuntimeError, unless
+    allow_unused (its gradient is then None) or materialize_grads (zeros). The graph is freed
+    unless retain_graph. Backward functions here compute on arrays, not Tensors, so a gradient
+    cannot itself be differentiated: create_graph=True raises NotImplementedError."""
+    if create_graph:
+        raise NotImplementedError("grad: create_graph=True (higher-order gradients) is not supported: "
+                                  "rosenblatt's backward functions compute on arrays, not on Tensors")
+    outputs, inputs = _tensors(outputs, "outputs"), _tensors(inputs, "inputs")
+    if not inputs:
+        raise ValueError("grad: inputs is empty")
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for i, t in enumerate(outputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: output {i} (shape {t.shape}) does not require grad and has no grad_fn")
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
+    seeds = [t._seed(g.data if isinstance(g, Tensor) else g, "grad") for t, g in zip(outputs, grad_outputs)]
+    grads = run_backward(outputs, seeds, bool(retain_graph), wanted=inputs)
+    result = []
+    for i, (t, g) in enumerate(zip(inputs, grads)):
+        if g is None and materialize_grads:
+            g = np.zeros(t.shape, dtype=t.dtype) if isinstance(t.data, np.ndarray) else t.data * 0
+        elif g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used in the graph of the outputs; "
+                               "pass allow_unused=True for a None gradient, or materialize_grads=True for zeros")
+        result.append(None if g is None else Tensor(g))
+    return tuple(result)
 
 
 def _outputs(value):

@@ -296,77 +296,120 @@ class Tensor:
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         if not self.requires_grad:
             raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
+        run_backward([self], [self._seed(gradient, "backward")], retain_graph)
+
+    def _seed(self, gradient, op: str):
+        """The gradient a backward pass starts from at this output: `gradient` as an array of its
+        dtype, shape and device, or 1 for a scalar output when gradient is None."""
         if gradient is None:
             if self.data.size != 1:
-                raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, got shape {self.shape}")
-            seed = np.ones_like(self.data)
-        else:
-            seed = _as_array(gradient, self.dtype)
-            _device.same_device("backward", self.data, seed)
-            if seed.shape != self.shape:
-                raise ValueError(f"backward: gradient has shape {seed.shape}, expected {self.shape}")
+                raise RuntimeError(f"{op}: grad can be implicitly created only for scalar outputs, got shape {self.shape}")
+            return np.ones_like(self.data)
+        seed = _as_array(gradient, self.dtype)
+        _device.same_device(op, self.data, seed)
+        if seed.shape != self.shape:
+            raise ValueError(f"{op}: gradient has shape {seed.shape}, expected {self.shape}")
+        return seed
 
-        order = self._topological_order()
-        grads = {id(self): seed}
-        for node in order:  # outputs first
-            grad = grads.pop(id(node), None)
-            if grad is None:
-                continue
-            if node._backward is None:  # a leaf: accumulate, like torch
-                if isinstance(grad, np.ndarray) or not isinstance(node.data, _device.DeviceArray):
-                    grad = np.asarray(grad, dtype=node.dtype)
-                    if grad.shape != node.shape:
-                        grad = np.broadcast_to(grad, node.shape)
-                    held = None if node.grad is None else node.grad.data
-                    if (isinstance(held, np.ndarray) and held.shape == node.shape and held.dtype == node.dtype
-                            and held.flags.writeable and _owns_memory(held)):
-                        # Into the array .grad owns, as torch accumulates: no fresh array per backward.
-                        np.add(held, grad, out=held)
-                        node.grad._bump_version()
-                    elif held is None:  # the gradient itself when nothing else refers to it, as torch steals it
-                        node.grad = Tensor(grad if _sole_reference(grad) else np.array(grad))
-                    else:
-                        node.grad = Tensor(held + grad)
-                else:  # on a device: a fresh array of the leaf's dtype and shape
-                    _device.same_device("backward", node.data, grad)
-                    grad = grad.astype(node.dtype, copy=False)
-                    if grad.shape != node.shape:
-                        grad = np.broadcast_to(grad, node.shape)
-                    node.grad = Tensor(grad.copy()) if node.grad is None else Tensor(node.grad.data + grad)
-                continue
-            _check_not_modified(node)
-            if isinstance(grad, np.generic):  # NumPy arithmetic on 0-d arrays gives scalars; the ops take arrays
-                grad = np.asarray(grad)
-            parent_grads = node._backward(grad)
-            for parent, parent_grad in zip(node._parents, parent_grads):
-                if parent_grad is None or not parent.requires_grad:
-                    continue
-                key = id(parent)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
-            parent_grads = parent_grad = None  # so a leaf's gradient is referenced only from `grads`
-            if not retain_graph:
-                node._backward = _graph_freed
-                node._parents = ()
-                node._saved_versions = None
 
-    def _topological_order(self) -> list:
-        """Nodes that require grad, each after every node that consumes it (iterative DFS)."""
-        order, visited = [], set()
-        stack = [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
+
+# ---- the backward pass --------------------------------------------------------------------------
+def run_backward(roots: list, seeds: list, retain_graph: bool, wanted: list | None = None):
+    """Propagate the gradients `seeds` of `roots` back through the graph.
+
+    Without `wanted` (Tensor.backward), leaves accumulate their gradients into .grad, as torch.
+    With `wanted`, a list of tensors (autograd.grad), no .grad is touched: the pass visits only
+    nodes from which a wanted tensor can be reached and returns the gradient arriving at each
+    wanted tensor (None where none arrives)."""
+    order = _topological_order(roots)
+    capturing = wanted is not None
+    needed = _leading_to(order, wanted) if capturing else None
+    captured = {id(t): None for t in wanted} if capturing else None
+    grads = {}
+    for root, seed in zip(roots, seeds):
+        grads[id(root)] = seed if id(root) not in grads else grads[id(root)] + seed
+    for node in order:  # outputs first
+        grad = grads.pop(id(node), None)
+        if grad is None:
+            continue
+        if capturing and id(node) in captured:  # a copy of its own: x + y gives one array to both
+            captured[id(node)] = _shaped_like(node, grad).copy()
+        if node._backward is None:  # a leaf
+            if not capturing:
+                # (Here, not in a function: `grad` must stay this frame's sole reference, see below.)
+                grad = _shaped_like(node, grad)
+                held = None if node.grad is None else node.grad.data
+                if not isinstance(grad, np.ndarray):  # on a device: a fresh array
+                    node.grad = Tensor(grad.copy()) if held is None else Tensor(held + grad)
+                elif (isinstance(held, np.ndarray) and held.shape == node.shape and held.dtype == node.dtype
+                        and held.flags.writeable and _owns_memory(held)):
+                    # Into the array .grad owns, as torch accumulates: no fresh array per backward.
+                    np.add(held, grad, out=held)
+                    node.grad._bump_version()
+                elif held is None:  # the gradient itself when nothing else refers to it, as torch steals it
+                    node.grad = Tensor(grad if _sole_reference(grad) else np.array(grad))
+                else:
+                    node.grad = Tensor(held + grad)
+            continue
+        if capturing and not any(id(parent) in needed for parent in node._parents):
+            continue
+        _check_not_modified(node)
+        if isinstance(grad, np.generic):  # NumPy arithmetic on 0-d arrays gives scalars; the ops take arrays
+            grad = np.asarray(grad)
+        parent_grads = node._backward(grad)
+        for parent, parent_grad in zip(node._parents, parent_grads):
+            if parent_grad is None or not parent.requires_grad:
                 continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for parent in node._parents:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
-        order.reverse()
-        return order
+            key = id(parent)
+            grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+        parent_grads = parent_grad = None  # so a leaf's gradient is referenced only from `grads`
+        if not retain_graph:
+            node._backward = _graph_freed
+            node._parents = ()
+            node._saved_versions = None
+    if capturing:
+        return [captured[id(t)] for t in wanted]
+
+
+def _topological_order(roots: list) -> list:
+    """Nodes that require grad, each after every node that consumes it (iterative DFS)."""
+    order, visited = [], set()
+    stack = []
+    for root in reversed(roots):  # (a loop: a comprehension costs more for the usual single root)
+        stack.append((root, False))
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def _leading_to(order: list, wanted: list) -> set:
+    """ids of the nodes in `order` from which some wanted tensor is reached (the wanted included)."""
+    needed = {id(t) for t in wanted}
+    for node in reversed(order):  # every node after its parents
+        if any(id(parent) in needed for parent in node._parents):
+            needed.add(id(node))
+    return needed
+
+
+def _shaped_like(node: Tensor, grad):
+    """A gradient as an array of the node's dtype and shape (broadcast where an op left it smaller)."""
+    if isinstance(grad, np.ndarray) or not isinstance(node.data, _device.DeviceArray):
+        grad = np.asarray(grad, dtype=node.dtype)
+    else:
+        _device.same_device("backward", node.data, grad)
+        grad = grad.astype(node.dtype, copy=False)
+    return np.broadcast_to(grad, node.shape) if grad.shape != node.shape else grad
 
 
 # ---- storage versions ------------------------------------------------------------------------------
