@@ -5,6 +5,7 @@
   charlm      a character-level LSTM language model (Shakespeare, Python sources, any text)
   translate   an encoder-decoder GRU from English number words to German: greedy and beam search,
               teacher forcing and scheduled sampling
+  caption     image captioning: a CNN encoder and a GRU decoder on drawn scenes of shapes
   segment     FCN semantic segmentation: 1x1 classifiers, bilinear transposed convolution, skip fusion
   localize    SPP-net object localisation: features computed once, a RoI pyramid per window, mAP
   vae         a variational auto-encoder on the digits (MLP, or conv / transposed conv)
