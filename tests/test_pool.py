@@ -218,6 +218,157 @@ def test_roi_pool_matches_torchvision_rules(rng, scale, size):
                      eps=1e-4)
 
 
+def _on_both_paths(call, op):
+    """call() on the AVX2 path and on the scalar reference -> (results, the implementation the AVX2 path ran)."""
+    previous = _C.isa()
+    try:
+        results, impls = [], []
+        for name in ("avx2", "scalar"):
+            _C.set_isa(name)
+            results.append(call())
+            impls.append(_C.last_impl(op))
+    finally:
+        _C.set_isa(previous)
+    assert impls[1] == "scalar_ref"
+    return results, impls[0]
+
+
+def _assert_same_bits(fast, reference, what):
+    (y, idx), (y_ref, idx_ref) = fast, reference
+    np.testing.assert_array_equal(y.view(np.uint32), y_ref.view(np.uint32), what + ": values")
+    if idx_ref is not None:
+        np.testing.assert_array_equal(idx, idx_ref, what + ": indices")
+
+
+# NaN with distinct payloads and signs: a result's bits tell which element it came from.
+_NANS = np.array([0x7FC00001, 0xFFC00002, 0x7FA00003, 0x7FC00004], np.uint32).view(np.float32)
+
+
+def _awkward_values(rng, shape):
+    """Random values with ties (constant planes, +0 against -0, repeated values), NaN, +-inf and -FLT_MAX."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    flat = x.reshape(-1, shape[-2] * shape[-1])
+    for p in range(flat.shape[0]):
+        kind = rng.integers(0, 6)
+        if kind == 0:
+            flat[p] = rng.choice([0.0, 1.5, -2.0, -np.inf])  # a constant plane: every bin a tie
+        elif kind == 1:
+            flat[p] = rng.choice(np.array([0.0, -0.0], np.float32), flat.shape[1])
+        elif kind == 2:
+            flat[p] = np.round(flat[p])  # many ties among few values
+        elif kind == 3:
+            n = flat.shape[1]
+            spots = rng.integers(0, n, max(1, n // 6))
+            specials = np.concatenate([_NANS, np.array([np.inf, -np.inf, np.finfo(np.float32).min], np.float32)])
+            flat[p, spots] = specials[rng.integers(0, len(specials), len(spots))]
+        elif kind == 4:
+            flat[p] = np.nan  # every bin NaN
+    return x
+
+
+def _awkward_boxes(rng, N, H, W, K, scale):
+    """(K, 5) float32 boxes in image coordinates: inside, partly and fully outside the feature map,
+    reversed (x2 < x1: one pixel after rounding), of one pixel, and spanning far past the map."""
+    h, w = H / scale, W / scale
+    x1, y1 = rng.uniform(-0.5 * w, 1.3 * w, K), rng.uniform(-0.5 * h, 1.3 * h, K)
+    x2, y2 = x1 + rng.uniform(-0.2 * w, 1.2 * w, K), y1 + rng.uniform(-0.2 * h, 1.2 * h, K)
+    kind = rng.integers(0, 5, K)
+    x2 = np.where(kind == 1, x1, x2)  # one pixel wide
+    y2 = np.where(kind == 1, y1, y2)
+    x1, x2 = np.where(kind == 2, -5 * w, x1), np.where(kind == 2, 6 * w, x2)  # the whole map and beyond
+    y1, y2 = np.where(kind == 3, 2 * h, y1), np.where(kind == 3, 3 * h, y2)  # wholly below the map
+    return np.stack([rng.integers(0, N, K), x1, y1, x2, y2], axis=1).astype(np.float32)
+
+
+def test_roi_pool_channel_lanes_give_the_reference_bits():
+    """The AVX2 path (bins computed once per RoI, channels in the lanes of a channels-last copy of the
+    covered part of each image) against the scalar reference, bit for bit, argmax included: channel
+    counts around the 8-lane vectors and 32-channel blocks, boxes in and out of the map, bins larger
+    and smaller than a pixel, huge and tiny scales, NaN, infinities and ties, non-contiguous input."""
+    rng = np.random.default_rng(21)
+    lanes = 0
+    for trial in range(150):
+        N = int(rng.integers(1, 4))
+        C = int(rng.choice([1, 3, 8, 9, 16, 31, 32, 33, 70]))
+        H, W = (int(v) for v in rng.integers(1, 21, 2))
+        K = int(rng.integers(1, 40))
+        PH, PW = (int(v) for v in rng.integers(1, 10, 2))
+        scale = float(rng.choice([1.0, 0.5, 1 / 16, 3.7, 1000.0]))
+        if trial == 0:  # threads split the RoIs; 72 bins: more than one tile of outputs
+            N, C, H, W, K, PH, PW, scale = 2, 70, 19, 23, 60, 9, 8, 0.5
+        x = _awkward_values(rng, (N, C, H, W))
+        if trial % 3 == 0:
+            x = np.asfortranarray(x)
+        elif trial % 3 == 1:
+            x = np.concatenate([x, x], axis=3)[:, :, :, ::2]  # strided view
+        boxes = _awkward_boxes(rng, N, H, W, K, scale)
+        what = f"trial {trial}: x {x.shape}, {K} boxes, output {PH}x{PW}, scale {scale}"
+        (fast, reference), impl = _on_both_paths(lambda: _C.roi_pool_forward(x, boxes, (PH, PW), scale), "roi_pool")
+        _assert_same_bits(fast, reference, what)
+        lanes += impl == "avx2_channel_lanes"
+    # (The AVX2 dispatcher leaves a few sparse configurations to the reference: see the next test.)
+    assert lanes >= 140, f"the AVX2 path ran in only {lanes} of 150 trials"
+    # no boxes at all
+    (fast, reference), impl = _on_both_paths(
+        lambda: _C.roi_pool_forward(x, np.zeros((0, 5), np.float32), (2, 2), 1.0), "roi_pool")
+    assert fast[0].shape == (0, x.shape[1], 2, 2) and impl == "avx2_channel_lanes"
+    _assert_same_bits(fast, reference, "no boxes")
+
+
+def test_roi_pool_leaves_sparse_small_boxes_to_the_reference(rng):
+    """Copying the covered part of the map channels-last costs more than the reference's whole work when a
+    few small boxes lie far apart: the AVX2 dispatcher hands those to the reference (same results)."""
+    x = rng.standard_normal((1, 64, 60, 60)).astype(np.float32)
+    corners = np.array([[0, 0, 0, 1, 1], [0, 58, 58, 59, 59]], np.float32)
+    (fast, reference), impl = _on_both_paths(lambda: _C.roi_pool_forward(x, corners, (2, 2), 1.0), "roi_pool")
+    assert impl == "scalar_ref"
+    _assert_same_bits(fast, reference, "corners")
+    many = np.concatenate([corners, [[0, 5, 5, 50, 40]] * 20]).astype(np.float32)
+    (fast, reference), impl = _on_both_paths(lambda: _C.roi_pool_forward(x, many, (7, 7), 1.0), "roi_pool")
+    assert impl == "avx2_channel_lanes"
+    _assert_same_bits(fast, reference, "many boxes")
+
+
+def test_roi_pool_reference_rule_for_nan_inf_and_ties(isa):
+    """torchvision's rule on both paths: NaN is never taken, a bin of only NaN or -inf gives -FLT_MAX
+    with argmax -1, an empty bin 0 with -1, and of equal values (+0 and -0 included) the first wins."""
+    x = np.array([[np.nan, np.nan, 1.0, 5.0],
+                  [-np.inf, np.nan, 5.0, 2.0],
+                  [-0.0, 0.0, 7.0, 7.0],
+                  [0.0, -0.0, 7.0, 7.0]], np.float32)
+    x = np.broadcast_to(x, (1, 11, 4, 4)).copy()  # 11 channels: one vector and a partial one
+    boxes = np.array([[0, 0, 0, 3, 3], [0, 8, 8, 9, 9]], np.float32)
+    y, argmax = _C.roi_pool_forward(x, boxes, (2, 2), 1.0)
+    np.testing.assert_array_equal(y[0, :, 0, 0], np.finfo(np.float32).min)
+    np.testing.assert_array_equal(argmax[0, :, 0, 0], -1)
+    np.testing.assert_array_equal(argmax[0, :, 0, 1], 3)  # 5.0 at (0, 3) before (1, 2)
+    np.testing.assert_array_equal(np.signbit(y[0, :, 1, 0]), True)  # -0.0 first
+    np.testing.assert_array_equal(argmax[0, :, 1, 0], 8)
+    np.testing.assert_array_equal(argmax[0, :, 1, 1], 10)
+    np.testing.assert_array_equal(y[1], 0.0)  # outside the map: every bin empty
+    np.testing.assert_array_equal(argmax[1], -1)
+
+
+def test_adaptive_max_pool2d_plane_lanes_give_the_reference_bits():
+    """The AVX2 path (8 planes transposed into the lanes of a tile) against the scalar reference, bit for
+    bit with and without indices: plane counts that are not multiples of 8, windows larger and smaller
+    than a pixel, the last NaN taken with its own bits, +-inf and ties, non-contiguous input."""
+    rng = np.random.default_rng(22)
+    for trial in range(80):
+        N, C = int(rng.integers(1, 4)), int(rng.choice([1, 3, 8, 13, 17]))
+        H, W = (int(v) for v in rng.integers(1, 19, 2))
+        OH, OW = (int(v) for v in rng.integers(1, 2 * max(H, W) + 1, 2))
+        x = _awkward_values(rng, (N, C, H, W))
+        if trial % 2:
+            x = np.asfortranarray(x)
+        for with_indices in (True, False):
+            what = f"trial {trial}: x {x.shape} -> {OH}x{OW}, indices {with_indices}"
+            (fast, reference), impl = _on_both_paths(
+                lambda: _C.adaptive_max_pool2d_forward(x, (OH, OW), with_indices), "adaptive_max_pool2d")
+            assert impl == "avx2_plane_lanes"
+            _assert_same_bits(fast, reference, what)
+
+
 @pytest.mark.parametrize("mode,align", [("nearest", None), ("bilinear", False), ("bilinear", True)])
 def test_interpolate_gradcheck_and_torch(rng, mode, align):
     x = rb.Tensor(rng.standard_normal((1, 2, 4, 5)), requires_grad=True)

@@ -1,15 +1,15 @@
 // Pooling dispatch: planes are split across threads on every path; within a plane the AVX2
-// kernel runs float32 max/avg pooling, and the reference runs float64, the scalar ISA and the
-// ops without a vector kernel (backward scatters, adaptive windows, RoI bins: few outputs or
-// gather/scatter access that vectors do not speed up).
+// kernel runs float32 max/avg pooling; float32 adaptive max and RoI max pooling run with 8 planes
+// (channels) in the lanes of a vector (roi_pool_avx2.cpp); the reference runs float64, the scalar
+// ISA and the ops without a vector kernel (backward scatters, adaptive average pooling: few outputs
+// or scatter access that vectors do not speed up).
 #include "pool/pool.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "common/parallel.h"
 #include "common/scratch.h"
@@ -104,6 +104,18 @@ void avg_pool2d_backward(const PoolGeometry& g, const AvgOptions& opt, const T* 
 
 template <typename T>
 void adaptive_max_pool2d_forward(const PoolGeometry& g, const T* x, T* y, int64_t* idx) {
+  if constexpr (kIsFloat<T>) {
+    if (avx2_active() && fits_int32_lanes(g)) {
+      std::vector<int64_t> rows(size_t(2 * g.OH)), cols(size_t(2 * g.OW));
+      adaptive_windows(g.H, g.OH, rows.data());
+      adaptive_windows(g.W, g.OW, cols.data());
+      for_plane_chunks(g.planes, 2 * g.H * g.W, [&](int64_t p0, int64_t p1) {
+        adaptive_max_pool2d_avx2(g, rows.data(), cols.data(), p0, p1, x, y, idx);
+      });
+      record_impl("adaptive_max_pool2d", "avx2_plane_lanes");
+      return;
+    }
+  }
   for_plane_chunks(g.planes, 2 * g.H * g.W,
                    [&](int64_t p0, int64_t p1) { adaptive_max_pool2d_ref(g, p0, p1, x, y, idx); });
   record_impl("adaptive_max_pool2d", "scalar_ref");
@@ -122,28 +134,70 @@ void adaptive_avg_pool2d_backward(const PoolGeometry& g, const T* dy, T* dx) {
   record_impl("adaptive_avg_pool2d_backward", "scalar_scatter");
 }
 
-// ---- RoI max pooling, torchvision's rules (the reference; threads split channels) ----
+// ---- RoI max pooling ----
 
 namespace {
 
-// The image rows [*start, *end) of bin `bin` of a RoI spanning [roi_start, roi_start + roi_size) scaled pixels.
-template <typename T>
-void roi_bin(int64_t bin, T bin_size, int64_t roi_start, int64_t limit, int64_t* start, int64_t* end) {
-  const int64_t s = int64_t(std::floor(T(bin) * bin_size)), e = int64_t(std::ceil(T(bin + 1) * bin_size));
-  *start = std::min(std::max<int64_t>(s + roi_start, 0), limit);
-  *end = std::min(std::max<int64_t>(e + roi_start, 0), limit);
-}
+// The AVX2 path copies at most this many floats per output (see roi_pool_channel_lanes).
+constexpr int64_t kRoiCopyPerOutput = 16;
 
-struct RoiBox {
-  int64_t batch, x0, y0, width, height;
-};
+// The AVX2 path: each RoI's bins computed once; the part of each image that some bin covers copied in
+// channel blocks, channels last (RoiRegion), so a tap of a bin is one vector load per 8 channels; then
+// (RoI, channel block) pairs split across threads in guided chunks: RoIs differ in size, and a chunk of
+// a few pairs (each a fraction of a microsecond with SPP-net's small boxes) left 2 threads no faster than 1.
+// Returns false, having written nothing, where the copy would cost more than the reference's whole work:
+// a few small boxes far apart on a large map (the copy costs 0.2-0.6 ns a float, the reference 5-15 ns
+// an output; two one-pixel boxes in opposite corners of 256x100x100 took 1.6 ms copied, 0.13 ms by the reference).
+bool roi_pool_channel_lanes(const RoiPoolGeometry& g, const float* x, const float* rois, float* y, int64_t* argmax) {
+  const int64_t per_roi = 2 * (g.PH + g.PW), blocks = (g.C + kRoiChannelBlock - 1) / kRoiChannelBlock;
+  const int team = g.K * g.C * g.PH * g.PW >= 4096 ? available_threads() : 1;
+  std::vector<int64_t> bins(size_t(g.K * per_roi)), batch(size_t(g.K));
+  parallel_for(team, g.K, [&](int64_t k) {
+    int64_t* rows = bins.data() + k * per_roi;
+    batch[size_t(k)] = roi_pool_bins(g, rois + 5 * k, rows, rows + 2 * g.PH);
+  });
 
-template <typename T>
-RoiBox roi_box(const T* roi, double scale) {
-  const T s = T(scale);
-  const int64_t x0 = int64_t(std::round(roi[1] * s)), y0 = int64_t(std::round(roi[2] * s));
-  const int64_t x1 = int64_t(std::round(roi[3] * s)), y1 = int64_t(std::round(roi[4] * s));
-  return {int64_t(roi[0]), x0, y0, std::max<int64_t>(x1 - x0 + 1, 1), std::max<int64_t>(y1 - y0 + 1, 1)};
+  // Per image, the rows and columns its non-empty bins cover.
+  std::vector<RoiRegion> regions(size_t(g.N), RoiRegion{nullptr, g.H, 0, g.W, 0});
+  for (int64_t k = 0; k < g.K; ++k) {
+    const int64_t* rows = bins.data() + k * per_roi;
+    const int64_t* cols = rows + 2 * g.PH;
+    int64_t h0 = g.H, h1 = 0, w0 = g.W, w1 = 0;
+    for (int64_t ph = 0; ph < g.PH; ++ph)
+      if (rows[2 * ph] < rows[2 * ph + 1]) h0 = std::min(h0, rows[2 * ph]), h1 = std::max(h1, rows[2 * ph + 1]);
+    for (int64_t pw = 0; pw < g.PW; ++pw)
+      if (cols[2 * pw] < cols[2 * pw + 1]) w0 = std::min(w0, cols[2 * pw]), w1 = std::max(w1, cols[2 * pw + 1]);
+    if (h1 <= h0 || w1 <= w0) continue;  // every bin empty: nothing read
+    RoiRegion& r = regions[size_t(batch[size_t(k)])];
+    r.h0 = std::min(r.h0, h0), r.h1 = std::max(r.h1, h1), r.w0 = std::min(r.w0, w0), r.w1 = std::max(r.w1, w1);
+  }
+  for (RoiRegion& r : regions)
+    if (r.h1 <= r.h0) r = RoiRegion{nullptr, 0, 0, 0, 0};  // no bin reads this image
+  const int64_t pixel_floats = (g.C + 7) / 8 * 8;
+  const auto floats = [&](const RoiRegion& r) { return (r.h1 - r.h0) * (r.w1 - r.w0) * pixel_floats; };
+  int64_t total = 0;
+  for (const RoiRegion& r : regions) total += floats(r);
+  if (total > kRoiCopyPerOutput * g.K * g.C * g.PH * g.PW) return false;
+  float* copy = thread_scratch_of<float>(ScratchSlot::pool, size_t(std::max<int64_t>(total, 1)));
+  for (RoiRegion& r : regions) {
+    r.data = copy;
+    copy += floats(r);
+  }
+  parallel_for(team, g.N * g.H, [&](int64_t i) {
+    const int64_t n = i / g.H, h = i % g.H;
+    const RoiRegion& r = regions[size_t(n)];
+    if (h >= r.h0 && h < r.h1) roi_region_row_avx2(x + n * g.C * g.H * g.W, g.C, g.H, g.W, h, r);
+  });
+
+  const int64_t out_roi = g.C * g.PH * g.PW;
+#pragma omp parallel for schedule(guided) num_threads(team) if (team > 1)
+  for (int64_t i = 0; i < g.K * blocks; ++i) {
+    const int64_t k = i / blocks, c0 = i % blocks * kRoiChannelBlock;
+    const int64_t* rows = bins.data() + k * per_roi;
+    roi_pool_block_avx2(g, regions[size_t(batch[size_t(k)])], rows, rows + 2 * g.PH, c0, y + k * out_roi,
+                        argmax + k * out_roi);
+  }
+  return true;
 }
 
 }  // namespace
@@ -152,31 +206,16 @@ RoiBox roi_box(const T* roi, double scale) {
 template <typename T>
 void roi_pool_forward(int64_t N, int64_t C, int64_t H, int64_t W, const T* x, int64_t K, const T* rois, int64_t PH,
                       int64_t PW, double spatial_scale, T* y, int64_t* argmax) {
-#pragma omp parallel for collapse(2) schedule(static) num_threads(available_threads()) if (K * C * PH * PW > 4096)
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t c = 0; c < C; ++c) {
-      const RoiBox box = roi_box(rois + k * 5, spatial_scale);
-      const T bin_h = T(box.height) / T(PH), bin_w = T(box.width) / T(PW);
-      const T* plane = x + (box.batch * C + c) * H * W;
-      for (int64_t ph = 0; ph < PH; ++ph)
-        for (int64_t pw = 0; pw < PW; ++pw) {
-          int64_t h0, h1, w0, w1;
-          roi_bin(ph, bin_h, box.y0, H, &h0, &h1);
-          roi_bin(pw, bin_w, box.x0, W, &w0, &w1);
-          const bool empty = h1 <= h0 || w1 <= w0;
-          T best = empty ? T(0) : -std::numeric_limits<T>::max();
-          int64_t best_index = -1;
-          for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w)
-              if (plane[h * W + w] > best) {
-                best = plane[h * W + w];
-                best_index = h * W + w;
-              }
-          const int64_t o = ((k * C + c) * PH + ph) * PW + pw;
-          y[o] = best;
-          argmax[o] = best_index;
-        }
+  const RoiPoolGeometry g{N, C, H, W, K, PH, PW, spatial_scale};
+  if constexpr (kIsFloat<T>) {
+    if (avx2_active() && H * W < (int64_t(1) << 31) &&  // flat indices in 32-bit lanes
+        roi_pool_channel_lanes(g, x, rois, y, argmax)) {
+      record_impl("roi_pool", "avx2_channel_lanes");
+      return;
     }
+  }
+  // Threads split the (RoI, channel) pairs.
+  for_plane_chunks(K * C, 8 * PH * PW, [&](int64_t i0, int64_t i1) { roi_pool_ref(g, i0, i1, x, rois, y, argmax); });
   record_impl("roi_pool", "scalar_ref");
 }
 

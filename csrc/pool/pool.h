@@ -56,12 +56,23 @@ void adaptive_avg_pool2d_backward(const PoolGeometry& g, const T* dy, T* dx);
 
 // RoI max pooling (torchvision.ops.roi_pool): x (N, C, H, W), rois (K, 5) = (batch, x1, y1, x2, y2)
 // -> y (K, C, PH, PW) and argmax (K, C, PH, PW) (flat index in the plane, -1 for an empty bin).
+// Corners are scaled and rounded (half away from zero) in T, a box spans at least one pixel, bin ph
+// covers rows [floor(ph h / PH), ceil((ph + 1) h / PH)) of a box of h rows, clipped to the image.
+// A bin's maximum follows torchvision's CPU kernel: best starts at -max, the lowest finite T (0 for an
+// empty bin), and a value is taken when v > best, in row-major order: the first of equal values wins
+// (+0 and -0 are equal), NaN is never taken, and a bin holding only NaN, -inf or -max gives -max with
+// argmax -1. (torchvision starts float64 at -FLT_MAX too: a difference only below -3.4e38.)
 template <typename T>
 void roi_pool_forward(int64_t N, int64_t C, int64_t H, int64_t W, const T* x, int64_t K, const T* rois, int64_t PH,
                       int64_t PW, double spatial_scale, T* y, int64_t* argmax);
 template <typename T>
 void roi_pool_backward(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, const T* rois, int64_t PH, int64_t PW,
                        const T* dy, const int64_t* argmax, T* dx);
+
+struct RoiPoolGeometry {
+  int64_t N, C, H, W, K, PH, PW;
+  double spatial_scale;
+};
 
 // ---- the scalar reference on planes [p0, p1) (pool_ref.cpp): the spec ----
 template <typename T>
@@ -79,6 +90,18 @@ template <typename T>
 void adaptive_avg_pool2d_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* x, T* y);
 template <typename T>
 void adaptive_avg_pool2d_backward_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* dy, T* dx);
+// RoI pooling of the (RoI, channel) pairs [i0, i1), i = k C + c.
+template <typename T>
+void roi_pool_ref(const RoiPoolGeometry& g, int64_t i0, int64_t i1, const T* x, const T* rois, T* y,
+                  int64_t* argmax);
+
+// The bins of one RoI, as the reference computes them: rows [rows[2 ph], rows[2 ph + 1]) for ph < PH,
+// columns [cols[2 pw], cols[2 pw + 1]) for pw < PW, clipped to the image (empty where end <= start);
+// returns the RoI's batch index.
+template <typename T>
+int64_t roi_pool_bins(const RoiPoolGeometry& g, const T* roi, int64_t* rows, int64_t* cols);
+// The windows of adaptive pooling along one axis: [bounds[2 o], bounds[2 o + 1]) for o < out.
+void adaptive_windows(int64_t in, int64_t out, int64_t* bounds);
 
 // One output of one plane (used by the reference and by the fast path at the borders).
 template <typename T>
@@ -94,6 +117,29 @@ void max_pool2d_avx2(const PoolGeometry& g, int64_t p0, int64_t p1, const float*
 const char* max_pool2d_avx2_impl(const PoolGeometry& g, bool with_index);  // which loop max_pool2d_avx2 runs
 void avg_pool2d_avx2(const PoolGeometry& g, const AvgOptions& opt, int64_t p0, int64_t p1, const float* x, float* y);
 const char* avg_pool2d_avx2_impl(const PoolGeometry& g);  // which loop avg_pool2d_avx2 runs
+
+// ---- AVX2 max over bins with channels (planes) in the lanes (roi_pool_avx2.cpp) ----
+// RoI pooling reads a copy of the part of each image its bins cover, rows [h0, h1) x columns [w0, w1),
+// in blocks of kRoiChannelBlock channels, channels last within a block: channel c0 + j of pixel (h, w) at
+//   data + c0 * area + ((h - h0) * (w1 - w0) + w - w0) * pitch + j,     area = (h1 - h0) * (w1 - w0),
+// where pitch is the block's channel count rounded up to 8 (the padding zero): C rounded up to 8 floats a
+// pixel in all. A tap of a bin is then one load per 8 channels, and a block's pixels lie side by side.
+constexpr int64_t kRoiChannelBlock = 32;  // 4 vectors of maxima and 4 of indices stay in registers
+struct RoiRegion {
+  float* data;
+  int64_t h0, h1, w0, w1;
+};
+// Row h of `image` (C, H, W) into its region.
+void roi_region_row_avx2(const float* image, int64_t C, int64_t H, int64_t W, int64_t h, const RoiRegion& region);
+// The channels [c0, min(c0 + kRoiChannelBlock, C)) of one RoI (c0 a multiple of kRoiChannelBlock): y, argmax
+// point at the RoI's (C, PH, PW) outputs; rows and cols are its bins (roi_pool_bins). Each channel runs
+// the reference's rule on the reference's taps in its order: identical results.
+void roi_pool_block_avx2(const RoiPoolGeometry& g, const RoiRegion& region, const int64_t* rows, const int64_t* cols,
+                         int64_t c0, float* y, int64_t* argmax);
+// Adaptive max pooling of planes [p0, p1), 8 planes at a time transposed into the lanes; rows, cols: the
+// windows (adaptive_windows); idx may be null.
+void adaptive_max_pool2d_avx2(const PoolGeometry& g, const int64_t* rows, const int64_t* cols, int64_t p0, int64_t p1,
+                              const float* x, float* y, int64_t* idx);
 
 // ---- AVX-512 fast path (pool_avx512.cpp; call only where avx512_active()): max 3x3 stride 2, no indices ----
 bool max_pool2d_3x3s2_avx512_applies(const PoolGeometry& g);

@@ -9,6 +9,8 @@ Pooling rows give GB/s (bytes read + written) beside the machine's copy bandwidt
 which they read their input beside its read-only bandwidth (a pooling call reads 4x or more what it
 writes, and its output's stores also read each line first), both probed among the case's own samples;
 their inputs rotate through copies larger than the last-level cache, so all are rates from memory.
+A last table times RoI max pooling (against our scalar reference: torch has none without torchvision)
+and adaptive max pooling (against torch).
 """
 from __future__ import annotations
 
@@ -224,6 +226,83 @@ def bench_pooling(torch, repeat, rng):
     print_table(header, rows)
 
 
+# RoI max pooling (Fast R-CNN's 7x7 bins; 512 random boxes on two 600x800 images, a 1/16 feature map)
+# has no peer in PyTorch without torchvision, which is not installed with it: its row compares the AVX2
+# path with our scalar reference (the spec, ROSENBLATT_ISA=scalar) in the same run. Adaptive max pooling
+# (SPP-net's 4x4 level on a conv5-like map) is compared with torch.
+ROI_CASE = ("roi 7x7 2x256x38x50 512 boxes", (2, 256, 38, 50), 512, 7, 1 / 16)
+ADAPTIVE_CASE = ("adaptive max 4x4 32x256x13x13", (32, 256, 13, 13), 4)
+
+
+def _fast_rcnn_boxes(count, images, rng):
+    """(count, 5) boxes (batch index, x1, y1, x2, y2) on 600x800 images, sides log-uniform from 16 pixels."""
+    width = np.exp(rng.uniform(np.log(16), np.log(800), count))
+    height = np.exp(rng.uniform(np.log(16), np.log(600), count))
+    x1, y1 = rng.uniform(0, 800 - width), rng.uniform(0, 600 - height)
+    return np.stack([rng.integers(0, images, count), x1, y1, x1 + width, y1 + height], axis=1).astype(np.float32)
+
+
+def _on_isa(isa, fn):
+    def call():
+        previous = _C.isa()
+        _C.set_isa(isa)
+        try:
+            fn()
+        finally:
+            _C.set_isa(previous)
+    return call
+
+
+def _time_all(fns, repeat):
+    if _clock["cpu"]:
+        return [_time(fn, repeat) for fn in fns]
+    return interleaved_medians(fns, repeat, min_time=MIN_SAMPLE)
+
+
+def bench_bin_pooling(torch, repeat, rng):
+    header = ["case", "fwd ms", "peer", "peer ms", "ratio", "impl"]
+    rows = []
+    name, shape, count, size, scale = ROI_CASE
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    boxes = _fast_rcnn_boxes(count, shape[0], rng)
+
+    def roi():
+        with no_grad():
+            F.roi_pool(x, boxes, size, scale)
+
+    fns = [roi] + ([_on_isa("scalar", roi)] if _C.isa() == "avx2" else [])
+    times = _time_all(fns, repeat)
+    roi()
+    peer = times[1] if len(times) > 1 else None
+    rows.append([name, _ms(times[0]), "our scalar reference", _ms(peer) if peer else "-", _ratio(peer, times[0]),
+                 _C.last_impl("roi_pool")])
+
+    name, shape, size = ADAPTIVE_CASE
+    a = rng.standard_normal(shape).astype(np.float32)
+    at = Tensor(a)
+
+    def adaptive():  # with indices, as torch's kernel always computes them
+        F.adaptive_max_pool2d(at, size, return_indices=True)
+
+    fns = [adaptive]
+    if torch is not None:
+        ta = torch.from_numpy(a)
+
+        def theirs():
+            with torch.no_grad():
+                torch.nn.functional.adaptive_max_pool2d(ta, size, return_indices=True)
+
+        fns.append(theirs)
+    times = _time_all(fns, repeat)
+    adaptive()
+    peer = times[1] if len(times) > 1 else None
+    rows.append([name, _ms(times[0]), "torch", _ms(peer) if peer else "-", _ratio(peer, times[0]),
+                 _C.last_impl("adaptive_max_pool2d")])
+    print("RoI and adaptive max pooling: ratio = peer time / our time; RoI pooling's peer is our own scalar "
+          "reference (torch has no RoI pooling without torchvision)")
+    print_table(header, rows)
+
+
 def main(argv):
     threads = 2
     repeat = 7
@@ -245,3 +324,5 @@ def main(argv):
     bench_convolutions(torch, repeat, rng)
     print()
     bench_pooling(torch, repeat, rng)
+    print()
+    bench_bin_pooling(torch, repeat, rng)
