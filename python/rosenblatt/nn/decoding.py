@@ -150,13 +150,17 @@ def reorder_batch(state, index):
     """The default `reorder_state` of beam_search: rows `index` (int64) of the batch dimension of
     every Tensor or ndarray in a nested tuple/list (None passes through). The batch dimension is
     ndim - 2: dim 1 of torch's RNN states (layers * directions, B, H) — nn.GRU's h, nn.LSTM's (h, c)
-    — and dim 0 of the cells' (B, H)."""
+    — and dim 0 of the cells' (B, H). A device tensor's rows are picked on the host and sent back."""
     if state is None:
         return None
     if isinstance(state, (tuple, list)):
         return type(state)(reorder_batch(part, index) for part in state)
     if isinstance(state, (Tensor, np.ndarray)) and state.ndim >= 2:
-        return state[(slice(None),) * (state.ndim - 2) + (index,)]
+        rows = (slice(None),) * (state.ndim - 2) + (index,)
+        if isinstance(state, Tensor) and not isinstance(state.data, np.ndarray):
+            # A device tensor has no indexing by an array: the state (a few rows) goes through the host.
+            return Tensor(state.cpu().data[rows]).to(state.device)
+        return state[rows]
     raise TypeError(f"beam_search: cannot reorder a state part of type {type(state).__name__} "
                     f"(shape {getattr(state, 'shape', None)}); pass reorder_state=(state, index) -> state")
 
