@@ -103,6 +103,9 @@ CASES = [
     Case("index_array_with_slice", lambda lib, F, a: a[:, targets(lib, [3, 0, 3])] ** 2, [(2, 4)]),
     Case("index_bool_mask", lambda lib, F, a: a[targets(lib, MASK)] ** 2, [(3, 4)]),
     Case("index_bool_rows", lambda lib, F, a: a[targets(lib, [True, False, True])] ** 2, [(3, 4)]),
+    Case("index_select_repeats", lambda lib, F, a: lib.index_select(a, 1, targets(lib, [2, 0, 2, 3])) ** 2,
+         [(2, 4, 3)]),
+    Case("index_select_negative_dim", lambda lib, F, a: a.index_select(-1, targets(lib, [1])) ** 2, [(2, 3)]),
     Case("gather_repeats", lambda lib, F, a: a.gather(1, targets(lib, [[0, 0, 2], [1, 1, 1]])) ** 2, [(2, 3)]),
     # an index smaller than the input outside dim reads only the part it covers (NumPy would broadcast it)
     Case("gather_smaller_index", lambda lib, F, a: a.gather(1, targets(lib, [[0, 3]])) ** 2

@@ -172,6 +172,7 @@ UNARY = {
     "maximum_self": lambda x: rb.maximum(x, x[:1]), "normalize": lambda x: F.normalize(x, dim=1),
     "gather": lambda x: rb.gather(x, 1, rb.tensor(np.array([[[3, 0, 1, 1, 2]], [[0, 0, 0, -1, 3]],
                                                            [[2, 2, 1, 0, 0]]]), device=x.device)),
+    "index_select": lambda x: rb.index_select(x, 2, rb.tensor([4, 0, 4, -1])),
     "flip": lambda x: rb.flip(x, (0, 2)) * 2,
     "interpolate": lambda x: F.interpolate(x[None], scale_factor=2, mode="bilinear", align_corners=False),
     "interpolate_nearest": lambda x: F.interpolate(x[None], size=(5, 3)), "pad": lambda x: F.pad(x, (1, 2, 0, 1), value=0.5) * 2,

@@ -9,10 +9,10 @@ from .tensor import (Tensor, bool_, enable_grad, float32, float64, from_dlpack, 
                      no_grad, set_grad_enabled, tensor)
 from . import ops  # noqa: F401  (installs the Tensor operators)
 from .ops import (abs, add, amax, amin, argmax, argmin, bmm, cat, chunk, clamp, clip, concatenate, cos, div, eq,
-                  exp, expm1, flatten, flip, gather, ge, gt, isfinite, isnan, le, log, log1p, log_softmax,
-                  logsumexp, lt, masked_fill, matmul, max, maximum, mean, min, minimum, mm, mul, ne, neg, permute,
-                  pow, relu, reshape, sigmoid, sign, sin, softmax, split, sqrt, squeeze, stack, std, sub, sum, tanh,
-                  transpose, unbind, unsqueeze, var, where)
+                  exp, expm1, flatten, flip, gather, ge, gt, index_select, isfinite, isnan, le, log, log1p,
+                  log_softmax, logsumexp, lt, masked_fill, matmul, max, maximum, mean, min, minimum, mm, mul, ne,
+                  neg, permute, pow, relu, reshape, sigmoid, sign, sin, softmax, split, sqrt, squeeze, stack, std,
+                  sub, sum, tanh, transpose, unbind, unsqueeze, var, where)
 from .creation import (arange, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like,
                        rand, randint, randn, randperm, zeros, zeros_like)
 from .tensor import float32 as float, float64 as double, int64 as long  # noqa: A001  torch's dtype aliases

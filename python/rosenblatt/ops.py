@@ -728,6 +728,33 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
     return result(out, (x,), backward, "GatherBackward")
 
 
+def index_select(x: Tensor, dim: int, index) -> Tensor:
+    """The slices x[..., index[0], ...], x[..., index[1], ...], ... along dim, as torch.index_select:
+    index is a 1-D (or 0-D) integer tensor; a repeated index adds its slices' gradients."""
+    axis = _dim(dim, x.ndim, "index_select", x.shape)
+    index = index.cpu().data if isinstance(index, Tensor) else np.asarray(index)
+    if index.dtype.kind not in "iu" or index.ndim > 1:
+        raise TypeError(f"index_select: index must be a 1-D integer tensor, got dtype {index.dtype} and shape "
+                        f"{index.shape} (input shape {x.shape})")
+    index = index.reshape(-1)
+    n = x.shape[axis]
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise IndexError(f"index_select: an index is out of range [-{n}, {n}) for dim {axis} (input shape "
+                         f"{x.shape})")
+    if not isinstance(x.data, np.ndarray):  # a gather along dim with the index spread over the other dims
+        shape = x.shape[:axis] + (len(index),) + x.shape[axis + 1:]
+        spread = np.broadcast_to(index.reshape([-1 if d == axis else 1 for d in range(x.ndim)]), shape)
+        return gather(x, axis, Tensor(_device.on_device_of(np.ascontiguousarray(spread), x.data)))
+    out = np.take(x.data, index, axis=axis)
+
+    def backward(g):
+        grad = np.zeros(x.shape, dtype=g.dtype)
+        np.add.at(grad, (slice(None),) * axis + (index,), g)
+        return (grad,)
+
+    return result(out, (x,), backward, "IndexSelectBackward")
+
+
 def _device_gather(x: Tensor, axis: int, index) -> Tensor:
     """gather on a device through a one-hot mask of the indices, index.shape + (n,): the forward is a
     masked sum over the new last axis, the backward the same mask summed back (memory index.size * n)."""
@@ -1325,6 +1352,7 @@ def _install_methods():
         "reshape": reshape, "view": view, "flatten": flatten, "unflatten": unflatten, "squeeze": squeeze,
         "unsqueeze": unsqueeze, "permute": permute, "transpose": transpose, "t": t, "expand": expand,
         "contiguous": contiguous, "flip": flip, "clone": clone, "astype": astype, "to": to, "gather": gather,
+        "index_select": index_select,
         "masked_fill": masked_fill, "split": split, "chunk": chunk, "unbind": unbind, "exp": exp, "log": log,
         "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "abs": abs, "sign": sign, "sin": sin, "cos": cos, "clamp": clamp,
         "clip": clip, "clamp_min": clamp_min, "clamp_max": clamp_max, "sigmoid": sigmoid, "tanh": tanh,
