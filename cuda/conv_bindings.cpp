@@ -81,7 +81,8 @@ py::tuple simulate_pool(rb::cuda::PoolPass pass, const py::array& in_obj, const 
 }
 
 template <typename T>
-py::tuple simulate_roi_pool(const py::array& x_obj, const py::array& rois_obj, int64_t PH, int64_t PW, double scale) {
+py::tuple simulate_roi_pool(const py::array& x_obj, const py::array& rois_obj, int64_t PH, int64_t PW, double scale,
+                            bool return_indices) {
   using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
   const Array x = Array::ensure(x_obj), rois = Array::ensure(rois_obj);
   if (x.ndim() != 4 || rois.ndim() != 2 || rois.shape(1) != 5 || PH < 1 || PW < 1 || !(scale > 0))
@@ -95,6 +96,10 @@ py::tuple simulate_roi_pool(const py::array& x_obj, const py::array& rois_obj, i
     if (b != std::floor(b) || b < 0 || b >= double(N)) throw py::value_error("_roi_pool_host_simulation: batch index");
   }
   py::array_t<T> y({K, C, PH, PW});
+  if (!return_indices) {
+    rb::cuda::roi_pool_simulated_on_host<T>(C, H, W, x.data(), K, rois.data(), PH, PW, scale, y.mutable_data(), nullptr);
+    return py::make_tuple(y, py::none());
+  }
   py::array_t<int64_t> argmax({K, C, PH, PW});
   rb::cuda::roi_pool_simulated_on_host<T>(C, H, W, x.data(), K, rois.data(), PH, PW, scale, y.mutable_data(),
                                           argmax.mutable_data());
@@ -155,12 +160,14 @@ void register_conv(py::module_& m) {
   m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward, py::arg("input"), py::arg("output_size"));
   m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, py::arg("grad_output"), py::arg("input_size"));
   m.def("roi_pool_forward",
-        [](const DeviceArray& x, const DeviceArray& boxes, const Pair& output_size, double spatial_scale) {
-          auto [y, argmax] = roi_pool_forward(x, boxes, output_size, spatial_scale);
-          return py::make_tuple(y, argmax);
+        [](const DeviceArray& x, const DeviceArray& boxes, const Pair& output_size, double spatial_scale,
+           bool return_indices) {
+          return pool_tuple(roi_pool_forward(x, boxes, output_size, spatial_scale, return_indices));
         },
         py::arg("input"), py::arg("boxes"), py::arg("output_size"), py::arg("spatial_scale"),
-        "(output, argmax): torchvision.ops.roi_pool on NCHW input, boxes (K, 5).");
+        py::arg("return_indices") = true,
+        "(output, argmax or None): torchvision.ops.roi_pool on NCHW input, boxes (K, 5); argmax (the flat "
+        "per-plane index of each bin's maximum, -1 for none) only with return_indices.");
   m.def("roi_pool_backward", &roi_pool_backward, py::arg("grad_output"), py::arg("boxes"), py::arg("argmax"),
         py::arg("input_shape"));
 
@@ -264,11 +271,13 @@ void register_conv(py::module_& m) {
         py::arg("pass_name"), py::arg("input"), py::arg("dims"), py::arg("count_include_pad") = true,
         py::arg("divisor_override") = 0);
   m.def("_roi_pool_host_simulation",
-        [](const py::array& x, const py::array& rois, const Pair& output_size, double scale) -> py::tuple {
+        [](const py::array& x, const py::array& rois, const Pair& output_size, double scale,
+           bool return_indices) -> py::tuple {
           if (output_size.size() != 2) throw py::value_error("_roi_pool_host_simulation: output_size has 2 entries");
           const bool f64 = x.dtype().equal(py::dtype::of<double>());
-          return f64 ? simulate_roi_pool<double>(x, rois, output_size[0], output_size[1], scale)
-                     : simulate_roi_pool<float>(x, rois, output_size[0], output_size[1], scale);
+          return f64 ? simulate_roi_pool<double>(x, rois, output_size[0], output_size[1], scale, return_indices)
+                     : simulate_roi_pool<float>(x, rois, output_size[0], output_size[1], scale, return_indices);
         },
-        py::arg("input"), py::arg("boxes"), py::arg("output_size"), py::arg("spatial_scale"));
+        py::arg("input"), py::arg("boxes"), py::arg("output_size"), py::arg("spatial_scale"),
+        py::arg("return_indices") = true);
 }

@@ -97,7 +97,8 @@ template <typename T>
 void adaptive_avg_pool2d_forward_cuda(const PoolDims& g, const T* x, T* y, cudaStream_t stream);
 template <typename T>
 void adaptive_avg_pool2d_backward_cuda(const PoolDims& g, const T* dy, T* dx, cudaStream_t stream);
-// RoI max pooling (torchvision.ops.roi_pool): rois (K, 5) already validated (batch index in range).
+// RoI max pooling (torchvision.ops.roi_pool): rois (K, 5) already validated (batch index in range); argmax
+// may be null.
 template <typename T>
 void roi_pool_forward_cuda(int64_t N, int64_t C, int64_t H, int64_t W, const T* x, int64_t K, const T* rois,
                            int64_t PH, int64_t PW, double spatial_scale, T* y, int64_t* argmax, cudaStream_t stream);

@@ -615,8 +615,8 @@ DeviceArray adaptive_avg_pool2d_backward(const DeviceArray& dy_in, const Pair& i
   return dx;
 }
 
-std::pair<DeviceArray, DeviceArray> roi_pool_forward(const DeviceArray& x_in, const DeviceArray& rois_in,
-                                                     const Pair& output_size, double spatial_scale) {
+PoolResult roi_pool_forward(const DeviceArray& x_in, const DeviceArray& rois_in, const Pair& output_size,
+                            double spatial_scale, bool return_indices) {
   const char* op = "roi_pool";
   require_pool_input(x_in, op, "input");
   require_rois(rois_in, op, x_in);
@@ -628,13 +628,14 @@ std::pair<DeviceArray, DeviceArray> roi_pool_forward(const DeviceArray& x_in, co
   dispatch_float(x.dtype(), [&](auto* type) { check_rois<std::remove_pointer_t<decltype(type)>>(op, rois, N, x); });
   const std::vector<int64_t> shape{K, C, output_size[0], output_size[1]};
   DeviceArray y = DeviceArray::empty(shape, x.dtype(), x.device(), op);
-  DeviceArray argmax = DeviceArray::empty(shape, DType::int64, x.device(), op);
+  std::optional<DeviceArray> argmax;
+  if (return_indices) argmax = DeviceArray::empty(shape, DType::int64, x.device(), op);
   DeviceGuard guard(x.device(), op);
   cudaStream_t s = stream(x.device(), op);
   dispatch_float(x.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     roi_pool_forward_cuda<T>(N, C, H, W, cptr<T>(x), K, cptr<T>(rois), output_size[0], output_size[1], spatial_scale,
-                             mptr<T>(y), mptr<int64_t>(argmax), s);
+                             mptr<T>(y), argmax ? mptr<int64_t>(*argmax) : nullptr, s);
   });
   return {y, argmax};
 }

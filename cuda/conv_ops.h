@@ -49,8 +49,8 @@ DeviceArray avg_pool2d_backward(const DeviceArray& grad_output, const Pair& inpu
 PoolResult adaptive_max_pool2d_forward(const DeviceArray& input, const Pair& output_size, bool return_indices);
 DeviceArray adaptive_avg_pool2d_forward(const DeviceArray& input, const Pair& output_size);
 DeviceArray adaptive_avg_pool2d_backward(const DeviceArray& grad_output, const Pair& input_size);
-std::pair<DeviceArray, DeviceArray> roi_pool_forward(const DeviceArray& input, const DeviceArray& boxes,
-                                                     const Pair& output_size, double spatial_scale);
+PoolResult roi_pool_forward(const DeviceArray& input, const DeviceArray& boxes, const Pair& output_size,
+                            double spatial_scale, bool return_indices);
 DeviceArray roi_pool_backward(const DeviceArray& grad_output, const DeviceArray& boxes, const DeviceArray& argmax,
                               const std::vector<int64_t>& input_shape);
 

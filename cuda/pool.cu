@@ -189,7 +189,8 @@ struct RoiShape {
   int64_t C, H, W, PH, PW;
 };
 
-// y[o], argmax[o] for output o of (K, C, PH, PW): the bin's maximum (0 and -1 for an empty bin).
+// y[o], argmax[o] for output o of (K, C, PH, PW): the bin's maximum (0 and -1 for an empty bin); argmax may
+// be null (no gradient wanted).
 template <typename T>
 RB_HD void roi_pool_output(const RoiShape& r, const T* x, const T* rois, double spatial_scale, T* y, int64_t* argmax,
                            int64_t o) {
@@ -214,7 +215,7 @@ RB_HD void roi_pool_output(const RoiShape& r, const T* x, const T* rois, double 
         best_index = h * r.W + w;
       }
   y[o] = best;
-  argmax[o] = best_index;
+  if (argmax) argmax[o] = best_index;
 }
 
 // ---- kernels: grid-stride loops over the elements above ----

@@ -312,6 +312,10 @@ def test_roi_pool(rng, dtype):
         y, arg = host(_cuda.roi_pool_forward(dev(x), dev(boxes), size, scale))
         assert_close(y, y_ref, atol=0, rtol=0, what=f"roi_pool {size} {scale}")
         np.testing.assert_array_equal(arg, arg_ref)
+        poisoned(y_ref.nbytes)
+        y_only, none = _cuda.roi_pool_forward(dev(x), dev(boxes), size, scale, False)
+        assert none is None
+        assert_close(y_only.to_numpy(), y_ref, atol=0, rtol=0, what=f"roi_pool without indices {size} {scale}")
         dy = rng.standard_normal(y_ref.shape).astype(dtype)
         expected = _C.roi_pool_backward(dy, boxes, arg_ref, list(x.shape))
         poisoned(expected.nbytes)

@@ -202,6 +202,9 @@ def test_roi_pool_code_matches_cpu(rng, dtype):
         y, arg = cuda._cuda._roi_pool_host_simulation(x, boxes, size, scale)
         assert_close(y, y_ref, atol=0, rtol=0)
         np.testing.assert_array_equal(arg, arg_ref)
+        y_only, none = cuda._cuda._roi_pool_host_simulation(x, boxes, size, scale, False)  # no argmax written
+        assert none is None
+        np.testing.assert_array_equal(y_only, y_ref)
 
 
 # ---- up-sampling: the kernels' per-element code against the CPU path (F.interpolate) -------------

@@ -305,6 +305,8 @@ def test_roi_pool_channel_lanes_give_the_reference_bits():
         what = f"trial {trial}: x {x.shape}, {K} boxes, output {PH}x{PW}, scale {scale}"
         (fast, reference), impl = _on_both_paths(lambda: _C.roi_pool_forward(x, boxes, (PH, PW), scale), "roi_pool")
         _assert_same_bits(fast, reference, what)
+        _assert_values_without_indices(lambda: _C.roi_pool_forward(x, boxes, (PH, PW), scale, False), reference[0],
+                                       impl, what)
         lanes += impl == "avx2_channel_lanes"
     # (The AVX2 dispatcher leaves a few sparse configurations to the reference: see the next test.)
     assert lanes >= 140, f"the AVX2 path ran in only {lanes} of 150 trials"
@@ -313,6 +315,18 @@ def test_roi_pool_channel_lanes_give_the_reference_bits():
         lambda: _C.roi_pool_forward(x, np.zeros((0, 5), np.float32), (2, 2), 1.0), "roi_pool")
     assert fast[0].shape == (0, x.shape[1], 2, 2) and impl == "avx2_channel_lanes"
     _assert_same_bits(fast, reference, "no boxes")
+    _assert_values_without_indices(lambda: _C.roi_pool_forward(x, np.zeros((0, 5), np.float32), (2, 2), 1.0, False),
+                                   reference[0], impl, "no boxes")
+
+
+def _assert_values_without_indices(call, values, impl, what):
+    """call() (roi_pool_forward with return_indices=False) on both paths gives (values, None), bit for bit,
+    and the AVX2 path runs the implementation `impl` it ran with indices."""
+    (fast, reference), fast_impl = _on_both_paths(call, "roi_pool")
+    assert fast[1] is None and reference[1] is None, what
+    assert fast_impl == impl, f"{what}: {fast_impl} without indices, {impl} with"
+    for y in (fast[0], reference[0]):
+        np.testing.assert_array_equal(y.view(np.uint32), values.view(np.uint32), what + ": values without indices")
 
 
 def test_roi_pool_leaves_sparse_small_boxes_to_the_reference(rng):
@@ -323,10 +337,14 @@ def test_roi_pool_leaves_sparse_small_boxes_to_the_reference(rng):
     (fast, reference), impl = _on_both_paths(lambda: _C.roi_pool_forward(x, corners, (2, 2), 1.0), "roi_pool")
     assert impl == "scalar_ref"
     _assert_same_bits(fast, reference, "corners")
+    _assert_values_without_indices(lambda: _C.roi_pool_forward(x, corners, (2, 2), 1.0, False), reference[0], impl,
+                                   "corners")
     many = np.concatenate([corners, [[0, 5, 5, 50, 40]] * 20]).astype(np.float32)
     (fast, reference), impl = _on_both_paths(lambda: _C.roi_pool_forward(x, many, (7, 7), 1.0), "roi_pool")
     assert impl == "avx2_channel_lanes"
     _assert_same_bits(fast, reference, "many boxes")
+    _assert_values_without_indices(lambda: _C.roi_pool_forward(x, many, (7, 7), 1.0, False), reference[0], impl,
+                                   "many boxes")
 
 
 def test_roi_pool_reference_rule_for_nan_inf_and_ties(isa):
@@ -347,6 +365,54 @@ def test_roi_pool_reference_rule_for_nan_inf_and_ties(isa):
     np.testing.assert_array_equal(argmax[0, :, 1, 1], 10)
     np.testing.assert_array_equal(y[1], 0.0)  # outside the map: every bin empty
     np.testing.assert_array_equal(argmax[1], -1)
+    y_only, none = _C.roi_pool_forward(x, boxes, (2, 2), 1.0, return_indices=False)
+    assert none is None
+    np.testing.assert_array_equal(y_only.view(np.uint32), y.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_roi_pool_without_indices_gives_the_same_values(isa, rng, dtype):
+    """return_indices=False (F.roi_pool's choice when no gradient is wanted) skips the argmax and gives the
+    same values, bit for bit, on random configurations of either dtype and every path."""
+    for trial in range(30):
+        N, C = int(rng.integers(1, 3)), int(rng.choice([1, 5, 8, 33]))
+        H, W = (int(v) for v in rng.integers(1, 16, 2))
+        PH, PW = (int(v) for v in rng.integers(1, 8, 2))
+        scale = float(rng.choice([1.0, 0.5, 1 / 16]))
+        with np.errstate(invalid="ignore"):  # the signalling NaN among the awkward values
+            x = _awkward_values(rng, (N, C, H, W)).astype(dtype)
+        boxes = _awkward_boxes(rng, N, H, W, int(rng.integers(1, 20)), scale).astype(dtype)
+        y, argmax = _C.roi_pool_forward(x, boxes, (PH, PW), scale)
+        y_only, none = _C.roi_pool_forward(x, boxes, (PH, PW), scale, False)
+        bits = np.uint32 if dtype == np.float32 else np.uint64
+        assert none is None and argmax.shape == y.shape
+        np.testing.assert_array_equal(y_only.view(bits), y.view(bits), f"trial {trial}")
+
+
+def test_f_roi_pool_asks_for_indices_only_for_a_gradient(monkeypatch, rng):
+    """F.roi_pool requests the argmax only when grad mode is on and the input requires grad."""
+    from rosenblatt import _device
+    calls = []
+    forward = _device.kernel_module.roi_pool_forward
+
+    def spy(*args):
+        calls.append(args[4])
+        return forward(*args)
+
+    monkeypatch.setattr(_device.kernel_module, "roi_pool_forward", spy)
+    x = rng.standard_normal((1, 3, 8, 8))
+    boxes = np.array([[0, 1, 1, 6, 5], [0, 0, 2, 7, 7]], np.float64)
+    plain = F.roi_pool(rb.Tensor(x), boxes, (2, 3))
+    with rb.no_grad():
+        F.roi_pool(rb.Tensor(x, requires_grad=True), boxes, (2, 3))
+    xg = rb.Tensor(x, requires_grad=True)
+    y = F.roi_pool(xg, boxes, (2, 3))
+    assert calls == [False, False, True]
+    np.testing.assert_array_equal(plain.data, y.data)
+    y.sum().backward()
+    _, argmax = _C.roi_pool_forward(x, boxes, (2, 3), 1.0)
+    expected = _C.roi_pool_backward(np.ones(y.shape), boxes, argmax, list(x.shape))
+    np.testing.assert_array_equal(xg.grad.data, expected)
 
 
 def test_adaptive_max_pool2d_plane_lanes_give_the_reference_bits():

@@ -300,33 +300,42 @@ py::array require_rois(py::handle obj, const char* op, const py::array& x) {
   return rois;
 }
 
+// Without indices (no gradient wanted) the int64 argmax, twice the bytes of a float32 output, is
+// neither allocated nor computed.
 template <typename T>
-py::tuple roi_forward_typed(const py::array& x_in, const py::array& rois_in, const Pair& out, double scale) {
+py::tuple roi_forward_typed(const py::array& x_in, const py::array& rois_in, const Pair& out, double scale,
+                            bool with_indices) {
   py::array x = c_contiguous<T>(x_in, "roi_pool", "input"), rois = c_contiguous<T>(rois_in, "roi_pool", "boxes");
   const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3), K = rois.shape(0);
   check_rois<T>("roi_pool", rois, N, x, scale);
   py::array y = py::array_t<T>({K, C, out[0], out[1]});
-  py::array_t<int64_t> argmax({K, C, out[0], out[1]});
+  py::object argmax_obj = py::none();
+  int64_t* arg = nullptr;
+  if (with_indices) {
+    py::array_t<int64_t> argmax({K, C, out[0], out[1]});
+    arg = argmax.mutable_data();
+    argmax_obj = argmax;
+  }
   const T* src = static_cast<const T*>(x.data());
   const T* boxes = static_cast<const T*>(rois.data());
   T* dst = static_cast<T*>(y.mutable_data());
-  int64_t* arg = argmax.mutable_data();
   {
     py::gil_scoped_release release;
     roi_pool_forward<T>(N, C, H, W, src, K, boxes, out[0], out[1], scale, dst, arg);
   }
-  return py::make_tuple(y, argmax);
+  return py::make_tuple(y, argmax_obj);
 }
 
-py::tuple roi_pool_forward_entry(py::handle x_obj, py::handle rois_obj, Pair output_size, double spatial_scale) {
+py::tuple roi_pool_forward_entry(py::handle x_obj, py::handle rois_obj, Pair output_size, double spatial_scale,
+                                 bool return_indices) {
   const char* op = "roi_pool";
   py::array x = require_4d_float(x_obj, op, "input");
   py::array rois = require_rois(rois_obj, op, x);
   check_pair(output_size, op, "output_size", 1, x);
   if (!std::isfinite(spatial_scale) || spatial_scale <= 0)
     value_error(op, ": spatial_scale must be positive, got ", spatial_scale, " (input ", shape_str(shape_of(x)), ")");
-  return has_dtype<float>(x) ? roi_forward_typed<float>(x, rois, output_size, spatial_scale)
-                             : roi_forward_typed<double>(x, rois, output_size, spatial_scale);
+  return has_dtype<float>(x) ? roi_forward_typed<float>(x, rois, output_size, spatial_scale, return_indices)
+                             : roi_forward_typed<double>(x, rois, output_size, spatial_scale, return_indices);
 }
 
 template <typename T>
@@ -433,7 +442,9 @@ void bind_pool(py::module_& m) {
   m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward_entry, py::arg("grad_output"),
         py::arg("input_size"));
   m.def("roi_pool_forward", &roi_pool_forward_entry, py::arg("input"), py::arg("boxes"), py::arg("output_size"),
-        py::arg("spatial_scale"), "(output, argmax): torchvision.ops.roi_pool on NCHW input, boxes (K, 5).");
+        py::arg("spatial_scale"), py::arg("return_indices") = true,
+        "(output, argmax or None): torchvision.ops.roi_pool on NCHW input, boxes (K, 5); argmax (the flat "
+        "per-plane index of each bin's maximum, -1 for none) only with return_indices.");
   m.def("roi_pool_backward", &roi_pool_backward_entry, py::arg("grad_output"), py::arg("boxes"), py::arg("argmax"),
         py::arg("input_shape"));
   m.def("upsample2d_forward", &upsample2d_forward_entry, py::arg("input"), py::arg("output_size"), py::arg("scales"),

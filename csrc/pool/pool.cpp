@@ -195,14 +195,14 @@ bool roi_pool_channel_lanes(const RoiPoolGeometry& g, const float* x, const floa
     const int64_t k = i / blocks, c0 = i % blocks * kRoiChannelBlock;
     const int64_t* rows = bins.data() + k * per_roi;
     roi_pool_block_avx2(g, regions[size_t(batch[size_t(k)])], rows, rows + 2 * g.PH, c0, y + k * out_roi,
-                        argmax + k * out_roi);
+                        argmax ? argmax + k * out_roi : nullptr);
   }
   return true;
 }
 
 }  // namespace
 
-// x (N, C, H, W), rois (K, 5) -> y, argmax (K, C, PH, PW)
+// x (N, C, H, W), rois (K, 5) -> y, argmax (K, C, PH, PW); argmax may be null (no gradient wanted)
 template <typename T>
 void roi_pool_forward(int64_t N, int64_t C, int64_t H, int64_t W, const T* x, int64_t K, const T* rois, int64_t PH,
                       int64_t PW, double spatial_scale, T* y, int64_t* argmax) {

@@ -55,7 +55,8 @@ template <typename T>
 void adaptive_avg_pool2d_backward(const PoolGeometry& g, const T* dy, T* dx);
 
 // RoI max pooling (torchvision.ops.roi_pool): x (N, C, H, W), rois (K, 5) = (batch, x1, y1, x2, y2)
-// -> y (K, C, PH, PW) and argmax (K, C, PH, PW) (flat index in the plane, -1 for an empty bin).
+// -> y (K, C, PH, PW) and argmax (K, C, PH, PW) (flat index in the plane, -1 for an empty bin). argmax may
+// be null (no gradient wanted): then no index is computed or written, and y is the same, bit for bit.
 // Corners are scaled and rounded (half away from zero) in T, a box spans at least one pixel, bin ph
 // covers rows [floor(ph h / PH), ceil((ph + 1) h / PH)) of a box of h rows, clipped to the image.
 // A bin's maximum follows torchvision's CPU kernel: best starts at -max, the lowest finite T (0 for an
@@ -90,7 +91,7 @@ template <typename T>
 void adaptive_avg_pool2d_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* x, T* y);
 template <typename T>
 void adaptive_avg_pool2d_backward_ref(const PoolGeometry& g, int64_t p0, int64_t p1, const T* dy, T* dx);
-// RoI pooling of the (RoI, channel) pairs [i0, i1), i = k C + c.
+// RoI pooling of the (RoI, channel) pairs [i0, i1), i = k C + c; argmax may be null.
 template <typename T>
 void roi_pool_ref(const RoiPoolGeometry& g, int64_t i0, int64_t i1, const T* x, const T* rois, T* y,
                   int64_t* argmax);
@@ -132,8 +133,8 @@ struct RoiRegion {
 // Row h of `image` (C, H, W) into its region.
 void roi_region_row_avx2(const float* image, int64_t C, int64_t H, int64_t W, int64_t h, const RoiRegion& region);
 // The channels [c0, min(c0 + kRoiChannelBlock, C)) of one RoI (c0 a multiple of kRoiChannelBlock): y, argmax
-// point at the RoI's (C, PH, PW) outputs; rows and cols are its bins (roi_pool_bins). Each channel runs
-// the reference's rule on the reference's taps in its order: identical results.
+// point at the RoI's (C, PH, PW) outputs (argmax may be null: no index work); rows and cols are its bins
+// (roi_pool_bins). Each channel runs the reference's rule on the reference's taps in its order: identical results.
 void roi_pool_block_avx2(const RoiPoolGeometry& g, const RoiRegion& region, const int64_t* rows, const int64_t* cols,
                          int64_t c0, float* y, int64_t* argmax);
 // Adaptive max pooling of planes [p0, p1), 8 planes at a time transposed into the lanes; rows, cols: the

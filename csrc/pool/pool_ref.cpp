@@ -203,7 +203,8 @@ RoiBox roi_box(const T* roi, double scale) {
 
 }  // namespace
 
-// x (N, C, H, W), rois (K, 5) -> y, argmax (K, C, PH, PW) for the (RoI, channel) pairs [i0, i1), i = k C + c.
+// x (N, C, H, W), rois (K, 5) -> y, argmax (K, C, PH, PW) for the (RoI, channel) pairs [i0, i1), i = k C + c;
+// argmax may be null (the index is then tracked but not stored: the values do not depend on it).
 // Each pair recomputes its box and every bin's bounds (the fast path computes them once per RoI,
 // through roi_pool_bins below: the same functions, so the same bins).
 template <typename T>
@@ -233,7 +234,7 @@ void roi_pool_ref(const RoiPoolGeometry& g, int64_t i0, int64_t i1, const T* x, 
             }
         const int64_t o = (i * PH + ph) * PW + pw;
         y[o] = best;
-        argmax[o] = best_index;
+        if (argmax) argmax[o] = best_index;
       }
   }
 }

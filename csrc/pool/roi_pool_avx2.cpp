@@ -66,7 +66,8 @@ void rows_to_lanes(const float* src, int64_t stride, int64_t lanes, int64_t w0, 
 constexpr int64_t kBinGroup = 64;
 
 // tile rows j < count (bins b0 + j) of kLanes channels -> y, argmax [c][b0 + j] for channels c < channels
-template <int kLanes>
+// (argmax and indices unused without kWithIndex)
+template <int kLanes, bool kWithIndex>
 void write_tile(const float* values, const int32_t* indices, int64_t count, int64_t channels, int64_t bins, float* y,
                 int64_t* argmax) {
   for (int64_t c8 = 0; c8 < channels; c8 += 8) {
@@ -76,23 +77,26 @@ void write_tile(const float* values, const int32_t* indices, int64_t count, int6
       __m256 v[8], ix[8];
       for (int r = 0; r < 8; ++r) {
         v[r] = _mm256_load_ps(values + (j + r) * kLanes + c8);
-        ix[r] = _mm256_load_ps(reinterpret_cast<const float*>(indices) + (j + r) * kLanes + c8);
+        if (kWithIndex) ix[r] = _mm256_load_ps(reinterpret_cast<const float*>(indices) + (j + r) * kLanes + c8);
       }
       transpose8(v);
-      transpose8(ix);
+      if (kWithIndex) transpose8(ix);
       for (int64_t c = 0; c < real; ++c) {
         const int64_t o = (c8 + c) * bins + j;
-        const __m256i i32 = _mm256_castps_si256(ix[c]);
         _mm256_storeu_ps(y + o, v[c]);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + o), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i32)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + o + 4),
-                            _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i32, 1)));
+        if (kWithIndex) {
+          const __m256i i32 = _mm256_castps_si256(ix[c]);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + o),
+                              _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i32)));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + o + 4),
+                              _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i32, 1)));
+        }
       }
     }
     for (int64_t c = c8; c < c8 + real; ++c)
       for (int64_t t = j; t < count; ++t) {
         y[c * bins + t] = values[t * kLanes + c];
-        argmax[c * bins + t] = indices[t * kLanes + c];
+        if (kWithIndex) argmax[c * bins + t] = indices[t * kLanes + c];
       }
   }
 }
@@ -100,8 +104,9 @@ void write_tile(const float* values, const int32_t* indices, int64_t count, int6
 // The outputs of one RoI's bins for the 8 V channels from c0 (the last block may hold fewer real ones).
 // Per lane the reference's loop: best from -FLT_MAX, a tap taken when v > best. max_ps(v, best) is
 // exactly `v > best ? v : best` (best on ties, +0 against -0 included, and when v is NaN), so the
-// value's dependency chain is one instruction; the index follows the same comparison.
-template <int V>
+// value's dependency chain is one instruction; the index follows the same comparison. Without
+// kWithIndex the comparison, the blend and the index stores are left out: the values are the same.
+template <int V, bool kWithIndex>
 void roi_block(const RoiPoolGeometry& g, const RoiRegion& region, const int64_t* rows, const int64_t* cols, int64_t c0,
                float* y, int64_t* argmax) {
   constexpr int kLanes = 8 * V;
@@ -109,7 +114,7 @@ void roi_block(const RoiPoolGeometry& g, const RoiRegion& region, const int64_t*
   const int64_t width = region.w1 - region.w0;
   const float* block = region.data + c0 * (region.h1 - region.h0) * width;  // this block's pixels, kLanes floats each
   alignas(32) float values[kBinGroup * kLanes];
-  alignas(32) int32_t indices[kBinGroup * kLanes];
+  alignas(32) int32_t indices[kWithIndex ? kBinGroup * kLanes : 1];
   int64_t ph = 0, pw = 0;
   for (int64_t b0 = 0; b0 < bins; b0 += kBinGroup) {
     const int64_t count = std::min<int64_t>(kBinGroup, bins - b0);
@@ -127,18 +132,32 @@ void roi_block(const RoiPoolGeometry& g, const RoiRegion& region, const int64_t*
           const __m256 tap = _mm256_castsi256_ps(_mm256_set1_epi32(int32_t(h * g.W + w)));
           for (int v = 0; v < V; ++v) {
             const __m256 x = _mm256_load_ps(p + 8 * v);
-            const __m256 take = _mm256_cmp_ps(x, best[v], _CMP_GT_OQ);
+            if (kWithIndex) {
+              const __m256 take = _mm256_cmp_ps(x, best[v], _CMP_GT_OQ);
+              index[v] = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(index[v]), tap, take));
+            }
             best[v] = _mm256_max_ps(x, best[v]);
-            index[v] = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(index[v]), tap, take));
           }
         }
       }
       for (int v = 0; v < V; ++v) {
         _mm256_store_ps(values + j * kLanes + 8 * v, best[v]);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(indices + j * kLanes + 8 * v), index[v]);
+        if (kWithIndex) _mm256_store_si256(reinterpret_cast<__m256i*>(indices + j * kLanes + 8 * v), index[v]);
       }
     }
-    write_tile<kLanes>(values, indices, count, channels, bins, y + c0 * bins + b0, argmax + c0 * bins + b0);
+    write_tile<kLanes, kWithIndex>(values, indices, count, channels, bins, y + c0 * bins + b0,
+                                   kWithIndex ? argmax + c0 * bins + b0 : nullptr);
+  }
+}
+
+template <bool kWithIndex>
+void roi_block_lanes(const RoiPoolGeometry& g, const RoiRegion& region, const int64_t* rows, const int64_t* cols,
+                     int64_t c0, float* y, int64_t* argmax) {
+  switch (std::min<int64_t>((g.C - c0 + 7) / 8, 4)) {
+    case 1: roi_block<1, kWithIndex>(g, region, rows, cols, c0, y, argmax); break;
+    case 2: roi_block<2, kWithIndex>(g, region, rows, cols, c0, y, argmax); break;
+    case 3: roi_block<3, kWithIndex>(g, region, rows, cols, c0, y, argmax); break;
+    default: roi_block<4, kWithIndex>(g, region, rows, cols, c0, y, argmax); break;
   }
 }
 
@@ -157,12 +176,10 @@ void roi_region_row_avx2(const float* image, int64_t C, int64_t H, int64_t W, in
 
 void roi_pool_block_avx2(const RoiPoolGeometry& g, const RoiRegion& region, const int64_t* rows, const int64_t* cols,
                          int64_t c0, float* y, int64_t* argmax) {
-  switch (std::min<int64_t>((g.C - c0 + 7) / 8, 4)) {
-    case 1: roi_block<1>(g, region, rows, cols, c0, y, argmax); break;
-    case 2: roi_block<2>(g, region, rows, cols, c0, y, argmax); break;
-    case 3: roi_block<3>(g, region, rows, cols, c0, y, argmax); break;
-    default: roi_block<4>(g, region, rows, cols, c0, y, argmax); break;
-  }
+  if (argmax)
+    roi_block_lanes<true>(g, region, rows, cols, c0, y, argmax);
+  else
+    roi_block_lanes<false>(g, region, rows, cols, c0, y, nullptr);
 }
 
 namespace {

@@ -196,7 +196,8 @@ _KERNELS.update({
     "adaptive_max_pool2d_forward": "(input, output_size, return_indices) -> (output, indices or None)",
     "adaptive_avg_pool2d_forward": "(input, output_size) -> output",
     "adaptive_avg_pool2d_backward": "(grad_output, input_size) -> grad_input",
-    "roi_pool_forward": "(input, boxes (K, 5), output_size, spatial_scale) -> (output, argmax)",
+    "roi_pool_forward": "(input, boxes (K, 5), output_size, spatial_scale, return_indices=True) -> "
+                        "(output, argmax or None)",
     "roi_pool_backward": "(grad_output, boxes, argmax, input_shape) -> grad_input",
     "upsample2d_forward": "(input, output_size, scales, mode, align_corners) -> output: F.interpolate, 'nearest' or "
                           "'bilinear'; scales = torch's input/output size ratio per axis",

@@ -69,6 +69,8 @@ def run(close) -> bool:
     y_ref, arg_ref = _C.roi_pool_forward(p, boxes, (3, 2), 0.5)
     y, arg = _cuda.roi_pool_forward(dev(p), dev(boxes), (3, 2), 0.5)
     ok &= close("roi_pool", y.to_numpy(), y_ref, 0) & close("roi_pool argmax", arg.to_numpy(), arg_ref, 0)
+    ok &= close("roi_pool without argmax", _cuda.roi_pool_forward(dev(p), dev(boxes), (3, 2), 0.5, False)[0].to_numpy(),
+                y_ref, 0)
     gr = f32(*y_ref.shape)
     ok &= close("roi_pool backward", _cuda.roi_pool_backward(dev(gr), dev(boxes), arg, list(p.shape)).to_numpy(),
                 _C.roi_pool_backward(gr, boxes, arg_ref, list(p.shape)), 1e-5)

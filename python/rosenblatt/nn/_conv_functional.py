@@ -369,7 +369,8 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
         raise ValueError(f"{op}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
     rois = _roi_boxes(boxes, x.dtype, op)
     size = _pair(output_size, op, "output_size")
-    y, argmax = _kernels.roi_pool_forward(x.data, rois, size, float(spatial_scale))
+    # The int64 argmax, twice the bytes of a float32 output, only where the backward will read it.
+    y, argmax = _kernels.roi_pool_forward(x.data, rois, size, float(spatial_scale), _needs_grad(x))
     shape = list(x.shape)
 
     def backward(grad):
