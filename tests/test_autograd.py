@@ -652,3 +652,28 @@ def test_grad_skips_branches_that_lead_to_no_input():
     branch._backward = lambda g: calls.append(1) or original(g)
     rosenblatt.autograd.grad((x * 2 + branch).sum(), x)
     assert calls == [] and w.grad is None
+
+
+def test_grad_through_a_freed_graph_raises_instead_of_calling_inputs_unused():
+    # The freed nodes lose their parents; a second grad must not read that as "unused" (None or
+    # zeros with allow_unused / materialize_grads) nor count only the paths still intact.
+    x = rosenblatt.tensor(np.arange(3.0), requires_grad=True)
+    loss = (x * x).sum()
+    rosenblatt.autograd.grad(loss, x)
+    for options in ({}, {"allow_unused": True}, {"materialize_grads": True}):
+        with pytest.raises(RuntimeError, match="second time"):
+            rosenblatt.autograd.grad(loss, x, **options)
+    with pytest.raises(RuntimeError, match="second time"):
+        rosenblatt.autograd.grad(loss + (x * 3).sum(), x)  # x also reached through intact nodes
+    hidden = x.tanh()
+    rosenblatt.autograd.grad(hidden.sum(), x)  # frees hidden's node; its gradient is still wanted later
+    (g,) = rosenblatt.autograd.grad((hidden * 2).sum(), hidden)
+    assert g.tolist() == [2.0] * 3
+
+
+def test_grad_outputs_may_be_one_array_for_one_output():
+    x = rosenblatt.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    (g,) = rosenblatt.autograd.grad(x * 2, x, grad_outputs=np.full((2, 3), 0.5))  # not taken row by row
+    assert g.tolist() == [[1.0] * 3] * 2
+    with pytest.raises(ValueError, match=r"grad: gradient has shape \(1,\), expected \(\)"):
+        rosenblatt.autograd.grad((x * x).sum(), x, grad_outputs=np.ones(1))

@@ -384,3 +384,82 @@ def test_beam_search_reorders_device_states():
     np.testing.assert_array_equal(found[0], expected[0])
     np.testing.assert_array_equal(found[1], expected[1])
     np.testing.assert_allclose(found[2], expected[2], rtol=1e-5)
+
+
+# ---- adversarial step functions and states (found by fuzzing) -------------------------------------
+def _constant(logits):
+    return lambda ids, state: (np.tile(np.asarray(logits, dtype=float), (len(ids), 1)), state)
+
+
+def test_log_softmax_keeps_an_all_minus_inf_row_minus_inf():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was -inf - (-inf): NaN, with a RuntimeWarning
+        out = decoding._log_softmax(np.array([[-np.inf, -np.inf], [0.0, 0.0]]))
+    assert np.isneginf(out[0]).all() and out[1] == pytest.approx([-math.log(2)] * 2)
+
+
+def test_greedy_refuses_a_row_with_no_allowed_token():
+    with pytest.raises(ValueError, match=r"greedy_search: the logits \(shape \(2, 4\)\) of row 0 are all -inf"):
+        decoding.greedy_search(_constant([-np.inf] * V), None, [0, 1], 3, end_id=END)  # argmax gave token 0
+    table = TableModel(rows=2, max_length=3)
+    table.table[:, :, :, END] = 9.0
+    table.table[1, 0, :, END] = -9.0  # row 1 ends a step after row 0 ...
+    table.table[0, 1:] = -np.inf      # ... while row 0, stopped, may say anything
+    ids, lengths = decoding.greedy_search(table.step, table.initial_state(), [0, 1], 3, end_id=END)
+    assert lengths.tolist() == [1, 2] and ids[0].tolist() == [END, END]
+    with pytest.raises(ValueError, match="greedy_search: end_id must be an integer token id, got 1.5"):
+        decoding.greedy_search(_constant([0.0] * V), None, [0], 3, end_id=1.5)  # never matched: never stopped
+
+
+def test_searches_refuse_a_vocabulary_that_changes_and_a_step_that_returns_no_pair():
+    def growing(ids, calls):
+        calls = (calls or 0) + 1
+        return np.zeros((len(ids), V + calls)), calls
+
+    with pytest.raises(ValueError, match=r"greedy_search: .*shape \(1, 6\) after logits of 5 tokens"):
+        decoding.greedy_search(growing, None, [0], 3)
+    with pytest.raises(ValueError, match=r"beam_search: .*shape \(2, 6\) after logits of 5 tokens"):
+        decoding.beam_search(growing, None, [0], END, 2, 3, reorder_state=lambda state, index: state)
+    with pytest.raises(TypeError, match="greedy_search: the step function must return \\(logits, state\\)"):
+        decoding.greedy_search(lambda ids, state: np.zeros((1, V)), None, [0], 3)
+    with pytest.raises(TypeError, match="greedy_search: logits must be a numeric"):
+        decoding.greedy_search(lambda ids, state: ("logits", state), None, [0], 3)
+
+
+def test_default_reorder_refuses_a_batch_first_state_and_keeps_namedtuples_and_dicts():
+    import collections
+    with pytest.raises(ValueError, match=r"beam_search: a state part of shape \(2, 7, 3\) has 7 rows in dim 1"):
+        decoding.beam_search(_constant([0.0] * V), rosenblatt.zeros(2, 7, 3), [0, 1], END, 2, 3)  # indexed T
+    State = collections.namedtuple("State", "h c")
+    seen = []
+
+    def step(ids, state):
+        seen.append((type(state["rnn"]).__name__, state["rnn"].h.shape, state["length"]))
+        return np.tile([0.0, 1.0, 0.0, 0.5], (len(ids), 1)), state
+
+    state = {"rnn": State(rosenblatt.zeros(1, 2, 5), np.zeros((2, 5))), "length": None}
+    decoding.beam_search(step, state, [0, 1], END, 3, 2)
+    assert seen == [("State", (1, 6, 5), None)] * 2
+
+
+@pytest.mark.parametrize("length_penalty, error, message", [
+    (1e308, ValueError, "length_penalty 1e\\+308 is too large for max_length 3"),  # was OverflowError
+    (800, ValueError, ".*too large"), (-1e308, ValueError, ".*too large"),  # was a divide-by-zero warning
+    (None, TypeError, "length_penalty must be a number, got NoneType")])
+def test_beam_search_refuses_length_penalties_that_overflow(length_penalty, error, message):
+    with pytest.raises(error, match=f"beam_search: {message}"):
+        decoding.beam_search(_constant([0.0, 1.0, 0.0, 0.0]), None, [0], END, 2, 3, length_penalty=length_penalty)
+
+
+def test_top_k_is_chosen_on_the_logits_and_extreme_temperatures_do_not_warn():
+    import warnings
+    rng = np.random.default_rng(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a denormal temperature overflowed the division
+        tiny = decoding.sample_logits(np.array([[0.0, 1.0, -3.0]] * 50), temperature=5e-324, generator=rng)
+        assert (tiny == 1).all()
+    # Divided by a huge temperature the three logits round to one value; top_k=1 must still keep one.
+    draws = decoding.sample_logits(np.tile([0.0, -1e-20, -2e-20], (500, 1)), temperature=1.7e308, top_k=1,
+                                   generator=rng)
+    assert (draws == 0).all()

@@ -324,6 +324,9 @@ def test_every_target_ignored_gives_zero_gradients_not_nan(label_smoothing, weig
     (lambda x: F.smooth_l1_loss(x, rosenblatt.ones(4)), ValueError, r"^smooth_l1_loss: target shape"),
     (lambda x: F.smooth_l1_loss(x, rosenblatt.ones(3, 4), beta=-1.0), ValueError, r"^smooth_l1_loss: beta"),
     (lambda x: F.huber_loss(x, rosenblatt.ones(3, 4), delta=float("nan")), ValueError, r"^huber_loss: "),
+    (lambda x: F.huber_loss(x, rosenblatt.ones(3, 4), delta=0.0), ValueError, r"^huber_loss: delta must be positive"),
+    (lambda x: F.smooth_l1_loss(x, rosenblatt.ones(3, 4), beta=None), TypeError,
+     r"^smooth_l1_loss: beta must be a number, got NoneType \(input shape \(3, 4\)\)"),
     (lambda x: F.binary_cross_entropy(x, rosenblatt.ones(3, 4)), ValueError,
      r"^binary_cross_entropy: all elements of input \(shape \(3, 4\)\)"),
     (lambda x: F.binary_cross_entropy_with_logits(x, rosenblatt.ones(3, 3)), ValueError,
@@ -457,3 +460,18 @@ def test_linear_with_an_empty_dimension_matches_torch(in_features, out_features,
     np.testing.assert_allclose(layer.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-6)
     np.testing.assert_allclose(layer.bias.grad.data, theirs.bias.grad.numpy(), rtol=1e-6)
     assert rosenblatt.matmul(rosenblatt.zeros(5, 2, 0), rosenblatt.zeros(0, 4)).shape == (5, 2, 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [1e-300, 1e-40, 1e-8, 1.0])
+def test_smooth_l1_loss_with_a_tiny_beta_equals_torch(dtype, beta):
+    # 1 / beta overflowed float32 (NaN loss and gradients); a beta that is 0 in float32 is l1_loss in torch.
+    torch = torch_or_skip()
+    x = np.array([-3.0, -1e-20, 0.0, 1e-30, 0.5, 2.0], dtype=dtype)
+    ours, theirs = rosenblatt.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    lo = F.smooth_l1_loss(ours, rosenblatt.zeros(6, dtype=dtype), beta=beta, reduction="sum")
+    lt = torch.nn.functional.smooth_l1_loss(theirs, torch.zeros(6, dtype=theirs.dtype), beta=beta, reduction="sum")
+    lo.backward()
+    lt.backward()
+    assert_close(lo.numpy(), lt.detach().numpy(), atol=1e-12, rtol=1e-6, what="smooth_l1 value")
+    assert_close(ours.grad.numpy(), theirs.grad.numpy(), atol=1e-12, rtol=1e-6, what="smooth_l1 grad")

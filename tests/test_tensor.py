@@ -404,3 +404,38 @@ def test_split_and_chunk_pieces_match_torch():
             for ours, theirs in ((rosenblatt.split(rosenblatt.zeros(n, 2), k), torch.split(torch.zeros(n, 2), k)),
                                  (rosenblatt.chunk(rosenblatt.zeros(n, 2), k), torch.chunk(torch.zeros(n, 2), k))):
                 assert [p.shape for p in ours] == [tuple(p.shape) for p in theirs], (n, k)
+
+
+def test_index_select_backward_keeps_the_index_of_the_forward():
+    x = rosenblatt.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    index = np.array([0, 1])
+    out = rosenblatt.index_select(x, 0, index)
+    index[:] = 1  # the caller reuses its array: the gradient must still follow [0, 1]
+    out.sum().backward()
+    assert x.grad.tolist() == [[1.0] * 3] * 2
+
+
+def test_index_select_of_a_scalar_and_of_an_empty_list_follow_torch():
+    torch = torch_or_skip()
+    x = rosenblatt.tensor(5.0, requires_grad=True)
+    for index in ([0], 0, [-1]):
+        out = rosenblatt.index_select(x, -1, index)
+        assert out.shape == () and out.item() == 5.0
+    assert tuple(torch.index_select(torch.tensor(5.0), 0, torch.tensor([0])).shape) == ()
+    (out * 3).backward()
+    assert x.grad.item() == 3.0
+    with pytest.raises(IndexError, match=r"^index_select: a 0-d input \(shape \(\)\) takes an index of exactly one"):
+        rosenblatt.index_select(x, 0, [0, 0])
+    with pytest.raises(IndexError, match=r"^index_select: an index is out of range \[-1, 1\) .*shape \(\)"):
+        rosenblatt.index_select(x, 0, [1])
+    assert rosenblatt.ones(2, 3).index_select(1, []).shape == (2, 0)
+
+
+def test_gather_backward_keeps_its_own_index():
+    """A change to the caller's index array after the forward does not reach the gradient."""
+    x = rosenblatt.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    index = np.array([[0, 1], [2, 2]])
+    out = rosenblatt.gather(x, 1, index)
+    index[:] = 0
+    out.sum().backward()
+    assert x.grad.tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]

@@ -29,7 +29,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bo
     outputs, inputs = _tensors(outputs, "outputs"), _tensors(inputs, "inputs")
     if not inputs:
         raise ValueError("grad: inputs is empty")
-    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one for one output, not rows
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
     grad_outputs = list(grad_outputs)
     if len(grad_outputs) != len(outputs):
@@ -40,7 +40,15 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bo
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
-    seeds = [t._seed(g.data if isinstance(g, Tensor) else g, "grad") for t, g in zip(outputs, grad_outputs)]
+    seeds = []
+    for i, (t, g) in enumerate(zip(outputs, grad_outputs)):
+        try:
+            seeds.append(t._seed(g.data if isinstance(g, Tensor) else g, "grad"))
+        except (TypeError, ValueError) as error:
+            if str(error).startswith("grad:"):
+                raise
+            raise TypeError(f"grad: grad_outputs[{i}] for output {i} (shape {t.shape}) is not a gradient: "
+                            f"{error}") from None
     grads = run_backward(outputs, seeds, bool(retain_graph), wanted=inputs)
     result = []
     for i, (t, g) in enumerate(zip(inputs, grads)):

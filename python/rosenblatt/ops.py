@@ -717,6 +717,7 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
         raise IndexError(f"gather: an index is out of range [-{n}, {n}) for dim {axis} (input shape {shape}, "
                          f"index shape {index.shape})")
     out = np.take_along_axis(x.data, index, axis=axis)
+    index = index.copy()  # the backward reads it: a later change to the caller's array must not reach it
 
     def backward(g):
         grad = np.zeros(x.shape, dtype=g.dtype)
@@ -732,15 +733,23 @@ def index_select(x: Tensor, dim: int, index) -> Tensor:
     """The slices x[..., index[0], ...], x[..., index[1], ...], ... along dim, as torch.index_select:
     index is a 1-D (or 0-D) integer tensor; a repeated index adds its slices' gradients."""
     axis = _dim(dim, x.ndim, "index_select", x.shape)
-    index = index.cpu().data if isinstance(index, Tensor) else np.asarray(index)
+    if isinstance(index, Tensor):
+        index = index.cpu().data
+    elif not isinstance(index, np.ndarray):  # a list or a number; [] means no index, not a float64 one
+        index = np.asarray(index)
+        index = index.astype(np.int64) if index.size == 0 else index
     if index.dtype.kind not in "iu" or index.ndim > 1:
         raise TypeError(f"index_select: index must be a 1-D integer tensor, got dtype {index.dtype} and shape "
                         f"{index.shape} (input shape {x.shape})")
-    index = index.reshape(-1)
-    n = x.shape[axis]
+    index = index.reshape(-1).copy()  # the backward reads it: a later change to the caller's array must not reach it
+    if x.ndim == 0 and index.size != 1:
+        raise IndexError(f"index_select: a 0-d input (shape ()) takes an index of exactly one value, got {index.size}")
+    n = x.shape[axis] if x.ndim else 1
     if index.size and (index.min() < -n or index.max() >= n):
         raise IndexError(f"index_select: an index is out of range [-{n}, {n}) for dim {axis} (input shape "
                          f"{x.shape})")
+    if x.ndim == 0:  # torch: a scalar takes one index, 0, and stays 0-d
+        return reshape(index_select(reshape(x, (1,)), 0, index), ())
     if not isinstance(x.data, np.ndarray):  # a gather along dim with the index spread over the other dims
         shape = x.shape[:axis] + (len(index),) + x.shape[axis + 1:]
         spread = np.broadcast_to(index.reshape([-1 if d == axis else 1 for d in range(x.ndim)]), shape)

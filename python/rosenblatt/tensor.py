@@ -320,7 +320,8 @@ def run_backward(roots: list, seeds: list, retain_graph: bool, wanted: list | No
     Without `wanted` (Tensor.backward), leaves accumulate their gradients into .grad, as torch.
     With `wanted`, a list of tensors (autograd.grad), no .grad is touched: the pass visits only
     nodes from which a wanted tensor can be reached and returns the gradient arriving at each
-    wanted tensor (None where none arrives)."""
+    wanted tensor (None where none arrives). A node freed by an earlier pass that receives a
+    gradient raises (unless it is itself wanted): where its parents led is no longer known."""
     order = _topological_order(roots)
     capturing = wanted is not None
     needed = _leading_to(order, wanted) if capturing else None
@@ -351,6 +352,12 @@ def run_backward(roots: list, seeds: list, retain_graph: bool, wanted: list | No
                 else:
                     node.grad = Tensor(held + grad)
             continue
+        if capturing and node._backward is _graph_freed and id(node) not in captured:
+            # Its parents are gone with its graph, so whether a wanted tensor lies beyond it is unknown:
+            # refuse, as Tensor.backward does, rather than call that input unused or under-count it.
+            raise RuntimeError(f"grad: trying to backward through the graph a second time ({node._op}, output "
+                               f"shape {node.shape}, was freed by an earlier backward or grad); pass "
+                               "retain_graph=True to the first call")
         if capturing and not any(id(parent) in needed for parent in node._parents):
             continue
         _check_not_modified(node)

@@ -31,7 +31,10 @@ def _logits_array(logits, rows: int | None, op: str) -> np.ndarray:
     """logits as a float64 (B, V) ndarray; NaN and +inf are refused (no distribution has them)."""
     if isinstance(logits, Tensor):
         logits = logits.cpu().data
-    array = np.asarray(logits, dtype=np.float64)
+    try:
+        array = np.asarray(logits, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: logits must be a numeric (B, V) Tensor or array, got {type(logits).__name__}") from None
     if array.ndim != 2 or array.shape[1] == 0:
         raise ValueError(f"{op}: logits must have shape (B, V) with V >= 1, got {array.shape}")
     if rows is not None and array.shape[0] != rows:
@@ -46,8 +49,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     row_max = logits.max(axis=-1, keepdims=True)
     row_max = np.where(np.isfinite(row_max), row_max, 0.0)
     shifted = logits - row_max
-    with np.errstate(divide="ignore"):  # log(0) of an all -inf row is -inf, as intended
-        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    with np.errstate(divide="ignore"):  # log(0) of an all -inf row: -inf, kept from its -inf entries below
+        log_total = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted - np.where(np.isneginf(log_total), 0.0, log_total)  # not -inf - (-inf) = NaN
 
 
 def _ids_array(ids, op: str) -> np.ndarray:
@@ -64,9 +68,30 @@ def _positive_int(value, name: str, op: str) -> int:
     return int(value)
 
 
+def _token_id(value, name: str, op: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ValueError(f"{op}: {name} must be an integer token id, got {value!r}")
+    return int(value)
+
+
 def _check_token(value, vocab_size: int, name: str, op: str) -> None:
     if not 0 <= value < vocab_size:
         raise ValueError(f"{op}: {name} {value} is outside the vocabulary of {vocab_size} tokens")
+
+
+def _call_step(step, ids: np.ndarray, state, rows: int, vocab: int | None, op: str) -> tuple:
+    """One call of the model: its logits as a float64 (rows, V) array and its new state. V must be
+    the `vocab` of the earlier steps (None at the first): token ids mean nothing across vocabularies."""
+    returned = step(Tensor(ids), state)
+    if not isinstance(returned, (tuple, list)) or len(returned) != 2:
+        raise TypeError(f"{op}: the step function must return (logits, state), got {type(returned).__name__}"
+                        + (f" of length {len(returned)}" if isinstance(returned, (tuple, list)) else ""))
+    logits, state = returned
+    logits = _logits_array(logits, rows, op)
+    if vocab is not None and logits.shape[1] != vocab:
+        raise ValueError(f"{op}: the step function returned logits of shape {logits.shape} after logits of {vocab} "
+                         "tokens; the vocabulary must stay the same at every step")
+    return logits, state
 
 
 def _generator(generator, op: str) -> np.random.Generator:
@@ -97,11 +122,13 @@ def sample_logits(logits, temperature: float = 1.0, top_k: int | None = None, ge
     logits = _logits_array(logits, None, op)
     if np.isneginf(logits).all(axis=1).any():
         raise ValueError(f"{op}: a row of logits (shape {logits.shape}) is all -inf; there is nothing to sample")
-    # Shifted so that each row's largest is 0 before dividing: a tiny temperature cannot overflow.
-    scaled = (logits - logits.max(axis=1, keepdims=True)) / temperature
-    if top_k is not None and top_k < scaled.shape[1]:
-        kth_largest = -np.partition(-scaled, top_k - 1, axis=1)[:, top_k - 1:top_k]
-        scaled = np.where(scaled >= kth_largest, scaled, -np.inf)
+    # Shifted so that each row's largest is 0 before dividing: with a tiny temperature the others go to
+    # -inf (their limit), never above 0.
+    with np.errstate(over="ignore"):
+        scaled = (logits - logits.max(axis=1, keepdims=True)) / temperature
+    if top_k is not None and top_k < scaled.shape[1]:  # chosen on the logits: scaling can round distinct ones equal
+        kth_largest = -np.partition(-logits, top_k - 1, axis=1)[:, top_k - 1:top_k]
+        scaled = np.where(logits >= kth_largest, scaled, -np.inf)
     weights = np.exp(scaled)  # the largest is exp(0) = 1
     cumulative = np.cumsum(weights, axis=1)
     # The first token whose cumulative weight exceeds u * total: never a zero-weight token, since
@@ -117,20 +144,27 @@ def greedy_search(step, state, start_ids, max_length: int, end_id: int | None = 
     Returns (ids, lengths): ids int64 (B, L) holds the generated tokens after the start token,
     L <= max_length; lengths (B,) counts each row's tokens up to and including its first end_id
     (max_length for a row that never emits it). A row stops at end_id, which stays in the output,
-    and is padded after it with end_id. Decoding ends early once every row has stopped."""
+    and is padded after it with end_id. Decoding ends early once every row has stopped. A row still
+    decoding whose logits are all -inf (no token allowed) raises ValueError."""
     op = "greedy_search"
     max_length = _positive_int(max_length, "max_length", op)
+    end_id = None if end_id is None else _token_id(end_id, "end_id", op)
     ids = _ids_array(start_ids, op)
     batch = len(ids)
     finished = np.zeros(batch, dtype=bool)
     lengths = np.full(batch, max_length, dtype=np.int64)
     generated = []
+    vocab = None
     with no_grad():
         for position in range(max_length):
-            logits, state = step(Tensor(ids), state)
-            logits = _logits_array(logits, batch, op)
+            logits, state = _call_step(step, ids, state, batch, vocab, op)
+            vocab = logits.shape[1]
             if end_id is not None and position == 0:
-                _check_token(end_id, logits.shape[1], "end_id", op)
+                _check_token(end_id, vocab, "end_id", op)
+            ruled_out = np.isneginf(logits).all(axis=1) & ~finished
+            if ruled_out.any():  # argmax would pick token 0, which the model ruled out
+                raise ValueError(f"{op}: the logits (shape {logits.shape}) of row {int(np.argmax(ruled_out))} are all "
+                                 f"-inf at step {position}; there is no token to choose")
             ids = np.argmax(logits, axis=1).astype(np.int64)
             if end_id is None:
                 generated.append(ids)
@@ -150,12 +184,26 @@ def reorder_batch(state, index):
     """The default `reorder_state` of beam_search: rows `index` (int64) of the batch dimension of
     every Tensor or ndarray in a nested tuple/list (None passes through). The batch dimension is
     ndim - 2: dim 1 of torch's RNN states (layers * directions, B, H) — nn.GRU's h, nn.LSTM's (h, c)
-    — and dim 0 of the cells' (B, H). A device tensor's rows are picked on the host and sent back."""
+    — and dim 0 of the cells' (B, H). Dicts (of any of these) are reordered value by value. A device
+    tensor's rows are picked on the host and sent back."""
+    return _reorder_rows(state, index, None)
+
+
+def _reorder_rows(state, index, batch: int | None):
+    """reorder_batch, checking (when batch is given) that every part's batch dim has `batch` rows: a
+    part laid out otherwise, batch first (B, T, H), would have another of its dims indexed silently."""
     if state is None:
         return None
+    if isinstance(state, dict):
+        return type(state)((key, _reorder_rows(part, index, batch)) for key, part in state.items())
     if isinstance(state, (tuple, list)):
-        return type(state)(reorder_batch(part, index) for part in state)
+        parts = [_reorder_rows(part, index, batch) for part in state]
+        return type(state)(*parts) if hasattr(state, "_fields") else type(state)(parts)  # a namedtuple too
     if isinstance(state, (Tensor, np.ndarray)) and state.ndim >= 2:
+        if batch is not None and state.shape[-2] != batch:
+            raise ValueError(f"beam_search: a state part of shape {tuple(state.shape)} has {state.shape[-2]} rows in "
+                             f"dim {state.ndim - 2}, the batch dim of reorder_batch (ndim - 2), where the search has "
+                             f"{batch}; pass reorder_state=(state, index) -> state for another layout")
         rows = (slice(None),) * (state.ndim - 2) + (index,)
         if isinstance(state, Tensor) and not isinstance(state.data, np.ndarray):
             # A device tensor has no indexing by an array: the state (a few rows) goes through the host.
@@ -187,7 +235,8 @@ def beam_search(step, state, start_ids, end_id: int, beam_size: int, max_length:
     The state is expanded from B to B * beam_size rows (row b * beam_size + k is beam k of row b)
     and after each step reordered with reorder_state(state, index), index an int64 ndarray of the
     rows to keep, in order; the default, `reorder_batch`, indexes the batch dimension of every
-    Tensor in nested tuples/lists (torch's RNN state layout). Runs under no_grad.
+    Tensor in nested tuples/lists/dicts (torch's RNN state layout), and refuses a part whose batch
+    dimension does not hold the search's current number of rows. Runs under no_grad.
 
     Returns (ids, lengths, scores): with n_best None, the best hypothesis of every row, ids int64
     (B, L) padded after end_id with end_id, lengths (B,) and scores float64 (B,); with n_best an
@@ -199,14 +248,25 @@ def beam_search(step, state, start_ids, end_id: int, beam_size: int, max_length:
     kept = 1 if n_best is None else _positive_int(n_best, "n_best", op)
     if kept > beam_size:
         raise ValueError(f"{op}: n_best ({n_best}) cannot exceed beam_size ({beam_size})")
+    try:
+        length_penalty = float(length_penalty)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: length_penalty must be a number, got {type(length_penalty).__name__}") from None
     if not math.isfinite(length_penalty):
         raise ValueError(f"{op}: length_penalty must be finite, got {length_penalty}")
-    if not isinstance(end_id, (int, np.integer)):
-        raise ValueError(f"{op}: end_id must be an integer token id, got {end_id!r}")
-    reorder_state = reorder_batch if reorder_state is None else reorder_state
+    if abs(length_penalty) * math.log(max_length) > 300:  # n ** length_penalty must stay well inside float64
+        raise ValueError(f"{op}: length_penalty {length_penalty} is too large for max_length {max_length}: "
+                         f"{max_length} ** {length_penalty} leaves the range of float64 scores")
+    end_id = _token_id(end_id, "end_id", op)
     start_ids = _ids_array(start_ids, op)
     batch, beams = len(start_ids), beam_size
     rows = np.arange(batch)[:, None]
+
+    def reorder(state, index, current_rows: int):
+        """The state's rows `index`, of the `current_rows` it has; the default also checks that count."""
+        if reorder_state is None:
+            return _reorder_rows(state, index, current_rows)
+        return reorder_state(state, index)
 
     # Live hypotheses: summed log-probabilities (B, beams) and tokens (B, beams, length). Only beam 0
     # starts alive; the others are -inf, or the first step would fill the beams with copies of it.
@@ -235,12 +295,13 @@ def beam_search(step, state, start_ids, end_id: int, beam_size: int, max_length:
         return np.concatenate([tokens, fill], axis=2)
 
     ids = np.repeat(start_ids, beams)
+    vocab = None
     with no_grad():
-        state = reorder_state(state, np.repeat(np.arange(batch), beams))
+        state = reorder(state, np.repeat(np.arange(batch), beams), batch)
         for position in range(max_length):
             length = position + 1  # tokens in every hypothesis made at this step
-            logits, state = step(Tensor(ids), state)
-            log_probs = _log_softmax(_logits_array(logits, batch * beams, op))
+            logits, state = _call_step(step, ids, state, batch * beams, vocab, op)
+            log_probs = _log_softmax(logits)
             vocab = log_probs.shape[1]
             if position == 0:
                 _check_token(end_id, vocab, "end_id", op)
@@ -275,7 +336,7 @@ def beam_search(step, state, start_ids, end_id: int, beam_size: int, max_length:
             reachable = live_sum.max(axis=1) / best_length ** length_penalty
             if np.all(done_score[:, -1] >= reachable):
                 break
-            state = reorder_state(state, (rows * beams + np.take_along_axis(origin, live, axis=1)).ravel())
+            state = reorder(state, (rows * beams + np.take_along_axis(origin, live, axis=1)).ravel(), batch * beams)
 
     width = max(int(done_length.max()), 1)
     tokens = done_tokens[:, :, :width]

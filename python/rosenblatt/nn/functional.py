@@ -290,31 +290,43 @@ def l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: st
     return _reduce(ops.abs(ops.sub(input, _same_shape_target(input, target, "l1_loss"))), reduction)
 
 
-def _huber_terms(input: Tensor, target, delta: float, op: str) -> Tensor:
-    """Huber's terms, 0.5 d^2 for |d| <= delta and delta (|d| - 0.5 delta) beyond, written as
-    m (|d| - m / 2) with m = min(|d|, delta): one expression whose gradient is d inside and
-    delta sign(d) outside, as torch's."""
-    if not delta >= 0:
-        raise ValueError(f"{op}: beta/delta must be non-negative, got {delta} (input shape {input.shape})")
+def _huber_parts(input: Tensor, target, threshold, name: str, op: str) -> tuple:
+    """(|d|, m, threshold) for d = input - target and m = min(|d|, threshold), the threshold (smooth_l1's
+    beta, huber's delta) checked as torch does: a number, >= 0 for beta, > 0 for delta."""
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: {name} must be a number, got {type(threshold).__name__} (input shape "
+                        f"{input.shape})") from None
+    if not (threshold > 0 if name == "delta" else threshold >= 0):
+        raise ValueError(f"{op}: {name} must be {'positive' if name == 'delta' else 'non-negative'}, got {threshold} "
+                         f"(input shape {input.shape})")
     size = ops.abs(ops.sub(input, _same_shape_target(input, target, op)))
-    m = ops.clamp(size, max=delta)
-    return ops.mul(m, ops.sub(size, ops.mul(m, 0.5)))
+    return size, ops.clamp(size, max=threshold), threshold
 
 
 def smooth_l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: str = "mean",
                    beta: float = 1.0) -> Tensor:
-    """Fast R-CNN's box loss: 0.5 d^2 / beta for |d| < beta, |d| - 0.5 beta beyond (beta 0: l1_loss)."""
+    """Fast R-CNN's box loss: 0.5 d^2 / beta for |d| < beta, |d| - 0.5 beta beyond (beta 0: l1_loss).
+
+    Written as (m / beta) (m / 2) + (|d| - m) with m = min(|d|, beta): one expression whose gradient
+    is d / beta inside and sign(d) outside, as torch's, and whose every step, forward and backward,
+    stays within |d| and 1 however small beta (1 / beta would overflow). A beta that is 0 in the
+    input's precision (1e-300 in float32) gives l1_loss, as torch's kernel does."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "smooth_l1_loss")
-    if beta == 0:
-        return l1_loss(input, target, reduction=reduction)
-    return _reduce(ops.mul(_huber_terms(input, target, beta, "smooth_l1_loss"), 1.0 / beta), reduction)
+    size, m, beta = _huber_parts(input, target, beta, "beta", "smooth_l1_loss")
+    if beta == 0 or input.dtype.type(beta) == 0:
+        return _reduce(size, reduction)
+    return _reduce(ops.add(ops.mul(ops.div(m, beta), ops.mul(m, 0.5)), ops.sub(size, m)), reduction)
 
 
 def huber_loss(input: Tensor, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:
-    """0.5 d^2 for |d| <= delta, delta (|d| - 0.5 delta) beyond: smooth_l1_loss times delta."""
+    """0.5 d^2 for |d| <= delta, delta (|d| - 0.5 delta) beyond (smooth_l1_loss times delta), written as
+    m (|d| - m / 2) with m = min(|d|, delta): gradient d inside and delta sign(d) outside, as torch's."""
     _check_reduction(reduction, "huber_loss")
-    return _reduce(_huber_terms(input, target, delta, "huber_loss"), reduction)
+    size, m, delta = _huber_parts(input, target, delta, "delta", "huber_loss")
+    return _reduce(ops.mul(m, ops.sub(size, ops.mul(m, 0.5))), reduction)
 
 
 def _same_shape_target(input: Tensor, target, op: str) -> Tensor:
