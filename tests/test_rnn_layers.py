@@ -258,6 +258,16 @@ def test_cell_matches_torch(isa, rng, name, batch):
         assert_close(p.grad.data, tp.grad.numpy(), 1e-5, 1e-4, f"{name} d{key}")
 
 
+def test_embedding_backward_keeps_its_own_indices():
+    """A decoder that reuses its ids array after the forward does not change the gradient."""
+    emb = nn.Embedding(4, 2)
+    ids = np.array([1, 1, 3])
+    out = emb(ids)
+    ids[:] = 0
+    out.sum().backward()
+    assert emb.weight.grad.tolist() == [[0.0, 0.0], [2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]
+
+
 def test_embedding_matches_torch(rng):
     torch = torch_or_skip()
     theirs = torch.nn.Embedding(7, 4, padding_idx=2)

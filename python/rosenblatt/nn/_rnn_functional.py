@@ -178,7 +178,8 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     padding_idx = _check_table(weight, padding_idx)
     if not isinstance(weight.data, np.ndarray):
         return _device_embedding(input, weight, padding_idx)
-    indices = np.asarray(input.data if isinstance(input, Tensor) else input)
+    # A copy: the backward reads it, and a caller may reuse its index array (a decoder's ids) meanwhile.
+    indices = np.array(input.data if isinstance(input, Tensor) else input)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype} (shape {indices.shape})")
     num = weight.shape[0]
