@@ -596,3 +596,13 @@ def test_upsample_kernel_with_an_absurd_ratio_reads_the_last_row(mode):
     for ratio in (1e20, 1e30):
         np.testing.assert_array_equal(_C.upsample2d_forward(x, (2, 2), [ratio, ratio], mode, False), expected)
     np.testing.assert_array_equal(expected[0, 0, 1], [12, 15] if mode == "nearest" else [15, 15])
+
+
+def test_roi_pool_backward_keeps_its_own_boxes():
+    """Boxes changed by the caller after the forward (a reused proposal buffer) do not move the gradient."""
+    x = rb.tensor(np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4), requires_grad=True)
+    boxes = np.array([[1, 0, 0, 3, 3]], np.float32)
+    out = F.roi_pool(x, boxes, 1)
+    boxes[:, 0] = 0
+    out.sum().backward()
+    assert x.grad.numpy()[1, 0, 3, 3] == 1.0 and x.grad.numpy().sum() == 1.0

@@ -439,3 +439,12 @@ def test_gather_backward_keeps_its_own_index():
     index[:] = 0
     out.sum().backward()
     assert x.grad.tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]
+
+
+def test_indexing_backward_keeps_its_own_index_array():
+    x = rosenblatt.tensor(np.arange(4.0), requires_grad=True)
+    index = np.array([0, 0, 3])
+    out = x[index]
+    index[:] = 1
+    out.sum().backward()
+    assert x.grad.tolist() == [2.0, 0.0, 0.0, 1.0]

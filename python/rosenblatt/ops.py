@@ -631,9 +631,11 @@ def _pad_source_index(n: int, before: int, after: int, mode: str, shape) -> np.n
 # ---- indexing --------------------------------------------------------------------------------
 def _index_part(part):
     if isinstance(part, Tensor):
-        return part.data
+        part = part.data
     if isinstance(part, list):
         return np.asarray(part)
+    if isinstance(part, np.ndarray):  # a copy: the backward reads it after the caller may have reused it
+        return part.copy()
     return part
 
 

@@ -357,7 +357,8 @@ def _roi_boxes(boxes, dtype, op):
             parts.append(np.concatenate([np.full((len(b), 1), i, dtype=dtype), b], axis=1))
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, 5), dtype)
     b = boxes.data if isinstance(boxes, Tensor) else boxes
-    return _device.ascontiguousarray(np.asarray(b, dtype=dtype))
+    # A copy of its own: the backward reads the boxes' image indices after the caller may have reused them.
+    return _device.ascontiguousarray(np.asarray(b, dtype=dtype)).copy()
 
 
 def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
