@@ -448,3 +448,18 @@ def test_indexing_backward_keeps_its_own_index_array():
     index[:] = 1
     out.sum().backward()
     assert x.grad.tolist() == [2.0, 0.0, 0.0, 1.0]
+
+
+def test_where_refuses_a_condition_changed_before_backward_and_copies_arrays():
+    x = rosenblatt.tensor(np.arange(4.0), requires_grad=True)
+    mask = x.detach() > 1
+    loss = rosenblatt.where(mask, x, x * 0).sum()
+    mask[0] = True  # as torch: the condition's version moved, backward refuses
+    with pytest.raises(RuntimeError, match="WhereBackward"):
+        loss.backward()
+    x.grad = None
+    array_mask = np.array([True, False, True, False])
+    loss = x.masked_fill(array_mask, 0.0).sum()
+    array_mask[:] = False  # a plain array is copied at the forward
+    loss.backward()
+    assert x.grad.tolist() == [0.0, 1.0, 0.0, 1.0]

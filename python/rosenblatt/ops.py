@@ -790,10 +790,10 @@ def _device_gather(x: Tensor, axis: int, index) -> Tensor:
 
 
 def masked_fill(x: Tensor, mask, value) -> Tensor:
-    mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    mask = mask if isinstance(mask, Tensor) else Tensor(np.array(mask))  # see where() on the mask's lifetime
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
-    return where(Tensor(mask), as_tensor(value, like=x), x)
+    return where(mask, as_tensor(value, like=x), x)
 
 
 # ---- joining -----------------------------------------------------------------------------------
@@ -880,7 +880,12 @@ def unbind(x: Tensor, dim: int = 0):
 
 def where(condition, a=None, b=None):
     """where(cond, a, b) picks a where cond holds, else b; where(cond) gives the indices of True."""
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    # The backward reads the condition. A Tensor condition joins the node's inputs, so an in-place
+    # change to it before backward is refused (as torch's version counters do); any other array is
+    # copied, since a caller may reuse it.
+    if not isinstance(condition, Tensor):
+        condition = Tensor(np.array(condition))
+    cond = condition.data
     if a is None and b is None:
         return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
     if cond.dtype != np.bool_:
@@ -897,7 +902,7 @@ def where(condition, a=None, b=None):
         return (unbroadcast(np.where(cond, g, 0), a.shape) if a.requires_grad else None,
                 unbroadcast(np.where(cond, 0, g), b.shape) if b.requires_grad else None)
 
-    return result(out, (a, b), backward, "WhereBackward")
+    return result(out, (a, b, condition), backward, "WhereBackward")  # the condition takes no gradient
 
 
 # ---- elementwise functions ---------------------------------------------------------------------
