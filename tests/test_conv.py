@@ -317,3 +317,12 @@ def test_same_padding_with_even_kernels_matches_torch(rng):
     assert_close(y.data, ty.detach().numpy(), 1e-4, 1e-4, "output")
     assert_close(xt.grad.data, tx.grad.numpy(), 1e-4, 1e-4, "grad input")
     assert_close(wt.grad.data, tw.grad.numpy(), 1e-4, 1e-4, "grad weight")
+
+
+def test_conv2d_weight_gradient_keeps_its_own_copy_of_an_array_input():
+    w = rb.tensor(np.ones((1, 1, 2, 2), np.float32), requires_grad=True)
+    image = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
+    loss = F.conv2d(image, w).sum()
+    image[...] = 0  # a reused input buffer
+    loss.backward()
+    assert w.grad.numpy().ravel().tolist() == [8.0, 12.0, 20.0, 24.0]

@@ -475,3 +475,40 @@ def test_smooth_l1_loss_with_a_tiny_beta_equals_torch(dtype, beta):
     lt.backward()
     assert_close(lo.numpy(), lt.detach().numpy(), atol=1e-12, rtol=1e-6, what="smooth_l1 value")
     assert_close(ours.grad.numpy(), theirs.grad.numpy(), atol=1e-12, rtol=1e-6, what="smooth_l1 grad")
+
+
+def test_losses_keep_their_own_targets_and_weights_for_backward():
+    """Arrays a caller reuses after the forward (a target or weight buffer) do not change the gradient;
+    a Tensor weight changed in place before backward is refused, as torch's version counters do."""
+    x0 = np.array([[0.2, 0.7], [0.9, 0.4]], np.float32)
+
+    def grad_after(loss_fn, array, change):
+        x = rosenblatt.tensor(x0, requires_grad=True)
+        loss = loss_fn(x)
+        change(array)
+        loss.backward()
+        return x.grad.numpy()
+
+    def zero(a):
+        a[...] = 0
+
+    target, weight = np.array([[1, 0], [0, 1]], np.float32), np.array([[1, 2], [3, 4]], np.float32)
+    cases = [
+        (lambda x: F.binary_cross_entropy(x, target), target),
+        (lambda x: F.binary_cross_entropy(x, target, weight=weight), weight),
+        (lambda x: F.binary_cross_entropy_with_logits(x, target, weight=weight), weight),
+        (lambda x: F.perceptron_loss(x - 0.5, target * 2 - 1), target),
+        (lambda x: F.cross_entropy(x, np.array([0, 1]), weight=weight[0], label_smoothing=0.3), weight),
+        (lambda x: F.cross_entropy(x, target), target),  # class-probability targets
+    ]
+    for loss_fn, array in cases:
+        saved = array.copy()
+        clean = grad_after(loss_fn, array, lambda a: None)
+        assert_close(grad_after(loss_fn, array, zero), clean)
+        array[...] = saved
+    weight_tensor = rosenblatt.tensor(weight)
+    loss = F.binary_cross_entropy(rosenblatt.tensor(x0, requires_grad=True), target, weight=weight_tensor)
+    with rosenblatt.no_grad():
+        weight_tensor.fill_(0.0)
+    with pytest.raises(RuntimeError, match="BinaryCrossEntropyBackward"):
+        loss.backward()

@@ -360,3 +360,32 @@ def test_relu_passes_the_gradient_at_nan_like_torch(isa):
     tx = torch.tensor(x.data, requires_grad=True)
     theirs(tx).sum().backward()
     assert_close(x.grad.data, tx.grad.numpy(), 1e-6, 1e-5, "dx against torch")
+
+
+def test_recurrent_backward_keeps_its_own_lengths_and_array_input():
+    """lengths and an array input reused by the caller after the forward do not change the gradients."""
+    x0 = np.linspace(-1, 1, 5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
+
+    def grads(change_lengths, change_input, lengths_as_tensor=False):
+        rb.manual_seed(0)
+        gru = nn.GRU(3, 4)
+        x, lengths = x0.copy(), np.array([5, 3], np.int64)
+        out, _ = gru(x, None, lengths=rb.tensor(lengths) if lengths_as_tensor else lengths)
+        if change_lengths:
+            lengths[:] = 1
+        if change_input:
+            x[...] = 0
+        out.sum().backward()
+        return gru.weight_ih_l0.grad.numpy()
+
+    clean = grads(False, False)
+    assert_close(grads(True, False), clean)
+    assert_close(grads(False, True), clean)
+    rb.manual_seed(0)
+    gru = nn.GRU(3, 4)
+    lengths = rb.tensor(np.array([5, 3], np.int64))
+    out, _ = gru(x0, None, lengths=lengths)
+    with rb.no_grad():
+        lengths.fill_(1)  # a Tensor's lengths are copied too (B ints)
+    out.sum().backward()
+    assert_close(gru.weight_ih_l0.grad.numpy(), clean)

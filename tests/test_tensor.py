@@ -463,3 +463,13 @@ def test_where_refuses_a_condition_changed_before_backward_and_copies_arrays():
     array_mask[:] = False  # a plain array is copied at the forward
     loss.backward()
     assert x.grad.tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_an_array_operand_is_copied_for_backward():
+    """x * array: the backward reads the array, which the caller may change after the forward."""
+    x = rosenblatt.tensor(np.arange(3.0), requires_grad=True)
+    scale = np.array([1.0, 2.0, 3.0])
+    loss = (x * scale).sum()
+    scale[:] = 0
+    loss.backward()
+    assert x.grad.tolist() == [1.0, 2.0, 3.0]

@@ -549,7 +549,8 @@ _KIND_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
-    """Tensors pass through; arrays and Python numbers become constant Tensors.
+    """Tensors pass through; arrays and Python numbers become constant Tensors (a NumPy array is copied,
+    as torch.tensor does: an op's backward may read it after the caller has changed its array).
 
     A scalar combined with a tensor takes the tensor's dtype unless it is of a higher
     category (bool < integer < float), as in torch: float32_tensor * 2.5 stays float32,
@@ -557,6 +558,8 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     """
     if isinstance(value, Tensor):
         return value
+    if isinstance(value, np.ndarray):  # a copy: backward closures read it, and the caller may reuse its array
+        return Tensor(value.copy())
     category = _scalar_category(value)
     if like is not None and category is not None:
         if category <= _KIND_CATEGORY.get(like.dtype.kind, 3):

@@ -94,8 +94,8 @@ def recurrent_layer(cell: str, x: Tensor, h0: Tensor | None, c0: Tensor | None, 
     c0s = None
     if lstm:
         c0s = _device.full((D, B, H), 0, dtype, xs) if c0 is None else _device.ascontiguousarray(c0.data)
-    if lengths is not None:
-        lengths = _device.on_device_of(lengths, xs)  # the kernels take every array on one device
+    if lengths is not None:  # a copy (B ints): the backward reads it, after the caller may have reused its array
+        lengths = _device.on_device_of(np.array(lengths), xs)  # the kernels take every array on one device
 
     n_out, n_state = T * B * D * H, D * B * H
     packed = _device.empty(n_out + n_state * (2 if lstm else 1), dtype, xs)

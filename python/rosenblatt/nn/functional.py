@@ -349,9 +349,10 @@ def binary_cross_entropy(input: Tensor, target, weight=None, size_average=None, 
     x, t = input.data, target.data
     if np.any((x < 0) | (x > 1)):
         raise ValueError(f"binary_cross_entropy: all elements of input (shape {input.shape}) should be between 0 and 1")
-    w = None
+    w = weight_tensor = None
     if weight is not None:
-        w = as_tensor(weight, like=input).data
+        weight_tensor = as_tensor(weight, like=input)
+        w = weight_tensor.data
         try:
             w = np.broadcast_to(w, x.shape)
         except ValueError:
@@ -373,8 +374,9 @@ def binary_cross_entropy(input: Tensor, target, weight=None, size_average=None, 
             grad_t = grad_t if w is None else grad_t * w
         return grad_x, grad_t
 
-    return _reduce(result(loss.astype(x.dtype, copy=False), (input, target), backward, "BinaryCrossEntropyBackward"),
-                   reduction)
+    # The backward reads the weight: it joins the inputs (taking no gradient) so a change before backward is refused.
+    parents = (input, target) if weight_tensor is None else (input, target, weight_tensor)
+    return _reduce(result(loss.astype(x.dtype, copy=False), parents, backward, "BinaryCrossEntropyBackward"), reduction)
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, size_average=None, reduce=None,

@@ -28,8 +28,8 @@ def _uniform_parameter(shape, bound, dtype) -> Parameter:
 
 def _as_input(name: str, value, dtype) -> Tensor:
     """The layer's input as a floating Tensor of the parameters' dtype."""
-    if not isinstance(value, Tensor):
-        value = Tensor(np.asarray(value))
+    if not isinstance(value, Tensor):  # a copy: the backward reads it, after the caller may have reused its array
+        value = Tensor(np.array(value))
     if value.dtype != dtype:
         raise TypeError(f"{name}: input has dtype {value.dtype} (shape {value.shape}) but the parameters are "
                         f"{dtype}; convert one of them")
