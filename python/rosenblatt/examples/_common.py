@@ -1,7 +1,9 @@
 """Small helpers shared by the example scripts."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 
 
@@ -18,3 +20,19 @@ def set_threads(threads: int | None) -> None:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def positive(kind):
+    """An argparse type: a number of `kind` above 0 (a zero step count or window divided by zero,
+    and zero minutes read as no deadline at all)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not (0 < value < math.inf):  # NaN fails too
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse

@@ -35,7 +35,7 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -161,9 +161,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the clean loss in adversarial training")
     parser.add_argument("--train-eps", type=float, default=None, help="radius for adversarial training (default --eps)")
     parser.add_argument("--train-attack", choices=ATTACKS, default="fgsm")
-    parser.add_argument("--pgd-steps", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=None, help="default: 40 (mlp), 30 (cnn)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--pgd-steps", type=positive(int), default=10)
+    parser.add_argument("--epochs", type=positive(int), default=None, help="default: 40 (mlp), 30 (cnn)")
+    parser.add_argument("--batch-size", type=positive(int), default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -173,10 +173,6 @@ def main(argv=None) -> dict:
         parser.error(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.eps < 0 or any(e < 0 for e in args.eps_sweep) or (args.train_eps or 0) < 0:
         parser.error("the radii must not be negative")
-    for name in ("pgd_steps", "batch_size", "epochs"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
 

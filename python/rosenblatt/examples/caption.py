@@ -47,7 +47,7 @@ from rosenblatt.nn import decoding
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 
 # ---- the world: shapes, colours, sizes, and the grammar ---------------------------------------------
 IMAGE_SIZE = 32
@@ -508,23 +508,23 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.caption",
                                      description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-size", type=int, default=30000)
-    parser.add_argument("--validation-size", type=int, default=1000)
-    parser.add_argument("--test-size", type=int, default=2000)
-    parser.add_argument("--novel-size", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--train-size", type=positive(int), default=30000)
+    parser.add_argument("--validation-size", type=positive(int), default=1000)
+    parser.add_argument("--test-size", type=positive(int), default=2000)
+    parser.add_argument("--novel-size", type=positive(int), default=1000)
+    parser.add_argument("--epochs", type=positive(int), default=8)
+    parser.add_argument("--batch-size", type=positive(int), default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--clip", type=float, default=5.0, help="maximal global gradient norm")
     parser.add_argument("--channels", type=channel_list, default=(16, 32, 64), help="the encoder's conv widths")
-    parser.add_argument("--feature-size", type=int, default=128)
-    parser.add_argument("--embedding-dim", type=int, default=32)
-    parser.add_argument("--hidden-size", type=int, default=192)
-    parser.add_argument("--beam-size", type=int, default=4)
+    parser.add_argument("--feature-size", type=positive(int), default=128)
+    parser.add_argument("--embedding-dim", type=positive(int), default=32)
+    parser.add_argument("--hidden-size", type=positive(int), default=192)
+    parser.add_argument("--beam-size", type=positive(int), default=4)
     parser.add_argument("--length-penalty", type=float, default=0.0,
                         help="beam search ranks by summed log-probability / length ** this "
                         "(0: by the caption's probability)")
-    parser.add_argument("--eval-every", type=int, default=1, help="validate every this many epochs")
+    parser.add_argument("--eval-every", type=positive(int), default=1, help="validate every this many epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="a tiny model on 600 images for 3 epochs (for tests)")
@@ -533,10 +533,6 @@ def main(argv=None) -> dict:
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):  # explicit options win
                 setattr(args, key, value)
-    for key in ("train_size", "validation_size", "test_size", "novel_size", "epochs", "batch_size", "eval_every",
-                "beam_size", "feature_size", "embedding_dim", "hidden_size"):
-        if getattr(args, key) < 1:
-            parser.error(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     set_threads(args.threads)
     result = train(args)
     print_result(result)

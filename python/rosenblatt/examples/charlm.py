@@ -33,7 +33,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.nn.decoding import sample_logits
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 
 UNKNOWN = "\ufffd"  # stands for characters too rare to get their own symbol
 
@@ -321,22 +321,6 @@ def sample(args) -> dict:
 
 
 # ---- command line ------------------------------------------------------------------------------------
-def positive(kind):
-    """An argparse type: a number of `kind` above 0 (a zero step count or window divided by zero,
-    and zero minutes read as no deadline at all)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if not (0 < value < math.inf):  # NaN fails too
-            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.charlm", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)

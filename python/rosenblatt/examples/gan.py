@@ -49,7 +49,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 
 RING_MODES = 8
 RING_RADIUS = 2.0
@@ -235,24 +235,20 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.gan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=["ring", "digits"], default="ring")
     parser.add_argument("--arch", choices=["dcgan", "mlp"], default="dcgan", help="digits only (the ring uses MLPs)")
-    parser.add_argument("--steps", type=int, default=None, help="default: 10000 (ring), 4000 (digits)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 256 (ring), 64 (digits)")
-    parser.add_argument("--latent", type=int, default=None, help="noise dims; default: 2 (ring), 32 (digits)")
-    parser.add_argument("--hidden", type=int, default=128, help="ring only: width of both MLPs")
+    parser.add_argument("--steps", type=positive(int), default=None, help="default: 10000 (ring), 4000 (digits)")
+    parser.add_argument("--batch-size", type=positive(int), default=None, help="default: 256 (ring), 64 (digits)")
+    parser.add_argument("--latent", type=positive(int), default=None, help="noise dims; default: 2 (ring), 32 (digits)")
+    parser.add_argument("--hidden", type=positive(int), default=128, help="ring only: width of both MLPs")
     parser.add_argument("--lr", type=float, default=None, help="both players; default: 1e-3 (ring), 2e-4 (digits)")
-    parser.add_argument("--samples", type=int, default=None, help="generated for the measures; default 10000 "
+    parser.add_argument("--samples", type=positive(int), default=None, help="generated for the measures; default 10000 "
                         "(ring), 2000 (digits)")
-    parser.add_argument("--classifier-epochs", type=int, default=None, help="digits: the evaluator's training "
+    parser.add_argument("--classifier-epochs", type=positive(int), default=None, help="digits: the evaluator's training "
                         "(default 30; 3 with --quick)")
-    parser.add_argument("--log-every", type=int, default=1000)
+    parser.add_argument("--log-every", type=positive(int), default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="a few hundred steps, fewer samples (for tests)")
     args = parser.parse_args(argv)
-    for name in ("steps", "batch_size", "latent", "samples", "log_every", "classifier_epochs", "hidden"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
     data_rng = np.random.default_rng(args.seed)

@@ -57,7 +57,7 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import no_grad
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 
 CLASSES = ("circle", "square", "triangle", "cross")  # label 0 is background, label k is CLASSES[k - 1]
 DISTRACTORS = ("ring", "diamond", "ell")              # shapes in the scenes that are background
@@ -515,10 +515,10 @@ def time_features_once_vs_per_window(model: SPPNet, images: np.ndarray, windows:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.localize",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-images", type=int, default=1000)
-    parser.add_argument("--test-images", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-images", type=int, default=8, help="images per step")
+    parser.add_argument("--train-images", type=positive(int), default=1000)
+    parser.add_argument("--test-images", type=positive(int), default=200)
+    parser.add_argument("--epochs", type=positive(int), default=10)
+    parser.add_argument("--batch-images", type=positive(int), default=8, help="images per step")
     parser.add_argument("--windows-per-image", type=int, default=64, help="sampled windows per image and step")
     parser.add_argument("--fg-fraction", type=float, default=0.25,
                         help="at most this share of a step's windows are objects")
@@ -526,13 +526,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--box-weight", type=float, default=1.0, help="weight of the smooth L1 box loss (0: none)")
     parser.add_argument("--nms-iou", type=float, default=0.3)
     parser.add_argument("--ap", choices=["all-point", "11-point"], default="all-point")
-    parser.add_argument("--timing-images", type=int, default=8, help="test images scored both ways for the speed-up")
+    parser.add_argument("--timing-images", type=positive(int), default=8, help="test images scored both ways for the speed-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="4 epochs on 96 scenes, 16 test scenes (for tests)")
     args = parser.parse_args(argv)
-    if min(args.train_images, args.test_images, args.timing_images, args.epochs, args.batch_images) < 1:
-        parser.error("--train-images, --test-images, --timing-images, --epochs and --batch-images must be positive")
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
     if args.quick:

@@ -40,7 +40,7 @@ import rosenblatt
 import rosenblatt.nn.functional as F
 from rosenblatt import nn, optim
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 
 CLASSES = ("background", "circle", "square", "triangle", "bar")
 GLYPHS = ".o#^="  # one character per class, for the ASCII rendering
@@ -387,15 +387,15 @@ def main(argv=None) -> dict:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="8s", help="32s, 16s or 8s, or several separated by commas (each "
                         "trained on the same scenes from the same seed; the first is the headline). Default 8s")
-    parser.add_argument("--size", type=int, default=None, help="image height and width in pixels (default 64; "
+    parser.add_argument("--size", type=positive(int), default=None, help="image height and width in pixels (default 64; "
                         "quick 32)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 1000; quick 40)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 16 (quick 8)")
+    parser.add_argument("--steps", type=positive(int), default=None, help="training steps (default 1000; quick 40)")
+    parser.add_argument("--batch-size", type=positive(int), default=None, help="default 16 (quick 8)")
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate, cosine-annealed to 0")
-    parser.add_argument("--width", type=int, default=None, help="channels of the first stage (default 16; quick 8)")
-    parser.add_argument("--test-images", type=int, default=None, help="held-out scenes (default 256; quick 32)")
+    parser.add_argument("--width", type=positive(int), default=None, help="channels of the first stage (default 16; quick 8)")
+    parser.add_argument("--test-images", type=positive(int), default=None, help="held-out scenes (default 256; quick 32)")
     parser.add_argument("--noise", type=float, default=0.03, help="std of the pixel noise added to every image")
-    parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument("--log-every", type=positive(int), default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="a small net on 32-pixel images for seconds (tests)")
@@ -405,10 +405,6 @@ def main(argv=None) -> dict:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         parser.error(f"--variant: unknown {', '.join(unknown) or 'empty list'} (choose from {', '.join(VARIANTS)})")
-    for name in ("size", "steps", "batch_size", "width", "test_images", "log_every"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     if not (math.isfinite(args.lr) and args.lr > 0) or not (math.isfinite(args.noise) and args.noise >= 0):
         parser.error(f"--lr must be positive and --noise non-negative, got {args.lr} and {args.noise}")
     args.size = args.size or (32 if args.quick else 64)

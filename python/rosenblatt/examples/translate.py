@@ -38,7 +38,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 
 # ---- the two languages ----------------------------------------------------------------------------
 NUMBERS = 10_000          # 0 .. 9999
@@ -373,12 +373,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.translate",
                                      description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--embedding", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--embedding", type=positive(int), default=64)
+    parser.add_argument("--hidden", type=positive(int), default=256)
     parser.add_argument("--bidirectional", action="store_true", help="a bidirectional encoder")
     parser.add_argument("--reverse-source", action="store_true", help="read the English words backwards")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=positive(int), default=1500)
+    parser.add_argument("--batch-size", type=positive(int), default=64)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate, annealed to lr/20")
     parser.add_argument("--clip", type=float, default=1.0, help="maximal global gradient norm")
     parser.add_argument("--teacher-forcing", choices=decoding.SCHEDULES, default="constant",
@@ -386,16 +386,13 @@ def main(argv=None) -> dict:
                              "scheduled-sampling decay")
     parser.add_argument("--teacher-forcing-floor", type=float, default=0.25,
                         help="where the linear and exponential decays end")
-    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--beam-size", type=positive(int), default=5)
     parser.add_argument("--length-penalty", type=float, default=1.0, help="beam scores: log-probability / length ** this")
-    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-every", type=positive(int), default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="a tiny model for a few steps (for tests)")
     args = parser.parse_args(argv)
-    for name in ("embedding", "hidden", "steps", "batch_size", "beam_size", "eval_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.quick:
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):  # explicit options win

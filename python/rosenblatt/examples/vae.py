@@ -52,7 +52,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, print_result, set_threads
+from ._common import log, positive, print_result, set_threads
 from .digits import load_digits_split
 
 BINARIZATION_SEED = 20140101  # fixed for every run: the evaluation images are one set of binary images
@@ -292,25 +292,18 @@ def plot_figure(path: str, model: VAE, test_binary: np.ndarray, seed: int) -> No
 
 
 # ---- the script ------------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.vae", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["mlp", "conv"], default="mlp")
-    parser.add_argument("--latent", type=positive_int, default=8, help="dimensions of z (2 can be plotted)")
-    parser.add_argument("--hidden", type=positive_int, default=256)
-    parser.add_argument("--epochs", type=positive_int, default=None, help="default: 300 (mlp), 150 (conv)")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--latent", type=positive(int), default=8, help="dimensions of z (2 can be plotted)")
+    parser.add_argument("--hidden", type=positive(int), default=256)
+    parser.add_argument("--epochs", type=positive(int), default=None, help="default: 300 (mlp), 150 (conv)")
+    parser.add_argument("--batch-size", type=positive(int), default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    parser.add_argument("--elbo-samples", type=positive_int, default=10,
+    parser.add_argument("--elbo-samples", type=positive(int), default=10,
                         help="draws of z per image for the reported test reconstruction term")
-    parser.add_argument("--iw-samples", type=positive_int, default=100, help="K of the importance-weighted bound")
-    parser.add_argument("--iw-images", type=positive_int, default=None,
+    parser.add_argument("--iw-samples", type=positive(int), default=100, help="K of the importance-weighted bound")
+    parser.add_argument("--iw-images", type=positive(int), default=None,
                         help="the bound on the first this many evaluation images (default: all)")
     parser.add_argument("--validation", action="store_true",
                         help="train on 80%% of the training images, evaluate on the other 20%% (not the test set)")
