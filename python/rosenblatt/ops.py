@@ -880,14 +880,15 @@ def unbind(x: Tensor, dim: int = 0):
 
 def where(condition, a=None, b=None):
     """where(cond, a, b) picks a where cond holds, else b; where(cond) gives the indices of True."""
+    if a is None and b is None:
+        cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
     # The backward reads the condition. A Tensor condition joins the node's inputs, so an in-place
     # change to it before backward is refused (as torch's version counters do); any other array is
     # copied, since a caller may reuse it.
     if not isinstance(condition, Tensor):
         condition = Tensor(np.array(condition))
     cond = condition.data
-    if a is None and b is None:
-        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype} (shape {cond.shape})")
     a, b = _pair(a, b, "where")

@@ -304,8 +304,6 @@ def sample(args) -> dict:
     model = CharLM(len(vocab), config["embedding"], config["hidden"], config["layers"], config["dropout"])
     model.load_state_dict(checkpoint["model"])
     model.eval()
-    if args.temperature <= 0:
-        raise SystemExit(f"charlm: --temperature must be positive, got {args.temperature}")
     rosenblatt.manual_seed(args.seed)
     prime = args.prime or ("\n" if "\n" in vocab.chars else vocab.chars[0])
     scores, state = model(Tensor(vocab.encode(prime)[:, None]))  # the prime read in one pass
