@@ -36,3 +36,11 @@ def positive(kind):
 
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def apply_quick_defaults(parser, args, quick: dict) -> None:
+    """--quick: the options in `quick` take its values, except those given explicitly on the command
+    line (an option still at the parser's default counts as not given)."""
+    for key, value in quick.items():
+        if getattr(args, key) == parser.get_default(key):
+            setattr(args, key, value)

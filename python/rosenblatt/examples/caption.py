@@ -47,7 +47,7 @@ from rosenblatt.nn import decoding
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, positive, print_result, set_threads
+from ._common import apply_quick_defaults, log, positive, print_result, set_threads
 
 # ---- the world: shapes, colours, sizes, and the grammar ---------------------------------------------
 IMAGE_SIZE = 32
@@ -530,9 +530,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a tiny model on 600 images for 3 epochs (for tests)")
     args = parser.parse_args(argv)
     if args.quick:
-        for key, value in QUICK.items():
-            if getattr(args, key) == parser.get_default(key):  # explicit options win
-                setattr(args, key, value)
+        apply_quick_defaults(parser, args, QUICK)
     set_threads(args.threads)
     result = train(args)
     print_result(result)

@@ -33,7 +33,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.nn.decoding import sample_logits
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, positive, print_result, set_threads
+from ._common import apply_quick_defaults, log, positive, print_result, set_threads
 
 UNKNOWN = "\ufffd"  # stands for characters too rare to get their own symbol
 
@@ -367,9 +367,7 @@ def main(argv=None) -> dict:
     set_threads(args.threads)
     if args.command == "train":
         if args.quick:
-            for key, value in QUICK.items():
-                if getattr(args, key) == t.get_default(key):  # explicit options win
-                    setattr(args, key, value)
+            apply_quick_defaults(t, args, QUICK)
         if args.steps is None and args.minutes is None:
             args.steps = 2000
         rosenblatt.manual_seed(args.seed)

@@ -38,7 +38,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, positive, print_result, set_threads
+from ._common import apply_quick_defaults, log, positive, print_result, set_threads
 
 # ---- the two languages ----------------------------------------------------------------------------
 NUMBERS = 10_000          # 0 .. 9999
@@ -394,9 +394,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a tiny model for a few steps (for tests)")
     args = parser.parse_args(argv)
     if args.quick:
-        for key, value in QUICK.items():
-            if getattr(args, key) == parser.get_default(key):  # explicit options win
-                setattr(args, key, value)
+        apply_quick_defaults(parser, args, QUICK)
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
     result = train(args)
