@@ -463,3 +463,22 @@ def test_top_k_is_chosen_on_the_logits_and_extreme_temperatures_do_not_warn():
     draws = decoding.sample_logits(np.tile([0.0, -1e-20, -2e-20], (500, 1)), temperature=1.7e308, top_k=1,
                                    generator=rng)
     assert (draws == 0).all()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: decoding.sample_logits(np.zeros((1, 3)), temperature=None), "sample_logits: temperature must be a number, "
+                                                                          "got NoneType None"),
+    (lambda: decoding.sample_logits(np.zeros((1, 3)), temperature="0.7"), "sample_logits: temperature .* got str"),
+    (lambda: decoding.choose_inputs(np.array([1]), np.array([2]), "0.5"), "choose_inputs: p_truth .* got str '0.5'"),
+    (lambda: decoding.teacher_forcing_probability(3, "linear", c="1"), "teacher_forcing_probability: c must be"),
+    (lambda: decoding.teacher_forcing_probability(3, "linear", epsilon=None), "teacher_forcing_probability: epsilon"),
+    (lambda: decoding.teacher_forcing_probability(3, "exponential", k="0.5"), "teacher_forcing_probability: k must"),
+    (lambda: decoding.beam_search(_constant([0.0] * V), None, [0], END, 2, 3, length_penalty="2"),
+     "beam_search: length_penalty must be a number, got str '2'")])  # was silently float("2")
+def test_non_numeric_arguments_are_type_errors_that_name_them(call, message):
+    # A comparison with None or a str raised a bare "'>' not supported between instances ..." naming neither.
+    with pytest.raises(TypeError, match=message):
+        call()
+    assert decoding.teacher_forcing_probability(np.int64(2), "exponential", k=np.float32(0.5)) == 0.25
+    drawn = decoding.sample_logits(np.array([[0.0, 1.0, 0.0]] * 2), temperature=np.float32(0.5), top_k=1)
+    assert drawn.tolist() == [1, 1]

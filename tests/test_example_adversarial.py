@@ -127,3 +127,20 @@ def test_adversarial_refuses_bad_options(capsys):
     with pytest.raises(SystemExit):
         adversarial.main(["--pgd-steps", "0"])
     assert "must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--eps", "nan"), ("--eps", "inf"),   # OverflowError in NumPy's uniform (PGD's random start)
+    ("--train-eps", "nan"),               # passed the `< 0` check and trained on NaN images, exit 0
+    ("--eps-sweep", "0.1,nan"), ("--eps", "-0.1"), ("--lr", "0")])
+def test_adversarial_refuses_radii_that_are_not_finite(option, value, capsys):
+    with pytest.raises(SystemExit):
+        adversarial.main([option, value])
+    assert f"argument {option}: must be" in capsys.readouterr().err
+
+
+def test_quick_keeps_an_explicit_eps_sweep():
+    pytest.importorskip("sklearn")
+    result = adversarial.main(["--quick", "--threads", "1", "--epochs", "1", "--pgd-steps", "1",
+                               "--eps-sweep", "0.05,0.2"])
+    assert set(result["eps_sweep"]) == {"0.05", "0.1", "0.2"}

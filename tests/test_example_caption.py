@@ -175,3 +175,18 @@ def test_refuses_counts_that_are_not_positive(option, capsys):
     with pytest.raises(SystemExit):
         caption.main(["--quick", *option])
     assert "positive" in capsys.readouterr().err
+
+
+def test_refuses_more_encoder_blocks_than_the_image_can_be_halved(capsys):
+    # Six blocks halve 32 pixels to 0: max_pool2d failed deep inside the first forward pass.
+    with pytest.raises(SystemExit):
+        caption.main(["--quick", "--channels", "4,4,4,4,4,4"])
+    assert "at most 5 blocks fit 32-pixel images" in capsys.readouterr().err
+    assert caption.channel_list("4,4,4,4,4") == (4,) * 5
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "0"), ("--clip", "nan"), ("--length-penalty", "1e5")])
+def test_refuses_options_the_training_or_the_beam_search_would_fail_on(option, value, capsys):
+    with pytest.raises(SystemExit):
+        caption.main(["--quick", option, value])
+    assert f"argument {option}: must be" in capsys.readouterr().err

@@ -199,3 +199,21 @@ def test_logging_does_not_change_the_training():
     common = ["--quick", "--steps", "40", "--samples", "500", "--hidden", "16", "--threads", "1"]
     often, never = gan.main([*common, "--log-every", "10"]), gan.main([*common, "--log-every", "1000"])
     assert often["d_loss_end"] == never["d_loss_end"] and often["mode_counts"] == never["mode_counts"]
+
+
+def test_gan_refuses_a_zero_learning_rate_and_a_batch_of_one_for_dcgan(capsys):
+    # --lr 0 was read as "not given" (`args.lr or 1e-3`) and trained at 1e-3; a dcgan batch of one died in
+    # batch_norm inside the generator.
+    with pytest.raises(SystemExit):
+        gan.main(["--lr", "0"])
+    assert "argument --lr: must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gan.main(["--data", "digits", "--batch-size", "1"])
+    assert "--batch-size: the dcgan generator's batch norm needs at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_diverged_run_stops_instead_of_reporting_nan(capsys):
+    with pytest.raises(SystemExit, match="gan: .: the training loss is nan at step .*diverged"):
+        gan.main(["--quick", "--threads", "1", "--lr", "1e6", "--steps", "20", "--hidden", "16"])
+    assert "d_loss_end" not in capsys.readouterr().out

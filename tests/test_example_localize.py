@@ -245,3 +245,23 @@ def test_localize_example_quick():
     assert 0.0 <= result["map"] <= 1.0 and set(result["ap_per_class"]) == set(localize.CLASSES)
     assert 0.5 < result["window_accuracy"] <= 1.0         # mostly background windows
     assert result["windows_per_image"] == 1228 and result["features_once_s"] > 0 and result["per_window_s"] > 0
+
+
+def test_quick_keeps_the_sizes_given_explicitly():
+    # --quick overwrote --train-images, --test-images and --timing-images, and capped --epochs at 4.
+    result = localize.main(["--quick", "--threads", "1", "--train-images", "6", "--test-images", "2",
+                            "--timing-images", "1", "--epochs", "1", "--batch-images", "6"])
+    assert (result["train_images"], result["test_images"], result["timing_images"], result["epochs"]) == (6, 2, 1, 1)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--windows-per-image", "0", "must be positive"),   # died in reshape on an empty batch of windows
+    ("--fg-fraction", "2", "must be between 0.0 and 1.0"),  # rng.choice of a negative count
+    ("--fg-fraction", "nan", "must be between 0.0 and 1.0"),
+    ("--nms-iou", "nan", "must be between 0.0 and 1.0"),    # suppressed every detection but the best, exit 0
+    ("--box-weight", "-1", "must be non-negative"),     # silently meant 0 (no box loss)
+    ("--lr", "0", "must be positive")])
+def test_localize_refuses_bad_options(option, value, message, capsys):
+    with pytest.raises(SystemExit):
+        localize.main(["--quick", option, value])
+    assert f"argument {option}: {message}" in capsys.readouterr().err

@@ -124,3 +124,16 @@ def test_quick_run_with_scheduled_sampling_and_a_bidirectional_encoder():
                          "inverse_sigmoid", "--bidirectional", "--reverse-source", "--beam-size", "2")
     assert result["teacher_forcing"] == "inverse_sigmoid" and result["bidirectional"] and result["steps"] == 60
     assert result["final_loss"] < result["initial_loss"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "0", "positive"),            # trained nothing, exit 0
+    ("--clip", "-1", "positive"),         # a negative clip scale turned descent into ascent
+    ("--clip", "nan", "positive"),        # NaN weights, then greedy_search refused the logits
+    ("--teacher-forcing-floor", "2", "between 0.0 and 1.0"),  # teacher_forcing_probability's traceback
+    ("--length-penalty", "1e6", "between -100.0 and 100.0"),  # beam_search's, after the whole training
+    ("--length-penalty", "nan", "between -100.0 and 100.0")])
+def test_translate_refuses_options_the_library_would_fail_on_later(option, value, message, capsys):
+    with pytest.raises(SystemExit):
+        translate.main(["--quick", "--teacher-forcing", "linear", option, value])
+    assert f"argument {option}: must be {message}" in capsys.readouterr().err

@@ -206,3 +206,35 @@ def test_vae_validation_mode_leaves_the_test_set_alone():
     result = run_example("vae", "--quick", "--threads", "1", "--validation", "--epochs", "1", "--iw-samples", "3")
     assert result["split"] == "validation" and "validation_nelbo" in result and "test_nelbo" not in result
     assert result["train_images"] == 400 and result["eval_images"] == 270 and result["iw_samples"] == 3
+
+
+@pytest.mark.parametrize("path, message", [
+    ("{tmp}/missing/vae.png", "does not exist or is not writable"),  # FileNotFoundError after the whole run
+    ("{tmp}", "is a folder"),                                        # matplotlib wrote {tmp}.png beside it
+    ("{tmp}/vae.notaformat", "matplotlib writes no .notaformat files")])  # ValueError after the whole run
+def test_plot_paths_are_checked_before_training(path, message, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(SystemExit):
+        vae.main(["--quick", "--plot", path.format(tmp=tmp_path)])
+    assert message in capsys.readouterr().err
+    assert vae.plot_problem(str(tmp_path / "vae.png")) is None and vae.plot_problem(str(tmp_path / "vae")) is None
+
+
+def test_plot_without_matplotlib_is_refused_before_training(monkeypatch, tmp_path, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    with pytest.raises(SystemExit):
+        vae.main(["--quick", "--plot", str(tmp_path / "vae.png")])
+    err = capsys.readouterr().err
+    assert "--plot" in err and "needs matplotlib" in err
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_a_diverged_run_stops_instead_of_reporting_nan(capsys):
+    pytest.importorskip("sklearn")
+    with pytest.raises(SystemExit, match="vae: the training loss is nan at epoch 1: training diverged"):
+        vae.main(["--quick", "--threads", "1", "--lr", "1e3", "--epochs", "1"])
+    assert "test_nelbo" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        vae.main(["--lr", "0"])
+    assert "argument --lr: must be positive" in capsys.readouterr().err

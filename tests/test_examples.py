@@ -171,3 +171,54 @@ def test_charlm_refuses_counts_that_are_not_positive(tiny_text, option, capsys):
         charlm.main(["sample", "--checkpoint", "unused.safetensors", "--temperature", "nan"])
     with pytest.raises(ValueError, match="empty text"):
         charlm.Vocabulary.from_text("")
+
+
+# ---- options shared by every example ---------------------------------------------------------------
+@pytest.mark.parametrize("name, prefix", [("translate", []), ("caption", []), ("segment", []), ("localize", []),
+                                          ("vae", []), ("gan", []), ("adversarial", []), ("digits", []),
+                                          ("charlm", ["train"]), ("charlm", ["sample"])])
+@pytest.mark.parametrize("option, value", [("--seed", "-1"), ("--threads", "0"), ("--threads", "-2")])
+def test_examples_refuse_negative_seeds_and_thread_counts_below_one(name, prefix, option, value, capsys):
+    # --seed -1 died in NumPy's SeedSequence ("expected non-negative integer", naming no option), --threads -2 in
+    # set_num_threads with a traceback, and --threads 0 was silently read as "all cores".
+    import importlib
+    module = importlib.import_module(f"rosenblatt.examples.{name}")
+    with pytest.raises(SystemExit):
+        module.main([*prefix, option, value])  # refused while parsing, before any data is read
+    assert f"argument {option}: must be" in capsys.readouterr().err
+
+
+def test_perceptron_refuses_a_negative_seed(capsys):
+    with pytest.raises(SystemExit):
+        perceptron.main(["--quick", "--seed", "-1"])
+    assert "argument --seed: must be non-negative" in capsys.readouterr().err
+
+
+def test_thread_counts_above_the_kernels_limit_end_the_run_with_their_message():
+    from rosenblatt.examples._common import set_threads
+    before = rosenblatt.get_num_threads()
+    with pytest.raises(SystemExit, match=r"--threads: set_num_threads: .* got 100000"):
+        set_threads(100_000)
+    assert rosenblatt.get_num_threads() == before
+
+
+@pytest.mark.parametrize("make, text, message", [
+    (lambda c: c.positive(float), "nan", "must be positive and finite, got nan"),
+    (lambda c: c.non_negative(int), "-1", "must be non-negative and finite, got -1"),
+    (lambda c: c.non_negative(float), "inf", "must be non-negative and finite, got inf"),
+    (lambda c: c.between(float, 0.0, 1.0), "1.5", "must be between 0.0 and 1.0, got 1.5"),
+    (lambda c: c.between(float, 0.0, 1.0), "nan", "must be between 0.0 and 1.0, got nan"),
+    (lambda c: c.non_negative(int), "0.5", "expected a int, got '0.5'")])
+def test_argparse_number_types(make, text, message):
+    import argparse
+    from rosenblatt.examples import _common
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        make(_common)(text)
+    assert _common.between(float, 0.0, 1.0)("1") == 1.0 and _common.non_negative(int)("0") == 0
+
+
+def test_a_diverged_loss_ends_the_run():
+    from rosenblatt.examples._common import check_loss
+    assert check_loss(0.5, "x", "step 1") == 0.5
+    with pytest.raises(SystemExit, match="x: the training loss is nan at step 3: training diverged"):
+        check_loss(float("nan"), "x", "step 3")

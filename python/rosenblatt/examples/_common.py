@@ -13,29 +13,61 @@ def print_result(result: dict) -> None:
 
 
 def set_threads(threads: int | None) -> None:
-    if threads:
+    """--threads (parsed as positive(int)); a count the kernels refuse (above their limit) ends the run
+    with their message rather than a traceback."""
+    if threads is not None:
         import rosenblatt
-        rosenblatt.set_num_threads(threads)
+        try:
+            rosenblatt.set_num_threads(threads)
+        except ValueError as error:
+            raise SystemExit(f"--threads: {error}") from None
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def positive(kind):
-    """An argparse type: a number of `kind` above 0 (a zero step count or window divided by zero,
-    and zero minutes read as no deadline at all)."""
+def _number(kind, accepts, requirement: str, name: str):
+    """An argparse type: a number of `kind` for which accepts(value) holds, else the requirement."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if not (0 < value < math.inf):  # NaN fails too
-            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+        if not accepts(value):  # NaN fails every comparison, so every check
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
         return value
 
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = name
     return parse
+
+
+def positive(kind):
+    """An argparse type: a number of `kind` above 0 (a zero step count or window divided by zero,
+    and zero minutes read as no deadline at all)."""
+    return _number(kind, lambda value: 0 < value < math.inf, "positive and finite", f"positive {kind.__name__}")
+
+
+def non_negative(kind):
+    """An argparse type: a finite number of `kind` >= 0 (seeds: NumPy refuses negative ones deep inside;
+    radii and loss weights: a negative or NaN one has no meaning, and was silently read as 0 or made NaN)."""
+    return _number(kind, lambda value: 0 <= value < math.inf, "non-negative and finite",
+                   f"non-negative {kind.__name__}")
+
+
+def between(kind, low, high):
+    """An argparse type: a number of `kind` in [low, high] (fractions, IoU thresholds, bounded factors)."""
+    return _number(kind, lambda value: low <= value <= high, f"between {low} and {high}",
+                   f"{kind.__name__} in [{low}, {high}]")
+
+
+def check_loss(loss: float, example: str, where: str) -> float:
+    """A training loss, or SystemExit when it is NaN or infinite: the run diverged, and every metric
+    measured on the model after it would be meaningless (a NaN net still "predicts" class 0)."""
+    if not math.isfinite(loss):
+        raise SystemExit(f"{example}: the training loss is {loss} at {where}: training diverged "
+                         "(a smaller --lr may help)")
+    return loss
 
 
 def apply_quick_defaults(parser, args, quick: dict) -> None:

@@ -35,7 +35,7 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 
-from ._common import log, positive, print_result, set_threads
+from ._common import between, check_loss, log, non_negative, positive, print_result, set_threads
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -141,38 +141,39 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, epochs: in
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(images)
+            total += check_loss(loss.item(), "adversarial", f"epoch {len(epoch_losses) + 1}") * len(images)
         scheduler.step()
         epoch_losses.append(total / len(x_train))
     return epoch_losses
 
 
+RADIUS = non_negative(float)  # an attack radius: NaN or infinite ones made NaN images
+
+
 def _parse_eps_list(text: str) -> list:
-    return [float(v) for v in text.split(",") if v.strip()]
+    return [RADIUS(v) for v in text.split(",") if v.strip()]
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.adversarial",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
-    parser.add_argument("--eps", type=float, default=0.1, help="attack radius (L-infinity, pixels in [0, 1])")
+    parser.add_argument("--eps", type=RADIUS, default=0.1, help="attack radius (L-infinity, pixels in [0, 1])")
     parser.add_argument("--eps-sweep", type=_parse_eps_list, default=[0.05, 0.1, 0.2, 0.3],
                         help="comma-separated radii also reported (default 0.05,0.1,0.2,0.3)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="weight of the clean loss in adversarial training")
-    parser.add_argument("--train-eps", type=float, default=None, help="radius for adversarial training (default --eps)")
+    parser.add_argument("--alpha", type=between(float, 0.0, 1.0), default=0.5,
+                        help="weight of the clean loss in adversarial training")
+    parser.add_argument("--train-eps", type=RADIUS, default=None,
+                        help="radius for adversarial training (default --eps)")
     parser.add_argument("--train-attack", choices=ATTACKS, default="fgsm")
     parser.add_argument("--pgd-steps", type=positive(int), default=10)
     parser.add_argument("--epochs", type=positive(int), default=None, help="default: 40 (mlp), 30 (cnn)")
     parser.add_argument("--batch-size", type=positive(int), default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--lr", type=positive(float), default=2e-3)
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.alpha <= 1.0:
-        parser.error(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.eps < 0 or any(e < 0 for e in args.eps_sweep) or (args.train_eps or 0) < 0:
-        parser.error("the radii must not be negative")
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
 
@@ -181,7 +182,9 @@ def main(argv=None) -> dict:
     epochs = args.epochs or (40 if args.model == "mlp" else 30)
     eps_sweep = args.eps_sweep
     if args.quick:
-        x_train, y_train, epochs, eps_sweep = x_train[:400], y_train[:400], args.epochs or 3, [args.eps]
+        x_train, y_train, epochs = x_train[:400], y_train[:400], args.epochs or 3
+        if eps_sweep == parser.get_default("eps_sweep"):  # a sweep given explicitly is kept
+            eps_sweep = [args.eps]
     train_eps = args.eps if args.train_eps is None else args.train_eps
 
     def fresh_model():  # the CNN without random shifts: the attacks and the training see the same images

@@ -47,7 +47,8 @@ from rosenblatt.nn import decoding
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import apply_quick_defaults, log, positive, print_result, set_threads
+from ._common import (apply_quick_defaults, between, check_loss, log, non_negative,
+                      positive, print_result, set_threads)
 
 # ---- the world: shapes, colours, sizes, and the grammar ---------------------------------------------
 IMAGE_SIZE = 32
@@ -445,7 +446,7 @@ def train(args) -> dict:
             nn.utils.clip_grad_norm_(parameters, args.clip)
             optimizer.step()
             scheduler.step()
-            epoch_losses.append(loss.item())
+            epoch_losses.append(check_loss(loss.item(), "caption", f"epoch {epoch}"))
         train_time += time.perf_counter() - epoch_start
         losses += epoch_losses
         if epoch % args.eval_every == 0 or epoch == args.epochs:
@@ -501,6 +502,9 @@ def channel_list(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not channels or min(channels) < 1:
         raise argparse.ArgumentTypeError(f"channel counts must be positive, got {text!r}")
+    if IMAGE_SIZE >> len(channels) < 1:  # each block halves the image: 32 pixels allow 5
+        raise argparse.ArgumentTypeError(f"at most {IMAGE_SIZE.bit_length() - 1} blocks fit {IMAGE_SIZE}-pixel images "
+                                         f"(each halves them), got {len(channels)}: {text!r}")
     return channels
 
 
@@ -514,19 +518,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--novel-size", type=positive(int), default=1000)
     parser.add_argument("--epochs", type=positive(int), default=8)
     parser.add_argument("--batch-size", type=positive(int), default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--clip", type=float, default=5.0, help="maximal global gradient norm")
+    parser.add_argument("--lr", type=positive(float), default=3e-3)
+    parser.add_argument("--clip", type=positive(float), default=5.0, help="maximal global gradient norm")
     parser.add_argument("--channels", type=channel_list, default=(16, 32, 64), help="the encoder's conv widths")
     parser.add_argument("--feature-size", type=positive(int), default=128)
     parser.add_argument("--embedding-dim", type=positive(int), default=32)
     parser.add_argument("--hidden-size", type=positive(int), default=192)
     parser.add_argument("--beam-size", type=positive(int), default=4)
-    parser.add_argument("--length-penalty", type=float, default=0.0,
+    parser.add_argument("--length-penalty", type=between(float, -100.0, 100.0), default=0.0,
                         help="beam search ranks by summed log-probability / length ** this "
-                        "(0: by the caption's probability)")
+                        "(0: by the caption's probability; |this| <= 100)")
     parser.add_argument("--eval-every", type=positive(int), default=1, help="validate every this many epochs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a tiny model on 600 images for 3 epochs (for tests)")
     args = parser.parse_args(argv)
     if args.quick:

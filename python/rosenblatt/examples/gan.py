@@ -49,7 +49,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import log, positive, print_result, set_threads
+from ._common import check_loss, log, non_negative, positive, print_result, set_threads
 
 RING_MODES = 8
 RING_RADIUS = 2.0
@@ -239,16 +239,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=positive(int), default=None, help="default: 256 (ring), 64 (digits)")
     parser.add_argument("--latent", type=positive(int), default=None, help="noise dims; default: 2 (ring), 32 (digits)")
     parser.add_argument("--hidden", type=positive(int), default=128, help="ring only: width of both MLPs")
-    parser.add_argument("--lr", type=float, default=None, help="both players; default: 1e-3 (ring), 2e-4 (digits)")
+    parser.add_argument("--lr", type=positive(float), default=None,
+                        help="both players; default: 1e-3 (ring), 2e-4 (digits)")
     parser.add_argument("--samples", type=positive(int), default=None, help="generated for the measures; default 10000 "
                         "(ring), 2000 (digits)")
     parser.add_argument("--classifier-epochs", type=positive(int), default=None, help="digits: the evaluator's training "
                         "(default 30; 3 with --quick)")
     parser.add_argument("--log-every", type=positive(int), default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a few hundred steps, fewer samples (for tests)")
     args = parser.parse_args(argv)
+    if args.data == "digits" and args.arch == "dcgan" and args.batch_size == 1:
+        parser.error("--batch-size: the dcgan generator's batch norm needs at least 2 images per batch, got 1")
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
     data_rng = np.random.default_rng(args.seed)
@@ -282,8 +285,8 @@ def main(argv=None) -> dict:
         else:
             real = rosenblatt.tensor(x_train[data_rng.integers(0, len(x_train), size=batch_size)])
         fake = generator(noise(batch_size, latent))
-        d_losses.append(discriminator_step(discriminator, opt_d, real, fake))
-        g_losses.append(generator_step(discriminator, opt_g, fake))
+        d_losses.append(check_loss(discriminator_step(discriminator, opt_d, real, fake), "gan: D", f"step {step}"))
+        g_losses.append(check_loss(generator_step(discriminator, opt_g, fake), "gan: G", f"step {step}"))
         if step % args.log_every == 0 or step == steps:
             window = slice(-args.log_every, None)
             message = f"step {step}: d_loss {np.mean(d_losses[window]):.3f}, g_loss {np.mean(g_losses[window]):.3f}"

@@ -57,7 +57,8 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import no_grad
 
-from ._common import log, positive, print_result, set_threads
+from ._common import (apply_quick_defaults, between, check_loss, log, non_negative,
+                      positive, print_result, set_threads)
 
 CLASSES = ("circle", "square", "triangle", "cross")  # label 0 is background, label k is CLASSES[k - 1]
 DISTRACTORS = ("ring", "diamond", "ell")              # shapes in the scenes that are background
@@ -512,6 +513,9 @@ def time_features_once_vs_per_window(model: SPPNet, images: np.ndarray, windows:
 
 
 # ---- the case study --------------------------------------------------------------------------------
+QUICK = dict(train_images=96, test_images=16, timing_images=1, epochs=4)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m rosenblatt.examples.localize",
                                      description=__doc__.split("\n\n")[0])
@@ -519,23 +523,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--test-images", type=positive(int), default=200)
     parser.add_argument("--epochs", type=positive(int), default=10)
     parser.add_argument("--batch-images", type=positive(int), default=8, help="images per step")
-    parser.add_argument("--windows-per-image", type=int, default=64, help="sampled windows per image and step")
-    parser.add_argument("--fg-fraction", type=float, default=0.25,
+    parser.add_argument("--windows-per-image", type=positive(int), default=64,
+                        help="sampled windows per image and step")
+    parser.add_argument("--fg-fraction", type=between(float, 0.0, 1.0), default=0.25,
                         help="at most this share of a step's windows are objects")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (cosine annealed)")
-    parser.add_argument("--box-weight", type=float, default=1.0, help="weight of the smooth L1 box loss (0: none)")
-    parser.add_argument("--nms-iou", type=float, default=0.3)
+    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam's learning rate (cosine annealed)")
+    parser.add_argument("--box-weight", type=non_negative(float), default=1.0,
+                        help="weight of the smooth L1 box loss (0: none)")
+    parser.add_argument("--nms-iou", type=between(float, 0.0, 1.0), default=0.3,
+                        help="a detection suppresses those of its class that overlap it more than this")
     parser.add_argument("--ap", choices=["all-point", "11-point"], default="all-point")
     parser.add_argument("--timing-images", type=positive(int), default=8, help="test images scored both ways for the speed-up")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="4 epochs on 96 scenes, 16 test scenes (for tests)")
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="4 epochs on 96 scenes, 16 test scenes, 1 timing image, unless given (for tests)")
     args = parser.parse_args(argv)
+    if args.quick:
+        apply_quick_defaults(parser, args, QUICK)
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
-    if args.quick:
-        args.train_images, args.test_images, args.timing_images = 96, 16, 1
-        args.epochs = min(args.epochs, 4)
 
     train_rng, test_rng, sample_rng = (np.random.default_rng([args.seed, stream]) for stream in range(3))
     start = time.perf_counter()
@@ -579,7 +586,7 @@ def main(argv=None) -> dict:
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.item())
+            total += check_loss(float(loss.item()), "localize", f"epoch {epoch + 1}")
         log(f"localize: epoch {epoch + 1}/{args.epochs} loss {total / steps_per_epoch:.4f} "
             f"({time.perf_counter() - start:.1f} s)")
     train_time = time.perf_counter() - start

@@ -23,7 +23,7 @@ from rosenblatt.data import DataLoader, TensorDataset
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import log, print_result
+from ._common import log, non_negative, print_result
 
 
 def separable_data(count: int, margin: float, radius: float, rng: np.random.Generator):
@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--xor-epochs", type=int, default=100, help="epochs the perceptron gets on XOR")
     parser.add_argument("--hidden", type=int, default=8, help="hidden units of the MLP on XOR")
     parser.add_argument("--mlp-epochs", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--quick", action="store_true", help="fewer points and epochs (for tests)")
     args = parser.parse_args(argv)
     if args.quick:

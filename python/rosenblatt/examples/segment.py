@@ -40,7 +40,7 @@ import rosenblatt
 import rosenblatt.nn.functional as F
 from rosenblatt import nn, optim
 
-from ._common import log, positive, print_result, set_threads
+from ._common import check_loss, log, non_negative, positive, print_result, set_threads
 
 CLASSES = ("background", "circle", "square", "triangle", "bar")
 GLYPHS = ".o#^="  # one character per class, for the ASCII rendering
@@ -361,7 +361,7 @@ def train_variant(variant: str, args, train_seed: np.random.SeedSequence, test_i
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses.append(loss.item())
+        losses.append(check_loss(loss.item(), f"segment: FCN-{variant}", f"step {step}"))
         if step % args.log_every == 0 or step == args.steps:
             log(f"  step {step:5d}/{args.steps}  loss {np.mean(losses[-args.log_every:]):.4f}  "
                 f"{step * args.batch_size / (time.perf_counter() - start):.1f} images/s")
@@ -396,8 +396,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--test-images", type=positive(int), default=None, help="held-out scenes (default 256; quick 32)")
     parser.add_argument("--noise", type=float, default=0.03, help="std of the pixel noise added to every image")
     parser.add_argument("--log-every", type=positive(int), default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a small net on 32-pixel images for seconds (tests)")
     args = parser.parse_args(argv)
     set_threads(args.threads)

@@ -38,7 +38,8 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import apply_quick_defaults, log, positive, print_result, set_threads
+from ._common import (apply_quick_defaults, between, check_loss, log, non_negative,
+                      positive, print_result, set_threads)
 
 # ---- the two languages ----------------------------------------------------------------------------
 NUMBERS = 10_000          # 0 .. 9999
@@ -330,7 +331,7 @@ def train(args) -> dict:
         nn.utils.clip_grad_norm_(parameters, args.clip)
         optimizer.step()
         scheduler.step()
-        losses.append(loss.item())
+        losses.append(check_loss(loss.item(), "translate", f"step {step + 1}"))
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             ids, out_lengths = translate(model, corpus, validation_numbers)
             valid = accuracy(corpus, validation_numbers, ids, out_lengths)
@@ -379,18 +380,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--reverse-source", action="store_true", help="read the English words backwards")
     parser.add_argument("--steps", type=positive(int), default=1500)
     parser.add_argument("--batch-size", type=positive(int), default=64)
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate, annealed to lr/20")
-    parser.add_argument("--clip", type=float, default=1.0, help="maximal global gradient norm")
+    parser.add_argument("--lr", type=positive(float), default=3e-3, help="Adam's learning rate, annealed to lr/20")
+    parser.add_argument("--clip", type=positive(float), default=1.0, help="maximal global gradient norm")
     parser.add_argument("--teacher-forcing", choices=decoding.SCHEDULES, default="constant",
                         help="how often the decoder reads the true previous word: always (constant) or a "
                              "scheduled-sampling decay")
-    parser.add_argument("--teacher-forcing-floor", type=float, default=0.25,
+    parser.add_argument("--teacher-forcing-floor", type=between(float, 0.0, 1.0), default=0.25,
                         help="where the linear and exponential decays end")
     parser.add_argument("--beam-size", type=positive(int), default=5)
-    parser.add_argument("--length-penalty", type=float, default=1.0, help="beam scores: log-probability / length ** this")
+    parser.add_argument("--length-penalty", type=between(float, -100.0, 100.0), default=1.0,
+                        help="beam scores: log-probability / length ** this (|this| <= 100: length ** this stays "
+                             "within float64)")
     parser.add_argument("--eval-every", type=positive(int), default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a tiny model for a few steps (for tests)")
     args = parser.parse_args(argv)
     if args.quick:

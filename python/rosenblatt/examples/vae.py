@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import time
 
 import numpy as np
@@ -52,7 +53,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import log, positive, print_result, set_threads
+from ._common import check_loss, log, non_negative, positive, print_result, set_threads
 from .digits import load_digits_split
 
 BINARIZATION_SEED = 20140101  # fixed for every run: the evaluation images are one set of binary images
@@ -243,7 +244,7 @@ def train(model: VAE, optimizer, images: np.ndarray, epochs: int, batch_size: in
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss.item()) * batch.shape[0]
+            total += check_loss(float(loss.item()), "vae", f"epoch {epoch + 1}") * batch.shape[0]
         history.append(total / len(images))
         if on_epoch:
             on_epoch(epoch, history[-1])
@@ -258,6 +259,27 @@ def _tile(images: np.ndarray, columns: int) -> np.ndarray:
         r, c = divmod(i, columns)
         canvas[r * 9:r * 9 + 8, c * 9:c * 9 + 8] = image[0]
     return canvas
+
+
+def plot_problem(path: str) -> str | None:
+    """Why the figure could not be written to `path`, or None: checked before training, since
+    plot_figure runs at its end (matplotlib missing, no such folder, a folder, an unknown format)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+    except ImportError:
+        return "needs matplotlib: pip install 'rosenblatt[plot]'"
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "is a folder; give a file name such as vae.png"
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        return f"cannot be written: the folder {folder} does not exist or is not writable"
+    extension = os.path.splitext(path)[1][1:].lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if extension and extension not in formats:  # no extension: matplotlib appends .png
+        return f"matplotlib writes no .{extension} files (formats: {', '.join(sorted(formats))})"
+    return None
 
 
 def plot_figure(path: str, model: VAE, test_binary: np.ndarray, seed: int) -> None:
@@ -299,7 +321,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--hidden", type=positive(int), default=256)
     parser.add_argument("--epochs", type=positive(int), default=None, help="default: 300 (mlp), 150 (conv)")
     parser.add_argument("--batch-size", type=positive(int), default=64)
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    parser.add_argument("--lr", type=positive(float), default=1e-3, help="Adam's learning rate")
     parser.add_argument("--elbo-samples", type=positive(int), default=10,
                         help="draws of z per image for the reported test reconstruction term")
     parser.add_argument("--iw-samples", type=positive(int), default=100, help="K of the importance-weighted bound")
@@ -307,11 +329,14 @@ def main(argv=None) -> dict:
                         help="the bound on the first this many evaluation images (default: all)")
     parser.add_argument("--validation", action="store_true",
                         help="train on 80%% of the training images, evaluate on the other 20%% (not the test set)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--plot", metavar="PNG", help="write reconstructions and samples here (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
     args = parser.parse_args(argv)
+    problem = plot_problem(args.plot) if args.plot else None
+    if problem:
+        parser.error(f"--plot {args.plot}: {problem}")
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
 

@@ -16,6 +16,7 @@ model's work stays in `step`. Logits of -inf (tokens a model rules out) are allo
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -68,6 +69,14 @@ def _positive_int(value, name: str, op: str) -> int:
     return int(value)
 
 
+def _real(value, name: str, op: str) -> float:
+    """value as a float; anything but a real number (a str, None) is a TypeError naming the argument,
+    where a comparison with it raised one naming neither the op nor the value."""
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
 def _token_id(value, name: str, op: str) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
         raise ValueError(f"{op}: {name} must be an integer token id, got {value!r}")
@@ -114,6 +123,7 @@ def sample_logits(logits, temperature: float = 1.0, top_k: int | None = None, ge
     (default: rosenblatt's stream, so rosenblatt.manual_seed makes draws reproducible), inverted
     through the row's cumulative distribution."""
     op = "sample_logits"
+    temperature = _real(temperature, "temperature", op)
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"{op}: temperature must be positive and finite, got {temperature}")
     if top_k is not None:
@@ -248,10 +258,7 @@ def beam_search(step, state, start_ids, end_id: int, beam_size: int, max_length:
     kept = 1 if n_best is None else _positive_int(n_best, "n_best", op)
     if kept > beam_size:
         raise ValueError(f"{op}: n_best ({n_best}) cannot exceed beam_size ({beam_size})")
-    try:
-        length_penalty = float(length_penalty)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op}: length_penalty must be a number, got {type(length_penalty).__name__}") from None
+    length_penalty = _real(length_penalty, "length_penalty", op)
     if not math.isfinite(length_penalty):
         raise ValueError(f"{op}: length_penalty must be finite, got {length_penalty}")
     if abs(length_penalty) * math.log(max_length) > 300:  # n ** length_penalty must stay well inside float64
@@ -366,6 +373,8 @@ def teacher_forcing_probability(step: int, schedule: str = "linear", *, k: float
         raise ValueError(f"{op}: step must be an integer >= 0, got {step!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"{op}: unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    k = None if k is None else _real(k, "k", op)
+    c, epsilon = _real(c, "c", op), _real(epsilon, "epsilon", op)
     if schedule in ("constant", "linear"):
         k = 1.0 if k is None else k
         if not 0 <= k <= 1:
@@ -402,6 +411,7 @@ def choose_inputs(truth_ids, predicted_ids, p_truth: float, generator=None) -> n
     if truth.shape != predicted.shape or truth.dtype.kind not in "iu" or predicted.dtype.kind not in "iu":
         raise ValueError(f"{op}: truth_ids and predicted_ids must be integer arrays of one shape, got "
                          f"{truth.dtype} {truth.shape} and {predicted.dtype} {predicted.shape}")
+    p_truth = _real(p_truth, "p_truth", op)
     if not 0 <= p_truth <= 1:
         raise ValueError(f"{op}: p_truth must lie in [0, 1], got {p_truth}")
     use_truth = _generator(generator, op).random(truth.shape) < p_truth
