@@ -61,6 +61,25 @@ def between(kind, low, high):
                    f"{kind.__name__} in [{low}, {high}]")
 
 
+def device_option(text: str):
+    """An argparse type: a device this build and machine have, "cpu" or "cuda[:N]" (torch's
+    spelling). The model, its optimizer state and each batch live there; data are generated and
+    augmented on the host, as a torch input pipeline does, and metrics read back from it."""
+    import rosenblatt
+    try:
+        device = rosenblatt.device(text)
+        if device.type == "cuda":
+            rosenblatt.zeros(1).to(device)  # the first use of a device that is not there raises
+    except (ValueError, RuntimeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return device
+
+
+def add_device_option(parser) -> None:
+    parser.add_argument("--device", type=device_option, default="cpu",
+                        help="cpu (default) or cuda[:N], where rosenblatt was built with CUDA")
+
+
 def check_loss(loss: float, example: str, where: str) -> float:
     """A training loss, or SystemExit when it is NaN or infinite: the run diverged, and every metric
     measured on the model after it would be meaningless (a NaN net still "predicts" class 0)."""
