@@ -12,7 +12,8 @@ results are fresh C-contiguous arrays, and views stay inside the memory they com
 the backend gives FakeDeviceArray the same NumPy protocols as the real DeviceArray, including the
 refusal of `__array__`: an op that silently fell back to NumPy raises TypeError.
 Kernels of `_C` not written out below (conv, pooling, RNN, ...) are forwarded to `_C` with the arrays
-unwrapped and the results wrapped, as the real backend mirrors `_C`'s names and signatures.
+unwrapped and the results wrapped, as the real backend mirrors `_C`'s names and signatures; a name
+the real backend (when built) lacks is refused, so a device path that only the fake could run fails.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import builtins
 import numpy as np
 
 from rosenblatt import _C
+from rosenblatt.cuda import _cuda as _REAL  # None in a CPU-only build: then only _C's names are checked
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_))
 device_count_value = 1
@@ -361,6 +363,8 @@ def __getattr__(name: str):
     cpu = getattr(_C, name, None)
     if cpu is None or name.startswith("_"):
         raise AttributeError(name)
+    if _REAL is not None and not hasattr(_REAL, name):  # a device path the real backend could not run
+        raise AttributeError(f"fake _cuda: the real CUDA backend has no kernel {name!r}")
 
     def kernel(*args, **kwargs):
         devices = [a.device for a in list(args) + list(kwargs.values()) if isinstance(a, DeviceArray)]
