@@ -144,3 +144,41 @@ def test_quick_keeps_an_explicit_eps_sweep():
     result = adversarial.main(["--quick", "--threads", "1", "--epochs", "1", "--pgd-steps", "1",
                                "--eps-sweep", "0.05,0.2"])
     assert set(result["eps_sweep"]) == {"0.05", "0.1", "0.2"}
+
+
+@pytest.mark.parametrize("train_attack", ["fgsm", "pgd"])
+def test_adversarial_on_a_cuda_device_matches_the_cpu(train_attack):
+    # The MLP: the CNN's convolution biases before batch norm get gradients that are zero up to rounding,
+    # which Adam scales up to steps of size lr, so its two runs drift apart (test below: its attacks agree).
+    pytest.importorskip("sklearn")
+    from test_examples import assert_device_run_matches_cpu, main_on_fake_cuda_and_cpu
+    on_device, calls, on_cpu = main_on_fake_cuda_and_cpu(adversarial.main, [
+        "--quick", "--threads", "1", "--epochs", "1", "--pgd-steps", "2", "--train-attack", train_attack])
+    assert_device_run_matches_cpu(on_device, calls, on_cpu)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_attacks_on_a_cuda_model_match_the_cpu(kind):
+    import fake_cuda
+    from rosenblatt import _device
+    rosenblatt.manual_seed(0)
+    model = build_model(kind, hidden=16).eval()
+    images, labels = _images(6)
+    expected = [adversarial.input_gradient(model, images, labels), adversarial.accuracy(model, images, labels)]
+    rosenblatt.manual_seed(1)
+    expected.append(adversarial.pgd(model, images, labels, 0.1, steps=2))
+    previous = _device.set_backend(fake_cuda)
+    fake_cuda.device_count_value = 1
+    try:
+        model.to("cuda")
+        assert adversarial.model_device(model) == rosenblatt.device("cuda", 0)
+        grad, losses = adversarial.input_gradient(model, images, labels)
+        assert isinstance(grad, np.ndarray) and isinstance(losses, np.ndarray)  # back on the host
+        np.testing.assert_allclose(grad, expected[0][0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(losses, expected[0][1], rtol=1e-5)
+        assert adversarial.accuracy(model, images, labels) == expected[1]
+        rosenblatt.manual_seed(1)  # the same random start, from the host's stream
+        np.testing.assert_allclose(adversarial.pgd(model, images, labels, 0.1, steps=2), expected[2], atol=1e-6)
+        assert all(p.grad is None for p in model.parameters())
+    finally:
+        _device.set_backend(previous)

@@ -217,3 +217,17 @@ def test_a_diverged_run_stops_instead_of_reporting_nan(capsys):
     with pytest.raises(SystemExit, match="gan: .: the training loss is nan at step .*diverged"):
         gan.main(["--quick", "--threads", "1", "--lr", "1e6", "--steps", "20", "--hidden", "16"])
     assert "d_loss_end" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [("--steps", "20", "--samples", "500", "--log-every", "10"),
+                                  ("--data", "digits", "--steps", "5", "--samples", "100", "--classifier-epochs", "1")],
+                         ids=["ring", "dcgan"])
+def test_gan_on_a_cuda_device_matches_the_cpu(args):
+    # dcgan: transposed convolutions, batch norm of both kinds and the evaluator (trained by fit) on the device
+    if "digits" in args:
+        pytest.importorskip("sklearn")
+    from test_examples import assert_device_run_matches_cpu, main_on_fake_cuda_and_cpu
+    on_device, calls, on_cpu = main_on_fake_cuda_and_cpu(gan.main, ["--quick", "--threads", "1", *args])
+    assert_device_run_matches_cpu(on_device, calls, on_cpu)
+    if "digits" in args:
+        assert {"conv_transpose2d_forward", "batch_norm_forward"} <= set(calls)

@@ -181,3 +181,32 @@ def test_a_diverged_run_stops_instead_of_scoring_its_nan_net(capsys):
     with pytest.raises(SystemExit, match="segment: FCN-8s: the training loss is nan at step .*diverged"):
         segment.main(["--quick", "--threads", "1", "--lr", "1e6", "--steps", "3", "--test-images", "2"])
     assert "pixel_accuracy" not in capsys.readouterr().out
+
+
+# ---- on a CUDA device ---------------------------------------------------------------------------
+def test_segment_on_a_cuda_device_matches_the_cpu():
+    """--device cuda on the NumPy stand-in for the CUDA backend (it refuses a silent fallback to NumPy and
+    any kernel the real backend lacks): the model and every batch live there, the scenes are drawn on the
+    host. Its weights start from the same host random stream, so the run reproduces the CPU's: on the
+    stand-in the convolutions, pooling and batch norm are _C's own kernels and only the element-wise ops
+    (Adam's update, the loss) sum in another order (~1e-7 relative); the metrics, rounded by the example to
+    4 digits, agree to their last digit here. The tolerance, 1e-3 absolute, allows a rounding flip of that
+    digit and ~8 of the 8,192 test pixels changing class."""
+    from test_examples import main_on_fake_cuda_and_cpu
+    on_device, calls, on_cpu = main_on_fake_cuda_and_cpu(
+        segment.main, ["--quick", "--threads", "1", "--variant", "32s,8s", "--steps", "10", "--test-images", "8"])
+    assert calls and {"conv2d_forward", "conv_transpose2d_forward", "batch_norm_forward"} <= set(calls)
+    assert on_device["device"] in ("cuda", "cuda:0") and on_cpu["device"] == "cpu"
+    timing = {"train_time_s", "data_time_s", "images_per_s"}
+
+    def agree(a, b, where):
+        if isinstance(b, dict):
+            assert set(a) == set(b), where
+            for key in set(b) - timing - {"device"}:
+                agree(a[key], b[key], f"{where}.{key}")
+        elif isinstance(b, float):
+            assert abs(a - b) <= 1e-3, f"{where}: {a} on the device, {b} on the CPU"
+        else:
+            assert a == b, f"{where}: {a!r} on the device, {b!r} on the CPU"
+
+    agree(on_device, on_cpu, "result")

@@ -238,3 +238,23 @@ def test_a_diverged_run_stops_instead_of_reporting_nan(capsys):
     with pytest.raises(SystemExit):
         vae.main(["--lr", "0"])
     assert "argument --lr: must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [("--model", "mlp"), ("--model", "conv", "--latent", "2")], ids=["mlp", "conv"])
+def test_vae_on_a_cuda_device_matches_the_cpu(args, tmp_path):
+    # eps of the reparameterisation comes from the host's stream on either device; conv also plots the 2-d
+    # latent space from the device model
+    pytest.importorskip("sklearn")
+    from test_examples import assert_device_run_matches_cpu, main_on_fake_cuda_and_cpu
+    plot = ["--plot", str(tmp_path / "vae.png")] if "conv" in args and _has_matplotlib() else []
+    on_device, calls, on_cpu = main_on_fake_cuda_and_cpu(vae.main, [
+        "--quick", "--threads", "1", "--epochs", "1", "--iw-samples", "5", "--iw-images", "20",
+        "--elbo-samples", "2", *args, *plot])
+    assert_device_run_matches_cpu(on_device, calls, on_cpu)
+    if plot:
+        assert (tmp_path / "vae.png").stat().st_size > 0
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None

@@ -5,6 +5,7 @@ The scripts run with --threads 1: the test machine is shared, and a busy machine
 threads wait on each other far longer than these tiny models compute."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +25,50 @@ def run_example(name: str, *args: str, timeout: float = 120) -> dict:
     assert completed.returncode == 0, completed.stderr[-3000:]
     last_line = completed.stdout.strip().splitlines()[-1]
     return json.loads(last_line)
+
+
+# ---- --device: an example's main() on the fake CUDA backend (tests/fake_cuda.py) and on the CPU ----------
+TIMING_KEYS = {"train_time_s", "adv_train_time_s", "iw_time_s", "examples_per_s", "steps_per_s", "images_per_s"}
+
+
+def main_on_fake_cuda_and_cpu(main, argv) -> tuple:
+    """(result with --device cuda on the NumPy stand-in for the CUDA backend, the kernels it ran, result on
+    the CPU). The stand-in refuses to turn into NumPy and refuses kernels the real backend lacks, so an op
+    that falls back to the host, or that a GPU could not run, fails here; its random draws come from the
+    host stream, as on a GPU, so both runs see the same numbers."""
+    import fake_cuda
+    from rosenblatt import _device
+    previous = _device.set_backend(fake_cuda)
+    fake_cuda.device_count_value = 1
+    fake_cuda.calls.clear()
+    try:
+        on_device = main([*argv, "--device", "cuda"])
+        calls = list(fake_cuda.calls)
+    finally:
+        _device.set_backend(previous)
+    return on_device, calls, main(list(argv))
+
+
+def assert_device_run_matches_cpu(on_device: dict, calls: list, on_cpu: dict, rtol: float = 1e-4) -> None:
+    """The device run ran device kernels, says so, and reports the CPU run's metrics: equal counts, labels
+    and lists, floats within rtol (relative, absolute below 1). float32 kernels that sum in another order
+    differ from the CPU's by ~1e-7 per op; the few training steps of a test leave them within ~1e-5."""
+    assert calls, "nothing ran on the device"
+    assert on_device["device"] in ("cuda", "cuda:0") and on_cpu["device"] == "cpu"
+    assert set(on_device) == set(on_cpu)
+    for key in sorted(set(on_cpu) - TIMING_KEYS - {"device"}):
+        _assert_agree(on_device[key], on_cpu[key], rtol, key)
+
+
+def _assert_agree(a, b, rtol, where):
+    if isinstance(b, dict):
+        assert set(a) == set(b), where
+        for key in b:
+            _assert_agree(a[key], b[key], rtol, f"{where}.{key}")
+    elif isinstance(b, float):
+        assert abs(a - b) <= rtol * max(1.0, abs(b)), f"{where}: {a} on the device, {b} on the CPU"
+    else:
+        assert a == b, f"{where}: {a!r} on the device, {b!r} on the CPU"
 
 
 # ---- perceptron ------------------------------------------------------------------------------------
@@ -48,6 +93,13 @@ def test_perceptron_respects_novikoffs_bound(margin, radius):
         perceptron.separable_data(10, radius, margin, rng)
 
 
+def test_perceptron_mlp_on_a_cuda_device_matches_the_cpu():
+    on_device, calls, on_cpu = main_on_fake_cuda_and_cpu(perceptron.main, ["--quick"])
+    assert_device_run_matches_cpu(on_device, calls, on_cpu)
+    assert {"matmul", "gemm"} & set(calls)  # the MLP's layers ran there
+    assert on_device["mlp_xor_accuracy"] == 1.0
+
+
 # ---- digits ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args", [
     ("--model", "mlp"),
@@ -61,6 +113,22 @@ def test_digits_example(args):
     assert {"test_accuracy", "train_time_s", "examples_per_s"} <= set(result)
     assert result["final_loss"] < result["initial_loss"]
     assert result["test_accuracy"] > 0.2  # a few epochs on 400 images: well above chance (0.1)
+
+
+@pytest.mark.parametrize("args", [("--model", "mlp"),
+                                  ("--model", "cnn", "--optimizer", "momentum", "--dropout", "0.2")],
+                         ids=["mlp", "cnn"])
+def test_digits_on_a_cuda_device_matches_the_cpu(args):
+    # cnn: random shifts (made on the host), convolutions, batch norm, pooling and dropout on the device. Not
+    # with Adam: the gradient of a convolution's bias is zero before batch norm, up to rounding, and Adam
+    # scales that noise up to steps of size lr: the biases of both runs drift ~1e-3 apart, the test loss ~5e-5.
+    pytest.importorskip("sklearn")
+    from rosenblatt.examples import digits
+    on_device, calls, on_cpu = main_on_fake_cuda_and_cpu(
+        digits.main, ["--quick", "--epochs", "1", "--threads", "1", "--no-progress", *args])
+    assert_device_run_matches_cpu(on_device, calls, on_cpu)
+    if "cnn" in args:
+        assert {"conv2d_forward", "batch_norm_forward", "max_pool2d_forward"} <= set(calls)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
@@ -107,6 +175,57 @@ def test_charlm_train_resume_and_sample(tiny_text, tmp_path):
                         "--seed", "3", "--temperature", "0.7", "--threads", "1")
     assert again["sample"] == sampled["sample"]  # seeded sampling is reproducible
 
+
+
+@pytest.fixture
+def fake_cuda_backend():
+    """The NumPy stand-in for the CUDA backend (tests/fake_cuda.py), as in test_device_layer.py."""
+    import fake_cuda
+    from rosenblatt import _device
+    previous = _device.set_backend(fake_cuda)
+    fake_cuda.device_count_value = 1
+    fake_cuda.calls.clear()
+    yield fake_cuda
+    _device.set_backend(previous)
+
+
+def test_charlm_trains_resumes_and_samples_on_a_cuda_device(fake_cuda_backend, tiny_text, tmp_path, capsys):
+    """On the stand-in device, training reproduces the CPU run up to kernel rounding (the batches
+    and the initial weights come from the host; about 1e-7 relative in bits/char here, 1e-4
+    allowed); its checkpoint resumes there, and both runs' checkpoints sample the same text on the
+    device and on the CPU."""
+    on_cpu, on_cuda = str(tmp_path / "cpu.safetensors"), str(tmp_path / "cuda.safetensors")
+    common = ["train", "--text", str(tiny_text), "--quick", "--no-progress", "--steps", "20", "--eval-every", "10",
+              "--val-chars", "1000"]
+    cpu = charlm.main(common + ["--checkpoint", on_cpu])
+    fake_cuda_backend.calls.clear()
+    cuda = charlm.main(common + ["--checkpoint", on_cuda, "--device", "cuda"])
+    assert fake_cuda_backend.calls and cuda["device"] == "cuda" and cpu["device"] == "cpu"
+    for key in ("initial_val_bpc", "val_bpc", "train_bpc_first", "train_bpc_last"):
+        assert cuda[key] == pytest.approx(cpu[key], rel=1e-4), key
+
+    resumed_checkpoint = str(tmp_path / "resumed.safetensors")
+    shutil.copy(on_cuda, resumed_checkpoint)
+    resumed = charlm.main(common[:-4] + ["--steps", "23", "--checkpoint", resumed_checkpoint, "--resume",
+                                         "--device", "cuda:0"])
+    assert resumed["device"] == "cuda:0" and resumed["steps_this_run"] == 3
+    assert resumed["initial_val_bpc"] == pytest.approx(cuda["val_bpc"], rel=1e-6)
+
+    sample = ["sample", "--prime", "def ", "--length", "30", "--seed", "3", "--temperature", "0.7", "--top-k", "5"]
+    texts = {(checkpoint, device): charlm.main(sample + ["--checkpoint", checkpoint, "--device", device])
+             for checkpoint in (on_cpu, on_cuda) for device in ("cpu", "cuda")}
+    assert {result["device"] for result in texts.values()} == {"cpu", "cuda"}
+    assert len({result["sample"] for result in texts.values()}) == 1
+
+
+@pytest.mark.parametrize("command", [["train", "--quick"], ["sample", "--checkpoint", "unused.safetensors"]])
+def test_charlm_refuses_a_cuda_device_that_is_not_there_while_parsing(command, capsys):
+    if rosenblatt.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    for device in ("cuda", "gpu"):
+        with pytest.raises(SystemExit):
+            charlm.main([*command, "--device", device])  # before a corpus or checkpoint is read
+        assert "argument --device:" in capsys.readouterr().err
 
 def test_vocabulary_round_trip_and_rare_characters():
     text = "abracadabra ☃ ünïcode\n" + "ab" * 50
@@ -186,6 +305,21 @@ def test_examples_refuse_negative_seeds_and_thread_counts_below_one(name, prefix
     with pytest.raises(SystemExit):
         module.main([*prefix, option, value])  # refused while parsing, before any data is read
     assert f"argument {option}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["perceptron", "digits", "adversarial", "gan", "vae"])
+def test_a_cuda_device_that_is_not_there_is_refused_while_parsing(name, capsys):
+    import importlib
+    if rosenblatt.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    module = importlib.import_module(f"rosenblatt.examples.{name}")
+    with pytest.raises(SystemExit):
+        module.main(["--quick", "--device", "cuda"])  # before any data is read or model built
+    error = capsys.readouterr().err
+    assert "argument --device:" in error and ("no CUDA device" in error or "built without CUDA" in error), error
+    with pytest.raises(SystemExit):
+        module.main(["--quick", "--device", "gpu"])
+    assert "argument --device:" in capsys.readouterr().err
 
 
 def test_perceptron_refuses_a_negative_seed(capsys):

@@ -661,6 +661,8 @@ def _integer_index(index):
 def getitem(x: Tensor, index) -> Tensor:
     """x[index] with ints, slices, None, Ellipsis, integer arrays and boolean masks (NumPy rules)."""
     index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
+    if not isinstance(x.data, np.ndarray) and _is_advanced_on_device(index):
+        return _device_getitem(x, index)
     try:
         out = x.data[index]
     except IndexError as error:
@@ -676,6 +678,36 @@ def getitem(x: Tensor, index) -> Tensor:
         return (grad,)
 
     return result(out, (x,), backward, "IndexBackward")
+
+
+def _is_advanced_on_device(index) -> bool:
+    """An index array or mask among the parts (a 0-d integer array is an integer: the device's basic indexing)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (bool, np.bool_)) or ((isinstance(p, np.ndarray) or _device.is_device_array(p))
+                                                   and not (p.ndim == 0 and p.dtype.kind in "iu")) for p in parts)
+
+
+def _device_getitem(x: Tensor, index) -> Tensor:
+    """x[index] on a device for one index array along the first dim (x[rows]: integers of any shape,
+    host or device, or a bool mask of x's first dim, read on the host as its positions) as index_select,
+    a gather on the device; other advanced indexing is not implemented there."""
+    part = index[0] if isinstance(index, tuple) and len(index) == 1 else index
+    if isinstance(part, tuple) or not hasattr(part, "dtype") or x.ndim == 0:
+        raise NotImplementedError(f"getitem: advanced indexing of a CUDA tensor (shape {x.shape}) is implemented "
+                                  "for one index array along the first dim only (x[rows])")
+    if part.dtype == np.bool_:
+        if part.ndim != 1:
+            raise NotImplementedError(f"getitem: a {part.ndim}-d mask of a CUDA tensor (shape {x.shape}); one "
+                                      "along the first dim is implemented")
+        mask = part if isinstance(part, np.ndarray) else _device.to_host(part)  # waits for the device, as torch
+        if mask.shape != x.shape[:1]:
+            raise IndexError(f"getitem: a mask of shape {mask.shape} does not match the first dim of a tensor of "
+                             f"shape {x.shape}")
+        return index_select(x, 0, np.flatnonzero(mask))
+    if part.dtype.kind not in "iu":
+        raise IndexError(f"getitem: index arrays must be integer or bool, got {part.dtype} (tensor shape {x.shape})")
+    rows = index_select(x, 0, Tensor(part.reshape(-1)) if _device.is_device_array(part) else part.reshape(-1))
+    return reshape(rows, tuple(part.shape) + x.shape[1:])
 
 
 def setitem(x: Tensor, index, value) -> None:

@@ -14,6 +14,7 @@ step against the current weights, and attacked in the same way.
 
     python -m rosenblatt.examples.adversarial                   # MLP, eps 0.1, FGSM training, alpha 0.5
     python -m rosenblatt.examples.adversarial --model cnn       # the CNN (batch norm, no random shifts)
+    python -m rosenblatt.examples.adversarial --device cuda     # the models on a GPU (the attacks' arithmetic in NumPy)
     python -m rosenblatt.examples.adversarial --train-attack pgd --eps-sweep 0.05,0.1
 
 Every attack uses the true labels and the model in eval mode; the loss attacked is the summed
@@ -35,27 +36,35 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 
-from ._common import between, check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import add_device_option, between, check_loss, log, non_negative, positive, print_result, set_threads
 
 ATTACKS = ("fgsm", "pgd")
+
+
+def model_device(model: nn.Module):
+    """The device of the model's parameters: the images go there, and the attacks' arithmetic stays
+    on the host (NumPy), as the data do."""
+    return next(iter(model.parameters())).device
 
 
 # ---- gradients with respect to the input ------------------------------------------------------------
 def input_gradient(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> tuple:
     """(d loss / d images, per-image losses) for the summed cross-entropy of `model` at `images`.
 
-    The images become a Tensor with requires_grad=True and the gradient is read from its .grad; the
-    model's parameters are frozen meanwhile, so no weight gradient is computed or accumulated."""
-    x = rosenblatt.tensor(images, requires_grad=True)
+    The images become a Tensor with requires_grad=True (on the model's device) and the gradient is
+    read from its .grad, back on the host; the model's parameters are frozen meanwhile, so no weight
+    gradient is computed or accumulated."""
+    device = model_device(model)
+    x = rosenblatt.tensor(images, requires_grad=True, device=device)
     previous = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     try:
-        losses = F.cross_entropy(model(x), rosenblatt.tensor(labels), reduction="none")
+        losses = F.cross_entropy(model(x), rosenblatt.tensor(labels, device=device), reduction="none")
         rosenblatt.sum(losses).backward()
     finally:
         for p, flag in zip(model.parameters(), previous):
             p.requires_grad_(flag)
-    return x.grad.numpy(), losses.detach().numpy()
+    return x.grad.cpu().numpy(), losses.detach().cpu().numpy()
 
 
 def fgsm(model: nn.Module, images: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
@@ -106,7 +115,8 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
     was_training = model.training
     model.eval()
     try:
-        return float((model(rosenblatt.tensor(images)).numpy().argmax(axis=1) == labels).mean())
+        scores = model(rosenblatt.tensor(images, device=model_device(model))).cpu().numpy()
+        return float((scores.argmax(axis=1) == labels).mean())
     finally:
         model.train(was_training)
 
@@ -123,7 +133,9 @@ def robustness(model: nn.Module, images: np.ndarray, labels: np.ndarray, eps: fl
 def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, epochs: int, batch_size: int, lr: float,
           alpha: float = 1.0, eps: float = 0.0, train_attack: str = "fgsm", pgd_steps: int = 10) -> list:
     """Adam with cosine annealing; loss alpha * clean + (1 - alpha) * adversarial (alpha = 1: clean
-    training, no adversarial examples made). Returns the mean training loss of each epoch."""
+    training, no adversarial examples made). Returns the mean training loss of each epoch. The batches
+    (and adversarial images, made on the host) go to the model's device."""
+    device = model_device(model)
     optimizer = optim.Adam(model.parameters(), lr=lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     epoch_losses = []
@@ -133,11 +145,12 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, epochs: in
         total = 0.0
         for start in range(0, len(order), batch_size):
             images, labels = x_train[order[start:start + batch_size]], y_train[order[start:start + batch_size]]
-            targets = rosenblatt.tensor(labels)
-            loss = F.cross_entropy(model(rosenblatt.tensor(images)), targets)
+            targets = rosenblatt.tensor(labels, device=device)
+            loss = F.cross_entropy(model(rosenblatt.tensor(images, device=device)), targets)
             if alpha < 1.0:
                 adversarial = attack(model, images, labels, train_attack, eps, pgd_steps)
-                loss = alpha * loss + (1.0 - alpha) * F.cross_entropy(model(rosenblatt.tensor(adversarial)), targets)
+                adversarial = rosenblatt.tensor(adversarial, device=device)
+                loss = alpha * loss + (1.0 - alpha) * F.cross_entropy(model(adversarial), targets)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -173,6 +186,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
+    add_device_option(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
@@ -188,7 +202,7 @@ def main(argv=None) -> dict:
     train_eps = args.eps if args.train_eps is None else args.train_eps
 
     def fresh_model():  # the CNN without random shifts: the attacks and the training see the same images
-        return build_model(args.model, shift=0)
+        return build_model(args.model, shift=0).to(args.device)
 
     clean_model = fresh_model()
     adv_model = fresh_model()
@@ -229,7 +243,8 @@ def main(argv=None) -> dict:
               "first_epoch_loss": clean_losses[0], "last_epoch_loss": clean_losses[-1],
               "adv_first_epoch_loss": adv_losses[0], "adv_last_epoch_loss": adv_losses[-1],
               "train_time_s": round(clean_time, 3), "adv_train_time_s": round(adv_time, 3),
-              "eps_sweep": sweep, "threads": rosenblatt.get_num_threads()}
+              "eps_sweep": sweep, "threads": rosenblatt.get_num_threads(),
+              "device": str(args.device)}
     print_result(result)
     return result
 

@@ -31,6 +31,7 @@ over what it sees.
 
     python -m rosenblatt.examples.caption
     python -m rosenblatt.examples.caption --epochs 12 --train-size 40000 --beam-size 8
+    python -m rosenblatt.examples.caption --device cuda      # images drawn on the host, the model on the GPU
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ from rosenblatt.nn import decoding
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import (apply_quick_defaults, between, check_loss, log, non_negative,
+from ._common import (add_device_option, apply_quick_defaults, between, check_loss, log, non_negative,
                       positive, print_result, set_threads)
 
 # ---- the world: shapes, colours, sizes, and the grammar ---------------------------------------------
@@ -324,12 +325,13 @@ def caption_loss(scores, targets) -> Tensor:
     return F.cross_entropy(scores.reshape(-1, scores.shape[-1]), targets.reshape(-1), ignore_index=PAD)
 
 
-def batch_tensors(data: CaptionData, index: np.ndarray) -> tuple:
-    """Images (B, 3, S, S), decoder inputs and targets (T, B), T the longest caption in the batch + 1."""
+def batch_tensors(data: CaptionData, index: np.ndarray, device="cpu") -> tuple:
+    """Images (B, 3, S, S), decoder inputs and targets (T, B), T the longest caption in the batch + 1,
+    made on the host and sent to `device`."""
     ids = data.ids[index]
     length = int((ids != PAD).sum(axis=1).max())  # <bos> ... <eos>
     ids = np.ascontiguousarray(ids[:, :length].T)
-    return as_input(data.images[index]), Tensor(ids[:-1]), Tensor(ids[1:])
+    return as_input(data.images[index]).to(device), Tensor(ids[:-1]).to(device), Tensor(ids[1:]).to(device)
 
 
 # ---- decoding -------------------------------------------------------------------------------------------
@@ -384,13 +386,15 @@ def evaluate(model: Captioner, data: CaptionData, beam_size: int = 1, length_pen
     was_training = model.training
     model.eval()
     losses, correct, words, greedy, beam = [], 0, 0, [], []
+    device = model.head.weight.device
     for start in range(0, len(data), batch_size):
         index = np.arange(start, min(start + batch_size, len(data)))
-        images, inputs, targets = batch_tensors(data, index)
+        images, inputs, targets = batch_tensors(data, index, device)
         scores = model(images, inputs)
-        real = targets.data != PAD
+        truth = targets.cpu().numpy()  # the batch's words, as made on the host
+        real = truth != PAD
         losses.append(caption_loss(scores, targets).item() * real.sum())
-        correct += int((scores.data.argmax(axis=2) == targets.data)[real].sum())
+        correct += int((scores.argmax(dim=2).cpu().numpy() == truth)[real].sum())
         words += int(real.sum())
         greedy += decode_captions(model, images)
         if beam_size > 1:
@@ -424,6 +428,7 @@ def train(args) -> dict:
 
     rosenblatt.manual_seed(args.seed)
     model = Captioner(len(WORDS), args.channels, args.feature_size, args.embedding_dim, args.hidden_size)
+    model.to(args.device)
     parameters = list(model.parameters())
     optimizer = optim.Adam(parameters, lr=args.lr)
     steps_per_epoch = math.ceil(len(train_data) / args.batch_size)
@@ -439,7 +444,7 @@ def train(args) -> dict:
         epoch_start = time.perf_counter()
         epoch_losses = []
         for index in np.array_split(order_rng.permutation(len(train_data)), steps_per_epoch):
-            images, inputs, targets = batch_tensors(train_data, index)
+            images, inputs, targets = batch_tensors(train_data, index, args.device)
             loss = caption_loss(model(images, inputs), targets)
             optimizer.zero_grad()
             loss.backward()
@@ -491,7 +496,7 @@ def train(args) -> dict:
         "novel_size": len(data["novel"]), "captions_possible": len(space), "captions_in_training": len(seen),
         "held_out_pairs": [" ".join(pair) for pair in HELD_OUT], "beam_size": args.beam_size,
         "length_penalty": args.length_penalty, "parameters": sum(p.numel() for p in parameters),
-        "threads": rosenblatt.get_num_threads()}
+        "threads": rosenblatt.get_num_threads(), "device": str(args.device)}
     return result
 
 
@@ -531,6 +536,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-every", type=positive(int), default=1, help="validate every this many epochs")
     parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--threads", type=positive(int), default=None)
+    add_device_option(parser)
     parser.add_argument("--quick", action="store_true", help="a tiny model on 600 images for 3 epochs (for tests)")
     args = parser.parse_args(argv)
     if args.quick:

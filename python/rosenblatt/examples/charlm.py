@@ -10,6 +10,7 @@ per character on held-out text (the end of the corpus).
     python -m rosenblatt.examples.charlm train --corpus shakespeare --minutes 30 --checkpoint shk.safetensors
     python -m rosenblatt.examples.charlm train --corpus python --checkpoint py.safetensors
     python -m rosenblatt.examples.charlm train --text my.txt --checkpoint my.safetensors --resume
+    python -m rosenblatt.examples.charlm train --corpus python --checkpoint py.safetensors --device cuda
     python -m rosenblatt.examples.charlm sample --checkpoint shk.safetensors --prime "ROMEO:" --temperature 0.8 --top-k 20
 
 Corpora: --text PATH (any UTF-8 file); --corpus shakespeare (the complete works from the
@@ -33,7 +34,8 @@ from rosenblatt.nn import functional as F
 from rosenblatt.nn.decoding import sample_logits
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import apply_quick_defaults, log, non_negative, positive, print_result, set_threads
+from ._common import (add_device_option, apply_quick_defaults, log, non_negative, positive, print_result,
+                      set_threads)
 
 UNKNOWN = "\ufffd"  # stands for characters too rare to get their own symbol
 
@@ -188,24 +190,28 @@ class Streams:
         self.seq_len = seq_len
         self.windows = length // seq_len
 
-    def window(self, k: int):
+    def window(self, k: int, device="cpu"):
+        """(inputs, targets, whether the window starts the streams), the tensors on `device`."""
         start = (k % self.windows) * self.seq_len
-        return (Tensor(self.inputs[start:start + self.seq_len]), Tensor(self.targets[start:start + self.seq_len]),
-                start == 0)
+        return (Tensor(self.inputs[start:start + self.seq_len]).to(device),
+                Tensor(self.targets[start:start + self.seq_len]).to(device), start == 0)
 
 
 @no_grad()
 def evaluate_bpc(model: CharLM, streams: Streams) -> float:
-    """Bits per character over every window of the streams, state carried throughout."""
+    """Bits per character over every window of the streams, state carried throughout, on the model's
+    device (the windows' losses are summed there and read back once)."""
     was_training = model.training
     model.eval()
+    device = model.head.weight.device
     total, state = 0.0, None
     for k in range(streams.windows):
-        inputs, targets, _ = streams.window(k)
+        inputs, targets, _ = streams.window(k, device)
         scores, state = model(inputs, state)
-        total += bits_per_char(scores, targets).item()
+        loss = bits_per_char(scores, targets)
+        total += loss.item() if device.type == "cpu" else loss  # a device Tensor: no wait per window
     model.train(was_training)
-    return total / streams.windows
+    return (total if isinstance(total, float) else total.item()) / streams.windows
 
 
 # ---- train -------------------------------------------------------------------------------------------
@@ -237,7 +243,7 @@ def train(args) -> dict:
         f"{len(val_ids):,} for validation")
 
     config = dict(embedding=args.embedding, hidden=args.hidden, layers=args.layers, dropout=args.dropout)
-    model = CharLM(len(vocab), args.embedding, args.hidden, args.layers, args.dropout)
+    model = CharLM(len(vocab), args.embedding, args.hidden, args.layers, args.dropout).to(args.device)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     step = 0
     if resumed is not None:
@@ -259,7 +265,7 @@ def train(args) -> dict:
     first_step = step
     with tqdm(total=args.steps, initial=step, unit="step", disable=args.no_progress, dynamic_ncols=True) as bar:
         while (args.steps is None or step < args.steps) and time.perf_counter() < deadline:
-            inputs, targets, stream_start = train_streams.window(step)
+            inputs, targets, stream_start = train_streams.window(step, args.device)
             if stream_start:
                 state = None  # a new pass over the streams starts from a zero state
             scores, state = model(inputs, state)
@@ -293,7 +299,7 @@ def train(args) -> dict:
             "chars_per_s": round(steps_run * args.batch_size * args.seq_len / max(elapsed, 1e-9), 1),
             "vocab_size": len(vocab), "corpus": args.text or args.corpus, **config,
             "batch_size": args.batch_size, "seq_len": args.seq_len, "checkpoint": args.checkpoint,
-            "threads": rosenblatt.get_num_threads()}
+            "threads": rosenblatt.get_num_threads(), "device": str(args.device)}
 
 
 # ---- sample ------------------------------------------------------------------------------------------
@@ -302,20 +308,21 @@ def sample(args) -> dict:
     checkpoint = rosenblatt.load(args.checkpoint)
     vocab, config = Vocabulary(checkpoint["vocab"]), checkpoint["config"]
     model = CharLM(len(vocab), config["embedding"], config["hidden"], config["layers"], config["dropout"])
+    model.to(args.device)
     model.load_state_dict(checkpoint["model"])
     model.eval()
     rosenblatt.manual_seed(args.seed)
     prime = args.prime or ("\n" if "\n" in vocab.chars else vocab.chars[0])
-    scores, state = model(Tensor(vocab.encode(prime)[:, None]))  # the prime read in one pass
+    scores, state = model(Tensor(vocab.encode(prime)[:, None]).to(args.device))  # the prime read in one pass
     generated = []
-    for _ in range(args.length):
-        next_id = int(sample_logits(scores.data[-1], args.temperature, args.top_k)[0])
+    for _ in range(args.length):  # each character is drawn on the host from the scores read back
+        next_id = int(sample_logits(scores[-1], args.temperature, args.top_k)[0])
         generated.append(next_id)
-        scores, state = model(Tensor(np.array([[next_id]], dtype=np.int64)), state)
+        scores, state = model(Tensor(np.array([[next_id]], dtype=np.int64)).to(args.device), state)
     text = vocab.decode(generated)
     print(prime + text)
     return {"sample": prime + text, "length": len(text), "temperature": args.temperature, "top_k": args.top_k,
-            "seed": args.seed, "checkpoint": args.checkpoint, "step": checkpoint["step"]}
+            "seed": args.seed, "checkpoint": args.checkpoint, "step": checkpoint["step"], "device": str(args.device)}
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -351,6 +358,7 @@ def main(argv=None) -> dict:
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     t.add_argument("--seed", type=non_negative(int), default=0)
     t.add_argument("--threads", type=positive(int), default=None)
+    add_device_option(t)
     t.add_argument("--quick", action="store_true", help="a tiny model for a few steps (for tests)")
     t.add_argument("--no-progress", action="store_true")
 
@@ -362,6 +370,7 @@ def main(argv=None) -> dict:
     s.add_argument("--prime", default="", help="text to start from")
     s.add_argument("--seed", type=non_negative(int), default=0)
     s.add_argument("--threads", type=positive(int), default=None)
+    add_device_option(s)
 
     args = parser.parse_args(argv)
     set_threads(args.threads)

@@ -6,6 +6,7 @@ The test set is shown after every epoch for monitoring only; nothing is selected
 
     python -m rosenblatt.examples.digits --model mlp      # >= 97% test accuracy
     python -m rosenblatt.examples.digits --model cnn      # >= 98.5%
+    python -m rosenblatt.examples.digits --model cnn --device cuda   # on a GPU (shifts made on the host)
     python -m rosenblatt.examples.digits --model mlp --activation sigmoid --optimizer sgd --dropout 0.2 --weight-decay 1e-4
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rosenblatt.data import DataLoader, TensorDataset
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import log, non_negative, positive, print_result, set_threads
+from ._common import add_device_option, log, non_negative, positive, print_result, set_threads
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 MAXOUT_PIECES = 2
@@ -68,13 +69,13 @@ class RandomShift(nn.Module):
             return x
         n, c, h, w = x.shape
         p = self.pixels
-        padded = np.pad(x.data, ((0, 0), (0, 0), (p, p), (p, p)))
+        padded = np.pad(x.cpu().data, ((0, 0), (0, 0), (p, p), (p, p)))  # augmented on the host
         dy, dx = default_generator().integers(0, 2 * p + 1, size=(2, n))
         rows = (dy[:, None] + np.arange(h))[:, None, :, None]       # (N, 1, H, 1)
         cols = (dx[:, None] + np.arange(w))[:, None, None, :]       # (N, 1, 1, W)
         batch = np.arange(n)[:, None, None, None]
         channel = np.arange(c)[None, :, None, None]
-        return rosenblatt.tensor(padded[batch, channel, rows, cols])
+        return rosenblatt.tensor(padded[batch, channel, rows, cols], device=x.device)
 
 
 def _dense(n_in: int, n_out: int, activation: str) -> list:
@@ -144,6 +145,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--checkpoint", metavar="PATH", help="save model and optimizer here after every epoch")
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
     parser.add_argument("--no-progress", action="store_true")
+    add_device_option(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)
@@ -158,6 +160,7 @@ def main(argv=None) -> dict:
 
     shift = args.shift if args.shift is not None else (1 if args.model == "cnn" else 0)
     model = build_model(args.model, args.activation, args.dropout, args.hidden, shift, not args.no_batch_norm)
+    model.to(args.device)  # fit and evaluate move each batch to the model's device
     optimizer = build_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     loss_fn = nn.CrossEntropyLoss()
@@ -178,7 +181,8 @@ def main(argv=None) -> dict:
               "train_time_s": round(train_time, 3), "examples_per_s": round(epochs * len(x_train) / train_time, 1),
               "model": args.model, "activation": args.activation, "optimizer": args.optimizer,
               "dropout": args.dropout, "weight_decay": args.weight_decay, "shift": shift,
-              "batch_norm": args.model == "cnn" and not args.no_batch_norm, "threads": rosenblatt.get_num_threads()}
+              "batch_norm": args.model == "cnn" and not args.no_batch_norm, "threads": rosenblatt.get_num_threads(),
+              "device": str(args.device)}
     print_result(result)
     return result
 

@@ -9,6 +9,7 @@ on it detached (no gradient reaches G), then trains G through D with D's paramet
 
     python -m rosenblatt.examples.gan                    # the ring: 8 Gaussians, std 0.02, on a circle of radius 2
     python -m rosenblatt.examples.gan --data digits      # 8x8 digits, DCGAN-style
+    python -m rosenblatt.examples.gan --device cuda      # both players on a GPU (data and noise drawn on the host)
     python -m rosenblatt.examples.gan --data digits --arch mlp   # two MLPs: with the same settings D wins and
                                                                  # G collapses onto two or three digits (seed 0)
 
@@ -49,7 +50,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import add_device_option, check_loss, log, non_negative, positive, print_result, set_threads
 
 RING_MODES = 8
 RING_RADIUS = 2.0
@@ -146,9 +147,14 @@ def build_digit_models(latent: int = 32, arch: str = "dcgan") -> tuple:
     return generator, discriminator
 
 
+def device_of(module: nn.Module):
+    """The device of a module's parameters (its inputs are moved there; samples come back to the host)."""
+    return next(iter(module.parameters())).device
+
+
 # ---- one step of each player -------------------------------------------------------------------------
-def _labels(n: int, value: float) -> rosenblatt.Tensor:
-    return rosenblatt.tensor(np.full((n, 1), value, dtype=np.float32))
+def _labels(n: int, value: float, device=None) -> rosenblatt.Tensor:
+    return rosenblatt.tensor(np.full((n, 1), value, dtype=np.float32), device=device)
 
 
 def discriminator_step(discriminator: nn.Module, optimizer, real: rosenblatt.Tensor, fake: rosenblatt.Tensor) -> float:
@@ -156,7 +162,7 @@ def discriminator_step(discriminator: nn.Module, optimizer, real: rosenblatt.Ten
     -log D(x) - log(1 - D(G(z))) (batch means). The fakes are detached: no gradient reaches G."""
     optimizer.zero_grad()
     logits = discriminator(rosenblatt.cat([real, fake.detach()]))
-    targets = rosenblatt.cat([_labels(len(real), 1.0), _labels(len(fake), 0.0)])
+    targets = rosenblatt.cat([_labels(len(real), 1.0, real.device), _labels(len(fake), 0.0, fake.device)])
     loss = F.binary_cross_entropy_with_logits(logits, targets)
     loss.backward()
     optimizer.step()
@@ -169,7 +175,7 @@ def generator_step(discriminator: nn.Module, optimizer, fake: rosenblatt.Tensor)
     optimizer.zero_grad()
     discriminator.requires_grad_(False)
     try:
-        loss = F.binary_cross_entropy_with_logits(discriminator(fake), _labels(len(fake), 1.0))
+        loss = F.binary_cross_entropy_with_logits(discriminator(fake), _labels(len(fake), 1.0, fake.device))
         loss.backward()
     finally:
         discriminator.requires_grad_(True)
@@ -177,30 +183,33 @@ def generator_step(discriminator: nn.Module, optimizer, fake: rosenblatt.Tensor)
     return loss.item()
 
 
-def noise(n: int, latent: int, rng: np.random.Generator | None = None) -> rosenblatt.Tensor:
-    """z ~ N(0, I), (n, latent), from rng (default: rosenblatt's generator)."""
+def noise(n: int, latent: int, rng: np.random.Generator | None = None, device=None) -> rosenblatt.Tensor:
+    """z ~ N(0, I), (n, latent), from rng (default: rosenblatt's generator), drawn on the host and
+    moved to `device`."""
     rng = default_generator() if rng is None else rng
-    return rosenblatt.tensor(rng.standard_normal((n, latent), dtype=np.float32))
+    return rosenblatt.tensor(rng.standard_normal((n, latent), dtype=np.float32), device=device)
 
 
 @rosenblatt.no_grad()
 def generate(generator: nn.Module, n: int, latent: int, batch_size: int = 1000,
              rng: np.random.Generator | None = None) -> np.ndarray:
-    """n samples from G in eval mode (batch norm with its running statistics)."""
+    """n samples from G in eval mode (batch norm with its running statistics), on the host."""
     was_training = generator.training
     generator.eval()
+    device = device_of(generator)
     try:
-        return np.concatenate([generator(noise(min(batch_size, n - start), latent, rng)).numpy()
+        return np.concatenate([generator(noise(min(batch_size, n - start), latent, rng, device)).cpu().numpy()
                                for start in range(0, n, batch_size)])
     finally:
         generator.train(was_training)
 
 
 # ---- the digits' evaluator -------------------------------------------------------------------------
-def train_digit_classifier(x_train, y_train, x_test, y_test, epochs: int) -> tuple:
-    """digits.build_model("mlp") trained with Adam on the real training digits; (model, test accuracy)."""
+def train_digit_classifier(x_train, y_train, x_test, y_test, epochs: int, device="cpu") -> tuple:
+    """digits.build_model("mlp") trained with Adam on the real training digits, on `device` (fit and
+    evaluate move the batches there); (model, test accuracy)."""
     from .digits import build_model
-    classifier = build_model("mlp")
+    classifier = build_model("mlp").to(device)
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=32, shuffle=True)
     optimizer = optim.Adam(classifier.parameters(), lr=2e-3)
     fit(classifier, nn.CrossEntropyLoss(), optimizer, loader, epochs=epochs,
@@ -213,7 +222,8 @@ def train_digit_classifier(x_train, y_train, x_test, y_test, epochs: int) -> tup
 
 @rosenblatt.no_grad()
 def class_probabilities(classifier: nn.Module, images: np.ndarray) -> np.ndarray:
-    return F.softmax(classifier(rosenblatt.tensor(images.astype(np.float32))), dim=1).numpy()
+    scores = classifier(rosenblatt.tensor(images.astype(np.float32), device=device_of(classifier)))
+    return F.softmax(scores, dim=1).cpu().numpy()
 
 
 def digit_metrics(samples, classifier, x_train, x_test) -> dict:
@@ -249,6 +259,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a few hundred steps, fewer samples (for tests)")
+    add_device_option(parser)
     args = parser.parse_args(argv)
     if args.data == "digits" and args.arch == "dcgan" and args.batch_size == 1:
         parser.error("--batch-size: the dcgan generator's batch norm needs at least 2 images per batch, got 1")
@@ -273,6 +284,8 @@ def main(argv=None) -> dict:
         x_train, y_train, x_test, y_test = load_digits_split()
         generator, discriminator = build_digit_models(latent, args.arch)
         description = f"{len(x_train)} training digits, {args.arch}"
+    generator.to(args.device)
+    discriminator.to(args.device)
     opt_g = optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
     log(f"gan: {description}; {steps} steps of batch {batch_size}, latent {latent}, Adam lr {lr} betas (0.5, 0.999)")
@@ -281,10 +294,10 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     for step in range(1, steps + 1):
         if ring:
-            real = rosenblatt.tensor(sample_ring(batch_size, data_rng))
+            real = rosenblatt.tensor(sample_ring(batch_size, data_rng), device=args.device)
         else:
-            real = rosenblatt.tensor(x_train[data_rng.integers(0, len(x_train), size=batch_size)])
-        fake = generator(noise(batch_size, latent))
+            real = rosenblatt.tensor(x_train[data_rng.integers(0, len(x_train), size=batch_size)], device=args.device)
+        fake = generator(noise(batch_size, latent, device=args.device))
         d_losses.append(check_loss(discriminator_step(discriminator, opt_d, real, fake), "gan: D", f"step {step}"))
         g_losses.append(check_loss(generator_step(discriminator, opt_g, fake), "gan: G", f"step {step}"))
         if step % args.log_every == 0 or step == steps:
@@ -308,10 +321,12 @@ def main(argv=None) -> dict:
         result.update(ring_metrics(generated))
     else:
         log(f"gan: training the evaluator ({classifier_epochs} epochs on the real training digits)")
-        classifier, classifier_accuracy = train_digit_classifier(x_train, y_train, x_test, y_test, classifier_epochs)
+        classifier, classifier_accuracy = train_digit_classifier(x_train, y_train, x_test, y_test, classifier_epochs,
+                                                                 args.device)
         result.update(arch=args.arch, classifier_test_accuracy=classifier_accuracy,
                       **digit_metrics(generated, classifier, x_train, x_test))
     result["threads"] = rosenblatt.get_num_threads()
+    result["device"] = str(args.device)
     print_result(result)
     return result
 

@@ -9,7 +9,7 @@
    without a mistake.
 3. A two-layer perceptron trained by backpropagation solves XOR.
 
-    python -m rosenblatt.examples.perceptron [--margin 0.1] [--radius 1.0] [--points 500]
+    python -m rosenblatt.examples.perceptron [--margin 0.1] [--radius 1.0] [--points 500] [--device cuda]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from rosenblatt.data import DataLoader, TensorDataset
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import log, non_negative, print_result
+from ._common import add_device_option, log, non_negative, print_result
 
 
 def separable_data(count: int, margin: float, radius: float, rng: np.random.Generator):
@@ -73,9 +73,10 @@ XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_LABELS = np.array([0, 1, 1, 0])
 
 
-def mlp_on_xor(hidden: int, epochs: int, lr: float):
-    """A 2-hidden-unit-or-more perceptron with tanh, trained by backpropagation with Adam."""
-    model = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 2))
+def mlp_on_xor(hidden: int, epochs: int, lr: float, device="cpu"):
+    """A 2-hidden-unit-or-more perceptron with tanh, trained by backpropagation with Adam on `device`
+    (fit and evaluate move the batches to it)."""
+    model = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 2)).to(device)
     loader = DataLoader(TensorDataset(rosenblatt.tensor(XOR_INPUTS), rosenblatt.tensor(XOR_LABELS)), batch_size=4)
     loss_fn = nn.CrossEntropyLoss()
     initial = evaluate(model, loss_fn, loader, ["accuracy"])
@@ -97,6 +98,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--mlp-epochs", type=int, default=300)
     parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--quick", action="store_true", help="fewer points and epochs (for tests)")
+    add_device_option(parser)  # the MLP's; Rosenblatt's rule runs in NumPy
     args = parser.parse_args(argv)
     if args.quick:
         args.points, args.xor_epochs, args.mlp_epochs = 100, 20, 200
@@ -118,13 +120,14 @@ def main(argv=None) -> dict:
     log(f"XOR: perceptron {'converged' if xor_converged else 'did not converge'} after {args.xor_epochs} epochs "
         f"({xor_updates} updates, {xor_errors} of 4 points still misclassified)")
 
-    initial, final, _ = mlp_on_xor(args.hidden, args.mlp_epochs, lr=0.05)
+    initial, final, _ = mlp_on_xor(args.hidden, args.mlp_epochs, lr=0.05, device=args.device)
     log(f"XOR: MLP 2-{args.hidden}-2 with tanh: loss {initial['loss']:.3f} -> {final['loss']:.4f}, "
         f"accuracy {final['accuracy']:.2f}")
     result = {"updates": updates, "bound": bound, "bound_holds": updates <= bound, "margin": args.margin,
               "radius": args.radius, "points": args.points, "xor_converged": xor_converged,
               "xor_updates": xor_updates, "xor_errors": xor_errors, "mlp_xor_accuracy": final["accuracy"],
-              "mlp_xor_initial_loss": initial["loss"], "mlp_xor_loss": final["loss"]}
+              "mlp_xor_initial_loss": initial["loss"], "mlp_xor_loss": final["loss"],
+              "device": str(args.device)}
     print_result(result)
     return result
 

@@ -26,6 +26,8 @@ a 64-pixel image is scored on a 4x4 grid.
 
     python -m rosenblatt.examples.segment                        # FCN-8s
     python -m rosenblatt.examples.segment --variant 32s,16s,8s   # the paper's comparison, same data and seed
+    python -m rosenblatt.examples.segment --device cuda          # the model and each batch on the GPU; scenes
+                                                                 # are drawn and scored on the host
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import rosenblatt
 import rosenblatt.nn.functional as F
 from rosenblatt import nn, optim
 
-from ._common import check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import add_device_option, check_loss, log, non_negative, positive, print_result, set_threads
 
 CLASSES = ("background", "circle", "square", "triangle", "bar")
 GLYPHS = ".o#^="  # one character per class, for the ASCII rendering
@@ -311,20 +313,27 @@ def segmentation_metrics(prediction: np.ndarray, truth: np.ndarray, num_classes:
 
 # ---- training and evaluation ----------------------------------------------------------------------
 
-def _inputs(images: np.ndarray):
-    return rosenblatt.tensor(images - np.float32(0.5))
+def _inputs(images: np.ndarray, device):
+    """A batch drawn on the host, centred, on the model's device (the tensor itself on the CPU)."""
+    return rosenblatt.tensor(images - np.float32(0.5)).to(device)
+
+
+def _model_device(model: FCN):
+    return model.score_fr.weight.device
 
 
 def predict(model: FCN, images: np.ndarray, labels: np.ndarray, batch_size: int = 64):
-    """(predicted labels (N, H, W), mean per-pixel cross entropy) in eval mode."""
+    """(predicted labels (N, H, W), mean per-pixel cross entropy) in eval mode; each batch's scores stay
+    on the model's device, only the labels and the summed loss come back."""
     model.eval()
+    device = _model_device(model)
     predictions, loss_sum = [], 0.0
     with rosenblatt.no_grad():
         for start in range(0, len(images), batch_size):
-            scores = model(_inputs(images[start:start + batch_size]))
-            target = labels[start:start + batch_size]
+            scores = model(_inputs(images[start:start + batch_size], device))
+            target = rosenblatt.tensor(labels[start:start + batch_size]).to(device)
             loss_sum += F.cross_entropy(scores, target, reduction="sum").item()
-            predictions.append(scores.data.argmax(axis=1))
+            predictions.append(scores.argmax(dim=1).cpu().numpy())
     model.train()
     return np.concatenate(predictions), loss_sum / labels.size
 
@@ -342,7 +351,7 @@ def train_variant(variant: str, args, train_seed: np.random.SeedSequence, test_i
     """Build FCN-<variant> from the seed, train it on fresh scenes, and measure it on the test set.
     train_time_s includes drawing the training scenes (data_time_s of it)."""
     rosenblatt.manual_seed(args.seed)  # every variant starts from the same backbone weights
-    model = FCN(variant, width=args.width)
+    model = FCN(variant, width=args.width).to(args.device)  # before the optimizer, as torch
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = optim.Adam(parameters, lr=args.lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
@@ -356,7 +365,7 @@ def train_variant(variant: str, args, train_seed: np.random.SeedSequence, test_i
         drawn = time.perf_counter()
         images, labels = make_scenes(args.batch_size, args.size, rng, args.noise)
         data_time += time.perf_counter() - drawn
-        loss = F.cross_entropy(model(_inputs(images)), labels)
+        loss = F.cross_entropy(model(_inputs(images, args.device)), rosenblatt.tensor(labels).to(args.device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -399,6 +408,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a small net on 32-pixel images for seconds (tests)")
+    add_device_option(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
@@ -435,7 +445,7 @@ def main(argv=None) -> dict:
     headline = runs[variants[0]]
     result = {**headline, "variants": runs, "size": args.size, "steps": args.steps, "batch_size": args.batch_size,
               "width": args.width, "test_images": args.test_images, "lr": args.lr,
-              "threads": rosenblatt.get_num_threads(), "seed": args.seed}
+              "threads": rosenblatt.get_num_threads(), "seed": args.seed, "device": str(args.device)}
     print_result(result)
     return result
 

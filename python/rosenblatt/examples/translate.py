@@ -18,6 +18,7 @@ own previous prediction. Test translations are decoded by greedy search and by b
 
     python -m rosenblatt.examples.translate                   # >= 99.7% of test numbers exactly right
     python -m rosenblatt.examples.translate --teacher-forcing inverse_sigmoid --bidirectional
+    python -m rosenblatt.examples.translate --device cuda       # model and batches on the GPU
 
 The default run (1,500 steps; 30 s of CPU time on one core) translates 99.7-99.9% of the test
 numbers exactly, greedy and beam alike (seeds 0-2). What it gets wrong are numbers written with
@@ -38,7 +39,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import (apply_quick_defaults, between, check_loss, log, non_negative,
+from ._common import (add_device_option, apply_quick_defaults, between, check_loss, log, non_negative,
                       positive, print_result, set_threads)
 
 # ---- the two languages ----------------------------------------------------------------------------
@@ -148,14 +149,15 @@ class Corpus:
         self.source, self.source_lengths = _padded(english)
         self.target, self.target_lengths = _padded(german)
 
-    def batch(self, numbers: np.ndarray):
-        """Time-major tensors for the given numbers: source (S, B), source lengths (B,), decoder
-        inputs (T, B) = BOS then the target shifted right, decoder targets (T, B) (PAD ignored)."""
+    def batch(self, numbers: np.ndarray, device="cpu"):
+        """Time-major tensors on `device` for the given numbers: source (S, B), source lengths (B,)
+        (an ndarray: the encoder reads them on the host), decoder inputs (T, B) = BOS then the target
+        shifted right, decoder targets (T, B) (PAD ignored)."""
         source = self.source[numbers, :self.source_lengths[numbers].max()].T
         target = self.target[numbers, :self.target_lengths[numbers].max()].T
         inputs = np.concatenate([np.full((1, len(numbers)), BOS_ID), target[:-1]], axis=0)
-        return (Tensor(np.ascontiguousarray(source)), self.source_lengths[numbers],
-                Tensor(np.ascontiguousarray(inputs)), Tensor(np.ascontiguousarray(target)))
+        return (Tensor(np.ascontiguousarray(source)).to(device), self.source_lengths[numbers],
+                Tensor(np.ascontiguousarray(inputs)).to(device), Tensor(np.ascontiguousarray(target)).to(device))
 
 
 def _padded(sequences):
@@ -217,13 +219,13 @@ def scheduled_scores(model: Translator, state, inputs, p_truth: float):
     """The decoder run one step at a time, each step reading the ground-truth previous word with
     probability p_truth and else its own previous prediction (the argmax), per word (Bengio et
     al. 2015). inputs (T, B): the teacher-forced inputs -> scores (T, B, V)."""
-    steps, truth = [], inputs.numpy()
-    ids = truth[0]  # BOS
-    for t in range(truth.shape[0]):
-        scores, state = model.step(Tensor(ids), state)
+    steps = []
+    ids = inputs[0]  # BOS
+    for t in range(inputs.shape[0]):
+        scores, state = model.step(ids, state)
         steps.append(scores)
-        if t + 1 < truth.shape[0]:
-            ids = decoding.choose_inputs(truth[t + 1], np.argmax(scores.data, axis=1), p_truth)
+        if t + 1 < inputs.shape[0]:  # on a device, chosen there: only the coin flips come from the host
+            ids = Tensor(decoding.choose_inputs(inputs[t + 1], scores.detach().argmax(dim=1), p_truth))
     return rosenblatt.stack(steps)
 
 
@@ -247,7 +249,7 @@ def schedule_parameters(schedule: str, steps: int, floor: float) -> dict:
 def validation_loss(model: Translator, corpus: Corpus, numbers) -> float:
     was_training = model.training
     model.eval()
-    source, lengths, inputs, targets = corpus.batch(numbers)
+    source, lengths, inputs, targets = corpus.batch(numbers, model.head.weight.device)
     scores, _ = model.decode(inputs, model.encode(source, lengths))
     model.train(was_training)
     return sequence_loss(scores, targets).item()
@@ -259,8 +261,8 @@ def translate(model: Translator, corpus: Corpus, numbers, beam_size: int = 1, le
     beam_size is 1, else beam search."""
     was_training = model.training
     model.eval()
-    source, lengths, _, _ = corpus.batch(numbers)
-    state = model.encode(source, lengths)
+    source, lengths, _, _ = corpus.batch(numbers, model.head.weight.device)
+    state = model.encode(source, lengths)  # on the model's device: the searches send it the ids there
     start = np.full(len(numbers), BOS_ID, dtype=np.int64)
     max_length = corpus.target.shape[1] + 2  # room for a model that runs on
     if beam_size == 1:
@@ -300,7 +302,7 @@ def train(args) -> dict:
         test_numbers = test_numbers[:200]
     log(f"translate: {len(train_numbers)} training, {len(validation_numbers)} validation, {len(test_numbers)} "
         f"test numbers; vocabularies {len(ENGLISH)} English, {len(GERMAN)} German words")
-    model = Translator(len(ENGLISH), len(GERMAN), args.embedding, args.hidden, args.bidirectional)
+    model = Translator(len(ENGLISH), len(GERMAN), args.embedding, args.hidden, args.bidirectional).to(args.device)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps, eta_min=args.lr / 20)
     schedule = schedule_parameters(args.teacher_forcing, args.steps, args.teacher_forcing_floor)
@@ -318,7 +320,7 @@ def train(args) -> dict:
             order, position = generator.permutation(train_numbers), 0
         numbers = order[position:position + args.batch_size]
         position += args.batch_size
-        source, lengths, inputs, targets = corpus.batch(numbers)
+        source, lengths, inputs, targets = corpus.batch(numbers, args.device)
         state = model.encode(source, lengths)
         p_truth = decoding.teacher_forcing_probability(step, args.teacher_forcing, **schedule)
         if p_truth == 1.0:  # pure teacher forcing: the whole target sequence in one decoder call
@@ -367,7 +369,8 @@ def train(args) -> dict:
             "embedding": args.embedding, "hidden": args.hidden, "bidirectional": args.bidirectional,
             "reverse_source": args.reverse_source, "batch_size": args.batch_size, "lr": args.lr,
             "train_size": len(train_numbers), "validation_size": len(validation_numbers),
-            "test_size": len(test_numbers), "seed": args.seed, "threads": rosenblatt.get_num_threads()}
+            "test_size": len(test_numbers), "seed": args.seed, "threads": rosenblatt.get_num_threads(),
+            "device": str(args.device)}
 
 
 def main(argv=None) -> dict:
@@ -394,6 +397,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-every", type=positive(int), default=500)
     parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--threads", type=positive(int), default=None)
+    add_device_option(parser)
     parser.add_argument("--quick", action="store_true", help="a tiny model for a few steps (for tests)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -35,6 +35,7 @@ and evaluates on the other 20% instead (how the defaults were picked).
 
     python -m rosenblatt.examples.vae                            # mlp, latent 8
     python -m rosenblatt.examples.vae --model conv
+    python -m rosenblatt.examples.vae --device cuda              # on a GPU (binarisation and eps drawn on the host)
     python -m rosenblatt.examples.vae --latent 2 --plot vae.png  # plus a map of the 2-d latent space
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import add_device_option, check_loss, log, non_negative, positive, print_result, set_threads
 from .digits import load_digits_split
 
 BINARIZATION_SEED = 20140101  # fixed for every run: the evaluation images are one set of binary images
@@ -90,9 +91,10 @@ def binarization_entropy(images: np.ndarray) -> float:
 # ---- the pieces of the ELBO ------------------------------------------------------------------------
 def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor | None = None) -> Tensor:
     """z = mu + exp(logvar / 2) * eps with eps ~ N(0, I) from rosenblatt's generator (or the given eps):
-    a sample of N(mu, diag(exp(logvar))) that is a differentiable function of mu and logvar."""
+    a sample of N(mu, diag(exp(logvar))) that is a differentiable function of mu and logvar. eps is
+    drawn on mu's device (from the host's stream, so every device draws the same numbers)."""
     if eps is None:
-        eps = rosenblatt.randn(*mu.shape, dtype=mu.dtype)
+        eps = rosenblatt.randn(*mu.shape, dtype=mu.dtype, device=mu.device)
     return mu + (logvar * 0.5).exp() * eps
 
 
@@ -122,6 +124,11 @@ class VAE(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.latent = encoder, decoder, latent
 
+    @property
+    def device(self):
+        """Where the parameters live: images and z (made on the host) are moved there."""
+        return next(iter(self.parameters())).device
+
     def encode(self, x) -> tuple:
         h = self.encoder(x)
         return h[:, :self.latent], h[:, self.latent:]
@@ -139,7 +146,7 @@ class VAE(nn.Module):
         (the Bernoulli means, which show the digits better than a binary draw). (n, 1, 8, 8) float32."""
         z = (generator or default_generator()).standard_normal((n, self.latent)).astype(np.float32)
         with no_grad():
-            return self.decode(rosenblatt.tensor(z)).sigmoid().numpy()
+            return self.decode(rosenblatt.tensor(z, device=self.device)).sigmoid().cpu().numpy()
 
 
 def negative_elbo(model: VAE, x, eps: Tensor | None = None) -> tuple:
@@ -197,7 +204,7 @@ def evaluate_elbo(model: VAE, x: np.ndarray, samples: int = 1, batch_size: int =
     reconstruction = kl = 0.0
     with evaluating(model):
         for start in range(0, len(x), batch_size):
-            batch = rosenblatt.tensor(x[start:start + batch_size])
+            batch = rosenblatt.tensor(x[start:start + batch_size], device=model.device)
             mu, logvar = model.encode(batch)
             kl += float(gaussian_kl(mu, logvar).sum().item())
             for _ in range(samples):
@@ -215,13 +222,15 @@ def importance_weighted_log_likelihood(model: VAE, x: np.ndarray, samples: int, 
         for start in range(0, len(x), batch_size):
             images = x[start:start + batch_size]
             n = len(images)
-            mu, logvar = model.encode(rosenblatt.tensor(images))
-            mu, logvar = mu.numpy().astype(np.float64), logvar.numpy().astype(np.float64)
+            mu, logvar = model.encode(rosenblatt.tensor(images, device=model.device))
+            mu, logvar = mu.cpu().numpy().astype(np.float64), logvar.cpu().numpy().astype(np.float64)
             eps = default_generator().standard_normal((samples, n, model.latent))
             z = mu + np.exp(0.5 * logvar) * eps                                     # (K, n, latent)
-            logits = model.decode(rosenblatt.tensor(z.reshape(samples * n, -1).astype(np.float32)))
+            flat_z = z.reshape(samples * n, -1).astype(np.float32)
+            logits = model.decode(rosenblatt.tensor(flat_z, device=model.device))
             repeated = np.broadcast_to(images, (samples, *images.shape)).reshape(samples * n, *IMAGE_SHAPE)
-            log_px_z = -bernoulli_nll(logits, repeated).numpy().astype(np.float64).reshape(samples, n)
+            log_px_z = -bernoulli_nll(logits, rosenblatt.tensor(repeated, device=model.device))
+            log_px_z = log_px_z.cpu().numpy().astype(np.float64).reshape(samples, n)
             log_w = log_px_z + log_normal(z, 0.0, 0.0) - log_normal(z, mu, logvar)
             top = log_w.max(axis=0)
             out.append(top + np.log(np.exp(log_w - top).mean(axis=0)))
@@ -239,7 +248,7 @@ def train(model: VAE, optimizer, images: np.ndarray, epochs: int, batch_size: in
         order = rng.permutation(len(images))
         total = 0.0
         for start in range(0, len(order), batch_size):
-            batch = rosenblatt.tensor(binary[order[start:start + batch_size]])
+            batch = rosenblatt.tensor(binary[order[start:start + batch_size]], device=model.device)
             loss = negative_elbo(model, batch)[0].mean()
             optimizer.zero_grad()
             loss.backward()
@@ -293,13 +302,14 @@ def plot_figure(path: str, model: VAE, test_binary: np.ndarray, seed: int) -> No
         raise SystemExit("vae: --plot needs matplotlib: pip install 'rosenblatt[plot]'") from None
     with evaluating(model):
         shown = test_binary[:16]
-        reconstructed = model.decode(model.encode(rosenblatt.tensor(shown))[0]).sigmoid().numpy()
+        means = model.encode(rosenblatt.tensor(shown, device=model.device))[0]
+        reconstructed = model.decode(means).sigmoid().cpu().numpy()
         samples = model.sample(32, np.random.default_rng(seed))
         panels = [("test images", shown), ("reconstructions", reconstructed), ("samples from the prior", samples)]
         if model.latent == 2:
             ticks = np.linspace(-2.5, 2.5, 12, dtype=np.float32)
             grid = np.stack(np.meshgrid(ticks, ticks[::-1]), axis=-1).reshape(-1, 2)
-            manifold = model.decode(rosenblatt.tensor(grid)).sigmoid().numpy()
+            manifold = model.decode(rosenblatt.tensor(grid, device=model.device)).sigmoid().cpu().numpy()
             panels.append(("decoder on a grid of z in [-2.5, 2.5]^2", manifold))
     canvases = [(title, _tile(images, 12 if len(images) == 144 else 16)) for title, images in panels]
     heights = [8 * canvas.shape[0] / canvas.shape[1] + 0.4 for _, canvas in canvases]  # inches, 8 wide + title
@@ -333,6 +343,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--plot", metavar="PNG", help="write reconstructions and samples here (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
+    add_device_option(parser)
     args = parser.parse_args(argv)
     problem = plot_problem(args.plot) if args.plot else None
     if problem:
@@ -354,7 +365,7 @@ def main(argv=None) -> dict:
     train_binary = binarize(x_train, np.random.default_rng(BINARIZATION_SEED + 1))  # for the loss before/after
     iw_images = min(iw_images or len(eval_binary), len(eval_binary))
 
-    model = build_model(args.model, args.latent, args.hidden)
+    model = build_model(args.model, args.latent, args.hidden).to(args.device)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     log(f"vae: {len(x_train)} training / {len(x_test)} {split} images (binarised); {args.model}, latent {args.latent}, "
         f"hidden {args.hidden}, Adam lr {args.lr}, batch {args.batch_size}, {epochs} epochs")
@@ -398,7 +409,8 @@ def main(argv=None) -> dict:
               "model": args.model, "latent": args.latent, "hidden": args.hidden, "batch_size": args.batch_size,
               "lr": args.lr, "elbo_samples": args.elbo_samples,
               "binarization": "dynamic (train), fixed seed (evaluation)",
-              "train_images": len(x_train), "eval_images": len(x_test), "threads": rosenblatt.get_num_threads()}
+              "train_images": len(x_train), "eval_images": len(x_test), "threads": rosenblatt.get_num_threads(),
+              "device": str(args.device)}
     print_result(result)
     return result
 

@@ -346,19 +346,29 @@ def spp(input, levels=(1, 2, 4), mode: str = "max") -> Tensor:
     return result(out, (x,), backward, "SpatialPyramidPoolingBackward")
 
 
-def _roi_boxes(boxes, dtype, op):
-    """(K, 5) array of (batch_index, x1, y1, x2, y2) from a (K, 5) tensor/array or a list of (K_i, 4) per image."""
+def _roi_boxes(boxes, like, op):
+    """(K, 5) array of (batch_index, x1, y1, x2, y2) from a (K, 5) tensor/array or a list of (K_i, 4) per image,
+    in the dtype and on the device of the input array `like` (the CUDA kernels take the boxes as a DeviceArray
+    of the input's dtype): host boxes are copied there; boxes on another device than the input are refused."""
+    dtype = like.dtype
     if isinstance(boxes, (list, tuple)):
         parts = []
         for i, per_image in enumerate(boxes):
-            b = np.asarray(per_image.data if isinstance(per_image, Tensor) else per_image, dtype=dtype)
+            b = per_image.data if isinstance(per_image, Tensor) else per_image
+            if _device.is_device_array(b):  # a few boxes per image: joined on the host, copied once below
+                _device.same_device(op, like, b)
+                b = _device.to_host(b)
+            b = np.asarray(b, dtype=dtype)
             if b.ndim != 2 or b.shape[1] != 4:
                 raise ValueError(f"{op}: boxes for image {i} must have shape (K, 4), got {b.shape}")
             parts.append(np.concatenate([np.full((len(b), 1), i, dtype=dtype), b], axis=1))
-        return np.concatenate(parts, axis=0) if parts else np.zeros((0, 5), dtype)
+        return _device.on_device_of(np.concatenate(parts, axis=0) if parts else np.zeros((0, 5), dtype), like)
     b = boxes.data if isinstance(boxes, Tensor) else boxes
+    if _device.is_device_array(b):
+        _device.same_device(op, like, b)
+        return b.astype(dtype)  # a fresh contiguous copy (see below)
     # A copy of its own: the backward reads the boxes' image indices after the caller may have reused them.
-    return _device.ascontiguousarray(np.asarray(b, dtype=dtype)).copy()
+    return _device.on_device_of(np.ascontiguousarray(np.asarray(b, dtype=dtype)).copy(), like)
 
 
 def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
@@ -368,7 +378,7 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
     x = as_tensor(input)
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D (N, C, H, W) input, got shape {x.shape}")
-    rois = _roi_boxes(boxes, x.dtype, op)
+    rois = _roi_boxes(boxes, x.data, op)
     size = _pair(output_size, op, "output_size")
     # The int64 argmax, twice the bytes of a float32 output, only where the backward will read it.
     y, argmax = _kernels.roi_pool_forward(x.data, rois, size, float(spatial_scale), _needs_grad(x))

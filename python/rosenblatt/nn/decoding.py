@@ -12,6 +12,9 @@ pass it back, except beam search, which also selects rows of it (see `reorder_st
 
 Scores are handled in float64 NumPy: the searches are bookkeeping on (B, beams, V) arrays, the
 model's work stays in `step`. Logits of -inf (tokens a model rules out) are allowed everywhere.
+On a CUDA device: `ids` is passed on the device of the first Tensor in the state, the logits come
+back to the host at every step (B x V numbers), and beam search selects the state's rows on the
+device (only the row indices are sent).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numbers
 
 import numpy as np
 
+from .. import _device
 from ..random import default_generator
 from ..tensor import Tensor, no_grad
 
@@ -88,10 +92,24 @@ def _check_token(value, vocab_size: int, name: str, op: str) -> None:
         raise ValueError(f"{op}: {name} {value} is outside the vocabulary of {vocab_size} tokens")
 
 
+def _state_device(state):
+    """The device of the first Tensor in a nested tuple/list/dict state, None when it holds none."""
+    if isinstance(state, Tensor):
+        return state.device
+    parts = state.values() if isinstance(state, dict) else state if isinstance(state, (tuple, list)) else ()
+    for part in parts:
+        found = _state_device(part)
+        if found is not None:
+            return found
+    return None
+
+
 def _call_step(step, ids: np.ndarray, state, rows: int, vocab: int | None, op: str) -> tuple:
     """One call of the model: its logits as a float64 (rows, V) array and its new state. V must be
-    the `vocab` of the earlier steps (None at the first): token ids mean nothing across vocabularies."""
-    returned = step(Tensor(ids), state)
+    the `vocab` of the earlier steps (None at the first): token ids mean nothing across vocabularies.
+    The ids go to the device of the state (a model on a device reads them there)."""
+    device = _state_device(state)
+    returned = step(Tensor(ids) if device is None else Tensor(ids).to(device), state)
     if not isinstance(returned, (tuple, list)) or len(returned) != 2:
         raise TypeError(f"{op}: the step function must return (logits, state), got {type(returned).__name__}"
                         + (f" of length {len(returned)}" if isinstance(returned, (tuple, list)) else ""))
@@ -194,8 +212,8 @@ def reorder_batch(state, index):
     """The default `reorder_state` of beam_search: rows `index` (int64) of the batch dimension of
     every Tensor or ndarray in a nested tuple/list (None passes through). The batch dimension is
     ndim - 2: dim 1 of torch's RNN states (layers * directions, B, H) — nn.GRU's h, nn.LSTM's (h, c)
-    — and dim 0 of the cells' (B, H). Dicts (of any of these) are reordered value by value. A device
-    tensor's rows are picked on the host and sent back."""
+    — and dim 0 of the cells' (B, H). Dicts (of any of these) are reordered value by value. A float32
+    device tensor's rows are picked on its device (other dtypes go through the host)."""
     return _reorder_rows(state, index, None)
 
 
@@ -216,11 +234,34 @@ def _reorder_rows(state, index, batch: int | None):
                              f"{batch}; pass reorder_state=(state, index) -> state for another layout")
         rows = (slice(None),) * (state.ndim - 2) + (index,)
         if isinstance(state, Tensor) and not isinstance(state.data, np.ndarray):
-            # A device tensor has no indexing by an array: the state (a few rows) goes through the host.
-            return Tensor(state.cpu().data[rows]).to(state.device)
+            return Tensor(_device_rows(state.data, np.asarray(index, dtype=np.int64)))
         return state[rows]
     raise TypeError(f"beam_search: cannot reorder a state part of type {type(state).__name__} "
                     f"(shape {getattr(state, 'shape', None)}); pass reorder_state=(state, index) -> state")
+
+
+def _device_rows(data, index: np.ndarray):
+    """Rows `index` of dim ndim - 2 of a device array, laid out (N, rest) on the device and only the
+    n indices sent there: the backend's row gather (embedding_forward, float32 and float64) picks
+    them, or where a backend has none, for float32 (a model's state), a one-hot (n, N) matrix times
+    the state (one GEMM, exact: one 1 per row, and a state is finite). Otherwise through the host."""
+    gather = getattr(_device.backend("reorder_batch"), "embedding_forward", None)
+    if data.dtype.kind != "f" or (gather is None and data.dtype != np.float32):
+        rows = (slice(None),) * (data.ndim - 2) + (index,)
+        return _device.to_device(_device.to_host(data)[rows], _device.device_of(data))
+    axis, count = data.ndim - 2, data.shape[data.ndim - 2]
+    if index.size and (index.min() < -count or index.max() >= count):  # as NumPy's indexing would
+        raise IndexError(f"reorder_batch: an index is out of range [-{count}, {count}) for dim {axis} of a state "
+                         f"part of shape {tuple(data.shape)}")
+    index = _device.on_device_of(np.where(index < 0, index + count, index), data)
+    moved = np.moveaxis(data, axis, 0)  # (N, ..., H), a view
+    flat = _device.ascontiguousarray(moved).reshape(count, -1)
+    if gather is not None:
+        picked = gather(flat, index)
+    else:
+        picked = np.matmul(_device.one_hot_along(index.reshape(-1, 1), 1, count).astype(np.float32), flat)
+    picked = picked.reshape((len(index),) + moved.shape[1:])
+    return _device.ascontiguousarray(np.moveaxis(picked, 0, axis))
 
 
 def beam_search(step, state, start_ids, end_id: int, beam_size: int, max_length: int, length_penalty: float = 1.0,
@@ -402,12 +443,20 @@ def choose_inputs(truth_ids, predicted_ids, p_truth: float, generator=None) -> n
     probability p_truth, else the model's prediction, independently per element. Called once per
     time step with (B,) arrays this is the paper's per-token choice for every sequence.
 
-    truth_ids and predicted_ids: integer Tensors or ndarrays of one shape -> int64 ndarray. Draws
-    one uniform number per element from `generator` (default: rosenblatt's stream), even when
-    p_truth is 0 or 1, so the stream advances the same way whatever the schedule's value."""
+    truth_ids and predicted_ids: integer Tensors or ndarrays of one shape -> int64 ndarray; when
+    either is a Tensor on a CUDA device, an int64 Tensor on that device, chosen there (the draws
+    are made on the host as always, and only they are sent: no wait for the device). Draws one
+    uniform number per element from `generator` (default: rosenblatt's stream), even when p_truth
+    is 0 or 1, so the stream advances the same way whatever the schedule's value."""
     op = "choose_inputs"
-    truth = np.asarray(truth_ids.cpu().data if isinstance(truth_ids, Tensor) else truth_ids)
-    predicted = np.asarray(predicted_ids.cpu().data if isinstance(predicted_ids, Tensor) else predicted_ids)
+    device = next((t.device for t in (truth_ids, predicted_ids) if isinstance(t, Tensor) and t.device.type != "cpu"),
+                  None)
+    if device is None:
+        truth = np.asarray(truth_ids.cpu().data if isinstance(truth_ids, Tensor) else truth_ids)
+        predicted = np.asarray(predicted_ids.cpu().data if isinstance(predicted_ids, Tensor) else predicted_ids)
+    else:
+        truth, predicted = (_device.to_device(t.data if isinstance(t, Tensor) else np.asarray(t), device, op)
+                            for t in (truth_ids, predicted_ids))
     if truth.shape != predicted.shape or truth.dtype.kind not in "iu" or predicted.dtype.kind not in "iu":
         raise ValueError(f"{op}: truth_ids and predicted_ids must be integer arrays of one shape, got "
                          f"{truth.dtype} {truth.shape} and {predicted.dtype} {predicted.shape}")
@@ -415,4 +464,6 @@ def choose_inputs(truth_ids, predicted_ids, p_truth: float, generator=None) -> n
     if not 0 <= p_truth <= 1:
         raise ValueError(f"{op}: p_truth must lie in [0, 1], got {p_truth}")
     use_truth = _generator(generator, op).random(truth.shape) < p_truth
+    if device is not None:
+        return Tensor(np.where(_device.to_device(use_truth, device, op), truth, predicted).astype(np.int64))
     return np.where(use_truth, truth, predicted).astype(np.int64)
