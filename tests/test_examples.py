@@ -218,14 +218,6 @@ def test_charlm_trains_resumes_and_samples_on_a_cuda_device(fake_cuda_backend, t
     assert len({result["sample"] for result in texts.values()}) == 1
 
 
-@pytest.mark.parametrize("command", [["train", "--quick"], ["sample", "--checkpoint", "unused.safetensors"]])
-def test_charlm_refuses_a_cuda_device_that_is_not_there_while_parsing(command, capsys):
-    if rosenblatt.cuda.is_available():
-        pytest.skip("this machine has a CUDA device")
-    for device in ("cuda", "gpu"):
-        with pytest.raises(SystemExit):
-            charlm.main([*command, "--device", device])  # before a corpus or checkpoint is read
-        assert "argument --device:" in capsys.readouterr().err
 
 def test_vocabulary_round_trip_and_rare_characters():
     text = "abracadabra ☃ ünïcode\n" + "ab" * 50
@@ -307,18 +299,21 @@ def test_examples_refuse_negative_seeds_and_thread_counts_below_one(name, prefix
     assert f"argument {option}: must be" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["perceptron", "digits", "adversarial", "gan", "vae"])
-def test_a_cuda_device_that_is_not_there_is_refused_while_parsing(name, capsys):
+@pytest.mark.parametrize("name, argv", [(name, ["--quick"]) for name in
+                                        ("perceptron", "digits", "adversarial", "gan", "vae", "translate", "caption",
+                                         "segment", "localize")]
+                         + [("charlm", ["train", "--quick"]), ("charlm", ["sample", "--checkpoint", "unused"])])
+def test_a_cuda_device_that_is_not_there_is_refused_while_parsing(name, argv, capsys):
     import importlib
     if rosenblatt.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     module = importlib.import_module(f"rosenblatt.examples.{name}")
     with pytest.raises(SystemExit):
-        module.main(["--quick", "--device", "cuda"])  # before any data is read or model built
+        module.main([*argv, "--device", "cuda"])  # before any data or checkpoint is read or a model built
     error = capsys.readouterr().err
     assert "argument --device:" in error and ("no CUDA device" in error or "built without CUDA" in error), error
     with pytest.raises(SystemExit):
-        module.main(["--quick", "--device", "gpu"])
+        module.main([*argv, "--device", "gpu"])
     assert "argument --device:" in capsys.readouterr().err
 
 
