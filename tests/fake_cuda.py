@@ -338,6 +338,219 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
     return out
 
 
+# ---- training kernels (cuda/train_ops.cpp's checks; the arithmetic by the real backend's host entry points,
+# which run the CUDA kernels' own per-element code, or NumPy in a CPU-only build) ---------------------------
+def _require_updatable(name: str, x, what: str) -> None:
+    if x.read_only:
+        raise ValueError(f"fake _cuda.{name}: {what} {x!r} is read-only")
+    if not x.is_contiguous():
+        raise ValueError(f"fake _cuda.{name}: {what} {x!r} must be C-contiguous to be updated in place")
+
+
+def _require_like(name: str, x, like, what: str) -> None:
+    if not isinstance(x, DeviceArray):
+        raise TypeError(f"fake _cuda.{name}: {what} must be a DeviceArray, got {type(x).__name__}")
+    if x.device != like.device:
+        raise ValueError(f"fake _cuda.{name}: {what} {x!r} is on another device than {like!r}")
+    if x.dtype != like.dtype:
+        raise TypeError(f"fake _cuda.{name}: {what} {x!r} does not have the dtype of {like!r}")
+    if x.shape != like.shape:
+        raise ValueError(f"fake _cuda.{name}: {what} {x!r} should have shape {list(like.shape)}")
+
+
+def _require_number(name: str, valid: bool, what: str, value) -> None:
+    if not valid:
+        raise ValueError(f"fake _cuda.{name}: invalid {what}: {value}")
+
+
+def _checked_update(name: str, param, grad, states: dict):
+    """param / grad / state checks of sgd_step_ and adam_step_; returns grad's contiguous NumPy copy."""
+    (p,) = _floats(name, param)
+    _require_updatable(name, param, "param")
+    _require_like(name, grad, param, "grad")
+    for what, state in states.items():
+        _require_like(name, state, param, what)
+        _require_updatable(name, state, what)
+    return np.ascontiguousarray(grad._view)
+
+
+def sgd_step_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+              nesterov=False, maximize=False, first_step=False) -> None:
+    name = "sgd_step_"
+    lr, momentum, dampening, weight_decay = float(lr), float(momentum), float(dampening), float(weight_decay)
+    g = _checked_update(name, param, grad, {"momentum_buffer": momentum_buffer}
+                        if momentum != 0 and momentum_buffer is not None else {})
+    _require_number(name, lr >= 0, "learning rate", lr)
+    _require_number(name, momentum >= 0, "momentum", momentum)
+    _require_number(name, weight_decay >= 0, "weight_decay", weight_decay)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"fake _cuda.{name}: Nesterov momentum requires a momentum and zero dampening")
+    if momentum != 0 and momentum_buffer is None:
+        raise ValueError(f"fake _cuda.{name}: momentum {momentum} needs a momentum_buffer")
+    p = param._view
+    b = momentum_buffer._view if momentum != 0 else None
+    if _REAL is not None:
+        _REAL._sgd_step_on_host(p, g, b, lr, momentum, dampening, weight_decay, bool(nesterov), bool(maximize),
+                                bool(first_step))
+        return
+    t = p.dtype.type  # NumPy: the hyper-parameters rounded to the dtype, as train_math.h's sgd_update
+    d = -g if maximize else g
+    if weight_decay != 0:
+        d = d + t(weight_decay) * p
+    if momentum != 0:
+        b[...] = d if first_step else b * t(momentum) + t(1.0 - dampening) * d
+        d = d + t(momentum) * b if nesterov else b
+    p[...] = p - t(lr) * d
+
+
+def adam_step_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr, beta1=0.9, beta2=0.999,
+               eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False, decoupled_weight_decay=False) -> None:
+    name = "adam_step_"
+    states = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    if amsgrad:
+        if max_exp_avg_sq is None:
+            raise ValueError(f"fake _cuda.{name}: amsgrad needs max_exp_avg_sq")
+        states["max_exp_avg_sq"] = max_exp_avg_sq
+    g = _checked_update(name, param, grad, states)
+    if int(step) != step or step < 1:
+        raise ValueError(f"fake _cuda.{name}: step counts from 1, got {step}")
+    lr, beta1, beta2, eps, weight_decay = float(lr), float(beta1), float(beta2), float(eps), float(weight_decay)
+    _require_number(name, lr >= 0, "learning rate", lr)
+    _require_number(name, eps >= 0, "epsilon value", eps)
+    _require_number(name, 0 <= beta1 < 1, "beta parameter at index 0", beta1)
+    _require_number(name, 0 <= beta2 < 1, "beta parameter at index 1", beta2)
+    _require_number(name, weight_decay >= 0, "weight_decay value", weight_decay)
+    p, m, v = param._view, exp_avg._view, exp_avg_sq._view
+    vmax = max_exp_avg_sq._view if amsgrad else None
+    if _REAL is not None:
+        _REAL._adam_step_on_host(p, g, m, v, vmax, int(step), lr, beta1, beta2, eps, weight_decay, bool(amsgrad),
+                                 bool(maximize), bool(decoupled_weight_decay))
+        return
+    t = p.dtype.type  # NumPy, with train_math.h's adam_update roundings
+    d = -g if maximize else g
+    q = p
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            q = p * t(1.0 - lr * weight_decay)
+        else:
+            d = d + t(weight_decay) * p
+    w = 1.0 - beta1
+    m[...] = m + t(w) * (d - m) if w < 0.5 else d - (d - m) * t(1.0 - w)
+    v[...] = v * t(beta2) + t(1.0 - beta2) * d * d
+    second = v
+    if amsgrad:
+        np.maximum(vmax, v, out=vmax)
+        second = vmax
+    denominator = np.sqrt(second) / t(np.sqrt(1.0 - beta2 ** int(step))) + t(eps)
+    p[...] = q - t(lr / (1.0 - beta1 ** int(step))) * (m / denominator)
+
+
+def grad_norm(arrays, norm_type=2.0) -> DeviceArray:
+    """The norm of all entries together as a float32 array of shape (), summed in float64 (the kernel's
+    partials) on the device: nothing comes back to the host."""
+    name = "grad_norm"
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError(f"fake _cuda.{name}: expected at least one array")
+    norm_type = float(norm_type)
+    if not norm_type > 0:
+        raise ValueError(f"fake _cuda.{name}: norm_type must be positive or inf, got {norm_type}")
+    views = _arrays(name, *arrays)
+    if builtin_any(v.dtype.kind != "f" for v in views):
+        raise TypeError(f"fake _cuda.{name}: each array must be float32 or float64")
+    values = [np.abs(v.astype(np.float64)).ravel() for v in views]
+    with np.errstate(all="ignore"):
+        if np.isinf(norm_type):
+            maxima = [np.max(a) for a in values if a.size]  # np.max, like the kernel's MaxNan, keeps a NaN
+            total = np.max(maxima) if maxima else 0.0
+        else:
+            parts = builtins.sum(float(np.sum(a * a if norm_type == 2 else a if norm_type == 1 else a ** norm_type))
+                                 for a in values)
+            total = parts if norm_type == 1 else parts ** (1.0 / norm_type)
+    return _wrap(np.asarray(total, np.float32), arrays[0].device)
+
+
+def clip_by_total_norm_(arrays, total_norm, max_norm) -> None:
+    """arrays *= float32(fmin(max_norm / (total_norm + 1e-6), 1)) in place, the coefficient as the kernel
+    computes it from grad_norm's float32 result (fmin: a NaN total gives 1)."""
+    name = "clip_by_total_norm_"
+    (t,) = _arrays(name, total_norm)
+    if t.dtype != np.float32 or t.size != 1:
+        raise TypeError(f"fake _cuda.{name}: total_norm must be one float32 number, got {total_norm!r}")
+    arrays = list(arrays)
+    for a in arrays:
+        if not isinstance(a, DeviceArray):
+            raise TypeError(f"fake _cuda.{name}: expected DeviceArrays, got {type(a).__name__}")
+        if a.dtype.kind != "f":
+            raise TypeError(f"fake _cuda.{name}: each array must be float32 or float64, got {a!r}")
+        _require_updatable(name, a, "each array")
+        if a.device != total_norm.device:
+            raise ValueError(f"fake _cuda.{name}: {a!r} is on another device than total_norm")
+    with np.errstate(all="ignore"):
+        coefficient = np.float32(np.fmin(float(max_norm) / (np.float64(t.reshape(())) + 1e-6), 1.0))
+        for a in arrays:
+            v = a._view
+            v *= v.dtype.type(coefficient)
+
+
+def embedding_forward(weight, indices) -> DeviceArray:
+    name = "embedding_forward"
+    w, i = _arrays(name, weight, indices)
+    if w.dtype.kind != "f":
+        raise TypeError(f"fake _cuda.{name}: weight must be float32 or float64, got {weight!r}")
+    if i.dtype != np.int64:
+        raise TypeError(f"fake _cuda.{name}: indices must be int64, got {indices!r}")
+    if w.ndim != 2:
+        raise ValueError(f"fake _cuda.{name}: weight must be 2-D (num_embeddings, dim), got {weight!r}")
+    num, dim = w.shape
+    flat = np.ascontiguousarray(i).reshape(-1)
+    _check_indices(name, flat, num, dim)
+    return _wrap(np.ascontiguousarray(w)[flat].reshape(i.shape + (dim,)), weight.device)
+
+
+def embedding_backward(grad, indices, num_embeddings, padding_idx=None) -> DeviceArray:
+    name = "embedding_backward"
+    g, i = _arrays(name, grad, indices)
+    if g.dtype.kind != "f":
+        raise TypeError(f"fake _cuda.{name}: grad must be float32 or float64, got {grad!r}")
+    if i.dtype != np.int64:
+        raise TypeError(f"fake _cuda.{name}: indices must be int64, got {indices!r}")
+    num = int(num_embeddings)
+    if num < 0:
+        raise ValueError(f"fake _cuda.{name}: num_embeddings must be >= 0, got {num}")
+    if g.ndim != i.ndim + 1 or g.shape[:-1] != i.shape:
+        raise ValueError(f"fake _cuda.{name}: grad {grad!r} should have shape indices.shape + (dim,), "
+                         f"indices {indices!r}")
+    pad = -1
+    if padding_idx is not None:
+        pad = padding_idx + num if padding_idx < 0 else padding_idx
+        if not 0 <= pad < num:
+            raise ValueError(f"fake _cuda.{name}: padding_idx {padding_idx} is out of range for {num} embeddings")
+    dim = g.shape[-1]
+    out = np.zeros((num, dim), g.dtype)
+    if i.size * dim == 0:
+        return _wrap(out, grad.device)
+    flat = np.ascontiguousarray(i).reshape(-1)
+    _check_indices(name, flat, num, dim)
+    rows = np.ascontiguousarray(g).reshape(-1, dim)
+    keep = flat != pad  # the kernel skips the padding row's contributions
+    np.add.at(out, flat[keep], rows[keep])
+    return _wrap(out, grad.device)
+
+
+def _check_indices(name: str, flat: np.ndarray, num: int, dim: int) -> None:
+    """IndexError naming a bad index, found by the kernels' own index map where the real backend is built."""
+    if flat.size == 0 or dim == 0:
+        return
+    if _REAL is not None:
+        sources = _REAL._embedding_sources_on_host(flat, num, dim).reshape(-1, dim)
+        bad = flat[(sources < 0).any(axis=1)]
+    else:
+        bad = flat[(flat < 0) | (flat >= num)]
+    if bad.size:
+        raise IndexError(f"fake _cuda.{name}: index {bad[0]} is out of range [0, {num})")
+
+
 # ---- everything else of _C: forwarded with the arrays unwrapped -------------------------------------
 def _unwrap(value):
     if isinstance(value, DeviceArray):

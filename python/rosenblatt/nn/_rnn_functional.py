@@ -17,7 +17,7 @@ import numpy as np
 from .. import _device
 from .._device import kernel_module as _kernels
 from ..random import default_generator
-from ..tensor import Tensor, result
+from ..tensor import Tensor, is_grad_enabled, result
 
 __all__ = ["embedding", "recurrent_layer", "grid_rnn2d"]
 
@@ -198,27 +198,27 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
 
 
 def _device_embedding(input, weight: Tensor, padding_idx: int | None) -> Tensor:
-    """embedding on a device as one-hot rows times the table, (N, V) @ (V, D): two GEMMs and no
-    gather or scatter-add kernel (exact: each one-hot row has a single 1). Memory N * V, so meant for
-    small vocabularies until an embedding kernel replaces it."""
+    """embedding on a device: the backend's row gather (embedding_forward) and, backward, its
+    scatter-add of the rows' gradients (embedding_backward; the padding row gets none). A bad index
+    raises IndexError from the kernel, which reads its flag back once (one stream synchronisation)."""
     indices = input.data if isinstance(input, Tensor) else _device.asarray(input)
     _device.same_device("embedding", weight.data, indices)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype} (shape {indices.shape})")
     num, dim = weight.shape
-    if indices.size and bool(((indices < 0) | (indices >= num)).any()):  # waits for the device
-        raise IndexError(f"embedding: index out of range [0, {num}) in indices of shape {indices.shape}; "
-                         f"weight has shape {weight.shape}")
     kernels = _device.backend("embedding")
-    one_hot = _device.one_hot_along(indices.reshape(-1, 1), 1, num).astype(weight.dtype)  # (N, V)
+    try:
+        out = kernels.embedding_forward(weight.data, indices)
+    except IndexError as error:
+        raise IndexError(f"embedding: index out of range [0, {num}) in indices of shape {indices.shape}; "
+                         f"weight has shape {weight.shape} ({error})") from None
+    if not (is_grad_enabled() and weight.requires_grad):
+        return Tensor(out)
+    saved = indices.copy()  # the backward reads it, and a caller may reuse its index array meanwhile (as on the CPU)
 
     def backward(g):
-        grad = kernels.gemm(one_hot, g.reshape(-1, dim), trans_a=True)
-        if padding_idx is not None:
-            grad[padding_idx] = 0
-        return (grad,)
+        return (kernels.embedding_backward(g, saved, num, padding_idx),)
 
-    out = kernels.gemm(one_hot, weight.data).reshape(tuple(indices.shape) + (dim,))
     return result(out, (weight,), backward, "EmbeddingBackward")
 
 

@@ -241,12 +241,10 @@ def _reorder_rows(state, index, batch: int | None):
 
 
 def _device_rows(data, index: np.ndarray):
-    """Rows `index` of dim ndim - 2 of a device array, laid out (N, rest) on the device and only the
-    n indices sent there: the backend's row gather (embedding_forward, float32 and float64) picks
-    them, or where a backend has none, for float32 (a model's state), a one-hot (n, N) matrix times
-    the state (one GEMM, exact: one 1 per row, and a state is finite). Otherwise through the host."""
-    gather = getattr(_device.backend("reorder_batch"), "embedding_forward", None)
-    if data.dtype.kind != "f" or (gather is None and data.dtype != np.float32):
+    """Rows `index` of dim ndim - 2 of a device array, laid out (N, rest) on the device and picked there
+    by the backend's row gather (embedding_forward, float32 and float64): only the n indices are
+    sent. Other dtypes go through the host."""
+    if data.dtype not in (np.float32, np.float64):
         rows = (slice(None),) * (data.ndim - 2) + (index,)
         return _device.to_device(_device.to_host(data)[rows], _device.device_of(data))
     axis, count = data.ndim - 2, data.shape[data.ndim - 2]
@@ -256,10 +254,7 @@ def _device_rows(data, index: np.ndarray):
     index = _device.on_device_of(np.where(index < 0, index + count, index), data)
     moved = np.moveaxis(data, axis, 0)  # (N, ..., H), a view
     flat = _device.ascontiguousarray(moved).reshape(count, -1)
-    if gather is not None:
-        picked = gather(flat, index)
-    else:
-        picked = np.matmul(_device.one_hot_along(index.reshape(-1, 1), 1, count).astype(np.float32), flat)
+    picked = _device.backend("reorder_batch").embedding_forward(flat, index)
     picked = picked.reshape((len(index),) + moved.shape[1:])
     return _device.ascontiguousarray(np.moveaxis(picked, 0, axis))
 

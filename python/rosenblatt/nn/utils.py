@@ -58,26 +58,51 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
 
 def _clip_grad_norm_on_device(grads, max_norm: float, norm_type: float, error_if_nonfinite: bool,
                               dtype: np.dtype) -> Tensor:
-    """clip_grad_norm_ for gradients on a device: the per-tensor parts are reduced there and one number,
-    the total norm, comes back to the host (the CPU path needs it too, for the scale)."""
+    """clip_grad_norm_ for gradients on a device, with no host synchronisation (except that
+    error_if_nonfinite reads the norm): the returned norm stays a 0-d device array, as torch's.
+
+    float32 gradients: the backend's fused kernels, grad_norm (float64 partials, a float32 result) and
+    clip_by_total_norm_ (the coefficient read on the device), a launch or two per gradient. Other dtypes
+    (float64, for gradient checks): the same formula in the gradients' dtype through element-wise device
+    ops, since grad_norm's float32 result would round a float64 norm."""
     for g in grads:
         _device.same_device("clip_grad_norm_", grads[0], g)
+    if not (norm_type > 0):
+        raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
+    kernels = _device.backend("clip_grad_norm_")
+    if dtype == np.float32:
+        total = kernels.grad_norm(list(grads), norm_type)  # float32, shape ()
+    else:
+        total = _device_total_norm(grads, norm_type, dtype)
+    if error_if_nonfinite:
+        value = float(total)  # the one read back, only when asked for
+        if not math.isfinite(value):
+            raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
+                               f"{value}, so they cannot be clipped; set error_if_nonfinite=False to skip this "
+                               "check")
+    if dtype == np.float32 and all(g.is_contiguous() and not g.read_only for g in grads):
+        kernels.clip_by_total_norm_(list(grads), total, max_norm)
+    else:
+        # torch multiplies by the clamped coefficient unconditionally (a no-op scale of 1 when within bounds)
+        # in float64 then rounded to the norm's dtype, as the CPU path (a 0-d device array)
+        scale = np.minimum(max_norm / (total.astype(np.float64, copy=False) + 1e-6), 1.0).astype(dtype, copy=False)
+        for g in grads:
+            g *= scale
+    return Tensor(total)
+
+
+def _device_total_norm(grads, norm_type: float, dtype: np.dtype):
+    """The norm of all entries of the device arrays `grads`, computed in `dtype`, as a 0-d device array."""
+    grads = [g.astype(dtype, copy=False) for g in grads]
     if norm_type == math.inf:
         parts = [np.abs(g).max() for g in grads if g.size]
-        total = float(functools.reduce(np.maximum, parts)) if parts else 0.0
-    elif norm_type > 0:
-        parts = [(g * g).sum() if norm_type == 2 else (np.abs(g) ** norm_type).sum() for g in grads if g.size]
-        total = float(functools.reduce(np.add, parts)) ** (1.0 / norm_type) if parts else 0.0
-    else:
-        raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
-    total = float(dtype.type(total))
-    if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
-                           f"{total}, so they cannot be clipped; set error_if_nonfinite=False to skip this check")
-    scale = float(dtype.type(min(max_norm / (total + 1e-6), 1.0)))
-    for g in grads:
-        g *= scale
-    return Tensor(_device.full((), total, dtype, grads[0]))
+        return functools.reduce(np.maximum, parts) if parts else _device.full((), 0, dtype, grads[0])
+    parts = [(g * g).sum() if norm_type == 2 else np.abs(g).sum() if norm_type == 1 else
+             (np.abs(g) ** norm_type).sum() for g in grads if g.size]
+    if not parts:
+        return _device.full((), 0, dtype, grads[0])
+    total = functools.reduce(np.add, parts)
+    return total if norm_type == 1 else total ** (1.0 / norm_type)
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:

@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 
-from .. import _C
+from .. import _C, _device
 from ..tensor import Tensor
-from .optimizer import Optimizer, check_hyperparameter, lerp_
+from .optimizer import Optimizer, check_hyperparameter, fusable_on_device, lerp_
 
 
 class Adam(Optimizer):
@@ -49,6 +49,16 @@ class Adam(Optimizer):
         bias2_sqrt, step_size = math.sqrt(1 - beta2 ** step), lr / (1 - beta1 ** step)
         exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
         max_exp_avg_sq = state["max_exp_avg_sq"].data if group["amsgrad"] else None
+        if _device.is_device_array(param.data) and float(step).is_integer() and fusable_on_device(
+                param.data, param.grad.data, exp_avg, exp_avg_sq, max_exp_avg_sq):
+            # One kernel on the device (the roundings of the lines below); maximize is the kernel's to apply
+            # to the raw gradient, so the negated copy `grad` is not read.
+            _device.backend(f"{type(self).__name__}.step").adam_step_(
+                param.data, param.grad.data, exp_avg, exp_avg_sq, max_exp_avg_sq, step=int(step), lr=float(lr),
+                beta1=float(beta1), beta2=float(beta2), eps=float(group["eps"]), weight_decay=float(weight_decay),
+                amsgrad=bool(group["amsgrad"]), maximize=bool(group.get("maximize", False)),
+                decoupled_weight_decay=bool(group["decoupled_weight_decay"]))
+            return
         if _fused_applies(param.data, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
             # One pass over the arrays in C++, the same roundings as the lines below.
             _C.adam_update(param.data, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, decay, l2, 1 - beta1, 1 - beta2,

@@ -230,3 +230,20 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch=None) -> np
         difference *= 1 - weight
         np.subtract(end, difference, out=start)
     return start
+
+
+def fusable_on_device(param, grad, *states) -> bool:
+    """Whether the CUDA backend's fused optimizer kernels take these arrays: param a writable,
+    C-contiguous float32/float64 device array; grad (any strides) and each state array (None skipped;
+    writable, C-contiguous) of param's dtype, shape and device. Otherwise the optimizer runs its
+    element-wise formulas through the device layer (same result, a dozen launches instead of one)."""
+    device_array = _device.DeviceArray
+    if not (isinstance(param, device_array) and param.dtype in (np.float32, np.float64)
+            and param.is_contiguous() and not param.read_only):
+        return False
+    if not (isinstance(grad, device_array) and grad.dtype == param.dtype and grad.shape == param.shape
+            and grad.device == param.device):
+        return False
+    return all(s is None or (isinstance(s, device_array) and s.dtype == param.dtype and s.shape == param.shape
+                             and s.device == param.device and s.is_contiguous() and not s.read_only)
+               for s in states)
