@@ -35,6 +35,7 @@ CONFIGS = [
     (1, 16, 50, 70, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # several chunks of tile rows per image
     # at most 32 output positions per image: one GEMM over the whole batch
     (5, 16, 4, 4, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (250, 64, 4, 4, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # in chunks of images (3), dw summed over them
     (3, 6, 5, 3, 4, (2, 2), (2, 1), (1, 1), (1, 2), 1),
 ]
 SMALL_IMAGE = 32  # output positions per image at or below which the batched GEMM path runs
