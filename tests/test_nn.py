@@ -512,3 +512,31 @@ def test_losses_keep_their_own_targets_and_weights_for_backward():
         weight_tensor.fill_(0.0)
     with pytest.raises(RuntimeError, match="BinaryCrossEntropyBackward"):
         loss.backward()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [0.01, 0.2, 1.0, 1e-30, 0.0, 2.0, -0.5])
+def test_leaky_relu_is_exact_on_extremes(dtype, slope):
+    """The fast form for slopes in (0, 1] (max(x, slope x), a multiplier chosen by bits) and np.where
+    for the others give torch's values and gradients bit for bit: signed zeros, infinities, NaN, subnormals."""
+    values = np.array([0.0, -0.0, 1.5, -2.5, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3e38, -3e38], dtype)
+    grad = np.array([np.inf, np.nan, -0.0, 0.0, 1.0, -2.0, 3.0, 0.5, -0.5, 7.0, -7.0], dtype)
+    x = rosenblatt.tensor(values, requires_grad=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = F.leaky_relu(x, slope)
+        y.backward(rosenblatt.tensor(grad))
+        expected_y = np.where(values > 0, values, values * dtype(slope))
+        expected_grad = np.where(values > 0, grad, grad * dtype(slope))
+    for actual, expected in ((y.detach().numpy(), expected_y), (x.grad.numpy(), expected_grad)):
+        assert actual.dtype == dtype
+        assert np.array_equal(actual, expected, equal_nan=True) and np.array_equal(np.signbit(actual),
+                                                                                     np.signbit(expected))
+    try:
+        import torch
+    except ImportError:
+        return
+    tx = torch.tensor(values, requires_grad=True)
+    torch.nn.functional.leaky_relu(tx, slope).backward(torch.tensor(grad))
+    assert np.array_equal(x.grad.numpy(), tx.grad.numpy(), equal_nan=True)
+    assert np.array_equal(y.detach().numpy(), torch.nn.functional.leaky_relu(torch.tensor(values), slope).numpy(),
+                          equal_nan=True)

@@ -10,6 +10,7 @@ Tensor methods and operators at the bottom of this file.
 from __future__ import annotations
 
 import builtins
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -1084,8 +1085,23 @@ def relu(x: Tensor) -> Tensor:
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     positive = x.data > 0
-    out = np.where(positive, x.data, x.data * negative_slope)
-    return result(out, (x,), lambda g: (np.where(positive, g, g * negative_slope),), "LeakyReluBackward")
+    if not (isinstance(x.data, np.ndarray) and 0 < negative_slope <= 1):
+        out = np.where(positive, x.data, x.data * negative_slope)
+        return result(out, (x,), lambda g: (np.where(positive, g, g * negative_slope),), "LeakyReluBackward")
+    # With a slope in (0, 1], x * slope lies on x's side of 0 and not beyond x, so the maximum picks
+    # what np.where would, +-0, infinities and NaN included; the backward multiplies by 1 or the slope,
+    # chosen by bits: each several times faster than np.where on a random mask.
+    out = np.maximum(x.data, x.data * negative_slope)
+
+    def backward(g):
+        g = np.asarray(g, out.dtype)
+        bits = np.dtype(f"i{g.itemsize}")
+        slope, one = np.array(negative_slope, g.dtype).view(bits), np.array(1, g.dtype).view(bits)
+        factor = np.bitwise_and(np.negative(positive.view(np.int8), dtype=bits), slope ^ one)
+        factor ^= slope
+        return (g * factor.view(g.dtype),)
+
+    return result(out, (x,), backward, "LeakyReluBackward")
 
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -1202,7 +1218,7 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
 
 def _leading(shape) -> int:
     """The number of rows of shape's (..., n) as a matrix: reshape(-1, n) cannot tell it when n = 0."""
-    return int(np.prod(shape[:-1], dtype=np.int64))
+    return math.prod(shape[:-1])
 
 
 def _matmul_2d_or_batched(a: Tensor, b: Tensor) -> Tensor:
