@@ -40,3 +40,11 @@ def assert_close(actual, expected, atol=1e-5, rtol=1e-5, what=""):
 
 def torch_or_skip():
     return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def fake():
+    """The NumPy stand-in for the CUDA backend (tests/fake_cuda.py), installed for the test."""
+    import fake_cuda
+    with fake_cuda.installed() as backend:
+        yield backend

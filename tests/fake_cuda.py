@@ -1,9 +1,8 @@
 """A NumPy stand-in for the CUDA backend `rosenblatt._cuda`, so the Python device layer (Tensor.to,
 dispatch, the DeviceArray protocols, autograd on device) runs on a machine without a GPU.
 
-    previous = rosenblatt._device.set_backend(fake_cuda)   # then .to("cuda") gives FakeDeviceArrays
-    ...
-    rosenblatt._device.set_backend(previous)
+    with fake_cuda.installed():   # then .to("cuda") gives FakeDeviceArrays (tests: the `fake` fixture)
+        ...
 
 It is strict where the real backend is, so that a wrong device layer fails here: each kernel takes
 only FakeDeviceArrays (a NumPy array reaching a kernel is a device mix-up), dtypes are float32,
@@ -18,6 +17,8 @@ the real backend (when built) lacks is refused, so a device path that only the f
 from __future__ import annotations
 
 import builtins
+import contextlib
+import sys
 
 import numpy as np
 
@@ -27,6 +28,21 @@ from rosenblatt.cuda import _cuda as _REAL  # None in a CPU-only build: then onl
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_))
 device_count_value = 1
 calls: list = []  # names of the kernels called, for tests that check what ran
+
+
+@contextlib.contextmanager
+def installed():
+    """This stand-in as rosenblatt's CUDA backend for the block, with one device and no calls yet."""
+    global device_count_value
+    from rosenblatt import _device
+    module = sys.modules[__name__]
+    previous = _device.set_backend(module)
+    device_count_value = 1
+    calls.clear()
+    try:
+        yield module
+    finally:
+        _device.set_backend(previous)
 
 
 def device_count() -> int:

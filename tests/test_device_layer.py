@@ -9,17 +9,6 @@ import rosenblatt as rb
 import rosenblatt.nn.functional as F
 from rosenblatt import _device, nn
 
-import fake_cuda
-
-
-@pytest.fixture
-def fake():
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
-
 
 def assert_close(actual, expected, atol=1e-5, rtol=1e-5):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)

@@ -5,20 +5,9 @@ import numpy as np
 import pytest
 
 import rosenblatt as rb
-from rosenblatt import _device, nn
+from rosenblatt import nn
 from rosenblatt.nn import decoding
 from rosenblatt.tensor import Tensor
-
-import fake_cuda
-
-
-@pytest.fixture
-def fake():
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
 
 
 class Decoder(nn.Module):
@@ -84,7 +73,6 @@ def test_reorder_batch_of_device_tensors_matches_the_host(fake, shape):
         assert part.device.type == "cuda" and part.shape == data[rows].shape
         assert np.array_equal(part.cpu().numpy(), data[rows])
     assert picked["pair"][1] is None
-
 
 
 def test_reorder_batch_uses_the_backends_row_gather(fake):

@@ -7,18 +7,6 @@ import pytest
 
 import rosenblatt as rb
 import rosenblatt.nn.functional as F
-from rosenblatt import _device
-
-import fake_cuda
-
-
-@pytest.fixture
-def fake():
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
 
 
 def host(t):

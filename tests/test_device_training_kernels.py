@@ -17,7 +17,7 @@ import pytest
 
 import rosenblatt as rb
 import rosenblatt.nn.functional as F
-from rosenblatt import _device, nn, optim
+from rosenblatt import nn, optim
 from rosenblatt.tensor import Tensor, no_grad
 from conftest import assert_close
 
@@ -32,11 +32,8 @@ def fake(request, monkeypatch):
     """The stand-in backend; "numpy" also runs its CPU-only-build formulas (no host entry points)."""
     if request.param == "numpy":
         monkeypatch.setattr(fake_cuda, "_REAL", None)
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
+    with fake_cuda.installed() as backend:
+        yield backend
 
 
 @pytest.fixture

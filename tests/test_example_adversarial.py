@@ -160,16 +160,13 @@ def test_adversarial_on_a_cuda_device_matches_the_cpu(train_attack):
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_attacks_on_a_cuda_model_match_the_cpu(kind):
     import fake_cuda
-    from rosenblatt import _device
     rosenblatt.manual_seed(0)
     model = build_model(kind, hidden=16).eval()
     images, labels = _images(6)
     expected = [adversarial.input_gradient(model, images, labels), adversarial.accuracy(model, images, labels)]
     rosenblatt.manual_seed(1)
     expected.append(adversarial.pgd(model, images, labels, 0.1, steps=2))
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    try:
+    with fake_cuda.installed():
         model.to("cuda")
         assert adversarial.model_device(model) == rosenblatt.device("cuda", 0)
         grad, losses = adversarial.input_gradient(model, images, labels)
@@ -180,5 +177,3 @@ def test_attacks_on_a_cuda_model_match_the_cpu(kind):
         rosenblatt.manual_seed(1)  # the same random start, from the host's stream
         np.testing.assert_allclose(adversarial.pgd(model, images, labels, 0.1, steps=2), expected[2], atol=1e-6)
         assert all(p.grad is None for p in model.parameters())
-    finally:
-        _device.set_backend(previous)

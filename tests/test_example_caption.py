@@ -192,19 +192,7 @@ def test_refuses_options_the_training_or_the_beam_search_would_fail_on(option, v
     assert f"argument {option}: must be" in capsys.readouterr().err
 
 
-@pytest.fixture
-def fake_cuda_backend():
-    """The NumPy stand-in for the CUDA backend (tests/fake_cuda.py), as in test_device_layer.py."""
-    import fake_cuda
-    from rosenblatt import _device
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
-
-
-def test_runs_on_a_cuda_device_as_on_the_cpu(fake_cuda_backend, capsys):
+def test_runs_on_a_cuda_device_as_on_the_cpu(fake, capsys):
     """Training, greedy and beam search on the stand-in device reproduce the CPU run up to kernel
     rounding (the data and the initial weights come from the host). The training losses agree to
     about 1e-8 relative; the evaluation losses only to about 1e-5: the conv biases ahead of batch norm
@@ -213,9 +201,9 @@ def test_runs_on_a_cuda_device_as_on_the_cpu(fake_cuda_backend, capsys):
     options = ["--quick", "--train-size", "192", "--validation-size", "32", "--test-size", "48", "--novel-size", "16",
                "--epochs", "2", "--beam-size", "2"]
     cpu = caption.main(options)
-    fake_cuda_backend.calls.clear()
+    fake.calls.clear()
     cuda = caption.main(options + ["--device", "cuda"])
-    assert fake_cuda_backend.calls and cuda["device"] == "cuda" and cpu["device"] == "cpu"
+    assert fake.calls and cuda["device"] == "cuda" and cpu["device"] == "cpu"
     for key in ("initial_loss", "first_train_loss", "final_loss"):
         assert cuda[key] == pytest.approx(cpu[key], rel=1e-4), key
     assert cuda["test_loss"] == pytest.approx(cpu["test_loss"], rel=1e-3)

@@ -268,18 +268,7 @@ def test_localize_refuses_bad_options(option, value, message, capsys):
 
 
 # ---- on a CUDA device ---------------------------------------------------------------------------
-@pytest.fixture
-def fake_cuda_backend():
-    import fake_cuda
-    from rosenblatt import _device
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
-
-
-def test_scores_loss_and_gradients_on_a_cuda_device_match_the_cpu(fake_cuda_backend):
+def test_scores_loss_and_gradients_on_a_cuda_device_match_the_cpu(fake):
     """The pieces of a step and of the evaluation on the NumPy stand-in for the CUDA backend: the RoI pyramid
     over the shared map (host RoIs copied to the device), the box loss's rows of the object windows, both
     ways of scoring windows. Same weights both sides; only the fully connected layers' GEMM sums in another
@@ -301,7 +290,7 @@ def test_scores_loss_and_gradients_on_a_cuda_device_match_the_cpu(fake_cuda_back
         crops = localize.score_windows_per_crop(model, images[0], windows)
         results[device] = (loss.item(), [p.grad.cpu().numpy() for p in model.parameters()], probabilities,
                            offsets, crops)
-    assert {"roi_pool_forward", "roi_pool_backward", "gemm", "conv2d_forward"} <= set(fake_cuda_backend.calls)
+    assert {"roi_pool_forward", "roi_pool_backward", "gemm", "conv2d_forward"} <= set(fake.calls)
     (cpu_loss, cpu_grads, *cpu_scores), (loss, grads, *scores) = results["cpu"], results["cuda"]
     assert abs(loss - cpu_loss) <= 1e-5 * abs(cpu_loss)
     for g, cpu_g in zip(grads, cpu_grads):

@@ -139,28 +139,16 @@ def test_translate_refuses_options_the_library_would_fail_on_later(option, value
     assert f"argument {option}: must be {message}" in capsys.readouterr().err
 
 
-@pytest.fixture
-def fake_cuda_backend():
-    """The NumPy stand-in for the CUDA backend (tests/fake_cuda.py), as in test_device_layer.py."""
-    import fake_cuda
-    from rosenblatt import _device
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
-
-
-def test_runs_on_a_cuda_device_as_on_the_cpu(fake_cuda_backend, capsys):
+def test_runs_on_a_cuda_device_as_on_the_cpu(fake, capsys):
     """Training (with scheduled sampling and a bidirectional encoder), greedy and beam search on the
     stand-in device reproduce the CPU run: the random draws come from the host stream either way, so
     only kernel rounding differs (about 1e-7 relative in the losses here; 1e-4 allowed)."""
     options = ["--quick", "--steps", "30", "--batch-size", "16", "--eval-every", "1000", "--teacher-forcing",
                "inverse_sigmoid", "--bidirectional", "--beam-size", "2"]
     cpu = translate.main(options)
-    fake_cuda_backend.calls.clear()
+    fake.calls.clear()
     cuda = translate.main(options + ["--device", "cuda"])
-    assert fake_cuda_backend.calls and cuda["device"] == "cuda" and cpu["device"] == "cpu"
+    assert fake.calls and cuda["device"] == "cuda" and cpu["device"] == "cpu"
     for key in ("initial_loss", "final_loss", "train_loss_first", "train_loss_last"):
         assert cuda[key] == pytest.approx(cpu[key], rel=1e-4), key
     for key in ("test_exact_greedy", "test_exact_beam", "test_token_accuracy_greedy", "test_token_accuracy_beam",

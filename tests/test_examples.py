@@ -37,15 +37,9 @@ def main_on_fake_cuda_and_cpu(main, argv) -> tuple:
     that falls back to the host, or that a GPU could not run, fails here; its random draws come from the
     host stream, as on a GPU, so both runs see the same numbers."""
     import fake_cuda
-    from rosenblatt import _device
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    try:
+    with fake_cuda.installed():
         on_device = main([*argv, "--device", "cuda"])
         calls = list(fake_cuda.calls)
-    finally:
-        _device.set_backend(previous)
     return on_device, calls, main(list(argv))
 
 
@@ -176,20 +170,7 @@ def test_charlm_train_resume_and_sample(tiny_text, tmp_path):
     assert again["sample"] == sampled["sample"]  # seeded sampling is reproducible
 
 
-
-@pytest.fixture
-def fake_cuda_backend():
-    """The NumPy stand-in for the CUDA backend (tests/fake_cuda.py), as in test_device_layer.py."""
-    import fake_cuda
-    from rosenblatt import _device
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    fake_cuda.calls.clear()
-    yield fake_cuda
-    _device.set_backend(previous)
-
-
-def test_charlm_trains_resumes_and_samples_on_a_cuda_device(fake_cuda_backend, tiny_text, tmp_path, capsys):
+def test_charlm_trains_resumes_and_samples_on_a_cuda_device(fake, tiny_text, tmp_path, capsys):
     """On the stand-in device, training reproduces the CPU run up to kernel rounding (the batches
     and the initial weights come from the host; about 1e-7 relative in bits/char here, 1e-4
     allowed); its checkpoint resumes there, and both runs' checkpoints sample the same text on the
@@ -198,9 +179,9 @@ def test_charlm_trains_resumes_and_samples_on_a_cuda_device(fake_cuda_backend, t
     common = ["train", "--text", str(tiny_text), "--quick", "--no-progress", "--steps", "20", "--eval-every", "10",
               "--val-chars", "1000"]
     cpu = charlm.main(common + ["--checkpoint", on_cpu])
-    fake_cuda_backend.calls.clear()
+    fake.calls.clear()
     cuda = charlm.main(common + ["--checkpoint", on_cuda, "--device", "cuda"])
-    assert fake_cuda_backend.calls and cuda["device"] == "cuda" and cpu["device"] == "cpu"
+    assert fake.calls and cuda["device"] == "cuda" and cpu["device"] == "cpu"
     for key in ("initial_val_bpc", "val_bpc", "train_bpc_first", "train_bpc_last"):
         assert cuda[key] == pytest.approx(cpu[key], rel=1e-4), key
 
@@ -216,7 +197,6 @@ def test_charlm_trains_resumes_and_samples_on_a_cuda_device(fake_cuda_backend, t
              for checkpoint in (on_cpu, on_cuda) for device in ("cpu", "cuda")}
     assert {result["device"] for result in texts.values()} == {"cpu", "cuda"}
     assert len({result["sample"] for result in texts.values()}) == 1
-
 
 
 def test_vocabulary_round_trip_and_rare_characters():

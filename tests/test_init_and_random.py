@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import rosenblatt as rb
-from rosenblatt import _device
 from rosenblatt.nn import init
 
 import fake_cuda
@@ -137,9 +136,7 @@ def test_trunc_normal_fills_in_place_and_on_a_device():
     view = weight.data
     assert init.trunc_normal_(weight) is weight
     assert np.all(np.abs(view) <= 2) and np.any(view != 0)  # the parameter's own storage was written
-    previous = _device.set_backend(fake_cuda)
-    fake_cuda.device_count_value = 1
-    try:
+    with fake_cuda.installed():
         on_device = rb.zeros(50, 20).cuda()
         rb.manual_seed(2)
         init.trunc_normal_(on_device, 0.0, 1.0, 0.5, 1.0)
@@ -150,8 +147,6 @@ def test_trunc_normal_fills_in_place_and_on_a_device():
         with time_limit(5):
             init.trunc_normal_(on_device, 3.0, 0.0, 0.5, 1.0)  # std 0, mean above b
         np.testing.assert_array_equal(on_device.cpu().numpy(), np.ones((50, 20)))
-    finally:
-        _device.set_backend(previous)
 
 
 @pytest.mark.parametrize("kwargs, message", [
