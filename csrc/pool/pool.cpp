@@ -219,20 +219,32 @@ void roi_pool_forward(int64_t N, int64_t C, int64_t H, int64_t W, const T* x, in
   record_impl("roi_pool", "scalar_ref");
 }
 
-// dy, argmax (K, C, PH, PW) -> dx (N, C, H, W). RoIs of one image overlap, so threads split channels.
+// dy, argmax (K, C, PH, PW) -> dx (N, C, H, W). RoIs of one image overlap, so threads split channels;
+// each thread walks the RoIs in order and, within a RoI, its own channels, so that dy and argmax are
+// read as a stream (the channel-outer order read them C times with a stride: 6 ms against 0.5 ms for
+// the forward on localize's finest pyramid level). Every dx element still sums its terms in RoI
+// order, as before.
 template <typename T>
 void roi_pool_backward(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, const T* rois, int64_t PH, int64_t PW,
                        const T* dy, const int64_t* argmax, T* dx) {
-  for (int64_t i = 0; i < N * C * H * W; ++i) dx[i] = T(0);
-#pragma omp parallel for schedule(static) num_threads(available_threads()) if (K * C * PH * PW > 4096)
-  for (int64_t c = 0; c < C; ++c)
+  const int64_t plane_size = H * W, bins = PH * PW;
+  const int threads = K * C * bins > 4096 ? available_threads() : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int team = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t c0 = C * tid / team, c1 = C * (tid + 1) / team;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c) std::fill_n(dx + (n * C + c) * plane_size, plane_size, T(0));
     for (int64_t k = 0; k < K; ++k) {
-      T* plane = dx + (int64_t(rois[k * 5]) * C + c) * H * W;
-      for (int64_t b = 0; b < PH * PW; ++b) {
-        const int64_t o = (k * C + c) * PH * PW + b;
-        if (argmax[o] >= 0) plane[argmax[o]] += dy[o];
+      T* image = dx + int64_t(rois[k * 5]) * C * plane_size;
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t o = (k * C + c) * bins;
+        T* plane = image + c * plane_size;
+        for (int64_t b = 0; b < bins; ++b)
+          if (argmax[o + b] >= 0) plane[argmax[o + b]] += dy[o + b];
       }
     }
+  }
   record_impl("roi_pool_backward", "scalar_ref");
 }
 

@@ -183,8 +183,9 @@ def make_scene(rng: np.random.Generator, size: int = IMAGE_SIZE, max_objects: in
     for kind in wanted:
         for _ in range(40):  # rejection sampling of a placement apart from the shapes placed so far
             side, aspect = rng.uniform(*object_size), math.exp(rng.uniform(math.log(0.75), math.log(4 / 3)))
-            width = int(np.clip(round(side * math.sqrt(aspect)), 8, size))
-            height = int(np.clip(round(side / math.sqrt(aspect)), 8, size))
+            # min/max, not np.clip: 0.5 us against 5-8 on a Python number, in a loop of ~100 tries per scene
+            width = min(max(round(side * math.sqrt(aspect)), 8), size)
+            height = min(max(round(side / math.sqrt(aspect)), 8), size)
             x0, y0 = int(rng.integers(0, size - width + 1)), int(rng.integers(0, size - height + 1))
             local = shape_mask(kind, width, height)
             rows, cols = np.flatnonzero(local.any(axis=1)), np.flatnonzero(local.any(axis=0))
