@@ -14,7 +14,7 @@ import operator
 
 import numpy as np
 
-from .. import _device
+from .. import _device, ops
 from .._device import kernel_module as _kernels
 from ..random import default_generator
 from ..tensor import Tensor, is_grad_enabled, result
@@ -188,24 +188,12 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
                          f"(min {indices.min()}, max {indices.max()}); weight has shape {weight.shape}")
 
     def backward(g):
-        return (_embedding_grad(g.reshape(-1, weight.shape[1]), indices.reshape(-1), weight.data, padding_idx),)
+        grad = ops.rows_sum(g.reshape(-1, weight.shape[1]), indices.reshape(-1), weight.shape[0])
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        return (grad,)
 
     return result(weight.data[indices], (weight,), backward, "EmbeddingBackward")
-
-
-def _embedding_grad(g: np.ndarray, flat_indices: np.ndarray, weight: np.ndarray, padding_idx: int | None):
-    """The table's gradient: row i sums the rows of g whose index is i. Sorting the indices and
-    summing each run with add.reduceat is 5-6x faster than np.add.at's scatter (6400 ids of 64
-    floats into 65 rows: 5.6 -> 1.0 ms) and, summing pairwise, no less accurate."""
-    grad = np.zeros_like(weight)
-    if flat_indices.size:
-        order = np.argsort(flat_indices, kind="stable")
-        ordered = flat_indices[order]
-        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-        grad[ordered[starts]] = np.add.reduceat(g[order], starts, axis=0)
-    if padding_idx is not None:
-        grad[padding_idx] = 0
-    return grad
 
 
 def _device_embedding(input, weight: Tensor, padding_idx: int | None) -> Tensor:
