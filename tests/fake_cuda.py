@@ -567,6 +567,89 @@ def _check_indices(name: str, flat: np.ndarray, num: int, dim: int) -> None:
         raise IndexError(f"fake _cuda.{name}: index {bad[0]} is out of range [0, {num})")
 
 
+def _class_layout(name: str, scores_shape, t, what: str):
+    """(N, C, L) of scores (N, C, d1, ...) with target (N, d1, ...), or (C,) with a 0-d target, as
+    train_ops.cpp's class_layout checks it."""
+    if t.dtype != np.int64:
+        raise TypeError(f"fake _cuda.{name}: target must be int64, got {t.dtype}")
+    scores_shape = tuple(scores_shape)
+    expected = scores_shape[:1] + scores_shape[2:] if len(scores_shape) >= 2 else ()
+    if not scores_shape or t.shape != expected:
+        raise ValueError(f"fake _cuda.{name}: {what} of shape {list(scores_shape)} and target of shape "
+                         f"{list(t.shape)} do not match (expected target shape {list(expected)})")
+    if len(scores_shape) == 1:
+        return 1, scores_shape[0], 1
+    return scores_shape[0], scores_shape[1], int(np.prod(scores_shape[2:], dtype=np.int64))
+
+
+def _nll_sources(name: str, t: np.ndarray, N: int, C: int, L: int, ignore_index: int) -> np.ndarray:
+    """For each target position, the flat (N, C, L) element it reads or writes (-1: ignored), by the
+    kernels' own index map (nll_source) where the real backend is built; IndexError on a bad target."""
+    flat = np.ascontiguousarray(t).reshape(-1)
+    if _REAL is not None:
+        sources = _REAL._nll_sources_on_host(flat, C, L, ignore_index)
+    else:
+        e = np.arange(flat.size, dtype=np.int64)
+        n, l = e // L, e % L
+        sources = np.where(flat == ignore_index, -1,
+                           np.where((flat < 0) | (flat >= C), -2, (n * C + flat) * L + l))
+    bad = flat[sources == -2]
+    if bad.size:
+        raise IndexError(f"fake _cuda.{name}: target {bad[0]} is out of bounds for {C} classes")
+    return sources
+
+
+def nll_gather(log_probs, target, weight=None, ignore_index=-100):
+    """(picked, element_weight) of the target's shape: log_probs at each target class and weight[target]
+    (or 1), both 0 where ignored."""
+    name = "nll_gather"
+    lp, t = _arrays(name, log_probs, target)  # ValueError when they are on different devices
+    if lp.dtype.kind != "f":
+        raise TypeError(f"fake _cuda.{name}: log_probs must be float32 or float64, got {log_probs!r}")
+    N, C, L = _class_layout(name, lp.shape, t, "log_probs")
+    w = None
+    if weight is not None:
+        if not isinstance(weight, DeviceArray):
+            raise TypeError(f"fake _cuda.{name}: weight must be a DeviceArray, got {type(weight).__name__}")
+        if weight.device != log_probs.device:
+            raise ValueError(f"fake _cuda.{name}: weight {weight!r} is on another device than {log_probs!r}")
+        if weight.dtype != lp.dtype:
+            raise TypeError(f"fake _cuda.{name}: weight {weight!r} does not have the dtype of {log_probs!r}")
+        if weight.shape != (C,):
+            raise ValueError(f"fake _cuda.{name}: weight {weight!r} should have shape [{C}]")
+        w = np.ascontiguousarray(weight._view)
+    picked = np.zeros(t.shape, lp.dtype)
+    element_weight = np.zeros(t.shape, lp.dtype)
+    if N * L:
+        sources = _nll_sources(name, t, N, C, L, int(ignore_index))
+        keep = sources >= 0
+        flat_t = np.ascontiguousarray(t).reshape(-1)
+        picked.reshape(-1)[keep] = np.ascontiguousarray(lp).reshape(-1)[sources[keep]]
+        element_weight.reshape(-1)[keep] = w[flat_t[keep]] if w is not None else 1
+    return _wrap(picked, log_probs.device), _wrap(element_weight, log_probs.device)
+
+
+def nll_scatter(coef, target, num_classes, ignore_index=-100):
+    """zeros (N, C, d1, ...) (or (C,) for a 0-d target) with coef at each position's target class."""
+    name = "nll_scatter"
+    c, t = _arrays(name, coef, target)  # ValueError when they are on different devices
+    if c.dtype.kind != "f":
+        raise TypeError(f"fake _cuda.{name}: coef must be float32 or float64, got {coef!r}")
+    num = int(num_classes)
+    if num < 0:
+        raise ValueError(f"fake _cuda.{name}: num_classes must be >= 0, got {num}")
+    shape = t.shape[:1] + (num,) + t.shape[1:] if t.ndim else (num,)
+    N, C, L = _class_layout(name, shape, t, "the gradient")
+    if c.shape != t.shape:
+        raise ValueError(f"fake _cuda.{name}: coef {coef!r} should match target {target!r}")
+    out = np.zeros(shape, c.dtype)
+    if N * L:
+        sources = _nll_sources(name, t, N, C, L, int(ignore_index))
+        keep = sources >= 0
+        out.reshape(-1)[sources[keep]] = np.ascontiguousarray(c).reshape(-1)[keep]
+    return _wrap(out, coef.device)
+
+
 # ---- everything else of _C: forwarded with the arrays unwrapped -------------------------------------
 def _unwrap(value):
     if isinstance(value, DeviceArray):

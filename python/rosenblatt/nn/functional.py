@@ -11,7 +11,7 @@ import numpy as np
 from .. import _device, ops
 from ..ops import leaky_relu, linear, log_softmax, pad, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
 from ..random import default_generator
-from ..tensor import Tensor, as_tensor, result
+from ..tensor import Tensor, as_tensor, is_grad_enabled, result
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -131,7 +131,7 @@ def _nll(log_probs: Tensor, target: np.ndarray, weight, ignore_index: int, reduc
     elements not ignored (torch's rule). One graph node whose backward scatters into the class dim."""
     classes = log_probs.shape[1] if log_probs.ndim >= 2 else log_probs.shape[0]
     if not isinstance(log_probs.data, np.ndarray):
-        return _device_nll(log_probs, target, weight, ignore_index, reduction, op, classes)
+        return _device_nll(log_probs, target, weight, ignore_index, reduction, op, classes)[0]
     scores = log_probs.data if log_probs.ndim >= 2 else log_probs.data[None]
     target = target if log_probs.ndim >= 2 else target[None]
     valid = target != ignore_index
@@ -168,42 +168,47 @@ def _nll(log_probs: Tensor, target: np.ndarray, weight, ignore_index: int, reduc
 
 
 def _device_nll(log_probs: Tensor, target, weight, ignore_index: int, reduction: str, op: str, classes: int):
-    """_nll on a device: the picked log-probabilities come from a one-hot mask of the targets (a
-    comparison with the class positions), so forward and backward are element-wise kernels and sums."""
+    """_nll on a device, by the backend's nll kernels: `nll_gather` picks each position's target
+    log-probability and class weight (both 0 where ignored; IndexError on a bad target, one stream
+    synchronisation), and backward `nll_scatter` puts -grad * weight (/ total) at the target classes.
+    Returns (loss, element_weight); the element weights give label smoothing its 'mean' divisor."""
     _device.same_device(op, log_probs.data, target)
-    scores = log_probs.data if log_probs.ndim >= 2 else log_probs.data[None]
-    target = target if log_probs.ndim >= 2 else target[None]
-    valid = target != ignore_index
-    safe_target = np.where(valid, target, 0)
-    if bool(((safe_target < 0) | (safe_target >= classes)).any()):  # waits for the device, once per call
-        raise IndexError(f"{op}: a target is out of bounds for {classes} classes (input shape {log_probs.shape})")
-    picked_mask = _device.one_hot_along(np.expand_dims(safe_target, 1), 1, classes)  # (N, C, d1, ...)
+    kernels = _device.backend(op)
+    scores = log_probs.data
+    if target.dtype != np.int64:
+        target = target.astype(np.int64)
     if weight is not None:
         weight = as_tensor(weight).data
         _device.same_device(op, scores, weight)
         if weight.shape != (classes,):
             raise ValueError(f"{op}: weight shape {weight.shape} does not match {classes} classes "
                              f"(input shape {log_probs.shape})")
-        column = weight.astype(scores.dtype).reshape((1, classes) + (1,) * (scores.ndim - 2))
-        element_weight = np.where(valid, np.where(picked_mask, column, 0).sum(axis=1), 0)
-    else:
-        element_weight = valid.astype(scores.dtype)
-    picked = np.where(picked_mask, scores, 0).sum(axis=1)
+        if weight.dtype != scores.dtype:
+            weight = weight.astype(scores.dtype)
+    ignore_index = int(ignore_index)
+    try:
+        picked, element_weight = kernels.nll_gather(scores, target, weight, ignore_index)
+    except IndexError as error:
+        raise IndexError(f"{op}: a target is out of bounds for {classes} classes (input shape {log_probs.shape}; "
+                         f"{error})") from None
     losses = -element_weight * picked
-    if reduction == "none":
-        out, scale = losses, element_weight
-    else:
-        total = element_weight.sum() if reduction == "mean" else 1
-        out = losses.sum() / total
-        scale = np.where(valid, element_weight / total, 0)
+    total = element_weight.sum() if reduction == "mean" else None
+    out = losses if reduction == "none" else losses.sum() if total is None else losses.sum() / total
+    if not (is_grad_enabled() and log_probs.requires_grad):
+        return Tensor(out.astype(scores.dtype, copy=False)), element_weight
+    saved = target.copy()  # the backward reads it, and a caller may reuse its target array meanwhile
 
     def backward(g):
-        grad = np.where(picked_mask, np.expand_dims(-scale * g, 1), 0).astype(scores.dtype)
-        return (grad.reshape(log_probs.shape),)
+        # everything ignored: total 0 and NaN coefficients, but nll_scatter skips ignored positions (zero gradient)
+        scale = element_weight if total is None else element_weight / total
+        coef = -scale * g
+        if coef.dtype != scores.dtype:
+            coef = coef.astype(scores.dtype)
+        if coef.shape != saved.shape:
+            coef = np.broadcast_to(coef, saved.shape)
+        return (kernels.nll_scatter(coef, saved, classes, ignore_index),)
 
-    if log_probs.ndim < 2 and reduction == "none":
-        out = out.reshape(())
-    return result(out.astype(scores.dtype, copy=False), (log_probs,), backward, "NllLossBackward")
+    return result(out.astype(scores.dtype, copy=False), (log_probs,), backward, "NllLossBackward"), element_weight
 
 
 def nll_loss(input: Tensor, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
@@ -235,7 +240,12 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
     if target_data.dtype.kind == "f":
         return _soft_cross_entropy(input, log_probs, as_tensor(target), weight, reduction, label_smoothing, class_dim)
     target_data = _class_targets(input, target_data, "cross_entropy")
-    loss = _nll(log_probs, target_data, weight, ignore_index, reduction, "cross_entropy")
+    element_weight = None
+    if isinstance(log_probs.data, np.ndarray):
+        loss = _nll(log_probs, target_data, weight, ignore_index, reduction, "cross_entropy")
+    else:
+        loss, element_weight = _device_nll(log_probs, target_data, weight, ignore_index, reduction, "cross_entropy",
+                                           input.shape[class_dim])
     if label_smoothing == 0.0:
         return loss
     classes = input.shape[class_dim]
@@ -248,6 +258,8 @@ def cross_entropy(input: Tensor, target, weight=None, size_average=None, ignore_
         smooth_reduced = smooth
     elif reduction == "sum":
         smooth_reduced = ops.sum(smooth)
+    elif element_weight is not None:  # a device: nll_gather's weights, summed there (nothing read back)
+        smooth_reduced = ops.div(ops.sum(smooth), Tensor(element_weight.sum()))  # all ignored: 0 / 0 = NaN
     else:
         weight_data = None if weight is None else as_tensor(weight).data
         safe = np.where(valid, target_data, 0)
