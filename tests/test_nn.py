@@ -540,3 +540,18 @@ def test_leaky_relu_is_exact_on_extremes(dtype, slope):
     assert np.array_equal(x.grad.numpy(), tx.grad.numpy(), equal_nan=True)
     assert np.array_equal(y.detach().numpy(), torch.nn.functional.leaky_relu(torch.tensor(values), slope).numpy(),
                           equal_nan=True)
+
+
+def test_nll_ignored_positions_give_zero_where_class_zero_is_impossible():
+    """An ignored target reads no log-probability: a -inf at class 0 (a masked padding class, say) made
+    the CPU's loss NaN (0 * -inf) where torch gives +0 and a finite mean."""
+    with np.errstate(divide="ignore"):
+        log_probs = np.log(np.array([[0.0, 0.5, 0.5], [0.2, 0.3, 0.5]], np.float32))
+    target = np.array([0, 2])
+    x = rosenblatt.tensor(log_probs, requires_grad=True)
+    losses = F.nll_loss(x, target, ignore_index=0, reduction="none").detach().numpy()
+    assert losses.tolist() == [0.0, pytest.approx(-math.log(0.5))] and not np.signbit(losses[0])
+    mean = F.nll_loss(x, target, ignore_index=0)
+    mean.backward()
+    assert mean.item() == pytest.approx(-math.log(0.5))
+    assert x.grad.numpy().tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, -1.0]]

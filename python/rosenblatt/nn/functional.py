@@ -147,8 +147,9 @@ def _nll(log_probs: Tensor, target: np.ndarray, weight, ignore_index: int, reduc
         element_weight = np.where(valid, weight.astype(scores.dtype)[safe_target[:, 0]], 0)
     else:
         element_weight = valid.astype(scores.dtype)
-    picked = np.take_along_axis(scores, safe_target, axis=1)[:, 0]
-    losses = -element_weight * picked
+    # an ignored position contributes +0 (torch's), even where class 0's log-probability is -inf (0 * -inf: NaN)
+    picked = np.where(valid, np.take_along_axis(scores, safe_target, axis=1)[:, 0], 0)
+    losses = np.where(valid, -element_weight * picked, 0)
     if reduction == "none":
         out, scale = losses, element_weight
     else:
