@@ -168,7 +168,7 @@ def test_attacks_on_a_cuda_model_match_the_cpu(kind):
     expected.append(adversarial.pgd(model, images, labels, 0.1, steps=2))
     with fake_cuda.installed():
         model.to("cuda")
-        assert adversarial.model_device(model) == rosenblatt.device("cuda", 0)
+        assert adversarial.module_device(model) == rosenblatt.device("cuda", 0)
         grad, losses = adversarial.input_gradient(model, images, labels)
         assert isinstance(grad, np.ndarray) and isinstance(losses, np.ndarray)  # back on the host
         np.testing.assert_allclose(grad, expected[0][0], rtol=1e-5, atol=1e-7)

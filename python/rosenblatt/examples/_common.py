@@ -75,6 +75,11 @@ def device_option(text: str):
     return device
 
 
+def module_device(module):
+    """The device of a module's parameters: its inputs are made on the host and moved there."""
+    return next(iter(module.parameters())).device
+
+
 def add_device_option(parser) -> None:
     parser.add_argument("--device", type=device_option, default="cpu",
                         help="cpu (default) or cuda[:N], where rosenblatt was built with CUDA")

@@ -36,15 +36,10 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 
-from ._common import add_device_option, between, check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import (add_device_option, between, check_loss, log, module_device, non_negative, positive,
+                      print_result, set_threads)
 
 ATTACKS = ("fgsm", "pgd")
-
-
-def model_device(model: nn.Module):
-    """The device of the model's parameters: the images go there, and the attacks' arithmetic stays
-    on the host (NumPy), as the data do."""
-    return next(iter(model.parameters())).device
 
 
 # ---- gradients with respect to the input ------------------------------------------------------------
@@ -54,7 +49,7 @@ def input_gradient(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> 
     The images become a Tensor with requires_grad=True (on the model's device) and the gradient is
     read from its .grad, back on the host; the model's parameters are frozen meanwhile, so no weight
     gradient is computed or accumulated."""
-    device = model_device(model)
+    device = module_device(model)
     x = rosenblatt.tensor(images, requires_grad=True, device=device)
     previous = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
@@ -115,7 +110,7 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
     was_training = model.training
     model.eval()
     try:
-        scores = model(rosenblatt.tensor(images, device=model_device(model))).cpu().numpy()
+        scores = model(rosenblatt.tensor(images, device=module_device(model))).cpu().numpy()
         return float((scores.argmax(axis=1) == labels).mean())
     finally:
         model.train(was_training)
@@ -135,7 +130,7 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, epochs: in
     """Adam with cosine annealing; loss alpha * clean + (1 - alpha) * adversarial (alpha = 1: clean
     training, no adversarial examples made). Returns the mean training loss of each epoch. The batches
     (and adversarial images, made on the host) go to the model's device."""
-    device = model_device(model)
+    device = module_device(model)
     optimizer = optim.Adam(model.parameters(), lr=lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     epoch_losses = []

@@ -50,7 +50,8 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import add_device_option, check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import (add_device_option, check_loss, log, module_device, non_negative, positive, print_result,
+                      set_threads)
 
 RING_MODES = 8
 RING_RADIUS = 2.0
@@ -147,11 +148,6 @@ def build_digit_models(latent: int = 32, arch: str = "dcgan") -> tuple:
     return generator, discriminator
 
 
-def device_of(module: nn.Module):
-    """The device of a module's parameters (its inputs are moved there; samples come back to the host)."""
-    return next(iter(module.parameters())).device
-
-
 # ---- one step of each player -------------------------------------------------------------------------
 def _labels(n: int, value: float, device=None) -> rosenblatt.Tensor:
     return rosenblatt.tensor(np.full((n, 1), value, dtype=np.float32), device=device)
@@ -196,7 +192,7 @@ def generate(generator: nn.Module, n: int, latent: int, batch_size: int = 1000,
     """n samples from G in eval mode (batch norm with its running statistics), on the host."""
     was_training = generator.training
     generator.eval()
-    device = device_of(generator)
+    device = module_device(generator)
     try:
         return np.concatenate([generator(noise(min(batch_size, n - start), latent, rng, device)).cpu().numpy()
                                for start in range(0, n, batch_size)])
@@ -222,7 +218,7 @@ def train_digit_classifier(x_train, y_train, x_test, y_test, epochs: int, device
 
 @rosenblatt.no_grad()
 def class_probabilities(classifier: nn.Module, images: np.ndarray) -> np.ndarray:
-    scores = classifier(rosenblatt.tensor(images.astype(np.float32), device=device_of(classifier)))
+    scores = classifier(rosenblatt.tensor(images.astype(np.float32), device=module_device(classifier)))
     return F.softmax(scores, dim=1).cpu().numpy()
 
 

@@ -63,8 +63,8 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import no_grad
 
-from ._common import (add_device_option, apply_quick_defaults, between, check_loss, log, non_negative,
-                      positive, print_result, set_threads)
+from ._common import (add_device_option, apply_quick_defaults, between, check_loss, log, module_device,
+                      non_negative, positive, print_result, set_threads)
 
 CLASSES = ("circle", "square", "triangle", "cross")  # label 0 is background, label k is CLASSES[k - 1]
 DISTRACTORS = ("ring", "diamond", "ell")              # shapes in the scenes that are background
@@ -400,15 +400,10 @@ class StageTimer:
         return sum(self.seconds.values())
 
 
-def model_device(model: SPPNet):
-    """The device the model's parameters live on."""
-    return model.classifier.weight.device
-
-
 def score_windows(model: SPPNet, images: np.ndarray, windows: np.ndarray, chunk: int = 8, timer=None):
     """Features once per image, every window pooled from them: (probabilities (N, K, C + 1), offsets (N, K, C, 4))."""
     timer = timer or StageTimer()
-    device = model_device(model)
+    device = module_device(model)
     probabilities, offsets = [], []
     with no_grad():
         for start in range(0, len(images), chunk):
@@ -429,7 +424,7 @@ def score_windows_per_crop(model: SPPNet, image: np.ndarray, windows: np.ndarray
     """The R-CNN way for one image (3, H, W): crop every window, run the backbone on each crop (windows of
     one size batched together), SPP over the crop's whole map (F.spp), the same head -> probabilities (K, C + 1)."""
     timer = timer or StageTimer()
-    device = model_device(model)
+    device = module_device(model)
     sizes = (windows[:, 2:] - windows[:, :2]).astype(np.int64)
     probabilities = np.zeros((len(windows), model.num_classes + 1), np.float32)
     with no_grad():
@@ -530,7 +525,7 @@ def time_features_once_vs_per_window(model: SPPNet, images: np.ndarray, windows:
     path, StageTimer of the backbone-per-window path, each its fastest of `repeats` passes; how often the
     two ways' argmax classes agree: they differ in what the convolutions see near a window's border)."""
     best_once, best_crops = None, None
-    device = model_device(model)
+    device = module_device(model)
     for _ in range(repeats):
         timer = StageTimer(device)
         once = [score_windows(model, image[None], windows, timer=timer)[0][0] for image in images]

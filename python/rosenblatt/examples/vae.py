@@ -54,7 +54,8 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import add_device_option, check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import (add_device_option, check_loss, log, module_device, non_negative, positive, print_result,
+                      set_threads)
 from .digits import load_digits_split
 
 BINARIZATION_SEED = 20140101  # fixed for every run: the evaluation images are one set of binary images
@@ -127,7 +128,7 @@ class VAE(nn.Module):
     @property
     def device(self):
         """Where the parameters live: images and z (made on the host) are moved there."""
-        return next(iter(self.parameters())).device
+        return module_device(self)
 
     def encode(self, x) -> tuple:
         h = self.encoder(x)
