@@ -4,7 +4,7 @@
 #
 #   1. environment (nvidia-smi, versions)       4. timing table against PyTorch
 #   2. build and install (sm_90 only)           5. compute-sanitizer memcheck and racecheck
-#   3. the CUDA and DLPack tests
+#   3. the CUDA and DLPack tests                6. the case studies on the GPU against the CPU
 #
 # Each stage runs under `timeout`; a failing stage is reported and the script goes on. The whole
 # run stops starting stages after BUDGET_S seconds (default 470, under 8 minutes). Everything is
@@ -126,7 +126,7 @@ stage "cuda_smoke" 60 "$PY" -m rosenblatt.bench.cuda_smoke
 # known answers, which run on the CPU (CI runs them on every push).
 GPU_TESTS=()
 for f in tests/test_cuda*.py tests/test_dlpack.py; do
-  case "$f" in *host*|*philox*) ;; *) GPU_TESTS+=("$f") ;; esac
+  case "$f" in *host*|*philox*|*examples*) ;; *) GPU_TESTS+=("$f") ;; esac
 done
 stage "tests (cuda, dlpack)" 180 "$PY" -m pytest -q -p no:cacheprovider -rs "${GPU_TESTS[@]}"
 # The timing table before the sanitizers: it is what a short GPU session most needs, and the
@@ -134,6 +134,9 @@ stage "tests (cuda, dlpack)" 180 "$PY" -m pytest -q -p no:cacheprovider -rs "${G
 stage "benchmark" 150 "$PY" -m rosenblatt.bench.gpu --out "$RESULTS/gpu_bench.json"
 stage "sanitizer memcheck" 90 sanitizer memcheck
 stage "sanitizer racecheck" 90 sanitizer racecheck
+# Every case study's quick run with --device cuda against the same run on the CPU (last: it takes what
+# time is left; run it alone with `pytest tests/test_cuda_examples.py`).
+stage "examples on the GPU" 120 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_examples.py
 
 {
   echo
