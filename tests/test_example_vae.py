@@ -250,7 +250,9 @@ def test_vae_on_a_cuda_device_matches_the_cpu(args, tmp_path):
     on_device, calls, on_cpu = main_on_fake_cuda_and_cpu(vae.main, [
         "--quick", "--threads", "1", "--epochs", "1", "--iw-samples", "5", "--iw-images", "20",
         "--elbo-samples", "2", *args, *plot])
-    assert_device_run_matches_cpu(on_device, calls, on_cpu)
+    # 1e-3: the IWAE bound's standard error amplifies GEMM rounding (the stand-in's NumPy GEMM against the
+    # CPU's): 2e-4 relative apart on the scalar path, 1e-5 on the AVX2 one
+    assert_device_run_matches_cpu(on_device, calls, on_cpu, rtol=1e-3)
     if plot:
         assert (tmp_path / "vae.png").stat().st_size > 0
 
