@@ -303,15 +303,16 @@ def test_output_too_large_to_allocate_names_the_op(call, op):
 @pytest.mark.skipif(_C.isa() == "scalar", reason="the scalar reference convolves directly, without im2col columns")
 @pytest.mark.parametrize("call, op", [
     ("_C.conv2d_forward(np.ones((1, 1, 1, 1), np.float32), W, None, (1, 1), (500, 50000), (1, 1), 1)", "conv2d"),
-    ("_C.conv2d_backward_data(np.ones((2, 1, 2, 99002), np.float32), W, (1, 1), (1, 1), (500, 50000), (1, 1), 1)",
+    ("_C.conv2d_backward_data(np.ones((2, 2, 2, 99002), np.float32), W, (1, 1), (1, 1), (500, 50000), (1, 1), 1)",
      "conv2d_backward_data"),
-    ("_C.conv2d_backward_weight(np.ones((1, 1, 1, 1), np.float32), np.ones((1, 1, 2, 99002), np.float32), "
+    ("_C.conv2d_backward_weight(np.ones((1, 1, 1, 1), np.float32), np.ones((1, 2, 2, 99002), np.float32), "
      "(1000, 1000), (1, 1), (500, 50000), (1, 1), 1)", "conv2d_backward_weight"),
 ])
 def test_conv_scratch_too_large_is_a_memory_error(call, op):
     # A block of output rows needs C * kH * kW * OW floats of columns (400 GB here): the threads took them
-    # inside their parallel region, and the failed allocation aborted the process (SIGABRT).
-    raised = raised_in_subprocess(f"W = np.ones((1, 1, 1000, 1000), np.float32); {call}")
+    # inside their parallel region, and the failed allocation aborted the process (SIGABRT). Two output
+    # channels: a single one is convolved directly, without columns.
+    raised = raised_in_subprocess(f"W = np.ones((2, 1, 1000, 1000), np.float32); {call}")
     assert raised.startswith(f"MemoryError: {op}: no memory for the im2col columns"), raised
 
 

@@ -36,6 +36,12 @@ CONFIGS = [
     # at most 32 output positions per image: one GEMM over the whole batch
     (5, 16, 4, 4, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1),
     (250, 64, 4, 4, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # in chunks of images (3), dw summed over them
+    # one output, stride 1, no dilation: the direct loops (rows shorter and longer than 8 lanes)
+    (3, 32, 8, 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (2, 5, 13, 21, 1, (5, 3), (1, 1), (2, 0), (1, 1), 1),
+    (1, 3, 9, 40, 1, (2, 7), (1, 1), (1, 3), (1, 1), 1),
+    (2, 2, 3, 5, 1, (3, 5), (1, 1), (2, 4), (1, 1), 1),  # padding wider than the image: whole taps outside
+    (2, 5, 13, 21, 3, (5, 3), (1, 1), (2, 0), (1, 1), 1),  # three outputs: im2col and the GEMM
     (3, 6, 5, 3, 4, (2, 2), (2, 1), (1, 1), (1, 2), 1),
 ]
 SMALL_IMAGE = 32  # output positions per image at or below which the batched GEMM path runs
@@ -59,8 +65,11 @@ def test_conv2d_kernels_match_reference(isa, rng, config):
     scale = lambda a: 2e-5 * max(1.0, float(np.abs(a).max()))  # noqa: E731
     assert_close(y, expected, scale(expected), 1e-4, "forward")
     assert _C.last_impl("conv2d") != "scalar_ref" or isa == "scalar"
+    few_outputs = config[4] == 1 and g == 1 and s == (1, 1) and d == (1, 1) and config[5] != (1, 1)
     if isa != "scalar" and y.shape[2] * y.shape[3] <= SMALL_IMAGE and g == 1:
         assert _C.last_impl("conv2d") == "im2col_gemm_batched"
+    elif isa != "scalar" and few_outputs:
+        assert _C.last_impl("conv2d") == "direct_few_outputs"
     elif isa != "scalar" and config[1] >= 16:
         assert _C.last_impl("conv2d") == "winograd_f4x3"
     dy = rng.standard_normal(y.shape).astype(np.float32)
