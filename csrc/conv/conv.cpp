@@ -506,7 +506,7 @@ void backward_data_fast(const ConvGeometry& g, const float* dy, const float* w, 
   }
   if (few_outputs_applies(g)) {  // (image, channel) items: a batch of one still splits over the team
     parallel_for(available_threads(), g.N * g.C, [&](int64_t item) {
-      conv2d_few_outputs_backward_data_avx2(g, dy, w, dx, item / g.C, item % g.C, item % g.C + 1);
+      conv2d_few_outputs_backward_data_avx2(g, dy, w, dx, item / g.C, item % g.C);
     });
     record_impl(op, "direct_few_outputs");
     return;
@@ -589,9 +589,8 @@ void backward_weight_fast(const ConvGeometry& g, const float* x, const float* dy
     return;
   }
   if (few_outputs_applies(g)) {
-    parallel_for(available_threads(), g.C, [&](int64_t c) {
-      conv2d_few_outputs_backward_weight_avx2(g, x, dy, dw, c, c + 1);
-    });
+    parallel_for(available_threads(), g.C,
+                 [&](int64_t c) { conv2d_few_outputs_backward_weight_avx2(g, x, dy, dw, c); });
     record_impl(op, "direct_few_outputs");
     return;
   }

@@ -69,14 +69,14 @@ void copy_even_avx2(const float* src, float* out, int64_t n);
 void conv2d_winograd_f4x3(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
 
 // ---- direct convolution for a few output channels (conv_direct_avx2.cpp): stride 1, dilation 1, one
-// group, float32. Forward: image n, all outputs; backward data: image n, input channels [c0, c1);
-// backward weight: the weights of input channels [c0, c1), summed over all images.
+// group, float32. Forward: image n, all outputs; backward data: image n, input channel c; backward
+// weight: the weights of input channel c, summed over all images.
 void conv2d_few_outputs_forward_avx2(const ConvGeometry& g, const float* x, const float* w, const float* bias,
                                      float* y, int64_t n);
 void conv2d_few_outputs_backward_data_avx2(const ConvGeometry& g, const float* dy, const float* w, float* dx,
-                                           int64_t n, int64_t c0, int64_t c1);
+                                           int64_t n, int64_t c);
 void conv2d_few_outputs_backward_weight_avx2(const ConvGeometry& g, const float* x, const float* dy, float* dw,
-                                             int64_t c0, int64_t c1);
+                                             int64_t c);
 
 // ---- the scalar reference (conv_ref.cpp): direct loops, the spec.
 template <typename T>
