@@ -80,7 +80,10 @@ def module_device(module):
     return next(iter(module.parameters())).device
 
 
-def add_device_option(parser) -> None:
+def add_run_options(parser) -> None:
+    """--seed, --threads and --device, which every example takes."""
+    parser.add_argument("--seed", type=non_negative(int), default=0)
+    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--device", type=device_option, default="cpu",
                         help="cpu (default) or cuda[:N], where rosenblatt was built with CUDA")
 

@@ -36,8 +36,8 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 
-from ._common import (add_device_option, between, check_loss, log, module_device, non_negative, positive,
-                      print_result, set_threads)
+from ._common import (add_run_options, between, check_loss, log, module_device, non_negative, positive, print_result,
+                      set_threads)
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -178,10 +178,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=positive(int), default=None, help="default: 40 (mlp), 30 (cnn)")
     parser.add_argument("--batch-size", type=positive(int), default=32)
     parser.add_argument("--lr", type=positive(float), default=2e-3)
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
-    add_device_option(parser)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)

@@ -48,8 +48,8 @@ from rosenblatt.nn import decoding
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import (add_device_option, apply_quick_defaults, between, check_loss, log, non_negative,
-                      positive, print_result, set_threads)
+from ._common import (add_run_options, apply_quick_defaults, between, check_loss, log, positive, print_result,
+                      set_threads)
 
 # ---- the world: shapes, colours, sizes, and the grammar ---------------------------------------------
 IMAGE_SIZE = 32
@@ -534,9 +534,7 @@ def main(argv=None) -> dict:
                         help="beam search ranks by summed log-probability / length ** this "
                         "(0: by the caption's probability; |this| <= 100)")
     parser.add_argument("--eval-every", type=positive(int), default=1, help="validate every this many epochs")
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
-    add_device_option(parser)
+    add_run_options(parser)
     parser.add_argument("--quick", action="store_true", help="a tiny model on 600 images for 3 epochs (for tests)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -34,8 +34,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.nn.decoding import sample_logits
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import (add_device_option, apply_quick_defaults, log, non_negative, positive, print_result,
-                      set_threads)
+from ._common import add_run_options, apply_quick_defaults, log, positive, print_result, set_threads
 
 UNKNOWN = "\ufffd"  # stands for characters too rare to get their own symbol
 
@@ -356,9 +355,7 @@ def main(argv=None) -> dict:
     t.add_argument("--checkpoint", metavar="PATH", help="save model and optimizer here")
     t.add_argument("--checkpoint-every", type=positive(int), default=200)
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    t.add_argument("--seed", type=non_negative(int), default=0)
-    t.add_argument("--threads", type=positive(int), default=None)
-    add_device_option(t)
+    add_run_options(t)
     t.add_argument("--quick", action="store_true", help="a tiny model for a few steps (for tests)")
     t.add_argument("--no-progress", action="store_true")
 
@@ -368,9 +365,7 @@ def main(argv=None) -> dict:
     s.add_argument("--top-k", type=positive(int), default=None, help="draw only among the k likeliest characters")
     s.add_argument("--length", type=int, default=500)
     s.add_argument("--prime", default="", help="text to start from")
-    s.add_argument("--seed", type=non_negative(int), default=0)
-    s.add_argument("--threads", type=positive(int), default=None)
-    add_device_option(s)
+    add_run_options(s)
 
     args = parser.parse_args(argv)
     set_threads(args.threads)

@@ -22,7 +22,7 @@ from rosenblatt.data import DataLoader, TensorDataset
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import add_device_option, log, non_negative, positive, print_result, set_threads
+from ._common import add_run_options, log, print_result, set_threads
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 MAXOUT_PIECES = 2
@@ -139,13 +139,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--shift", type=int, default=None, help="augment by random shifts of up to this many "
                         "pixels (default: 1 for cnn, 0 for mlp)")
     parser.add_argument("--no-batch-norm", action="store_true", help="cnn without batch normalisation")
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--plot", metavar="PNG", help="write the training curves here (needs matplotlib)")
     parser.add_argument("--checkpoint", metavar="PATH", help="save model and optimizer here after every epoch")
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
     parser.add_argument("--no-progress", action="store_true")
-    add_device_option(parser)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     rosenblatt.manual_seed(args.seed)

@@ -50,8 +50,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import (add_device_option, check_loss, log, module_device, non_negative, positive, print_result,
-                      set_threads)
+from ._common import add_run_options, check_loss, log, module_device, positive, print_result, set_threads
 
 RING_MODES = 8
 RING_RADIUS = 2.0
@@ -252,10 +251,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--classifier-epochs", type=positive(int), default=None, help="digits: the evaluator's training "
                         "(default 30; 3 with --quick)")
     parser.add_argument("--log-every", type=positive(int), default=1000)
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a few hundred steps, fewer samples (for tests)")
-    add_device_option(parser)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.data == "digits" and args.arch == "dcgan" and args.batch_size == 1:
         parser.error("--batch-size: the dcgan generator's batch norm needs at least 2 images per batch, got 1")

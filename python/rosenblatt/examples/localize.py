@@ -63,8 +63,8 @@ from rosenblatt import nn, optim
 from rosenblatt.nn import functional as F
 from rosenblatt.tensor import no_grad
 
-from ._common import (add_device_option, apply_quick_defaults, between, check_loss, log, module_device,
-                      non_negative, positive, print_result, set_threads)
+from ._common import (add_run_options, apply_quick_defaults, between, check_loss, log, module_device, non_negative,
+                      positive, print_result, set_threads)
 
 CLASSES = ("circle", "square", "triangle", "cross")  # label 0 is background, label k is CLASSES[k - 1]
 DISTRACTORS = ("ring", "diamond", "ell")              # shapes in the scenes that are background
@@ -559,11 +559,9 @@ def main(argv=None) -> dict:
                         help="a detection suppresses those of its class that overlap it more than this")
     parser.add_argument("--ap", choices=["all-point", "11-point"], default="all-point")
     parser.add_argument("--timing-images", type=positive(int), default=8, help="test images scored both ways for the speed-up")
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true",
                         help="4 epochs on 96 scenes, 16 test scenes, 1 timing image, unless given (for tests)")
-    add_device_option(parser)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
         apply_quick_defaults(parser, args, QUICK)

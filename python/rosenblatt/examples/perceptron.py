@@ -23,7 +23,7 @@ from rosenblatt.data import DataLoader, TensorDataset
 from rosenblatt.random import default_generator
 from rosenblatt.train import evaluate, fit
 
-from ._common import add_device_option, log, non_negative, print_result
+from ._common import add_run_options, log, print_result, set_threads
 
 
 def separable_data(count: int, margin: float, radius: float, rng: np.random.Generator):
@@ -96,10 +96,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--xor-epochs", type=int, default=100, help="epochs the perceptron gets on XOR")
     parser.add_argument("--hidden", type=int, default=8, help="hidden units of the MLP on XOR")
     parser.add_argument("--mlp-epochs", type=int, default=300)
-    parser.add_argument("--seed", type=non_negative(int), default=0)
     parser.add_argument("--quick", action="store_true", help="fewer points and epochs (for tests)")
-    add_device_option(parser)  # the MLP's; Rosenblatt's rule runs in NumPy
+    add_run_options(parser)  # the MLP's threads and device; Rosenblatt's rule runs in NumPy
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     if args.quick:
         args.points, args.xor_epochs, args.mlp_epochs = 100, 20, 200
     rosenblatt.manual_seed(args.seed)

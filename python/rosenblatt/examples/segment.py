@@ -42,7 +42,7 @@ import rosenblatt
 import rosenblatt.nn.functional as F
 from rosenblatt import nn, optim
 
-from ._common import add_device_option, check_loss, log, non_negative, positive, print_result, set_threads
+from ._common import add_run_options, check_loss, log, positive, print_result, set_threads
 
 CLASSES = ("background", "circle", "square", "triangle", "bar")
 GLYPHS = ".o#^="  # one character per class, for the ASCII rendering
@@ -405,10 +405,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--test-images", type=positive(int), default=None, help="held-out scenes (default 256; quick 32)")
     parser.add_argument("--noise", type=float, default=0.03, help="std of the pixel noise added to every image")
     parser.add_argument("--log-every", type=positive(int), default=100)
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--quick", action="store_true", help="a small net on 32-pixel images for seconds (tests)")
-    add_device_option(parser)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]

@@ -39,8 +39,8 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import (add_device_option, apply_quick_defaults, between, check_loss, log, non_negative,
-                      positive, print_result, set_threads)
+from ._common import (add_run_options, apply_quick_defaults, between, check_loss, log, positive, print_result,
+                      set_threads)
 
 # ---- the two languages ----------------------------------------------------------------------------
 NUMBERS = 10_000          # 0 .. 9999
@@ -395,9 +395,7 @@ def main(argv=None) -> dict:
                         help="beam scores: log-probability / length ** this (|this| <= 100: length ** this stays "
                              "within float64)")
     parser.add_argument("--eval-every", type=positive(int), default=500)
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
-    add_device_option(parser)
+    add_run_options(parser)
     parser.add_argument("--quick", action="store_true", help="a tiny model for a few steps (for tests)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -54,8 +54,7 @@ from rosenblatt.nn import functional as F
 from rosenblatt.random import default_generator
 from rosenblatt.tensor import Tensor, no_grad
 
-from ._common import (add_device_option, check_loss, log, module_device, non_negative, positive, print_result,
-                      set_threads)
+from ._common import add_run_options, check_loss, log, module_device, positive, print_result, set_threads
 from .digits import load_digits_split
 
 BINARIZATION_SEED = 20140101  # fixed for every run: the evaluation images are one set of binary images
@@ -340,11 +339,9 @@ def main(argv=None) -> dict:
                         help="the bound on the first this many evaluation images (default: all)")
     parser.add_argument("--validation", action="store_true",
                         help="train on 80%% of the training images, evaluate on the other 20%% (not the test set)")
-    parser.add_argument("--seed", type=non_negative(int), default=0)
-    parser.add_argument("--threads", type=positive(int), default=None)
     parser.add_argument("--plot", metavar="PNG", help="write reconstructions and samples here (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="a few epochs on 400 training images (for tests)")
-    add_device_option(parser)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     problem = plot_problem(args.plot) if args.plot else None
     if problem:
