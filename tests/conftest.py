@@ -48,3 +48,19 @@ def fake():
     import fake_cuda
     with fake_cuda.installed() as backend:
         yield backend
+
+
+def _fake_modes():
+    import fake_cuda
+    return ["kernel code", "numpy"] if fake_cuda._REAL is not None else ["numpy"]
+
+
+@pytest.fixture(params=_fake_modes())
+def fake_both(request, monkeypatch):
+    """The stand-in backend twice: computing its training kernels through the real CUDA module's host
+    entry points (the kernels' own per-element code), and with the NumPy formulas of a CPU-only build."""
+    import fake_cuda
+    if request.param == "numpy":
+        monkeypatch.setattr(fake_cuda, "_REAL", None)
+    with fake_cuda.installed() as backend:
+        yield backend

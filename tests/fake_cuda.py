@@ -363,15 +363,17 @@ def _require_updatable(name: str, x, what: str) -> None:
         raise ValueError(f"fake _cuda.{name}: {what} {x!r} must be C-contiguous to be updated in place")
 
 
-def _require_like(name: str, x, like, what: str) -> None:
+def _require_like(name: str, x, like, what: str, shape=None) -> None:
+    """x a DeviceArray on like's device, of its dtype and of `shape` (default: like's)."""
+    shape = like.shape if shape is None else tuple(shape)
     if not isinstance(x, DeviceArray):
         raise TypeError(f"fake _cuda.{name}: {what} must be a DeviceArray, got {type(x).__name__}")
     if x.device != like.device:
         raise ValueError(f"fake _cuda.{name}: {what} {x!r} is on another device than {like!r}")
     if x.dtype != like.dtype:
         raise TypeError(f"fake _cuda.{name}: {what} {x!r} does not have the dtype of {like!r}")
-    if x.shape != like.shape:
-        raise ValueError(f"fake _cuda.{name}: {what} {x!r} should have shape {list(like.shape)}")
+    if x.shape != shape:
+        raise ValueError(f"fake _cuda.{name}: {what} {x!r} should have shape {list(shape)}")
 
 
 def _require_number(name: str, valid: bool, what: str, value) -> None:
@@ -609,14 +611,7 @@ def nll_gather(log_probs, target, weight=None, ignore_index=-100):
     N, C, L = _class_layout(name, lp.shape, t, "log_probs")
     w = None
     if weight is not None:
-        if not isinstance(weight, DeviceArray):
-            raise TypeError(f"fake _cuda.{name}: weight must be a DeviceArray, got {type(weight).__name__}")
-        if weight.device != log_probs.device:
-            raise ValueError(f"fake _cuda.{name}: weight {weight!r} is on another device than {log_probs!r}")
-        if weight.dtype != lp.dtype:
-            raise TypeError(f"fake _cuda.{name}: weight {weight!r} does not have the dtype of {log_probs!r}")
-        if weight.shape != (C,):
-            raise ValueError(f"fake _cuda.{name}: weight {weight!r} should have shape [{C}]")
+        _require_like(name, weight, log_probs, "weight", shape=(C,))
         w = np.ascontiguousarray(weight._view)
     picked = np.zeros(t.shape, lp.dtype)
     element_weight = np.zeros(t.shape, lp.dtype)

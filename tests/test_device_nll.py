@@ -16,20 +16,10 @@ from rosenblatt import nn
 from rosenblatt.tensor import no_grad
 from conftest import assert_close
 
-import fake_cuda
 
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ["none", "mean", "sum"]
 SHAPES = [(7,), (6, 5), (3, 4, 2, 3)]  # (C,) with a 0-d target, (N, C), (N, C, H, W)
-
-
-@pytest.fixture(params=["kernel code", "numpy"] if fake_cuda._REAL is not None else ["numpy"])
-def fake(request, monkeypatch):
-    """The stand-in backend; "numpy" also runs its CPU-only-build formulas (no host entry points)."""
-    if request.param == "numpy":
-        monkeypatch.setattr(fake_cuda, "_REAL", None)
-    with fake_cuda.installed() as backend:
-        yield backend
 
 
 def tolerance(dtype):
@@ -60,13 +50,13 @@ def _run(fn, x, target, device, upstream, weight=None, **kwargs):
     return loss.cpu().numpy(), xt.grad.cpu().numpy()
 
 
-def _compare(fake, fn, x, target, weight=None, **kwargs):
+def _compare(fake_both, fn, x, target, weight=None, **kwargs):
     reduction = kwargs.get("reduction", "mean")
     upstream = np.random.default_rng(1).uniform(0.5, 1.5, size=target.shape if reduction == "none" else ())
     expected_loss, expected_grad = _run(fn, x, target, "cpu", upstream, weight, **kwargs)
-    fake.calls.clear()
+    fake_both.calls.clear()
     loss, grad = _run(fn, x, target, "cuda", upstream, weight, **kwargs)
-    assert "nll_gather" in fake.calls and "nll_scatter" in fake.calls, fake.calls
+    assert "nll_gather" in fake_both.calls and "nll_scatter" in fake_both.calls, fake_both.calls
     assert loss.dtype == expected_loss.dtype == x.dtype and grad.dtype == x.dtype
     assert_close(loss, expected_loss, **tolerance(x.dtype), what="loss")
     assert_close(grad, expected_grad, **tolerance(x.dtype), what="input gradient")
@@ -82,48 +72,48 @@ def _log_softmax(x):
 # ---- nll_loss and cross_entropy against the CPU ------------------------------------------------------
 @pytest.mark.parametrize("shape,dtype,reduction,weighted,ignore",
                          list(itertools.product(SHAPES, DTYPES, REDUCTIONS, (False, True), (None, -100))))
-def test_nll_loss_matches_cpu(fake, shape, dtype, reduction, weighted, ignore):
+def test_nll_loss_matches_cpu(fake_both, shape, dtype, reduction, weighted, ignore):
     x, target, weight, _ = _case(shape, dtype, ignore)
-    _compare(fake, F.nll_loss, _log_softmax(x), target, weight if weighted else None, reduction=reduction)
+    _compare(fake_both, F.nll_loss, _log_softmax(x), target, weight if weighted else None, reduction=reduction)
 
 
 @pytest.mark.parametrize("shape,dtype,reduction,weighted,ignore",
                          list(itertools.product(SHAPES, DTYPES, REDUCTIONS, (False, True), (None, -100))))
-def test_cross_entropy_matches_cpu(fake, shape, dtype, reduction, weighted, ignore):
+def test_cross_entropy_matches_cpu(fake_both, shape, dtype, reduction, weighted, ignore):
     x, target, weight, _ = _case(shape, dtype, ignore)
-    _compare(fake, F.cross_entropy, x, target, weight if weighted else None, reduction=reduction)
+    _compare(fake_both, F.cross_entropy, x, target, weight if weighted else None, reduction=reduction)
 
 
 @pytest.mark.parametrize("shape,reduction,weighted", list(itertools.product(SHAPES, REDUCTIONS, (False, True))))
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_cross_entropy_label_smoothing_matches_cpu(fake, shape, dtype, reduction, weighted):
+def test_cross_entropy_label_smoothing_matches_cpu(fake_both, shape, dtype, reduction, weighted):
     """The nll part runs the kernels; 'mean' divides the smoothing term by nll_gather's summed weights."""
     x, target, weight, _ = _case(shape, dtype, ignore=-100)
-    _compare(fake, F.cross_entropy, x, target, weight if weighted else None, reduction=reduction,
+    _compare(fake_both, F.cross_entropy, x, target, weight if weighted else None, reduction=reduction,
              label_smoothing=0.2)
 
 
 @pytest.mark.parametrize("fn", [F.nll_loss, F.cross_entropy])
 @pytest.mark.parametrize("ignore_index", [1, -1, 3])
-def test_other_ignore_index(fake, fn, ignore_index):
+def test_other_ignore_index(fake_both, fn, ignore_index):
     """ignore_index may be a valid class (1) or -1; an ignored target is never read, even when its
     value would be out of range (3 of 3 classes)."""
     x, target, weight, _ = _case((8, 3), np.float64)
     target[::2] = ignore_index
     for weighted, reduction in itertools.product((False, True), REDUCTIONS):
-        _compare(fake, fn, x, target, weight if weighted else None, reduction=reduction, ignore_index=ignore_index)
+        _compare(fake_both, fn, x, target, weight if weighted else None, reduction=reduction, ignore_index=ignore_index)
 
 
 @pytest.mark.parametrize("fn", [F.nll_loss, F.cross_entropy])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 4), (2, 4, 3), (4,)])
-def test_all_targets_ignored(fake, fn, dtype, shape):
+def test_all_targets_ignored(fake_both, fn, dtype, shape):
     """'mean' of nothing is NaN (0 / 0, as torch); 'sum' and 'none' are zeros; the gradient is zero."""
     x, target, weight, _ = _case(shape, dtype)
     target = np.full(target.shape, -100, np.int64)
     for weighted, reduction in itertools.product((False, True), REDUCTIONS):
         with np.errstate(invalid="ignore", divide="ignore"):
-            loss, grad = _compare(fake, fn, x, target, weight if weighted else None, reduction=reduction)
+            loss, grad = _compare(fake_both, fn, x, target, weight if weighted else None, reduction=reduction)
         if reduction == "mean":
             assert np.isnan(loss)
         else:
@@ -132,26 +122,26 @@ def test_all_targets_ignored(fake, fn, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_all_targets_ignored_with_label_smoothing(fake, dtype):
+def test_all_targets_ignored_with_label_smoothing(fake_both, dtype):
     x, target, weight, _ = _case((4, 3), dtype)
     target[:] = -100
     for weighted, reduction in itertools.product((False, True), REDUCTIONS):
         with np.errstate(invalid="ignore", divide="ignore"):
-            _compare(fake, F.cross_entropy, x, target, weight if weighted else None, reduction=reduction,
+            _compare(fake_both, F.cross_entropy, x, target, weight if weighted else None, reduction=reduction,
                      label_smoothing=0.1)
 
 
-def test_float64_weight_with_float32_input(fake):
+def test_float64_weight_with_float32_input(fake_both):
     """The class weights are rounded to the input's dtype, as on the CPU (the kernel wants one dtype)."""
     x, target, weight, _ = _case((6, 5), np.float32, ignore=-100)
     for fn in (F.nll_loss, F.cross_entropy):
-        _compare(fake, fn, x, target, weight.astype(np.float64), reduction="mean")
+        _compare(fake_both, fn, x, target, weight.astype(np.float64), reduction="mean")
 
 
-def test_modules_run_the_kernels(fake):
+def test_modules_run_the_kernels(fake_both):
     x, target, weight, _ = _case((6, 5, 2), np.float32, ignore=-100)
     for device in ("cpu", "cuda"):
-        fake.calls.clear()
+        fake_both.calls.clear()
         losses = []
         for module in (nn.CrossEntropyLoss(weight=rb.tensor(weight, device=device)),
                        nn.NLLLoss(weight=rb.tensor(weight, device=device), reduction="sum")):
@@ -162,7 +152,7 @@ def test_modules_run_the_kernels(fake):
         if device == "cpu":
             expected = losses
         else:
-            assert fake.calls.count("nll_gather") == 2 and fake.calls.count("nll_scatter") == 2
+            assert fake_both.calls.count("nll_gather") == 2 and fake_both.calls.count("nll_scatter") == 2
             for (loss, grad), (loss_cpu, grad_cpu) in zip(losses, expected):
                 assert_close(loss, loss_cpu, **tolerance(np.float32))
                 assert_close(grad, grad_cpu, **tolerance(np.float32))
@@ -171,30 +161,30 @@ def test_modules_run_the_kernels(fake):
 # ---- what the device path does besides the arithmetic ------------------------------------------------
 @pytest.mark.parametrize("fn,name", [(F.nll_loss, "nll_loss"), (F.cross_entropy, "cross_entropy")])
 @pytest.mark.parametrize("shape,bad", [((4, 3), 3), ((4, 3), -2), ((2, 3, 5), 7), ((3,), 3), ((3,), -1)])
-def test_out_of_range_target_raises_index_error_naming_the_op(fake, fn, name, shape, bad):
+def test_out_of_range_target_raises_index_error_naming_the_op(fake_both, fn, name, shape, bad):
     x, target, _, _ = _case(shape, np.float32)
     target.reshape(-1)[-1] = bad
     if target.ndim == 0:
         target = np.asarray(bad, np.int64)
     for device in ("cpu", "cuda"):
-        fake.calls.clear()
+        fake_both.calls.clear()
         with pytest.raises(IndexError, match=rf"^{name}: .*out of bounds for 3 classes"):
             fn(rb.tensor(x, device=device, requires_grad=True), rb.tensor(target, device=device))
-    assert "nll_gather" in fake.calls  # the kernel found it (one flag read back), not a host check
+    assert "nll_gather" in fake_both.calls  # the kernel found it (one flag read back), not a host check
 
 
-def test_no_gradient_needed_runs_only_the_gather(fake):
+def test_no_gradient_needed_runs_only_the_gather(fake_both):
     x, target, _, _ = _case((5, 4), np.float64, ignore=-100)
-    fake.calls.clear()
+    fake_both.calls.clear()
     with no_grad():
         loss = F.cross_entropy(rb.tensor(x, device="cuda", requires_grad=True), rb.tensor(target, device="cuda"))
-    assert "nll_gather" in fake.calls and "nll_scatter" not in fake.calls
+    assert "nll_gather" in fake_both.calls and "nll_scatter" not in fake_both.calls
     assert loss.device.type == "cuda"
     expected = F.cross_entropy(rb.tensor(x), rb.tensor(target))
     assert_close(loss.cpu().numpy(), expected.numpy(), **tolerance(np.float64))
 
 
-def test_backward_uses_the_targets_of_the_forward(fake):
+def test_backward_uses_the_targets_of_the_forward(fake_both):
     """The caller may overwrite its target array between forward and backward, as on the CPU."""
     x, target, _, _ = _case((5, 4), np.float64)
     grads = []
@@ -208,66 +198,66 @@ def test_backward_uses_the_targets_of_the_forward(fake):
     assert_close(grads[1], grads[0], **tolerance(np.float64))
 
 
-def test_int32_targets(fake):
+def test_int32_targets(fake_both):
     x, target, _, _ = _case((6, 3), np.float32)
-    _compare(fake, F.nll_loss, _log_softmax(x), target.astype(np.int32), reduction="mean")
+    _compare(fake_both, F.nll_loss, _log_softmax(x), target.astype(np.int32), reduction="mean")
 
 
-def test_empty_batch(fake):
+def test_empty_batch(fake_both):
     x = np.zeros((0, 3), np.float64)
     target = np.zeros((0,), np.int64)
     for reduction in ("none", "sum"):
-        _compare(fake, F.cross_entropy, x, target, reduction=reduction)
+        _compare(fake_both, F.cross_entropy, x, target, reduction=reduction)
     with np.errstate(invalid="ignore", divide="ignore"):
-        _compare(fake, F.cross_entropy, x, target, reduction="mean")
+        _compare(fake_both, F.cross_entropy, x, target, reduction="mean")
 
 
 # ---- the stand-in kernels themselves: the bindings' argument checks ---------------------------------
-def test_kernel_argument_checks(fake):
-    d = fake.from_numpy
+def test_kernel_argument_checks(fake_both):
+    d = fake_both.from_numpy
     lp = d(np.zeros((2, 3), np.float32))
     target = d(np.array([0, 2], np.int64))
     with pytest.raises(TypeError, match="int64"):
-        fake.nll_gather(lp, d(np.array([0, 2], np.float32)))
+        fake_both.nll_gather(lp, d(np.array([0, 2], np.float32)))
     with pytest.raises(ValueError, match="do not match"):
-        fake.nll_gather(lp, d(np.array([0, 2, 1], np.int64)))
+        fake_both.nll_gather(lp, d(np.array([0, 2, 1], np.int64)))
     with pytest.raises(TypeError, match="dtype"):
-        fake.nll_gather(lp, target, d(np.ones(3, np.float64)))
+        fake_both.nll_gather(lp, target, d(np.ones(3, np.float64)))
     with pytest.raises(ValueError, match="shape"):
-        fake.nll_gather(lp, target, d(np.ones(4, np.float32)))
+        fake_both.nll_gather(lp, target, d(np.ones(4, np.float32)))
     with pytest.raises(TypeError):
-        fake.nll_gather(np.zeros((2, 3), np.float32), target)  # a host array reaching the kernel
+        fake_both.nll_gather(np.zeros((2, 3), np.float32), target)  # a host array reaching the kernel
     with pytest.raises(IndexError, match="nll_gather: target 3 is out of bounds for 3 classes"):
-        fake.nll_gather(lp, d(np.array([0, 3], np.int64)))
+        fake_both.nll_gather(lp, d(np.array([0, 3], np.int64)))
     with pytest.raises(ValueError, match="should match"):
-        fake.nll_scatter(d(np.ones(3, np.float32)), target, 3)
+        fake_both.nll_scatter(d(np.ones(3, np.float32)), target, 3)
     with pytest.raises(ValueError, match="num_classes"):
-        fake.nll_scatter(d(np.ones(2, np.float32)), target, -1)
+        fake_both.nll_scatter(d(np.ones(2, np.float32)), target, -1)
     with pytest.raises(IndexError, match="nll_scatter: target -5 is out of bounds for 3 classes"):
-        fake.nll_scatter(d(np.ones(2, np.float32)), d(np.array([-5, 0], np.int64)), 3)
+        fake_both.nll_scatter(d(np.ones(2, np.float32)), d(np.array([-5, 0], np.int64)), 3)
 
 
-def test_kernel_results(fake):
+def test_kernel_results(fake_both):
     rng = np.random.default_rng(3)
     log_probs = rng.standard_normal((3, 4, 5)).astype(np.float64)
     target = rng.integers(0, 4, (3, 5)).astype(np.int64)
     target[0, 1] = -100
     weight = rng.uniform(size=4)
-    picked, element_weight = fake.nll_gather(fake.from_numpy(log_probs), fake.from_numpy(target),
-                                             fake.from_numpy(weight))
+    picked, element_weight = fake_both.nll_gather(fake_both.from_numpy(log_probs), fake_both.from_numpy(target),
+                                             fake_both.from_numpy(weight))
     n, l = np.indices(target.shape)
     safe = np.where(target == -100, 0, target)
     valid = target != -100
     np.testing.assert_array_equal(picked.to_numpy(), np.where(valid, log_probs[n, safe, l], 0))
     np.testing.assert_array_equal(element_weight.to_numpy(), np.where(valid, weight[safe], 0))
     coef = rng.standard_normal(target.shape)
-    out = fake.nll_scatter(fake.from_numpy(coef), fake.from_numpy(target), 4).to_numpy()
+    out = fake_both.nll_scatter(fake_both.from_numpy(coef), fake_both.from_numpy(target), 4).to_numpy()
     expected = np.zeros((3, 4, 5))
     expected[n[valid], safe[valid], l[valid]] = coef[valid]
     np.testing.assert_array_equal(out, expected)
     # (C,) with a 0-d target
-    picked, element_weight = fake.nll_gather(fake.from_numpy(log_probs[0, :, 0].copy()),
-                                             fake.from_numpy(np.asarray(2, np.int64)))
+    picked, element_weight = fake_both.nll_gather(fake_both.from_numpy(log_probs[0, :, 0].copy()),
+                                             fake_both.from_numpy(np.asarray(2, np.int64)))
     assert picked.shape == () and picked.to_numpy() == log_probs[0, 2, 0] and element_weight.to_numpy() == 1
-    out = fake.nll_scatter(fake.from_numpy(np.asarray(0.5)), fake.from_numpy(np.asarray(2, np.int64)), 4)
+    out = fake_both.nll_scatter(fake_both.from_numpy(np.asarray(0.5)), fake_both.from_numpy(np.asarray(2, np.int64)), 4)
     np.testing.assert_array_equal(out.to_numpy(), [0, 0, 0.5, 0])

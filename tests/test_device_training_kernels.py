@@ -21,27 +21,17 @@ from rosenblatt import nn, optim
 from rosenblatt.tensor import Tensor, no_grad
 from conftest import assert_close
 
-import fake_cuda
 
 SHAPES = [(3, 4), (5,), (1,), (0, 2)]
 STEPS = 4
 
 
-@pytest.fixture(params=["kernel code", "numpy"] if fake_cuda._REAL is not None else ["numpy"])
-def fake(request, monkeypatch):
-    """The stand-in backend; "numpy" also runs its CPU-only-build formulas (no host entry points)."""
-    if request.param == "numpy":
-        monkeypatch.setattr(fake_cuda, "_REAL", None)
-    with fake_cuda.installed() as backend:
-        yield backend
-
-
 @pytest.fixture
-def host_reads(fake, monkeypatch):
+def host_reads(fake_both, monkeypatch):
     """The shapes of the device arrays copied to the host (DeviceArray.to_numpy) while the test runs."""
     reads = []
-    original = fake.DeviceArray.to_numpy
-    monkeypatch.setattr(fake.DeviceArray, "to_numpy", lambda self: reads.append(self.shape) or original(self))
+    original = fake_both.DeviceArray.to_numpy
+    monkeypatch.setattr(fake_both.DeviceArray, "to_numpy", lambda self: reads.append(self.shape) or original(self))
     return reads
 
 
@@ -74,34 +64,34 @@ def _adam_cases():
 CASES = list(_sgd_cases()) + list(_adam_cases())
 
 
-def _run(name, kwargs, initial, gradients, device, fake=None):
+def _run(name, kwargs, initial, gradients, device, fake_both=None):
     params = [rb.tensor(p, device=device, requires_grad=True) for p in initial]
     optimizer = getattr(optim, name)(params, **kwargs)
     kernel = "sgd_step_" if name == "SGD" else "adam_step_"
     for step, grads in enumerate(gradients):
         for param, grad in zip(params, grads):
             param.grad = rb.tensor(grad, device=device)
-        if fake is not None:
-            fake.calls.clear()
+        if fake_both is not None:
+            fake_both.calls.clear()
         optimizer.step()
-        if fake is not None:
+        if fake_both is not None:
             # one fused kernel per parameter; nothing else but the zero-filled new state on the first step
             # (and Optimizer.step's negated gradient for maximize, which the fused path leaves unread)
-            assert fake.calls.count(kernel) == len(params), fake.calls
+            assert fake_both.calls.count(kernel) == len(params), fake_both.calls
             allowed = ({"full"} if step == 0 else set()) | ({"neg"} if kwargs.get("maximize") else set())
-            assert set(fake.calls) - {kernel} <= allowed, fake.calls
+            assert set(fake_both.calls) - {kernel} <= allowed, fake_both.calls
     return params, optimizer
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0] + "-" + "-".join(f"{k}={v}" for k, v in c[1].items()))
-def test_optimizer_steps_on_device_run_the_fused_kernel_and_equal_cpu(fake, case, dtype):
+def test_optimizer_steps_on_device_run_the_fused_kernel_and_equal_cpu(fake_both, case, dtype):
     name, kwargs = case
     rng = np.random.default_rng(7)
     initial = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
     gradients = [[rng.standard_normal(s).astype(dtype) for s in SHAPES] for _ in range(STEPS)]
     cpu, _ = _run(name, kwargs, initial, gradients, "cpu")
-    dev, optimizer = _run(name, kwargs, initial, gradients, "cuda", fake)
+    dev, optimizer = _run(name, kwargs, initial, gradients, "cuda", fake_both)
     for want, got in zip(cpu, dev):
         assert got.is_cuda and got.dtype == dtype
         assert_close(host(got), want.numpy(), **tolerance(dtype), what=f"{name} {kwargs}")
@@ -113,7 +103,7 @@ def test_optimizer_steps_on_device_run_the_fused_kernel_and_equal_cpu(fake, case
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9, dampening=0.2)),
                                          ("Adam", dict(lr=0.01, amsgrad=True))])
-def test_state_loaded_from_a_cpu_optimizer_continues_on_device(fake, name, kwargs):
+def test_state_loaded_from_a_cpu_optimizer_continues_on_device(fake_both, name, kwargs):
     """A momentum buffer / moments (and step count) loaded from a checkpoint: the fused step reads
     them (SGD's first_step is False), as the CPU optimizer does."""
     rng = np.random.default_rng(3)
@@ -127,15 +117,15 @@ def test_state_loaded_from_a_cpu_optimizer_continues_on_device(fake, name, kwarg
     for grads in gradients[2:]:
         for p, q, g in zip(cpu, dev, grads):
             p.grad, q.grad = rb.tensor(g), rb.tensor(g, device="cuda")
-        fake.calls.clear()
+        fake_both.calls.clear()
         cpu_optimizer.step()
         dev_optimizer.step()
-        assert fake.calls.count("sgd_step_" if name == "SGD" else "adam_step_") == len(dev)
+        assert fake_both.calls.count("sgd_step_" if name == "SGD" else "adam_step_") == len(dev)
     for want, got in zip(cpu, dev):
         assert_close(host(got), want.numpy(), **tolerance(np.float32))
 
 
-def test_a_gradient_of_another_dtype_takes_the_element_wise_path(fake):
+def test_a_gradient_of_another_dtype_takes_the_element_wise_path(fake_both):
     """The fused kernels want grad in param's dtype; otherwise the formulas run (same result)."""
     rng = np.random.default_rng(4)
     init, grad = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5)
@@ -143,36 +133,36 @@ def test_a_gradient_of_another_dtype_takes_the_element_wise_path(fake):
     for device in ("cpu", "cuda"):
         p = rb.tensor(init, device=device, requires_grad=True)
         p.grad = rb.tensor(grad, device=device)  # float64
-        fake.calls.clear()
+        fake_both.calls.clear()
         optim.SGD([p], lr=0.1, momentum=0.9).step()
         results.append(host(p))
-    assert "sgd_step_" not in fake.calls
+    assert "sgd_step_" not in fake_both.calls
     assert_close(results[1], results[0], **tolerance(np.float32))
 
 
-def test_the_fake_kernels_refuse_what_the_real_bindings_refuse(fake):
+def test_the_fake_kernels_refuse_what_the_real_bindings_refuse(fake_both):
     p = rb.tensor(np.ones((3, 4), np.float32), device="cuda").data
     g = rb.tensor(np.ones((3, 4), np.float32), device="cuda").data
     with pytest.raises(ValueError, match="C-contiguous"):
-        fake.sgd_step_(p.T, g.T, lr=0.1)
+        fake_both.sgd_step_(p.T, g.T, lr=0.1)
     with pytest.raises(TypeError, match="dtype"):
-        fake.sgd_step_(p, g.astype(np.float64), lr=0.1)
+        fake_both.sgd_step_(p, g.astype(np.float64), lr=0.1)
     with pytest.raises(ValueError, match="needs a momentum_buffer"):
-        fake.sgd_step_(p, g, lr=0.1, momentum=0.9)
+        fake_both.sgd_step_(p, g, lr=0.1, momentum=0.9)
     with pytest.raises(ValueError, match="step counts from 1"):
-        fake.adam_step_(p, g, p.copy(), p.copy(), step=0, lr=0.1)
+        fake_both.adam_step_(p, g, p.copy(), p.copy(), step=0, lr=0.1)
     with pytest.raises(ValueError, match="C-contiguous"):
-        fake.adam_step_(p, g, p.copy().T.copy().T, p.copy(), step=1, lr=0.1)
+        fake_both.adam_step_(p, g, p.copy().T.copy().T, p.copy(), step=1, lr=0.1)
     with pytest.raises(ValueError, match="amsgrad needs"):
-        fake.adam_step_(p, g, p.copy(), p.copy(), step=1, lr=0.1, amsgrad=True)
+        fake_both.adam_step_(p, g, p.copy(), p.copy(), step=1, lr=0.1, amsgrad=True)
     with pytest.raises(TypeError, match="DeviceArray"):
-        fake.sgd_step_(p, np.ones((3, 4), np.float32), lr=0.1)
+        fake_both.sgd_step_(p, np.ones((3, 4), np.float32), lr=0.1)
     with pytest.raises(TypeError, match="int64"):
-        fake.embedding_forward(p, g)
+        fake_both.embedding_forward(p, g)
     with pytest.raises(TypeError, match="float32"):
-        fake.clip_by_total_norm_([p], fake.full([], 1.0, "float64"), 1.0)
+        fake_both.clip_by_total_norm_([p], fake_both.full([], 1.0, "float64"), 1.0)
     with pytest.raises(ValueError, match="norm_type"):
-        fake.grad_norm([p], 0.0)
+        fake_both.grad_norm([p], 0.0)
 
 
 # ---- clip_grad_norm_ -------------------------------------------------------------------------------
@@ -187,18 +177,18 @@ def _clip(grads, device, max_norm, norm_type, **kwargs):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf, 3.0])
 @pytest.mark.parametrize("max_norm", [1.5, 1e6])  # clipped, and a coefficient clamped at 1
-def test_clip_grad_norm_on_device_equals_cpu_without_a_host_read(fake, host_reads, dtype, norm_type, max_norm):
+def test_clip_grad_norm_on_device_equals_cpu_without_a_host_read(fake_both, host_reads, dtype, norm_type, max_norm):
     rng = np.random.default_rng(9)
     grads = [(rng.standard_normal(s) * 3).astype(dtype) for s in ((4, 5), (7,), (0, 3), (1,))]
     total_cpu, grads_cpu = _clip(grads, "cpu", max_norm, norm_type)
-    fake.calls.clear()
+    fake_both.calls.clear()
     host_reads.clear()
     total_dev, grads_dev = _clip(grads, "cuda", max_norm, norm_type)
     assert host_reads == [], "clip_grad_norm_ read a device array back to the host"
     if dtype == np.float32:
-        assert fake.calls.count("grad_norm") == 1 and fake.calls.count("clip_by_total_norm_") == 1, fake.calls
+        assert fake_both.calls.count("grad_norm") == 1 and fake_both.calls.count("clip_by_total_norm_") == 1, fake_both.calls
     else:  # float64: the norm in float64 (grad_norm's result is float32), through element-wise device ops
-        assert "grad_norm" not in fake.calls
+        assert "grad_norm" not in fake_both.calls
     assert total_dev.is_cuda and total_dev.shape == () and total_dev.dtype == total_cpu.dtype == dtype
     assert_close(host(total_dev), total_cpu.numpy(), **tolerance(dtype))
     for want, got in zip(grads_cpu, grads_dev):
@@ -207,7 +197,7 @@ def test_clip_grad_norm_on_device_equals_cpu_without_a_host_read(fake, host_read
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in multiply")  # inf * 0, on the CPU too
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_clip_grad_norm_error_if_nonfinite_on_device(fake, host_reads, dtype):
+def test_clip_grad_norm_error_if_nonfinite_on_device(fake_both, host_reads, dtype):
     grads = [np.array([1.0, np.inf], dtype), np.ones(3, dtype)]
     for device in ("cpu", "cuda"):
         with pytest.raises(RuntimeError, match="cannot be clipped"):
@@ -228,7 +218,7 @@ def test_clip_grad_norm_error_if_nonfinite_on_device(fake, host_reads, dtype):
         np.testing.assert_array_equal(host(got), want.numpy())
 
 
-def test_clip_grad_norm_of_strided_and_mixed_dtype_gradients_on_device(fake, host_reads):
+def test_clip_grad_norm_of_strided_and_mixed_dtype_gradients_on_device(fake_both, host_reads):
     """A non-contiguous gradient (clip_by_total_norm_ updates C-contiguous arrays only) and a
     float32/float64 mix (the norm in float64, as the CPU's promotion) are scaled on the device too."""
     rng = np.random.default_rng(2)
@@ -257,7 +247,7 @@ def test_clip_grad_norm_of_strided_and_mixed_dtype_gradients_on_device(fake, hos
         assert_close(host(p.grad), base.T * np.float32(0.5 / (np.linalg.norm(base) + 1e-6)), atol=1e-6, rtol=1e-6)
 
 
-def test_clip_grad_norm_refuses_a_bad_norm_type_on_device(fake):
+def test_clip_grad_norm_refuses_a_bad_norm_type_on_device(fake_both):
     p = rb.zeros(3, device="cuda", requires_grad=True)
     p.grad = rb.ones(3, device="cuda")
     with pytest.raises(ValueError, match="norm_type"):
@@ -268,7 +258,7 @@ def test_clip_grad_norm_refuses_a_bad_norm_type_on_device(fake):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("padding_idx", [None, 0, 3, -1])
 @pytest.mark.parametrize("index_shape", [(7,), (3, 4), (2, 0), ()])
-def test_embedding_on_device_runs_the_kernels_and_equals_cpu(fake, dtype, padding_idx, index_shape):
+def test_embedding_on_device_runs_the_kernels_and_equals_cpu(fake_both, dtype, padding_idx, index_shape):
     rng = np.random.default_rng(11)
     table = rng.standard_normal((6, 5)).astype(dtype)
     indices = rng.integers(0, 6, index_shape)
@@ -278,12 +268,12 @@ def test_embedding_on_device_runs_the_kernels_and_equals_cpu(fake, dtype, paddin
     results = []
     for device in ("cpu", "cuda"):
         weight = rb.tensor(table, device=device, requires_grad=True)
-        fake.calls.clear()
+        fake_both.calls.clear()
         out = F.embedding(rb.tensor(indices, device=device), weight, padding_idx=padding_idx)
         (out * rb.tensor(upstream, device=device)).sum().backward()
         results.append((host(out), host(weight.grad)))
-    assert "embedding_forward" in fake.calls and "embedding_backward" in fake.calls
-    assert "gemm" not in fake.calls and "matmul" not in fake.calls
+    assert "embedding_forward" in fake_both.calls and "embedding_backward" in fake_both.calls
+    assert "gemm" not in fake_both.calls and "matmul" not in fake_both.calls
     (out_cpu, grad_cpu), (out_dev, grad_dev) = results
     assert out_dev.shape == out_cpu.shape == index_shape + (5,) and out_dev.dtype == dtype
     np.testing.assert_array_equal(out_dev, out_cpu)
@@ -292,7 +282,7 @@ def test_embedding_on_device_runs_the_kernels_and_equals_cpu(fake, dtype, paddin
         assert not grad_dev[padding_idx].any()
 
 
-def test_embedding_module_training_step_on_device_equals_cpu(fake):
+def test_embedding_module_training_step_on_device_equals_cpu(fake_both):
     rng = np.random.default_rng(12)
     tokens = rng.integers(0, 9, (4, 3))
     results = []
@@ -306,12 +296,12 @@ def test_embedding_module_training_step_on_device_equals_cpu(fake):
             loss.backward()
             optimizer.step()
         results.append([host(p) for p in model.parameters()])
-    assert {"embedding_forward", "embedding_backward", "adam_step_"} <= set(fake.calls)
+    assert {"embedding_forward", "embedding_backward", "adam_step_"} <= set(fake_both.calls)
     for want, got in zip(*results):
         assert_close(got, want, atol=1e-6, rtol=1e-5)
 
 
-def test_embedding_out_of_range_index_on_device_raises_index_error(fake):
+def test_embedding_out_of_range_index_on_device_raises_index_error(fake_both):
     weight = rb.randn(5, 3, device="cuda", requires_grad=True)
     for bad in ([0, 5], [[1, -1]], [7]):
         with pytest.raises(IndexError, match=r"embedding: index out of range \[0, 5\)"):
@@ -324,7 +314,7 @@ def test_embedding_out_of_range_index_on_device_raises_index_error(fake):
         F.embedding(np.array([0, 1]), weight)
 
 
-def test_embedding_backward_on_device_reads_the_indices_of_the_forward(fake):
+def test_embedding_backward_on_device_reads_the_indices_of_the_forward(fake_both):
     """The caller may overwrite its index array before backward (a decoder reusing its ids)."""
     table = np.arange(12, dtype=np.float32).reshape(4, 3)
     weight = rb.tensor(table, device="cuda", requires_grad=True)
@@ -334,6 +324,6 @@ def test_embedding_backward_on_device_reads_the_indices_of_the_forward(fake):
     out.sum().backward()
     np.testing.assert_array_equal(host(weight.grad), [[0, 0, 0], [2, 2, 2], [1, 1, 1], [0, 0, 0]])
     with no_grad():  # no graph: no copy of the indices
-        fake.calls.clear()
+        fake_both.calls.clear()
         F.embedding(ids, weight)
-        assert fake.calls == ["embedding_forward"]
+        assert fake_both.calls == ["embedding_forward"]
